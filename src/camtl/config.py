@@ -1,0 +1,196 @@
+"""Run configuration: dataclasses that round-trip to YAML and fail early with the key path."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from camtl.errors import ConfigError
+from camtl.structured import from_dict, to_dict
+from camtl.tasks.registry import resolve_task
+from camtl.tasks.spec import TaskSpec
+
+DEFAULT_ENCODER = "minilm"  # alias of the offline all-MiniLM-L6-v2 package (see camtl.data.assets)
+
+
+def _err(where: str, message: str) -> ConfigError:
+    return ConfigError(f"{where}: {message}" if where else message)
+
+
+@dataclass
+class ModelConfig:
+    """The shared encoder and the heads.
+
+    encoder: ``minilm`` (the offline default), a Hugging Face hub name, or a local folder.
+    pooling: how classification/regression heads read a sequence (``mean`` or ``cls``).
+    freeze_layers: how many bottom Transformer layers keep their pretrained weights fixed.
+    """
+
+    encoder: str = DEFAULT_ENCODER
+    architecture: str = "plain"
+    pooling: str = "mean"
+    dropout: float = 0.1
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
+
+    def validate(self, path: str, where: str) -> None:
+        if self.pooling not in ("mean", "cls"):
+            raise _err(where, f"key '{path}.pooling': {self.pooling!r} is not allowed "
+                              "(allowed: 'mean', 'cls')")
+        if self.architecture not in ("plain",):
+            raise _err(where, f"key '{path}.architecture': {self.architecture!r} is not "
+                              "allowed (allowed: 'plain')")
+        if not 0.0 <= self.dropout < 1.0:
+            raise _err(where, f"key '{path}.dropout': must be in [0, 1)")
+        if self.freeze_layers < 0:
+            raise _err(where, f"key '{path}.freeze_layers': must be >= 0")
+
+
+@dataclass
+class SamplerConfig:
+    """Which task sampler builds the batches; ``options`` go to its own config dataclass."""
+
+    name: str = "uniform"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingConfig:
+    max_steps: int = 1000
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"
+    batch_mode: str = "mixed"
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    eval_every: int = 200
+    checkpoint_every: int | None = None
+    log_every: int = 10
+    select_by: str = "mean"
+    num_threads: int | None = None
+
+    def validate(self, path: str, where: str) -> None:
+        choices = {"mixed_precision": ("no", "fp16", "bf16"),
+                   "batch_mode": ("mixed", "single_task"),
+                   "select_by": ("mean", "worst")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise _err(where, f"key '{path}.{key}': {getattr(self, key)!r} is not "
+                                  f"allowed (allowed: {', '.join(map(repr, allowed))})")
+        for key in ("max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
+                    "eval_every", "log_every"):
+            if getattr(self, key) < 1:
+                raise _err(where, f"key '{path}.{key}': must be a positive integer")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise _err(where, f"key '{path}.learning_rate': must be a positive number")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise _err(where, f"key '{path}.warmup_ratio': must be in [0, 1)")
+
+
+@dataclass
+class RunConfig:
+    """A whole experiment: where it writes, the model, the tasks, the training recipe."""
+
+    output_dir: str = "runs/demo"
+    seed: int = 12
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tasks: list[TaskSpec] = field(default_factory=list)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def validate(self, path: str, where: str) -> None:
+        if not self.tasks:
+            raise _err(where, "key 'tasks': at least one task is required")
+        seen: set[str] = set()
+        for i, task in enumerate(self.tasks):
+            if task.name in seen:
+                raise _err(where, f"key 'tasks[{i}].name': task {task.name!r} appears twice")
+            seen.add(task.name)
+
+    def task(self, name: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise ConfigError(f"unknown task {name!r} for this run (tasks: "
+                          f"{', '.join(t.name for t in self.tasks)})")
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; missing, unreadable or malformed files fail in one line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+
+
+def config_from_dict(data: Any, where: str = "", base_dir: Path | None = None) -> RunConfig:
+    """Build a RunConfig; task entries may be names, overrides, inline specs or files."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise _err(where, "expected a mapping at the top level")
+    data = dict(data)
+    raw_tasks = data.pop("tasks", None)
+    if raw_tasks is None or raw_tasks == []:
+        raise _err(where, "key 'tasks': at least one task is required")
+    if not isinstance(raw_tasks, list):
+        raise _err(where, "key 'tasks': expected a list of tasks")
+    tasks = [resolve_task(ref, f"tasks[{i}]", where, base_dir) for i, ref in enumerate(raw_tasks)]
+    return from_dict(RunConfig, {**data, "tasks": [to_dict(t) for t in tasks]}, "", where)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a run config YAML; ``overrides`` are ``key.path=value`` strings (YAML values)."""
+    path = Path(path)
+    data = read_yaml(path)
+    if data is None:
+        data = {}
+    for item in overrides or []:
+        apply_override(data, item)
+    return config_from_dict(data, str(path), path.parent)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` inside nested dicts (value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE (e.g. training.max_steps=50)")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: key '{part}' does not hold a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(config_to_yaml(config), encoding="utf-8")

@@ -1,0 +1,147 @@
+"""TaskSpec: everything the pipeline needs to know about one task."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from camtl.errors import ConfigError
+
+SPLITS = ("train", "dev", "test")
+
+
+class TaskType(str, enum.Enum):
+    CLASSIFICATION = "classification"  # single sentences and sentence pairs
+    REGRESSION = "regression"
+    TOKEN_TAGGING = "token_tagging"
+    SPAN_QA = "span_qa"
+
+
+# Metrics each task type may ask for; the first listed in a spec is its primary metric.
+METRICS_BY_TYPE: dict[TaskType, tuple[str, ...]] = {
+    TaskType.CLASSIFICATION: ("accuracy", "f1", "macro_f1", "mcc"),
+    TaskType.REGRESSION: ("pearson", "spearman", "mse"),
+    TaskType.TOKEN_TAGGING: ("entity_f1", "token_accuracy"),
+    TaskType.SPAN_QA: ("squad_f1", "exact_match"),
+}
+DEFAULT_METRICS: dict[TaskType, list[str]] = {
+    TaskType.CLASSIFICATION: ["accuracy", "macro_f1"],
+    TaskType.REGRESSION: ["pearson", "spearman"],
+    TaskType.TOKEN_TAGGING: ["entity_f1", "token_accuracy"],
+    TaskType.SPAN_QA: ["squad_f1", "exact_match"],
+}
+FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "squad")
+SOURCE_KINDS = ("files", "offline", "hub", "glue_dir")
+
+
+@dataclass
+class SourceSpec:
+    """Where a task's examples come from.
+
+    kind:
+      files    -- local files, ``paths`` maps split -> path (format from ``format`` or suffix)
+      offline  -- a built-in offline task, split files in the camtl cache (``camtl data fetch``)
+      hub      -- a Hugging Face datasets name (``hub_name``/``hub_config``), needs a network
+      glue_dir -- a local GLUE-format folder (``root``) with the task's TSV files
+    ``split_names`` renames our splits to the source's (e.g. dev -> validation_matched).
+    """
+
+    kind: str = "files"
+    format: str | None = None
+    paths: dict[str, str] = field(default_factory=dict)
+    root: str | None = None
+    hub_name: str | None = None
+    hub_config: str | None = None
+    split_names: dict[str, str] = field(default_factory=dict)
+    # Offline tasks: dev/test carved from train when the source lacks them.
+    package: str | None = None
+    license: str | None = None
+
+    def validate(self, path: str, where: str) -> None:
+        prefix = f"{where}: " if where else ""
+        if self.kind not in SOURCE_KINDS:
+            raise ConfigError(f"{prefix}key '{path}.kind': {self.kind!r} is not allowed "
+                              f"(allowed: {', '.join(SOURCE_KINDS)})")
+        if self.format is not None and self.format not in FILE_FORMATS:
+            raise ConfigError(f"{prefix}key '{path}.format': {self.format!r} is not allowed "
+                              f"(allowed: {', '.join(FILE_FORMATS)})")
+        for split in self.paths:
+            if split not in SPLITS:
+                raise ConfigError(f"{prefix}key '{path}.paths.{split}': unknown split "
+                                  f"(allowed: {', '.join(SPLITS)})")
+        if self.kind == "files" and "train" not in self.paths:
+            raise ConfigError(f"{prefix}key '{path}.paths.train' is required for kind 'files'")
+        if self.kind == "hub" and not self.hub_name:
+            raise ConfigError(f"{prefix}key '{path}.hub_name' is required for kind 'hub'")
+        if self.kind == "glue_dir" and not self.root:
+            raise ConfigError(f"{prefix}key '{path}.root' is required for kind 'glue_dir'")
+
+
+@dataclass
+class TaskSpec:
+    """One task.
+
+    Column meaning by type (names refer to fields of the source records):
+      classification/regression: ``text_columns`` = [text] or [text, text_pair];
+                                 ``label_column`` = label (string/int class, or number)
+      token_tagging:             ``text_columns`` = [tokens] (a list of words);
+                                 ``label_column`` = tags (a list, one per word)
+      span_qa:                   ``text_columns`` = [question, context];
+                                 ``label_column`` = answers ({"text": [...], "answer_start": [...]})
+    ``labels``: class or tag names in order; None means "all values seen in train, sorted".
+    """
+
+    name: str
+    type: TaskType
+    text_columns: list[str]
+    label_column: str
+    labels: list[str] | None = None
+    metrics: list[str] = field(default_factory=list)
+    max_length: int = 128
+    doc_stride: int = 64
+    max_train_examples: int | None = None
+    max_dev_examples: int | None = None
+    max_test_examples: int | None = None
+    source: SourceSpec = field(default_factory=SourceSpec)
+    description: str = ""
+
+    def validate(self, path: str, where: str) -> None:
+        prefix = f"{where}: " if where else ""
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{prefix}key '{path}.name': {self.name!r} must be letters, "
+                              "digits, '_' or '-'")
+        n_text = {TaskType.CLASSIFICATION: (1, 2), TaskType.REGRESSION: (1, 2),
+                  TaskType.TOKEN_TAGGING: (1,), TaskType.SPAN_QA: (2,)}[self.type]
+        if len(self.text_columns) not in n_text:
+            raise ConfigError(f"{prefix}key '{path}.text_columns': a {self.type.value} task "
+                              f"takes {' or '.join(map(str, n_text))} column(s), "
+                              f"got {self.text_columns!r}")
+        if not self.metrics:
+            self.metrics = list(DEFAULT_METRICS[self.type])
+        for i, metric in enumerate(self.metrics):
+            if metric not in METRICS_BY_TYPE[self.type]:
+                raise ConfigError(f"{prefix}key '{path}.metrics[{i}]': {metric!r} is not a "
+                                  f"{self.type.value} metric (allowed: "
+                                  f"{', '.join(METRICS_BY_TYPE[self.type])})")
+        if self.type == TaskType.REGRESSION and self.labels:
+            raise ConfigError(f"{prefix}key '{path}.labels': a regression task has no labels")
+        if self.max_length < 8:
+            raise ConfigError(f"{prefix}key '{path}.max_length': must be at least 8")
+        if not 0 < self.doc_stride < self.max_length:
+            raise ConfigError(f"{prefix}key '{path}.doc_stride': must be between 1 and "
+                              "max_length - 1")
+        for key in ("max_train_examples", "max_dev_examples", "max_test_examples"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{prefix}key '{path}.{key}': must be a positive integer")
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metrics[0] if self.metrics else DEFAULT_METRICS[self.type][0]
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+    def max_examples(self, split: str) -> int | None:
+        return getattr(self, f"max_{split}_examples")

@@ -1,0 +1,74 @@
+"""Tiny BERT-family encoders for unit tests: random weights, written to a folder.
+
+The folder looks exactly like a downloaded checkpoint (config.json, safetensors weights,
+tokenizer files), so tests exercise the same ``from_pretrained`` path a hub name takes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY_WORDS = (
+    "the a an is was are be to of and in on for with it this that not no yes good bad "
+    "great awful movie film book food service man woman dog cat runs sits sleeps eats "
+    "paris london john mary apple google new york city today tomorrow who what where "
+    "which mentioned person location company sport music politics tech business happy "
+    "sad love hate very really some many one two three red blue green big small"
+).split()
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def write_vocab(folder: Path) -> Path:
+    """A WordPiece vocab: specials, words, a few sub-word pieces and single letters."""
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    pieces = ["##s", "##ed", "##ing", "##ly", "##er"] + [f"##{c}" for c in letters]
+    digits = [str(d) for d in range(10)]
+    punct = list(".,!?'\"-:;()")
+    vocab = SPECIAL + TINY_WORDS + letters + pieces + digits + punct
+    path = folder / "vocab.txt"
+    path.write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
+    return path
+
+
+def make_tiny_tokenizer(folder: str | Path):
+    """A fast uncased WordPiece tokenizer saved in ``folder`` (offsets and word ids work)."""
+    from transformers import BertTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_vocab(folder)
+    # from_pretrained on a folder holding vocab.txt works on transformers 4 and 5 alike
+    # (their constructors name the vocabulary argument differently).
+    tokenizer = BertTokenizerFast.from_pretrained(folder, do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def make_tiny_encoder(folder: str | Path, model_type: str = "bert", hidden_size: int = 32,
+                      num_layers: int = 4, num_heads: int = 4, seed: int = 0) -> Path:
+    """Write a tiny random encoder of ``model_type`` (bert, roberta, electra, xlm-roberta).
+
+    The tokenizer is always the tiny WordPiece one: these models test code paths, not
+    language. Returns the folder, loadable with ``AutoModel.from_pretrained``.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    folder = Path(folder)
+    tokenizer = make_tiny_tokenizer(folder)
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=512,
+        type_vocab_size=2,
+        pad_token_id=tokenizer.pad_token_id,
+        **({"embedding_size": hidden_size} if model_type == "electra" else {}),
+    )
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config)
+    model.save_pretrained(folder)
+    return folder
