@@ -153,7 +153,21 @@ def config_from_dict(data: Any, where: str = "", base_dir: Path | None = None) -
     if not isinstance(raw_tasks, list):
         raise _err(where, "key 'tasks': expected a list of tasks")
     tasks = [resolve_task(ref, f"tasks[{i}]", where, base_dir) for i, ref in enumerate(raw_tasks)]
+    if base_dir is not None:
+        for task in tasks:
+            _anchor_paths(task, base_dir)
     return from_dict(RunConfig, {**data, "tasks": [to_dict(t) for t in tasks]}, "", where)
+
+
+def _anchor_paths(task: TaskSpec, base_dir: Path) -> None:
+    """Relative data paths are relative to the config file's folder (made absolute, so the
+    resolved config saved in a run directory works from anywhere)."""
+    source = task.source
+    if source.kind in ("files", "hub"):  # glue_dir paths are relative to its root
+        source.paths = {split: str(base_dir / p) if not Path(p).is_absolute() else p
+                        for split, p in source.paths.items()}
+    if source.root and not Path(source.root).is_absolute():
+        source.root = str(base_dir / source.root)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

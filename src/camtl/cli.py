@@ -1,0 +1,125 @@
+"""`camtl` command line: parse, call the library, print. User errors exit 2 in one line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from camtl.errors import CamtlError
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from camtl.config import load_config
+    from camtl.training import train
+
+    overrides = list(args.set or [])
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    config = load_config(args.config, overrides)
+    command = "camtl " + " ".join(sys.argv[1:]) if sys.argv else None
+    train(config, resume=args.resume, overwrite=args.overwrite, command=command)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from camtl.evaluation.runs import evaluate_run
+
+    evaluate_run(Path(args.run_dir), args.split, args.batch_size)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from camtl.predict import predict_file
+
+    count = predict_file(Path(args.run_dir), args.task, Path(args.input), Path(args.output),
+                         args.batch_size)
+    print(f"wrote {count} predictions to {args.output}")
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from camtl.data.offline import OFFLINE_TASKS, fetch_tasks
+
+    unknown = [t for t in args.tasks if t not in OFFLINE_TASKS]
+    if unknown:
+        raise CamtlError(f"unknown offline task {unknown[0]!r} (offline tasks: "
+                         f"{', '.join(OFFLINE_TASKS)})")
+    fetch_tasks(args.tasks or None)
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from camtl.data.catalog import format_task_list
+
+    print(format_task_list())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camtl", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a multi-task model from a YAML config")
+    p.add_argument("config", help="run config YAML (see configs/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set training.max_steps=50")
+    p.add_argument("--output-dir", help="run directory (overrides output_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a trained run on a split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=("dev", "test"), default="dev")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict one task on a JSONL/CSV/TSV file")
+    p.add_argument("run_dir")
+    p.add_argument("--task", required=True)
+    p.add_argument("--input", required=True, help="records with the task's text columns")
+    p.add_argument("--output", required=True, help="JSONL output, one prediction per line")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=cmd_predict)
+
+    data = sub.add_parser("data", help="offline datasets and the encoder")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("fetch", help="download and split the offline assets")
+    p.add_argument("tasks", nargs="*", help="offline tasks (default: all, and the encoder)")
+    p.set_defaults(func=cmd_data_fetch)
+    p = data_sub.add_parser("list", help="every known task: type, sizes, labels, source")
+    p.set_defaults(func=cmd_data_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="camtl: %(message)s", stream=sys.stderr)
+    _quiet_libraries()
+    try:
+        return int(args.func(args) or 0)
+    except CamtlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

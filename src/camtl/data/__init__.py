@@ -1,0 +1,1 @@
+"""Task data: reading sources, validating examples, tokenizing and batching (see docs)."""

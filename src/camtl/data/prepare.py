@@ -1,0 +1,54 @@
+"""From task specs to tokenized features: what the trainer, evaluator and predictor share."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from camtl.data.examples import load_task_examples
+from camtl.data.tokenize import encode_examples
+from camtl.tasks.spec import TaskSpec
+
+log = logging.getLogger("camtl")
+
+
+@dataclass
+class TaskData:
+    spec: TaskSpec
+    labels: list[str]
+    examples: dict[str, list[dict]] = field(default_factory=dict)
+    features: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def encode_split(task: TaskData, split: str, tokenizer: Any, task_id: int) -> None:
+    result = encode_examples(task.spec, task.examples[split], tokenizer, task_id)
+    if result.truncated:
+        log.warning("task %s, split %s: %d of %d examples were longer than max_length=%d "
+                    "tokens and were truncated", task.spec.name, split, result.truncated,
+                    len(task.examples[split]), task.spec.max_length)
+    task.features[split] = result.features
+
+
+def prepare_tasks(specs: list[TaskSpec], tokenizer: Any, splits: Iterable[str],
+                  labels: dict[str, list[str]] | None = None,
+                  encode: Iterable[str] | None = None) -> list[TaskData]:
+    """Load, validate and tokenize every task.
+
+    ``labels`` pins the label lists (those of a saved model); ``encode`` names the splits to
+    tokenize (default: all loaded), e.g. only ``dev`` when train is loaded for baselines.
+    """
+    tasks = []
+    splits = tuple(splits)
+    to_encode = set(splits if encode is None else encode)
+    for task_id, spec in enumerate(specs):
+        if labels and labels.get(spec.name) is not None:
+            spec.labels = list(labels[spec.name])
+        examples, task_labels = load_task_examples(spec, splits)
+        task = TaskData(spec, task_labels or [], examples)
+        for split in examples:
+            if split in to_encode:
+                encode_split(task, split, tokenizer, task_id)
+        tasks.append(task)
+    return tasks

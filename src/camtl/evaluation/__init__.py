@@ -1,0 +1,1 @@
+"""Evaluation: metrics, span-QA post-processing, the evaluation loop, reports and plots."""

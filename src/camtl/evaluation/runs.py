@@ -1,0 +1,41 @@
+"""`camtl evaluate`: score a finished run directory on dev or test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from camtl.config import config_from_dict, read_yaml
+from camtl.data.prepare import prepare_tasks
+from camtl.errors import CamtlError
+from camtl.evaluation.evaluate import evaluate_tasks
+from camtl.evaluation.report import format_table, write_report
+from camtl.modeling.model import MultiTaskModel
+
+
+def load_run(run_dir: Path) -> tuple[Any, MultiTaskModel, Any]:
+    """(resolved config, best model, tokenizer) of a run directory."""
+    from transformers import AutoTokenizer
+
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise CamtlError(f"{run_dir}: not a camtl run directory (config.yaml missing)")
+    config = config_from_dict(read_yaml(config_path), str(config_path), run_dir)
+    model = MultiTaskModel.from_pretrained(run_dir)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    return config, model, tokenizer
+
+
+def evaluate_run(run_dir: Path, split: str = "dev", batch_size: int = 64) -> dict[str, Any]:
+    """Evaluate the saved model of ``run_dir`` and write ``eval_<split>.{json,md}``."""
+    config, model, tokenizer = load_run(run_dir)
+    tasks = prepare_tasks(model.tasks, tokenizer, ("train", split), labels=model.labels,
+                          encode=(split,))
+    if not any(t.examples.get(split) for t in tasks):
+        raise CamtlError(f"{run_dir}: no task of this run has a {split!r} split")
+    results = evaluate_tasks(model, tasks, split, batch_size, tokenizer.pad_token_id)
+    info = {"encoder": config.model.encoder, "architecture": config.model.architecture,
+            "parameters": model.parameter_counts(), "command": f"camtl evaluate {run_dir}"}
+    write_report(run_dir, results, [], info, name=f"eval_{split}")
+    print(format_table(results))
+    return results

@@ -1,0 +1,73 @@
+"""Loading the shared encoder (hub name, local folder or the offline alias) and freezing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from camtl.errors import ConfigError
+
+# Encoders whose layers share the BERT layout (embeddings, encoder.layer[i].attention...).
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
+
+
+def resolve_encoder_name(name: str) -> str:
+    """Map the offline alias (``minilm``) to its cached folder; other names pass through."""
+    from camtl.data.assets import resolve_encoder
+
+    return resolve_encoder(name)
+
+
+def load_encoder_and_tokenizer(name: str) -> tuple[nn.Module, Any]:
+    """Load a pretrained encoder and its tokenizer by hub name, local folder, or alias."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    source = resolve_encoder_name(name)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        hint = "" if Path(source).exists() else " (no such folder, and the hub is unreachable?)"
+        raise ConfigError(f"key 'model.encoder': cannot load {name!r}{hint}: "
+                          f"{str(exc).splitlines()[0]}") from None
+    check_supported(config.model_type, name)
+    encoder = AutoModel.from_pretrained(source, config=config)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"key 'model.encoder': {name!r} has no fast tokenizer "
+                          "(tokenizer.json); camtl needs offsets and word ids")
+    disable_pooler(encoder)
+    return encoder, tokenizer
+
+
+def check_supported(model_type: str, name: str) -> None:
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ConfigError(f"key 'model.encoder': {name!r} is a {model_type!r} model; camtl "
+                          f"supports BERT-family encoders ({', '.join(SUPPORTED_MODEL_TYPES)})")
+
+
+def disable_pooler(encoder: nn.Module) -> None:
+    """Freeze the pretrained pooler: heads pool themselves, so it never gets a gradient."""
+    pooler = getattr(encoder, "pooler", None)
+    if pooler is not None:
+        for param in pooler.parameters():
+            param.requires_grad_(False)
+
+
+def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    return encoder.encoder.layer  # type: ignore[return-value]
+
+
+def freeze_encoder(encoder: nn.Module, freeze_embeddings: bool, freeze_layers: int) -> None:
+    """Keep the embeddings and/or the bottom ``freeze_layers`` layers at pretrained values."""
+    layers = encoder_layers(encoder)
+    if freeze_layers > len(layers):
+        raise ConfigError(f"key 'model.freeze_layers': {freeze_layers} is more than the "
+                          f"encoder's {len(layers)} layers")
+    if freeze_embeddings:
+        for param in encoder.embeddings.parameters():
+            param.requires_grad_(False)
+    for layer in layers[:freeze_layers]:
+        for param in layer.parameters():
+            param.requires_grad_(False)

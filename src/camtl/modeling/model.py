@@ -1,0 +1,157 @@
+"""MultiTaskModel: one shared encoder, one head per task, save/load from a run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from camtl.config import ModelConfig
+from camtl.errors import CamtlError
+from camtl.modeling.encoder import (
+    check_supported,
+    disable_pooler,
+    freeze_encoder,
+    load_encoder_and_tokenizer,
+)
+from camtl.modeling.heads import TaskHead, build_head
+from camtl.structured import from_dict, to_dict
+from camtl.tasks.spec import TaskSpec, TaskType
+
+MODEL_FILE = "camtl_model.json"
+WEIGHTS_FILE = "model.safetensors"
+ENCODER_CONFIG_DIR = "encoder_config"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class MultiTaskOutput:
+    """loss: the mean over tasks present of each task's mean loss (None without labels)."""
+
+    loss: torch.Tensor | None
+    task_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    logits: dict[str, torch.Tensor] = field(default_factory=dict)
+    rows: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class MultiTaskModel(nn.Module):
+    def __init__(self, encoder: nn.Module, tasks: list[TaskSpec], labels: dict[str, list[str]],
+                 config: ModelConfig) -> None:
+        super().__init__()
+        check_supported(encoder.config.model_type, config.encoder)
+        self.config = config
+        self.encoder = encoder
+        self.tasks = list(tasks)
+        self.labels = {k: list(v) for k, v in labels.items()}
+        self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
+        hidden = encoder.config.hidden_size
+        self.heads = nn.ModuleDict({
+            t.name: build_head(t.type, hidden, len(self.labels.get(t.name) or []) or 1,
+                               config.dropout, config.pooling)
+            for t in self.tasks
+        })
+        disable_pooler(encoder)
+        freeze_encoder(encoder, config.freeze_embeddings, config.freeze_layers)
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_encoder(cls, config: ModelConfig, tasks: list[TaskSpec],
+                     labels: dict[str, list[str]]) -> tuple[MultiTaskModel, Any]:
+        """A fresh model on a pretrained encoder; returns (model, tokenizer)."""
+        encoder, tokenizer = load_encoder_and_tokenizer(config.encoder)
+        return cls(encoder, tasks, labels, config), tokenizer
+
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path, device: str | torch.device = "cpu"
+                        ) -> MultiTaskModel:
+        """Reload a saved model (weights, tasks, label maps) from a run directory."""
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel
+
+        run_dir = Path(run_dir)
+        meta_path = run_dir / MODEL_FILE
+        if not meta_path.is_file():
+            raise CamtlError(f"{run_dir}: no saved model here ({MODEL_FILE} missing); is it a "
+                             "finished camtl run directory?")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        config = from_dict(ModelConfig, meta["model"], "model", str(meta_path))
+        tasks = [from_dict(TaskSpec, t, f"tasks[{i}]", str(meta_path))
+                 for i, t in enumerate(meta["tasks"])]
+        enc_config = AutoConfig.from_pretrained(run_dir / ENCODER_CONFIG_DIR)
+        encoder = AutoModel.from_config(enc_config)
+        model = cls(encoder, tasks, meta["labels"], config)
+        state = load_file(str(run_dir / WEIGHTS_FILE), device=str(device))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if "pooler" not in k]:
+            raise CamtlError(f"{run_dir / WEIGHTS_FILE}: weights do not match the model "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return model.to(device).eval()
+
+    def save_pretrained(self, run_dir: str | Path, tokenizer: Any = None) -> None:
+        """Write weights (safetensors), tasks and label maps, encoder config, tokenizer."""
+        from safetensors.torch import save_file
+
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        _atomic(run_dir / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
+        self.encoder.config.save_pretrained(run_dir / ENCODER_CONFIG_DIR)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(run_dir)
+        meta = {"format_version": FORMAT_VERSION, "model": to_dict(self.config),
+                "tasks": [to_dict(t) for t in self.tasks], "labels": self.labels}
+        _atomic(run_dir / MODEL_FILE,
+                lambda p: p.write_text(json.dumps(meta, indent=2), encoding="utf-8"))
+
+    # -- forward ------------------------------------------------------------------------
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               token_type_ids: torch.Tensor | None, task_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden states [B, L, d] of the shared encoder (task_ids unused by the plain one)."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids)
+        return out.last_hidden_state
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                task_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                **labels: torch.Tensor) -> MultiTaskOutput:
+        hidden = self.encode(input_ids, attention_mask, token_type_ids, task_ids)
+        batch = {"attention_mask": attention_mask, **labels}
+        output = MultiTaskOutput(loss=None)
+        for index in torch.unique(task_ids).tolist():
+            task = self.tasks[index]
+            rows = (task_ids == index).nonzero(as_tuple=True)[0]
+            head: TaskHead = self.heads[task.name]  # type: ignore[assignment]
+            logits = head(hidden[rows], attention_mask[rows])
+            output.logits[task.name] = logits
+            output.rows[task.name] = rows
+            if _has_labels(task.type, labels):
+                output.task_losses[task.name] = head.loss(logits, batch, rows)
+        if output.task_losses:
+            output.loss = torch.stack(list(output.task_losses.values())).mean()
+        return output
+
+    # -- accounting ---------------------------------------------------------------------
+    def parameter_counts(self) -> dict[str, int]:
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        encoder = sum(p.numel() for p in self.encoder.parameters())
+        return {"total": total, "trainable": trainable, "encoder": encoder}
+
+
+_LABEL_KEYS = {TaskType.CLASSIFICATION: "cls_labels", TaskType.REGRESSION: "reg_labels",
+               TaskType.TOKEN_TAGGING: "tag_labels", TaskType.SPAN_QA: "start_positions"}
+
+
+def _has_labels(task_type: TaskType, labels: dict[str, torch.Tensor]) -> bool:
+    return labels.get(_LABEL_KEYS[task_type]) is not None
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,51 @@
+"""`camtl predict`: run one task of a trained model over a file of inputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from camtl.data.examples import to_examples
+from camtl.data.sources import read_records
+from camtl.data.tokenize import encode_examples
+from camtl.errors import CamtlError
+from camtl.evaluation.decode import decode, readable, run_model
+from camtl.modeling.model import MultiTaskModel
+from camtl.tasks.spec import TaskType
+
+log = logging.getLogger("camtl")
+
+
+def predict_file(run_dir: Path, task_name: str, input_path: Path, output_path: Path,
+                 batch_size: int = 64) -> int:
+    """Write one JSON line per input record; returns how many. Output appears only whole."""
+    from transformers import AutoTokenizer
+
+    model = MultiTaskModel.from_pretrained(run_dir)
+    if task_name not in model.task_index:
+        raise CamtlError(f"--task: unknown task {task_name!r} for {run_dir} "
+                         f"(tasks: {', '.join(model.task_index)})")
+    spec = next(t for t in model.tasks if t.name == task_name)
+    labels = model.labels.get(task_name) or []
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    examples = to_examples(spec, read_records(input_path), "input", labelled=False)
+    encoded = encode_examples(spec, examples, tokenizer, model.task_index[task_name])
+    outputs = run_model(model, encoded.features, task_name, batch_size,
+                        tokenizer.pad_token_id)
+    predictions = decode(spec, labels, examples, encoded.features, outputs)
+    per_example = outputs if spec.type != TaskType.SPAN_QA else [None] * len(examples)
+    lines = []
+    for example, prediction, output in zip(examples, predictions, per_example):
+        record = {"row": example["_row"], **readable(spec, labels, example, prediction, output)}
+        lines.append(json.dumps(record, ensure_ascii=False))
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_path.with_name(output_path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, output_path)
+    if encoded.truncated:
+        log.warning(
+            "%d of %d inputs were longer than max_length=%d tokens and were truncated",
+            encoded.truncated, len(examples), spec.max_length)
+    return len(lines)

@@ -1,0 +1,86 @@
+"""BatchScheduler: turns a sampler's task probabilities into batches of example indices.
+
+Each task keeps a shuffled pool of its training features; a pass over a pool ends with a
+reshuffle. All randomness comes from one seeded numpy Generator whose state is saved, so a
+resumed run draws exactly the batches an uninterrupted one would, and every DDP rank (same
+seed) computes the same global batch and takes its own slice of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from camtl.sampling.base import TaskSampler
+
+MODES = ("mixed", "single_task")
+
+
+class BatchScheduler:
+    def __init__(self, sampler: TaskSampler, pool_sizes: list[int], batch_size: int,
+                 mode: str = "mixed", seed: int = 12) -> None:
+        if mode not in MODES:
+            raise ValueError(f"batch mode must be one of {MODES}, got {mode!r}")
+        if min(pool_sizes) < 1:
+            raise ValueError("every task needs at least one training example")
+        self.sampler = sampler
+        self.pool_sizes = list(pool_sizes)
+        self.batch_size = batch_size
+        self.mode = mode
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.orders = [self.rng.permutation(n) for n in pool_sizes]
+        self.cursors = [0] * len(pool_sizes)
+        self.passes = [0] * len(pool_sizes)
+        self.drawn = [0] * len(pool_sizes)
+
+    def task_counts(self, step: int) -> np.ndarray:
+        """How many examples of each task the next global batch holds."""
+        probs = self.sampler.probabilities(step)
+        if self.mode == "single_task":
+            counts = np.zeros(len(probs), dtype=np.int64)
+            counts[self.rng.choice(len(probs), p=probs)] = self.batch_size
+            return counts
+        return self.rng.multinomial(self.batch_size, probs)
+
+    def _take(self, task: int, count: int) -> list[int]:
+        taken: list[int] = []
+        while len(taken) < count:
+            if self.cursors[task] >= self.pool_sizes[task]:
+                self.orders[task] = self.rng.permutation(self.pool_sizes[task])
+                self.cursors[task] = 0
+                self.passes[task] += 1
+            start = self.cursors[task]
+            stop = min(start + count - len(taken), self.pool_sizes[task])
+            taken.extend(int(i) for i in self.orders[task][start:stop])
+            self.cursors[task] = stop
+        self.drawn[task] += count
+        return taken
+
+    def next_batch(self, step: int) -> list[tuple[int, int]]:
+        """The global batch for ``step``: (task index, feature index) pairs, task-grouped."""
+        counts = self.task_counts(step)
+        batch: list[tuple[int, int]] = []
+        for task, count in enumerate(counts.tolist()):
+            if count:
+                batch.extend((task, i) for i in self._take(task, count))
+        return batch
+
+    @staticmethod
+    def shard(batch: list[tuple[int, int]], rank: int, world_size: int) -> list[tuple[int, int]]:
+        """This rank's slice of a global batch (every rank sees the same global batch)."""
+        return batch[rank::world_size]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state,
+                "orders": [o.tolist() for o in self.orders], "cursors": list(self.cursors),
+                "passes": list(self.passes), "drawn": list(self.drawn),
+                "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.orders = [np.asarray(o, dtype=np.int64) for o in state["orders"]]
+        self.cursors = list(state["cursors"])
+        self.passes = list(state["passes"])
+        self.drawn = list(state["drawn"])
+        self.sampler.load_state_dict(state["sampler"])

@@ -1,0 +1,338 @@
+"""The training loop on accelerate: mixed-task batches, evaluation, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from camtl.config import RunConfig, save_config
+from camtl.data.collate import collate_features
+from camtl.data.prepare import TaskData, prepare_tasks
+from camtl.errors import ConfigError
+from camtl.evaluation.evaluate import evaluate_tasks
+from camtl.modeling.encoder import load_encoder_and_tokenizer
+from camtl.modeling.model import MultiTaskModel
+from camtl.sampling import BatchScheduler, build_sampler
+from camtl.training.rundir import (
+    CHECKPOINT_DIR,
+    append_jsonl,
+    atomic_write_text,
+    prepare_run_dir,
+    read_jsonl,
+    write_status,
+)
+
+log = logging.getLogger("camtl")
+# Test hook: hard-kill the process (no cleanup, like SIGKILL) right after this optimizer step.
+KILL_ENV = "CAMTL_KILL_AFTER_STEP"
+STATE_FILE = "trainer_state.json"
+
+
+class _SchedulerState:
+    """Adapter so accelerate's save_state/load_state carry the batch scheduler's state."""
+
+    def __init__(self, scheduler: BatchScheduler) -> None:
+        self.scheduler = scheduler
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"json": json.dumps(self.scheduler.state_dict())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(json.loads(state["json"]))
+
+
+def build_accelerator(config: RunConfig) -> Any:
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # Heads of tasks absent from a batch get no gradient: DDP must expect unused parameters.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    try:
+        return Accelerator(mixed_precision=config.training.mixed_precision,
+                           kwargs_handlers=[ddp])
+    except ValueError as exc:
+        raise ConfigError(f"key 'training.mixed_precision': {exc}") from None
+
+
+def build_optimizer(model: MultiTaskModel, config: RunConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and LayerNorm weights; frozen parameters left out."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.training.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.training.learning_rate)
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, resume: bool = False, overwrite: bool = False,
+                 command: str | None = None) -> None:
+        from accelerate.utils import set_seed
+
+        self.config = config
+        self.train_cfg = config.training
+        self.run_dir = Path(config.output_dir)
+        self.command = command or " ".join(sys.argv)
+        if config.training.num_threads:
+            torch.set_num_threads(config.training.num_threads)
+        self.accelerator = build_accelerator(config)
+        self.is_main = self.accelerator.is_main_process
+        self.resuming = resume
+        if self.is_main:
+            self.resuming = prepare_run_dir(self.run_dir, resume, overwrite)
+        self.accelerator.wait_for_everyone()
+        set_seed(config.seed)
+        self.tasks, self.model, self.tokenizer = self._build_model_and_data()
+        self.history: list[dict[str, Any]] = []
+        self.step = 0
+        self.best_score = -math.inf
+        self.elapsed = 0.0
+
+    # -- set-up --------------------------------------------------------------------------
+    def _build_model_and_data(self) -> tuple[list[TaskData], MultiTaskModel, Any]:
+        encoder, tokenizer = load_encoder_and_tokenizer(self.config.model.encoder)
+        tasks = prepare_tasks(self.config.tasks, tokenizer, ("train", "dev", "test"))
+        labels = {t.spec.name: t.labels for t in tasks}
+        for task in tasks:  # the resolved config records inferred label lists
+            task.spec.labels = task.labels or None
+        model = MultiTaskModel(encoder, [t.spec for t in tasks], labels, self.config.model)
+        return tasks, model, tokenizer
+
+    def _setup_training(self) -> None:
+        cfg = self.train_cfg
+        optimizer = build_optimizer(self.model, self.config)
+        from transformers import get_linear_schedule_with_warmup
+
+        lr_schedule = get_linear_schedule_with_warmup(
+            optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
+        self.ddp_model, self.optimizer, self.lr_schedule = self.accelerator.prepare(
+            self.model, optimizer, lr_schedule)
+        sampler = build_sampler(cfg.sampler.name, cfg.sampler.options,
+                                [len(t.features["train"]) for t in self.tasks], cfg.max_steps)
+        self.world = self.accelerator.num_processes
+        self.scheduler = BatchScheduler(sampler, [len(t.features["train"]) for t in self.tasks],
+                                        cfg.batch_size * self.world, cfg.batch_mode,
+                                        self.config.seed)
+        self.accelerator.register_for_checkpointing(_SchedulerState(self.scheduler))
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Write checkpoint.tmp fully, then swap it in: a kill never leaves half a state."""
+        tmp = self.run_dir / (CHECKPOINT_DIR + ".tmp")
+        final = self.run_dir / CHECKPOINT_DIR
+        if self.is_main and tmp.exists():
+            shutil.rmtree(tmp)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(tmp), safe_serialization=True)
+        if self.is_main:
+            state = {"step": self.step, "best_score": self.best_score,
+                     "elapsed": self.elapsed, "history": self.history}
+            (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+            old = self.run_dir / (CHECKPOINT_DIR + ".old")
+            if final.exists():
+                os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def load_checkpoint(self) -> None:
+        folder = self.run_dir / CHECKPOINT_DIR
+        self.accelerator.load_state(str(folder))
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        self.step = state["step"]
+        self.best_score = state["best_score"]
+        self.elapsed = state["elapsed"]
+        self.history = state["history"]
+        if self.is_main:  # drop evaluations logged after the checkpoint by the killed run
+            lines = "".join(json.dumps(r) + "\n" for r in self.history)
+            atomic_write_text(self.run_dir / "metrics.jsonl", lines)
+        log.info("resumed from step %d", self.step)
+
+    # -- the loop ------------------------------------------------------------------------
+    def _micro_batch(self) -> dict[str, torch.Tensor]:
+        global_batch = self.scheduler.next_batch(self.step)
+        mine = BatchScheduler.shard(global_batch, self.accelerator.process_index, self.world)
+        features = [self.tasks[t].features["train"][i] for t, i in mine]
+        batch = collate_features(features, self.tokenizer.pad_token_id)
+        return {k: v.to(self.accelerator.device) for k, v in batch.items()}
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over ``gradient_accumulation_steps`` micro-batches."""
+        accum = self.train_cfg.gradient_accumulation_steps
+        task_losses: dict[str, list[float]] = {}
+        total = 0.0
+        for micro in range(accum):
+            batch = self._micro_batch()
+            sync = micro == accum - 1
+            context = self.accelerator.no_sync(self.ddp_model) if not sync else _null()
+            with context, self.accelerator.autocast():
+                out = self.ddp_model(**batch)
+                loss = out.loss / accum
+            self.accelerator.backward(loss)
+            total += float(loss.detach())
+            for name, value in out.task_losses.items():
+                task_losses.setdefault(name, []).append(float(value.detach()))
+        if self.train_cfg.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(self.ddp_model.parameters(),
+                                             self.train_cfg.max_grad_norm)
+        self.optimizer.step()
+        self.lr_schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"loss": total, **{f"loss/{k}": sum(v) / len(v) for k, v in task_losses.items()}}
+
+    def evaluate_and_select(self) -> None:
+        """Dev evaluation on the main process; saves the model when the aggregate improves."""
+        if self.is_main:
+            model = self.accelerator.unwrap_model(self.ddp_model)
+            results = evaluate_tasks(model, self.tasks, "dev", self.train_cfg.eval_batch_size,
+                                     self.tokenizer.pad_token_id, self.accelerator.device,
+                                     with_baselines=False)
+            agg = results["aggregate"]
+            record = {"step": self.step,
+                      "tasks": {n: e["scores"][e["primary_metric"]]
+                                for n, e in results["tasks"].items()},
+                      "scores": {n: e["scores"] for n, e in results["tasks"].items()},
+                      "mean": agg["mean"], "worst": agg["worst"],
+                      "worst_task": agg["worst_task"], "spread": agg["spread"]}
+            self.history.append(record)
+            append_jsonl(self.run_dir / "metrics.jsonl", record)
+            score = agg[self.train_cfg.select_by]
+            improved = score > self.best_score
+            if improved:
+                self.best_score = score
+                model.save_pretrained(self.run_dir, self.tokenizer)
+            log.info("step %d dev: mean %.2f worst %.2f (%s)%s", self.step, agg["mean"],
+                     agg["worst"], agg["worst_task"], "  [best, saved]" if improved else "")
+            if self.writer is not None:
+                for name, value in record["tasks"].items():
+                    self.writer.add_scalar(f"dev/{name}", value, self.step)
+                self.writer.add_scalar("dev/mean", agg["mean"], self.step)
+                self.writer.add_scalar("dev/worst", agg["worst"], self.step)
+        self.accelerator.wait_for_everyone()
+
+    def fit(self) -> Path:
+        from tqdm.auto import tqdm
+
+        cfg = self.train_cfg
+        self._setup_training()
+        if self.is_main and not self.resuming:
+            save_config(self.config, self.run_dir / "config.yaml")
+            write_status(self.run_dir, "running")
+        if self.resuming:
+            self.load_checkpoint()
+        self.writer = self._tensorboard()
+        kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+        checkpoint_every = cfg.checkpoint_every or cfg.eval_every
+        running: dict[str, float] = {}
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.is_main,
+                   desc="train", dynamic_ncols=True, file=sys.stderr)
+        self.ddp_model.train()
+        started = time.perf_counter() - self.elapsed
+        while self.step < cfg.max_steps:
+            logs = self.train_step()
+            self.elapsed = time.perf_counter() - started
+            for key, value in logs.items():  # exponential moving average per task loss
+                running[key] = value if key not in running else 0.9 * running[key] + 0.1 * value
+            bar.update(1)
+            bar.set_postfix({k.removeprefix("loss/"): f"{v:.3f}" for k, v in running.items()
+                             if k.startswith("loss/")}, refresh=False)
+            if self.is_main and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
+                self._log_step(logs)
+            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                self.evaluate_and_select()
+            if self.step % checkpoint_every == 0 and self.step < cfg.max_steps:
+                self.save_checkpoint()
+            if kill_after and self.step == kill_after:
+                os._exit(137)
+        bar.close()
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            self.finish()
+        self.accelerator.wait_for_everyone()
+        return self.run_dir
+
+    def _tensorboard(self) -> Any:
+        if not self.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is a dependency, but stay usable without it
+            return None
+        return SummaryWriter(str(self.run_dir / "tb"))
+
+    def _log_step(self, logs: dict[str, float]) -> None:
+        lr = self.lr_schedule.get_last_lr()[0]
+        drawn = dict(zip([t.spec.name for t in self.tasks], self.scheduler.drawn))
+        record = {"step": self.step, "lr": lr, "elapsed_s": round(self.elapsed, 2), **logs,
+                  "examples_drawn": drawn}
+        append_jsonl(self.run_dir / "train_log.jsonl", record)
+        if self.writer is not None:
+            for key, value in logs.items():
+                self.writer.add_scalar(f"train/{key}", value, self.step)
+            self.writer.add_scalar("train/lr", lr, self.step)
+
+    def finish(self) -> None:
+        """Evaluate the best model on dev and test, write the reports, mark the run done."""
+        from camtl.evaluation.report import format_table, write_report
+
+        if self.writer is not None:
+            self.writer.close()
+        best = MultiTaskModel.from_pretrained(self.run_dir, self.accelerator.device)
+        info = self.run_info(best)
+        best_step = max(self.history, key=lambda r: r[self.train_cfg.select_by])["step"]
+        for split in ("dev", "test"):
+            if not any(t.examples.get(split) for t in self.tasks):
+                continue
+            results = evaluate_tasks(best, self.tasks, split, self.train_cfg.eval_batch_size,
+                                     self.tokenizer.pad_token_id, self.accelerator.device)
+            results.update(step=best_step, select_by=self.train_cfg.select_by)
+            write_report(self.run_dir, results, self.history if split == "dev" else [], info,
+                         name="report" if split == "dev" else f"report_{split}")
+            print(f"\n{split} scores of the best checkpoint (step {best_step}):")
+            print(format_table(results))
+        shutil.rmtree(self.run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        write_status(self.run_dir, "completed", step=self.step, best_step=best_step,
+                     wall_time_s=round(self.elapsed, 1))
+        print(f"\nrun directory: {self.run_dir}")
+
+    def run_info(self, model: MultiTaskModel) -> dict[str, Any]:
+        return {"encoder": self.config.model.encoder,
+                "architecture": self.config.model.architecture,
+                "sampler": self.train_cfg.sampler.name, "batch_mode": self.train_cfg.batch_mode,
+                "max_steps": self.train_cfg.max_steps, "batch_size": self.train_cfg.batch_size,
+                "wall_time_s": round(self.elapsed, 1), "parameters": model.parameter_counts(),
+                "processes": self.accelerator.num_processes, "command": self.command,
+                "examples_drawn": dict(zip([t.spec.name for t in self.tasks],
+                                           self.scheduler.drawn))}
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
+          command: str | None = None) -> Path:
+    """Train a multi-task model as ``config`` says; returns the run directory."""
+    return Trainer(config, resume=resume, overwrite=overwrite, command=command).fit()
+
+
+def history_of(run_dir: Path) -> list[dict[str, Any]]:
+    return read_jsonl(run_dir / "metrics.jsonl")
+
+

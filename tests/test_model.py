@@ -1,0 +1,118 @@
+"""MultiTaskModel on tiny random encoders: mixed batches, losses, freezing, save/load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from camtl.config import ModelConfig
+from camtl.errors import CamtlError, ConfigError
+from camtl.modeling import MultiTaskModel
+from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+from camtl.testing import make_tiny_encoder
+
+SRC = SourceSpec(kind="files", paths={"train": "unused.jsonl"})
+TASKS = [
+    TaskSpec("cls", TaskType.CLASSIFICATION, ["text"], "label", ["a", "b", "c"], source=SRC),
+    TaskSpec("reg", TaskType.REGRESSION, ["text"], "label", source=SRC),
+    TaskSpec("tag", TaskType.TOKEN_TAGGING, ["tokens"], "tags", ["O", "B-X", "I-X"], source=SRC),
+    TaskSpec("qa", TaskType.SPAN_QA, ["question", "context"], "answers", source=SRC),
+]
+for _t in TASKS:
+    _t.validate("", "")
+LABELS = {"cls": ["a", "b", "c"], "tag": ["O", "B-X", "I-X"]}
+
+
+def mixed_batch(vocab: int = 50, length: int = 9) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    b = 8
+    ids = torch.randint(5, vocab, (b, length), generator=g)
+    mask = torch.ones(b, length, dtype=torch.long)
+    mask[1, 6:] = 0
+    ids[1, 6:] = 0
+    task_ids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    cls = torch.full((b,), -100)
+    cls[:2] = torch.tensor([2, 0])
+    reg = torch.full((b,), float("nan"))
+    reg[2:4] = torch.tensor([0.5, -1.0])
+    tag = torch.full((b, length), -100)
+    tag[4:6, 1:5] = torch.randint(0, 3, (2, 4), generator=g)
+    start = torch.full((b,), -100)
+    end = torch.full((b,), -100)
+    start[6:], end[6:] = torch.tensor([2, 0]), torch.tensor([3, 0])
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
+            "task_ids": task_ids, "cls_labels": cls, "reg_labels": reg, "tag_labels": tag,
+            "start_positions": start, "end_positions": end}
+
+
+def build(encoder_dir: Path, **cfg) -> MultiTaskModel:
+    config = ModelConfig(encoder=str(encoder_dir), **cfg)
+    return MultiTaskModel(AutoModel.from_pretrained(encoder_dir), TASKS, LABELS, config)
+
+
+def test_mixed_batch_has_every_task_loss_and_mean(tiny_encoder_dir: Path) -> None:
+    model = build(tiny_encoder_dir)
+    out = model(**mixed_batch())
+    assert set(out.task_losses) == {"cls", "reg", "tag", "qa"}
+    expected = torch.stack(list(out.task_losses.values())).mean()
+    assert torch.allclose(out.loss, expected)
+    assert out.logits["cls"].shape == (2, 3)
+    assert out.logits["reg"].shape == (2,)
+    assert out.logits["tag"].shape == (2, 9, 3)
+    assert out.logits["qa"].shape == (2, 9, 2)
+    out.loss.backward()
+    for name in ("cls", "reg", "tag", "qa"):
+        assert model.heads[name].out.weight.grad is not None
+
+
+def test_mixed_batch_equals_each_task_alone(tiny_encoder_dir: Path) -> None:
+    model = build(tiny_encoder_dir).eval()
+    batch = mixed_batch()
+    mixed = model(**batch)
+    for index, name in enumerate(["cls", "reg", "tag", "qa"]):
+        rows = (batch["task_ids"] == index).nonzero(as_tuple=True)[0]
+        alone = model(**{k: v[rows] for k, v in batch.items()})
+        assert torch.allclose(alone.logits[name], mixed.logits[name], atol=1e-5)
+
+
+def test_freezing_leaves_no_gradient_on_frozen_layers(tiny_encoder_dir: Path) -> None:
+    model = build(tiny_encoder_dir, freeze_embeddings=True, freeze_layers=2)
+    model(**mixed_batch()).loss.backward()
+    for name, param in model.named_parameters():
+        frozen = (name.startswith("encoder.embeddings") or "encoder.layer.0." in name
+                  or "encoder.layer.1." in name or "pooler" in name)
+        assert param.requires_grad is not frozen, name
+        assert (param.grad is None) is frozen, name
+    with pytest.raises(ConfigError, match="freeze_layers"):
+        build(tiny_encoder_dir, freeze_layers=9)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "electra", "xlm-roberta"])
+def test_save_and_reload_give_identical_outputs(tmp_path: Path, model_type: str) -> None:
+    encoder_dir = make_tiny_encoder(tmp_path / "enc", model_type)
+    model = build(encoder_dir).eval()
+    model.save_pretrained(tmp_path / "run")
+    again = MultiTaskModel.from_pretrained(tmp_path / "run")
+    batch = mixed_batch()
+    a, b = model(**batch), again(**batch)
+    for name in a.logits:
+        assert torch.equal(a.logits[name], b.logits[name])
+    assert again.labels == LABELS
+    assert [t.name for t in again.tasks] == ["cls", "reg", "tag", "qa"]
+
+
+def test_from_pretrained_on_a_wrong_folder_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CamtlError, match="no saved model"):
+        MultiTaskModel.from_pretrained(tmp_path)
+
+
+def test_unsupported_architecture_is_refused(tmp_path: Path) -> None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model("gpt2", n_layer=1, n_embd=16, n_head=2, vocab_size=50)
+    encoder = AutoModel.from_config(config)
+    with pytest.raises(ConfigError, match="BERT-family"):
+        MultiTaskModel(encoder, TASKS, LABELS, ModelConfig(encoder="gpt2-tiny"))

@@ -1,0 +1,104 @@
+"""Span-QA post-processing: logits over windows -> answer text per example."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from camtl.data.tokenize import encode_examples
+from camtl.evaluation.qa import best_span, postprocess_span_predictions
+from camtl.tasks.spec import TaskSpec, TaskType
+
+
+def qa_spec(**kwargs) -> TaskSpec:
+    return TaskSpec(name="qa", type=TaskType.SPAN_QA, text_columns=["q", "c"],
+                    label_column="answers", **kwargs)
+
+
+def example(question: str, context: str, answer: str) -> dict:
+    return {"id": question, "question": question, "context": context,
+            "answers": [{"text": answer, "start": context.index(answer)}]}
+
+
+def one_hot_logits(features: list[dict], pad_to: int | None = None):
+    """Logits that peak at each feature's gold positions (a CLS-only window peaks at 0)."""
+    starts, ends = [], []
+    for feature in features:
+        length = pad_to or len(feature["input_ids"])
+        start, end = np.full(length, -5.0), np.full(length, -5.0)
+        start[feature["start_position"]] = 10.0
+        end[feature["end_position"]] = 10.0
+        starts.append(start)
+        ends.append(end)
+    return starts, ends
+
+
+@pytest.fixture()
+def encoded(tiny_tokenizer):
+    filler = " ".join(["the dog eats food"] * 10)
+    examples = [
+        example("who lives in london?", f"{filler} john lives in london. {filler}", "john"),
+        example("where?", "mary lives in new york city today.", "new york city"),
+        example("what is red?", "the big apple, not google, is red.", "the big apple"),
+    ]
+    features = encode_examples(qa_spec(max_length=24, doc_stride=8), examples, tiny_tokenizer,
+                               task_id=0).features
+    return examples, features
+
+
+def test_one_hot_logits_recover_gold(encoded):
+    examples, features = encoded
+    assert len(features) > len(examples)  # the first context needs several windows
+    starts, ends = one_hot_logits(features)
+    assert postprocess_span_predictions(examples, features, starts, ends) == [
+        "john", "new york city", "the big apple"]
+
+
+def test_padded_logits_give_the_same_answers(encoded):
+    examples, features = encoded
+    longest = max(len(f["input_ids"]) for f in features)
+    starts, ends = one_hot_logits(features, pad_to=longest + 5)
+    # padded positions get the highest logits: they must never be picked
+    for start, end, feature in zip(starts, ends, features):
+        start[len(feature["input_ids"]):] = 100.0
+        end[len(feature["input_ids"]):] = 100.0
+    predictions = postprocess_span_predictions(examples, features, np.stack(starts),
+                                               np.stack(ends))
+    assert predictions == ["john", "new york city", "the big apple"]
+
+
+def test_question_and_special_tokens_are_never_answers(encoded):
+    examples, features = encoded
+    starts, ends = one_hot_logits(features)
+    for start, end, feature in zip(starts, ends, features):
+        for i, span in enumerate(feature["offsets"]):
+            if span is None:  # question tokens and specials score highest
+                start[i] = end[i] = 50.0
+    assert postprocess_span_predictions(examples, features, starts, ends) == [
+        "john", "new york city", "the big apple"]
+
+
+def test_span_constraints():
+    offsets = [None, [0, 4], [5, 9], [10, 14], None]
+    # the best end lies before the best start: fall back to a valid pair
+    start = np.array([0.0, 0.0, 5.0, 1.0, 0.0])
+    end = np.array([0.0, 6.0, 0.0, 2.0, 0.0])
+    score, start_char, end_char = best_span(offsets, start, end)
+    assert (start_char, end_char) == (5, 14) and score == pytest.approx(7.0)
+    # max_answer_length=1 forbids the two-token span: single tokens score 6, 5 and 3
+    assert best_span(offsets, start, end, max_answer_length=1) == (6.0, 0, 4)
+    # n_best=1 keeps only start 2 and end 1, an invalid pair
+    assert best_span(offsets, start, end, n_best=1) is None
+    assert best_span([None, None], np.zeros(2), np.zeros(2)) is None
+
+
+def test_example_without_valid_window_gets_empty_string():
+    examples = [{"context": "abc"}, {"context": "xyz"}]
+    features = [{"example_index": 1, "offsets": [None, [0, 3], None]}]
+    logits = [np.array([0.0, 1.0, 0.0])]
+    assert postprocess_span_predictions(examples, features, logits, logits) == ["", "xyz"]
+
+
+def test_mismatched_logits_are_an_error():
+    with pytest.raises(ValueError, match="features"):
+        postprocess_span_predictions([], [{"example_index": 0, "offsets": []}], [], [])

@@ -1,0 +1,144 @@
+"""End to end on a tiny random encoder: user task files -> train -> report -> evaluate,
+predict and reload. Exercises the same code paths as the real demo, in seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from camtl.cli import main
+from camtl.modeling import MultiTaskModel
+
+WORDS = "the good bad movie film food dog cat john mary paris london very great awful".split()
+
+
+def write_task_files(root: Path) -> None:
+    import random
+
+    rng = random.Random(0)
+    root.mkdir(parents=True, exist_ok=True)
+
+    def sentence(n: int = 6) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(n))
+
+    with (root / "pairs.jsonl").open("w") as f:
+        for _ in range(60):
+            a, b = sentence(), sentence()
+            label = "same" if ("good" in a) == ("good" in b) else "different"
+            f.write(json.dumps({"premise": a, "hypothesis": b, "label": label}) + "\n")
+    with (root / "scores.csv").open("w") as f:
+        f.write("text,score\n")
+        for _ in range(60):
+            s = sentence()
+            f.write(f"{s},{s.count('good') - s.count('bad')}\n")
+    with (root / "ner.conll").open("w") as f:
+        for _ in range(60):
+            for word in sentence().split():
+                tag = "B-PER" if word in ("john", "mary") else "B-LOC" if word in (
+                    "paris", "london") else "O"
+                f.write(f"{word}\t{tag}\n")
+            f.write("\n")
+    with (root / "qa.jsonl").open("w") as f:
+        for i in range(60):
+            context = sentence(8) + " john"
+            start = context.index("john")
+            f.write(json.dumps({"id": str(i), "question": "who is mentioned", "context": context,
+                                "answers": {"text": ["john"], "answer_start": [start]}}) + "\n")
+
+
+def write_config(root: Path, encoder: Path, **training: object) -> Path:
+    config = {
+        "output_dir": str(root / "run"),
+        "seed": 3,
+        "model": {"encoder": str(encoder)},
+        "tasks": [
+            {"name": "pairs", "type": "classification", "text_columns": ["premise", "hypothesis"],
+             "label_column": "label", "source": {"paths": {"train": "pairs.jsonl"}}},
+            {"name": "scores", "type": "regression", "text_columns": ["text"],
+             "label_column": "score", "source": {"paths": {"train": "scores.csv"}}},
+            {"name": "ner", "type": "token_tagging", "text_columns": ["tokens"],
+             "label_column": "tags", "source": {"paths": {"train": "ner.conll"}}},
+            {"name": "qa", "type": "span_qa", "text_columns": ["question", "context"],
+             "label_column": "answers", "max_length": 32, "doc_stride": 8,
+             "source": {"paths": {"train": "qa.jsonl", "test": "qa.jsonl"}}},
+        ],
+        "training": {"max_steps": 6, "batch_size": 8, "eval_every": 3, "log_every": 2,
+                     "learning_rate": 1e-3, **training},
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    write_task_files(root)
+    assert main(["train", str(write_config(root, tiny_encoder_dir))]) == 0
+    return root / "run"
+
+
+def test_run_directory_holds_everything(trained_run: Path) -> None:
+    for name in ("config.yaml", "camtl_model.json", "model.safetensors", "report.json",
+                 "report.md", "report_test.json", "metrics.jsonl", "train_log.jsonl",
+                 "status.json", "tokenizer.json", "dev_curves.png"):
+        assert (trained_run / name).exists(), name
+    assert not (trained_run / "checkpoint").exists()
+    status = json.loads((trained_run / "status.json").read_text())
+    assert status["status"] == "completed"
+    report = json.loads((trained_run / "report.json").read_text())
+    assert set(report["results"]["tasks"]) == {"pairs", "scores", "ner", "qa"}
+    assert {"mean", "worst", "worst_task", "spread"} <= set(report["results"]["aggregate"])
+    assert len(report["history"]) == 2  # evaluations at steps 3 and 6
+    log = [json.loads(line) for line in (trained_run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4, 6]
+
+
+def test_resolved_config_reloads_and_labels_are_recorded(trained_run: Path) -> None:
+    from camtl.config import load_config
+
+    config = load_config(trained_run / "config.yaml")
+    assert config.task("pairs").labels == ["different", "same"]
+    assert Path(config.task("pairs").source.paths["train"]).is_absolute()
+
+
+def test_evaluate_and_predict_commands(trained_run: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(trained_run), "--split", "test"]) == 0
+    assert "qa" in capsys.readouterr().out
+    assert (trained_run / "eval_test.json").exists()
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(json.dumps({"premise": "good movie", "hypothesis": "bad food"}) + "\n"
+                      + json.dumps({"premise": "the dog", "hypothesis": "the cat"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", str(trained_run), "--task", "pairs", "--input", str(inputs),
+                 "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 and rows[0]["label"] in ("same", "different")
+    assert abs(sum(rows[0]["probabilities"].values()) - 1) < 1e-4
+    ner_in = tmp_path / "ner.jsonl"
+    ner_in.write_text(json.dumps({"tokens": ["john", "likes", "paris"]}) + "\n")
+    assert main(["predict", str(trained_run), "--task", "ner", "--input", str(ner_in),
+                 "--output", str(out)]) == 0
+    assert len(json.loads(out.read_text())["tags"]) == 3
+    qa_in = tmp_path / "qa.jsonl"
+    qa_in.write_text(json.dumps({"question": "who", "context": "the dog saw mary"}) + "\n")
+    assert main(["predict", str(trained_run), "--task", "qa", "--input", str(qa_in),
+                 "--output", str(out)]) == 0
+    assert "answer" in json.loads(out.read_text())
+
+
+def test_from_pretrained_in_python(trained_run: Path) -> None:
+    model = MultiTaskModel.from_pretrained(trained_run)
+    assert sorted(model.task_index) == ["ner", "pairs", "qa", "scores"]
+
+
+def test_finished_run_is_not_overwritten_silently(trained_run: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    before = (trained_run / "model.safetensors").read_bytes()
+    assert main(["train", str(trained_run.parent / "config.yaml")]) == 2
+    assert "holds a finished run" in capsys.readouterr().err
+    assert (trained_run / "model.safetensors").read_bytes() == before
