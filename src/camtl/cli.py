@@ -53,10 +53,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_data_fetch(args: argparse.Namespace) -> int:
     from camtl.data.offline import OFFLINE_TASKS, fetch_tasks
 
-    unknown = [t for t in args.tasks if t not in OFFLINE_TASKS]
+    from camtl.data.assets import DEFAULT_ENCODER_ALIAS
+
+    unknown = [t for t in args.tasks if t not in (*OFFLINE_TASKS, DEFAULT_ENCODER_ALIAS)]
     if unknown:
         raise CamtlError(f"unknown offline task {unknown[0]!r} (offline tasks: "
-                         f"{', '.join(OFFLINE_TASKS)})")
+                         f"{', '.join(OFFLINE_TASKS)}; the encoder: {DEFAULT_ENCODER_ALIAS})")
     fetch_tasks(args.tasks or None)
     return 0
 
