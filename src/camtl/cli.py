@@ -51,9 +51,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from camtl.data.offline import OFFLINE_TASKS, fetch_tasks
-
     from camtl.data.assets import DEFAULT_ENCODER_ALIAS
+    from camtl.data.offline import OFFLINE_TASKS, fetch_tasks
 
     unknown = [t for t in args.tasks if t not in (*OFFLINE_TASKS, DEFAULT_ENCODER_ALIAS)]
     if unknown:

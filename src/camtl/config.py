@@ -176,9 +176,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     data = read_yaml(path)
     if data is None:
         data = {}
+    if not isinstance(data, dict):  # before the overrides, which need a mapping
+        raise ConfigError(f"{path}: expected a mapping at the top level")
     for item in overrides or []:
         apply_override(data, item)
-    return config_from_dict(data, str(path), path.parent)
+    # absolute: anchored data paths must stay valid from any working directory
+    return config_from_dict(data, str(path), path.parent.absolute())
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

@@ -127,7 +127,8 @@ class TaskSpec:
             raise ConfigError(f"{prefix}key '{path}.labels': a regression task has no labels")
         if self.max_length < 8:
             raise ConfigError(f"{prefix}key '{path}.max_length': must be at least 8")
-        if not 0 < self.doc_stride < self.max_length:
+        # doc_stride only matters to span QA: a short max_length elsewhere must not trip it
+        if self.type == TaskType.SPAN_QA and not 0 < self.doc_stride < self.max_length:
             raise ConfigError(f"{prefix}key '{path}.doc_stride': must be between 1 and "
                               "max_length - 1")
         for key in ("max_train_examples", "max_dev_examples", "max_test_examples"):

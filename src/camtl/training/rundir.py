@@ -45,11 +45,20 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """The checks of ``prepare_run_dir`` alone: raises what it would, writes nothing."""
+    return _run_dir_state(run_dir, resume, overwrite, apply=False)
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
     """Check what is there; returns True when training resumes from a checkpoint.
 
     Never deletes a folder that is not a camtl run, and never starts over a run by itself.
     """
+    return _run_dir_state(run_dir, resume, overwrite, apply=True)
+
+
+def _run_dir_state(run_dir: Path, resume: bool, overwrite: bool, apply: bool) -> bool:
     status = read_status(run_dir)
     has_checkpoint = (run_dir / CHECKPOINT_DIR).is_dir()
     if resume:
@@ -61,7 +70,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
             if status is None and not has_checkpoint:
                 raise CamtlError(f"{run_dir}: not a camtl run directory; refusing to "
                                  "overwrite it (choose another output_dir)")
-            shutil.rmtree(run_dir)
+            if apply:
+                shutil.rmtree(run_dir)
         elif status and status.get("status") == "completed":
             raise CamtlError(f"{run_dir}: holds a finished run; pass --overwrite to replace it "
                              "or set output_dir elsewhere")
@@ -70,7 +80,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
                              "it or --overwrite to start again")
         else:
             raise CamtlError(f"{run_dir}: folder is not empty; choose another output_dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if apply:
+        run_dir.mkdir(parents=True, exist_ok=True)
     return False
 
 

@@ -26,6 +26,7 @@ from camtl.training.rundir import (
     CHECKPOINT_DIR,
     append_jsonl,
     atomic_write_text,
+    check_run_dir,
     prepare_run_dir,
     read_jsonl,
     write_status,
@@ -52,13 +53,19 @@ class _SchedulerState:
 
 def build_accelerator(config: RunConfig) -> Any:
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 
     # Heads of tasks absent from a batch get no gradient: DDP must expect unused parameters.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    # split_batches: one optimizer step is one GLOBAL batch (BatchScheduler shards it), so the
+    # LR schedule must advance once per step; otherwise accelerate steps it once per process.
     try:
-        return Accelerator(mixed_precision=config.training.mixed_precision,
-                           kwargs_handlers=[ddp])
+        # cpu=True without a GPU: under torchrun the ranks then form a gloo group (without it,
+        # accelerate on a CPU-only machine runs each rank alone, racing on one run dir).
+        return Accelerator(cpu=not torch.cuda.is_available(),
+                           mixed_precision=config.training.mixed_precision,
+                           kwargs_handlers=[ddp],
+                           dataloader_config=DataLoaderConfiguration(split_batches=True))
     except ValueError as exc:
         raise ConfigError(f"key 'training.mixed_precision': {exc}") from None
 
@@ -88,12 +95,21 @@ class Trainer:
             torch.set_num_threads(config.training.num_threads)
         self.accelerator = build_accelerator(config)
         self.is_main = self.accelerator.is_main_process
+        if self.is_main:  # fail fast (finished run, non-empty folder) before loading data
+            check_run_dir(self.run_dir, resume, overwrite)
+        set_seed(config.seed)
+        # Read and validate every data file, build the model and the sampler BEFORE the run
+        # directory is made (or an old one replaced under --overwrite): a bad data file or
+        # option must not leave a half-made run behind that blocks the next attempt.
+        self.tasks, self.model, self.tokenizer = self._build_model_and_data()
+        self.sampler = build_sampler(config.training.sampler.name,
+                                     config.training.sampler.options,
+                                     [len(t.features["train"]) for t in self.tasks],
+                                     config.training.max_steps)
         self.resuming = resume
         if self.is_main:
             self.resuming = prepare_run_dir(self.run_dir, resume, overwrite)
         self.accelerator.wait_for_everyone()
-        set_seed(config.seed)
-        self.tasks, self.model, self.tokenizer = self._build_model_and_data()
         self.history: list[dict[str, Any]] = []
         self.step = 0
         self.best_score = -math.inf
@@ -118,10 +134,9 @@ class Trainer:
             optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
         self.ddp_model, self.optimizer, self.lr_schedule = self.accelerator.prepare(
             self.model, optimizer, lr_schedule)
-        sampler = build_sampler(cfg.sampler.name, cfg.sampler.options,
-                                [len(t.features["train"]) for t in self.tasks], cfg.max_steps)
         self.world = self.accelerator.num_processes
-        self.scheduler = BatchScheduler(sampler, [len(t.features["train"]) for t in self.tasks],
+        self.scheduler = BatchScheduler(self.sampler,
+                                        [len(t.features["train"]) for t in self.tasks],
                                         cfg.batch_size * self.world, cfg.batch_mode,
                                         self.config.seed)
         self.accelerator.register_for_checkpointing(_SchedulerState(self.scheduler))
@@ -135,6 +150,7 @@ class Trainer:
             shutil.rmtree(tmp)
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(tmp), safe_serialization=True)
+        self.accelerator.wait_for_everyone()  # every rank's RNG state is in tmp before the swap
         if self.is_main:
             state = {"step": self.step, "best_score": self.best_score,
                      "elapsed": self.elapsed, "history": self.history}
@@ -154,9 +170,12 @@ class Trainer:
         self.best_score = state["best_score"]
         self.elapsed = state["elapsed"]
         self.history = state["history"]
-        if self.is_main:  # drop evaluations logged after the checkpoint by the killed run
+        if self.is_main:  # drop evaluations and train logs written after the checkpoint
             lines = "".join(json.dumps(r) + "\n" for r in self.history)
             atomic_write_text(self.run_dir / "metrics.jsonl", lines)
+            logged = read_jsonl(self.run_dir / "train_log.jsonl")
+            atomic_write_text(self.run_dir / "train_log.jsonl", "".join(
+                json.dumps(r) + "\n" for r in logged if r["step"] <= self.step))
         log.info("resumed from step %d", self.step)
 
     # -- the loop ------------------------------------------------------------------------
@@ -270,7 +289,9 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is a dependency, but stay usable without it
             return None
-        return SummaryWriter(str(self.run_dir / "tb"))
+        # purge_step: on resume, drop the events the killed run logged after the checkpoint
+        return SummaryWriter(str(self.run_dir / "tb"),
+                             purge_step=self.step + 1 if self.resuming else None)
 
     def _log_step(self, logs: dict[str, float]) -> None:
         lr = self.lr_schedule.get_last_lr()[0]
@@ -289,7 +310,10 @@ class Trainer:
 
         if self.writer is not None:
             self.writer.close()
-        best = MultiTaskModel.from_pretrained(self.run_dir, self.accelerator.device)
+        device = self.accelerator.device
+        if device.type == "cpu":  # multi-CPU runs report "cpu:0", which safetensors rejects
+            device = torch.device("cpu")
+        best = MultiTaskModel.from_pretrained(self.run_dir, device)
         info = self.run_info(best)
         best_step = max(self.history, key=lambda r: r[self.train_cfg.select_by])["step"]
         for split in ("dev", "test"):

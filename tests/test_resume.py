@@ -1,0 +1,158 @@
+"""Kill a run mid-training, resume it, and get exactly the uninterrupted run.
+
+The trainings run in their own processes (``python -m camtl.cli train``), as a user's
+would: the kill is a real hard exit (``CAMTL_KILL_AFTER_STEP`` -> ``os._exit(137)``, no
+cleanup) and the resumed process knows nothing but what the checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from camtl.cli import main
+from test_train_e2e import write_config, write_task_files
+
+MAX_STEPS, CHECKPOINT_EVERY, EVAL_EVERY, KILL_AFTER = 8, 3, 4, 5
+
+
+def camtl_train(*args: str, kill_after: int | None = None) -> subprocess.Popen[str]:
+    # One thread each: two runs go side by side on small machines. Same env for every run.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": "1"}
+    env.pop("CAMTL_KILL_AFTER_STEP", None)
+    if kill_after is not None:
+        env["CAMTL_KILL_AFTER_STEP"] = str(kill_after)
+    return subprocess.Popen([sys.executable, "-m", "camtl.cli", "train", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait(proc: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def main_stderr(argv: list[str]) -> tuple[int, list[str]]:
+    """Run the CLI in this process; its exit code and the lines it wrote to stderr."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, err.getvalue().splitlines()
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    """Four tasks (classification, regression, tagging, span QA), dropout on (the default
+    0.1), 8 steps, a checkpoint every 3 steps, a dev evaluation every 4, a log every step."""
+    root = tmp_path_factory.mktemp("resume")
+    write_task_files(root)
+    return write_config(root, tiny_encoder_dir, max_steps=MAX_STEPS,
+                        checkpoint_every=CHECKPOINT_EVERY, eval_every=EVAL_EVERY, log_every=1)
+
+
+@pytest.fixture(scope="module")
+def runs(config: Path) -> dict[str, Path]:
+    """The config run twice: killed after step 5 then resumed from its step-3 checkpoint,
+    and uninterrupted (the two start side by side)."""
+    run, straight = config.parent / "killed", config.parent / "straight"
+    killed_proc = camtl_train(str(config), "--output-dir", str(run), kill_after=KILL_AFTER)
+    straight_proc = camtl_train(str(config), "--output-dir", str(straight))
+    try:
+        code, err = wait(killed_proc)
+        assert code == 137, err[-3000:]
+        assert (run / "checkpoint").is_dir()
+        assert not (run / "checkpoint.tmp").exists()
+        assert json.loads((run / "status.json").read_text())["status"] == "running"
+        state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
+        assert state["step"] == CHECKPOINT_EVERY  # the last checkpoint before the kill
+        # The killed run got past its checkpoint; what it logged after must be undone.
+        assert [r["step"] for r in jsonl(run / "metrics.jsonl")] == [4]
+        assert [r["step"] for r in jsonl(run / "train_log.jsonl")] == [1, 2, 3, 4, 5]
+
+        # Training again into the unfinished run without --resume: refused, nothing touched.
+        before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+        code, lines = main_stderr(["train", str(config), "--output-dir", str(run)])
+        assert code == 2
+        assert lines == [f"error: {run}: holds an unfinished run; pass --resume to continue "
+                         "it or --overwrite to start again"]
+        assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+        code, err = wait(camtl_train(str(config), "--output-dir", str(run), "--resume"))
+        assert code == 0, err[-3000:]
+        code, err = wait(straight_proc)
+        assert code == 0, err[-3000:]
+    finally:
+        for proc in (killed_proc, straight_proc):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return {"resumed": run, "straight": straight}
+
+
+def test_resume_with_nothing_to_resume_fails_in_one_line(config: Path, tmp_path: Path) -> None:
+    run = tmp_path / "never-trained"
+    code, lines = main_stderr(["train", str(config), "--output-dir", str(run), "--resume"])
+    assert code == 2
+    assert lines == [f"error: {run}: nothing to resume (no checkpoint/ folder)"]
+    assert not run.exists()
+
+
+@pytest.mark.slow
+def test_resumed_run_finishes_cleanly(runs: dict[str, Path]) -> None:
+    run = runs["resumed"]
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "completed" and status["step"] == MAX_STEPS
+    for name in ("checkpoint", "checkpoint.tmp", "checkpoint.old"):
+        assert not (run / name).exists(), name
+    for name in ("report.json", "report_test.json", "model.safetensors"):
+        assert (run / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_resumed_run_equals_uninterrupted_run_exactly(runs: dict[str, Path]) -> None:
+    """Bit for bit: same losses and LR at every step, same dev scores, same saved weights."""
+    resumed, straight = runs["resumed"], runs["straight"]
+    assert yaml.safe_load((resumed / "config.yaml").read_text())["model"]["dropout"] == 0.1
+    # Every step's task losses, learning rate and examples drawn (4..8 ran after resume) ...
+    log_resumed = without_timing(jsonl(resumed / "train_log.jsonl"))
+    assert [r["step"] for r in log_resumed] == list(range(1, MAX_STEPS + 1))
+    assert log_resumed == without_timing(jsonl(straight / "train_log.jsonl"))
+    # ... every dev evaluation (steps 4 and 8, both after the checkpoint) ...
+    history = jsonl(resumed / "metrics.jsonl")
+    assert [r["step"] for r in history] == [4, 8]
+    assert history == jsonl(straight / "metrics.jsonl")
+    # ... the same selected model, trained past the resume point ...
+    best_resumed = json.loads((resumed / "status.json").read_text())["best_step"]
+    best_straight = json.loads((straight / "status.json").read_text())["best_step"]
+    assert best_resumed == best_straight > CHECKPOINT_EVERY
+    # ... with identical weights: torch.equal, exact on CPU, no tolerance needed ...
+    weights_resumed = load_file(str(resumed / "model.safetensors"))
+    weights_straight = load_file(str(straight / "model.safetensors"))
+    assert weights_resumed.keys() == weights_straight.keys()
+    differ = [k for k in weights_resumed if not torch.equal(weights_resumed[k],
+                                                             weights_straight[k])]
+    assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
+    # ... and the same final reports.
+    for name in ("report.json", "report_test.json"):
+        results: list[Any] = [json.loads((r / name).read_text())["results"]
+                              for r in (resumed, straight)]
+        assert results[0] == results[1], name
