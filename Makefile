@@ -25,7 +25,7 @@ data: venv
 	$(BIN)/camtl data fetch
 
 demo: data
-	$(BIN)/camtl train $(CONFIG)
+	$(BIN)/camtl train $(CONFIG) --overwrite
 
 test: data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -19,6 +19,7 @@ def _quiet_libraries() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # per-file checkpoint chatter
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -47,6 +48,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     count = predict_file(Path(args.run_dir), args.task, Path(args.input), Path(args.output),
                          args.batch_size)
     print(f"wrote {count} predictions to {args.output}")
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    import json
+
+    from camtl.modeling.accounting import count_parameters, format_counts
+
+    counts = count_parameters(args.model, args.tasks, args.architecture, args.labels,
+                              max_length=args.max_length)
+    print(json.dumps(counts) if args.json else format_counts(counts))
     return 0
 
 
@@ -96,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="JSONL output, one prediction per line")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("params", help="parameter counts of a model for N tasks (no weights)")
+    p.add_argument("--model", default="minilm", help="hub name, folder with config.json, "
+                   "or minilm")
+    p.add_argument("--tasks", type=int, default=9, help="number of tasks")
+    p.add_argument("--architecture", choices=("camtl", "plain"), default="camtl")
+    p.add_argument("--labels", type=int, default=3, help="classes per task head")
+    p.add_argument("--max-length", type=int, default=128, help="L for the attention blocks")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=cmd_params)
 
     data = sub.add_parser("data", help="offline datasets and the encoder")
     data_sub = data.add_subparsers(dest="data_command", required=True)

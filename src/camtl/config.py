@@ -22,6 +22,50 @@ def _err(where: str, message: str) -> ConfigError:
 
 
 @dataclass
+class CamtlConfig:
+    """CA-MTL's conditional modules: one switch per row of the paper's Table 3.1, and the
+    alternative readings of NOTES.md (``*_form``). Used when ``model.architecture: camtl``.
+
+    task_embedding_dim: width of z feeding every FiLM generator; None = the hidden size (the
+    paper). A small width (default 64) keeps the model near the paper's 1.12x parameters.
+    attention_blocks: N diagonal blocks of size ceil(max_length / N); None = hidden / max_length.
+    cln_from_layer: first layer whose LayerNorms are conditional; None = the upper half.
+    bottleneck: "base" (in the top ``bottleneck_layers`` layers), "large" (a side chain
+    across all layers) or "none".
+    """
+
+    task_embedding_dim: int | None = 64
+    conditional_attention: bool = True
+    attention_form: str = "paper"
+    attention_blocks: int | None = None
+    max_length: int = 128
+    conditional_alignment: bool = True
+    alignment_form: str = "matrix"
+    conditional_layer_norm: bool = True
+    cln_from_layer: int | None = None
+    bottleneck: str = "base"
+    bottleneck_layers: int = 1
+    bottleneck_reduction: int = 3
+
+    def blocks(self, hidden_size: int) -> int:
+        return self.attention_blocks or max(1, round(hidden_size / self.max_length))
+
+    def validate(self, path: str, where: str) -> None:
+        choices = {"attention_form": ("paper", "authors"),
+                   "alignment_form": ("matrix", "elementwise"),
+                   "bottleneck": ("none", "base", "large")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise _err(where, f"key '{path}.{key}': {getattr(self, key)!r} is not "
+                                  f"allowed (allowed: {', '.join(map(repr, allowed))})")
+        for key in ("task_embedding_dim", "attention_blocks", "max_length",
+                    "bottleneck_layers", "bottleneck_reduction"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise _err(where, f"key '{path}.{key}': must be a positive integer")
+
+
+@dataclass
 class ModelConfig:
     """The shared encoder and the heads.
 
@@ -34,19 +78,29 @@ class ModelConfig:
     architecture: str = "plain"
     pooling: str = "mean"
     dropout: float = 0.1
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0
+    freeze_embeddings: bool | None = None
+    freeze_layers: int | None = None
+    camtl: CamtlConfig = field(default_factory=CamtlConfig)
+
+    def resolved_freezing(self, num_layers: int) -> tuple[bool, int]:
+        """(freeze embeddings, frozen bottom layers); unset means the architecture's default:
+        nothing frozen for ``plain``, embeddings and the bottom half for ``camtl``."""
+        camtl = self.architecture == "camtl"
+        embeddings = camtl if self.freeze_embeddings is None else self.freeze_embeddings
+        layers = (num_layers // 2 if camtl else 0) if self.freeze_layers is None \
+            else self.freeze_layers
+        return embeddings, layers
 
     def validate(self, path: str, where: str) -> None:
         if self.pooling not in ("mean", "cls"):
             raise _err(where, f"key '{path}.pooling': {self.pooling!r} is not allowed "
                               "(allowed: 'mean', 'cls')")
-        if self.architecture not in ("plain",):
+        if self.architecture not in ("plain", "camtl"):
             raise _err(where, f"key '{path}.architecture': {self.architecture!r} is not "
-                              "allowed (allowed: 'plain')")
+                              "allowed (allowed: 'plain', 'camtl')")
         if not 0.0 <= self.dropout < 1.0:
             raise _err(where, f"key '{path}.dropout': must be in [0, 1)")
-        if self.freeze_layers < 0:
+        if self.freeze_layers is not None and self.freeze_layers < 0:
             raise _err(where, f"key '{path}.freeze_layers': must be >= 0")
 
 

@@ -55,13 +55,28 @@ def disable_pooler(encoder: nn.Module) -> None:
             param.requires_grad_(False)
 
 
-def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
-    return encoder.encoder.layer  # type: ignore[return-value]
+def pretrained_layers(encoder: nn.Module) -> list[nn.Module]:
+    """The pretrained Transformer layers, whether wrapped by CA-MTL or not."""
+    if hasattr(encoder, "layers"):  # ConditionalEncoder: each layer keeps its base
+        return [layer.base for layer in encoder.layers]
+    return list(encoder.encoder.layer)
+
+
+def pretrained_parameter_count(encoder: nn.Module) -> int:
+    """Parameters of the bare pretrained encoder (no conditional modules, no pooler)."""
+    parts = [encoder.embeddings, *pretrained_layers(encoder)]
+    project = getattr(encoder, "embeddings_project", None)
+    if project is not None:
+        parts.append(project)
+    return sum(p.numel() for part in parts for p in part.parameters())
 
 
 def freeze_encoder(encoder: nn.Module, freeze_embeddings: bool, freeze_layers: int) -> None:
-    """Keep the embeddings and/or the bottom ``freeze_layers`` layers at pretrained values."""
-    layers = encoder_layers(encoder)
+    """Keep the embeddings and/or the bottom ``freeze_layers`` layers at pretrained values.
+
+    CA-MTL's conditional modules always train, also inside frozen layers.
+    """
+    layers = pretrained_layers(encoder)
     if freeze_layers > len(layers):
         raise ConfigError(f"key 'model.freeze_layers': {freeze_layers} is more than the "
                           f"encoder's {len(layers)} layers")
@@ -71,3 +86,6 @@ def freeze_encoder(encoder: nn.Module, freeze_embeddings: bool, freeze_layers: i
     for layer in layers[:freeze_layers]:
         for param in layer.parameters():
             param.requires_grad_(False)
+    for module in getattr(encoder, "conditional_modules", list)():
+        for param in module.parameters():
+            param.requires_grad_(True)

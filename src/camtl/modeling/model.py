@@ -18,6 +18,7 @@ from camtl.modeling.encoder import (
     disable_pooler,
     freeze_encoder,
     load_encoder_and_tokenizer,
+    pretrained_parameter_count,
 )
 from camtl.modeling.heads import TaskHead, build_head
 from camtl.structured import from_dict, to_dict
@@ -45,6 +46,11 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         check_supported(encoder.config.model_type, config.encoder)
         self.config = config
+        disable_pooler(encoder)
+        if config.architecture == "camtl":
+            from camtl.modeling.conditional_encoder import ConditionalEncoder
+
+            encoder = ConditionalEncoder(encoder, len(tasks), config.camtl)
         self.encoder = encoder
         self.tasks = list(tasks)
         self.labels = {k: list(v) for k, v in labels.items()}
@@ -55,8 +61,7 @@ class MultiTaskModel(nn.Module):
                                config.dropout, config.pooling)
             for t in self.tasks
         })
-        disable_pooler(encoder)
-        freeze_encoder(encoder, config.freeze_embeddings, config.freeze_layers)
+        freeze_encoder(encoder, *config.resolved_freezing(encoder.config.num_hidden_layers))
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -112,6 +117,8 @@ class MultiTaskModel(nn.Module):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                token_type_ids: torch.Tensor | None, task_ids: torch.Tensor) -> torch.Tensor:
         """Hidden states [B, L, d] of the shared encoder (task_ids unused by the plain one)."""
+        if self.config.architecture == "camtl":
+            return self.encoder(input_ids, attention_mask, token_type_ids, task_ids)
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                            token_type_ids=token_type_ids)
         return out.last_hidden_state
@@ -139,8 +146,15 @@ class MultiTaskModel(nn.Module):
     def parameter_counts(self) -> dict[str, int]:
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        encoder = sum(p.numel() for p in self.encoder.parameters())
-        return {"total": total, "trainable": trainable, "encoder": encoder}
+        encoder = pretrained_parameter_count(self.encoder)
+        heads = {name: sum(p.numel() for p in head.parameters())
+                 for name, head in self.heads.items()}
+        per_task = sum(heads.values()) / max(1, len(heads))
+        if self.config.architecture == "camtl":
+            per_task += self.encoder.task_embedding.table.embedding_dim
+        return {"total": total, "trainable": trainable, "encoder": encoder,
+                "heads": sum(heads.values()), "per_task": round(per_task),
+                "ratio": round(total / encoder, 4)}
 
 
 _LABEL_KEYS = {TaskType.CLASSIFICATION: "cls_labels", TaskType.REGRESSION: "reg_labels",

@@ -1,0 +1,67 @@
+"""Parameter accounting without weights: build the model on the meta device from a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from camtl.config import CamtlConfig, ModelConfig
+from camtl.errors import ConfigError
+from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+
+
+def count_parameters(model_name: str, num_tasks: int, architecture: str = "camtl",
+                     num_labels: int = 3, camtl: CamtlConfig | None = None,
+                     max_length: int = 128) -> dict[str, Any]:
+    """Total, trainable, encoder, per-task counts and total/encoder ratio.
+
+    Only ``config.json`` is read (a folder holding nothing else will do, or a hub name);
+    the model is built on the meta device, so no weights are downloaded or allocated.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    from camtl.modeling.encoder import resolve_encoder_name
+    from camtl.modeling.model import MultiTaskModel
+
+    if num_tasks < 1:
+        raise ConfigError("--tasks: must be at least 1")
+    source = model_name
+    if model_name == "minilm":
+        source = resolve_encoder_name(model_name)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        hint = "" if Path(source).exists() else " (no such folder, and the hub is unreachable?)"
+        raise ConfigError(f"--model: cannot read the config of {model_name!r}{hint}: "
+                          f"{str(exc).splitlines()[0]}") from None
+    cam = camtl or CamtlConfig(max_length=max_length)
+    tasks = [TaskSpec(f"task{i}", TaskType.CLASSIFICATION, ["text"], "label",
+                      [str(c) for c in range(num_labels)],
+                      source=SourceSpec(kind="files", paths={"train": "-"}))
+             for i in range(num_tasks)]
+    labels = {t.name: list(t.labels or []) for t in tasks}
+    with torch.device("meta"):
+        encoder = AutoModel.from_config(config)
+        model = MultiTaskModel(encoder, tasks, labels,
+                               ModelConfig(encoder=model_name, architecture=architecture,
+                                           camtl=cam))
+    counts = model.parameter_counts()
+    counts.update(model=model_name, architecture=architecture, tasks=num_tasks,
+                  model_type=config.model_type, hidden_size=config.hidden_size,
+                  layers=config.num_hidden_layers)
+    return counts
+
+
+def format_counts(counts: dict[str, Any]) -> str:
+    lines = [f"model:        {counts['model']} ({counts['model_type']}, "
+             f"{counts['layers']} layers, hidden {counts['hidden_size']})",
+             f"architecture: {counts['architecture']}, {counts['tasks']} tasks",
+             f"encoder:      {counts['encoder']:>12,}  (the bare pretrained encoder)",
+             f"total:        {counts['total']:>12,}",
+             f"trainable:    {counts['trainable']:>12,}",
+             f"heads:        {counts['heads']:>12,}",
+             f"per task:     {counts['per_task']:>12,}  (a head and a task embedding row)",
+             f"ratio:        {counts['ratio']:.4f}  (total / encoder)"]
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""CA-MTL's task-conditioned building blocks (Pilault et al., ICLR 2021, section 3.3.1).
+
+Every module reads ``z`` [B, d_z], the transformed task embedding of each example, so one
+batch can mix tasks. Every FiLM generator starts at zero, so at initialisation each module
+is the identity and the encoder reproduces the pretrained model exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FiLMGenerator(nn.Module):
+    """z -> (gamma, beta), each [B, *shape]; a zero-initialised Linear (identity at start)."""
+
+    def __init__(self, z_dim: int, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+        self.size = math.prod(shape)
+        self.proj = nn.Linear(z_dim, 2 * self.size)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gamma, beta = self.proj(z).split(self.size, dim=-1)
+        return gamma.view(-1, *self.shape), beta.view(-1, *self.shape)
+
+
+class TaskEmbedding(nn.Module):
+    """A learned table of task vectors and one shared task transform: z = W e_t + b."""
+
+    def __init__(self, num_tasks: int, z_dim: int) -> None:
+        super().__init__()
+        self.table = nn.Embedding(num_tasks, z_dim)
+        nn.init.normal_(self.table.weight, std=0.02)
+        self.transform = nn.Linear(z_dim, z_dim)
+
+    def forward(self, task_ids: torch.Tensor) -> torch.Tensor:
+        return self.transform(self.table(task_ids))
+
+
+class ConditionalAttentionBias(nn.Module):
+    """The block-diagonal bias M(z) added to attention scores (eq. 3.1).
+
+    N blocks of size b = ceil(L / N) on the diagonal; A_n starts at zero. ``form``:
+      "paper"   -- gamma, beta in R^{b x b}, shared by the N blocks: A'_n = A_n (1+gamma) + beta
+      "authors" -- gamma, beta in R^{b} scale and shift the columns of one shared A
+    Under dynamic padding the bias is sliced to the batch length l: M[:l, :l].
+    """
+
+    def __init__(self, z_dim: int, max_length: int, num_blocks: int, form: str = "paper") -> None:
+        super().__init__()
+        self.num_blocks = num_blocks
+        self.block = math.ceil(max_length / num_blocks)
+        self.form = form
+        if form == "paper":
+            self.blocks = nn.Parameter(torch.zeros(num_blocks, self.block, self.block))
+            self.film = FiLMGenerator(z_dim, (self.block, self.block))
+        elif form == "authors":
+            self.blocks = nn.Parameter(torch.zeros(1, self.block, self.block))
+            self.film = FiLMGenerator(z_dim, (self.block,))
+        else:
+            raise ValueError(f"unknown conditional attention form {form!r}")
+        self.register_buffer("_eye", torch.eye(num_blocks), persistent=False)
+
+    def forward(self, z: torch.Tensor, length: int) -> torch.Tensor:
+        """[B, 1, l, l] additive bias for a batch of length l."""
+        gamma, beta = self.film(z)
+        if self.form == "paper":  # [B, N, b, b]
+            blocks = self.blocks.unsqueeze(0) * (1 + gamma.unsqueeze(1)) + beta.unsqueeze(1)
+        else:  # columns of the shared block scaled and shifted: [B, 1, b, b] -> N copies
+            blocks = self.blocks.unsqueeze(0) * (1 + gamma[:, None, None, :]) \
+                + beta[:, None, None, :]
+            blocks = blocks.expand(-1, self.num_blocks, -1, -1)
+        n, b = self.num_blocks, self.block
+        # direct sum: block n at rows and columns n*b..(n+1)*b, zeros elsewhere
+        full = torch.einsum("znij,nm->znimj", blocks, self._eye.to(blocks.dtype))
+        full = full.reshape(-1, n * b, n * b)
+        if length > n * b:  # a batch longer than max_length: no bias beyond it
+            full = F.pad(full, (0, length - n * b, 0, length - n * b))
+        return full[:, None, :length, :length]
+
+
+class ConditionalAlignment(nn.Module):
+    """h = E(x) R_hat(z) between the embeddings and the first layer (eq. 3.2).
+
+    ``form``:
+      "matrix"      -- R_hat = R diag(1+gamma) + 1 beta^T, R (d x d) starts as the identity
+      "elementwise" -- h = E(x) (1+gamma) + beta (the authors' code; no R)
+    """
+
+    def __init__(self, z_dim: int, hidden: int, form: str = "matrix") -> None:
+        super().__init__()
+        self.form = form
+        if form == "matrix":
+            self.weight = nn.Parameter(torch.eye(hidden))
+        elif form != "elementwise":
+            raise ValueError(f"unknown conditional alignment form {form!r}")
+        self.film = FiLMGenerator(z_dim, (hidden,))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film(z)
+        gamma, beta = gamma.unsqueeze(1), beta.unsqueeze(1)
+        if self.form == "elementwise":
+            return x * (1 + gamma) + beta
+        # x R_hat = (x R) * (1+gamma) + (x . 1) beta, without building R_hat per example
+        return (x @ self.weight) * (1 + gamma) + x.sum(-1, keepdim=True) * beta
+
+
+class ConditionalLayerNorm(nn.Module):
+    """LayerNorm with weight w'(1+gamma(z)) and bias b'+beta(z) (eq. 3.3).
+
+    w', b' are a pretrained LayerNorm's parameters, passed at call time (not registered
+    here, so they are saved once and keep that LayerNorm's freezing); only the FiLM
+    generator belongs to this module.
+    """
+
+    def __init__(self, hidden: int, z_dim: int) -> None:
+        super().__init__()
+        self.film = FiLMGenerator(z_dim, (hidden,))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, base: nn.LayerNorm) -> torch.Tensor:
+        gamma, beta = self.film(z)
+        normed = F.layer_norm(x, base.normalized_shape, eps=base.eps)
+        weight = base.weight * (1 + gamma.unsqueeze(1))
+        bias = base.bias + beta.unsqueeze(1)
+        return normed * weight + bias
+
+
+class ConditionalBottleneck(nn.Module):
+    """d -> d/r -> d feed-forward whose weights are FiLM-modulated by z (like eq. 3.2).
+
+    W_down' = W_down diag(1+gamma_d) + 1 beta_d^T (gamma_d, beta_d in R^{d/r}), likewise for
+    W_up with gamma_u, beta_u in R^d. W_up starts at zero, so the module adds nothing at init.
+    """
+
+    def __init__(self, z_dim: int, hidden: int, reduction: int = 3,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        inner = max(1, hidden // reduction)
+        self.down = nn.Linear(hidden, inner)
+        self.up = nn.Linear(inner, hidden)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+        self.film_down = FiLMGenerator(z_dim, (inner,))
+        self.film_up = FiLMGenerator(z_dim, (hidden,))
+        self.dropout = nn.Dropout(dropout)
+
+    @staticmethod
+    def _modulated(x: torch.Tensor, layer: nn.Linear, gamma: torch.Tensor,
+                   beta: torch.Tensor) -> torch.Tensor:
+        gamma, beta = gamma.unsqueeze(1), beta.unsqueeze(1)
+        return (F.linear(x, layer.weight) * (1 + gamma) + x.sum(-1, keepdim=True) * beta
+                + layer.bias)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        g_d, b_d = self.film_down(z)
+        g_u, b_u = self.film_up(z)
+        inner = F.gelu(self._modulated(x, self.down, g_d, b_d))
+        return self.dropout(self._modulated(inner, self.up, g_u, b_u))

@@ -1,0 +1,150 @@
+"""The CA-MTL encoder: our own Transformer layer that takes over a BERT-family model's
+pretrained submodules and adds the task-conditioned modules around them.
+
+We do not patch the library's forward functions (they change between versions); we reuse
+the pretrained ``nn.Linear``/``nn.LayerNorm`` objects of each layer and run our own forward
+with torch's scaled_dot_product_attention, the conditional bias entering as an additive mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camtl.config import CamtlConfig
+from camtl.errors import ConfigError
+from camtl.modeling.conditional import (
+    ConditionalAlignment,
+    ConditionalAttentionBias,
+    ConditionalBottleneck,
+    ConditionalLayerNorm,
+    TaskEmbedding,
+)
+
+
+def _activation(name: Any) -> Any:
+    from transformers.activations import ACT2FN
+
+    return ACT2FN[name] if isinstance(name, str) else name
+
+
+class ConditionalLayer(nn.Module):
+    """One Transformer layer: pretrained weights, optional conditional bias / CLN / bottleneck."""
+
+    def __init__(self, base: nn.Module, config: Any, z_dim: int, cam: CamtlConfig,
+                 use_attention: bool, use_cln: bool, use_bottleneck: bool) -> None:
+        super().__init__()
+        self.base = base  # the pretrained layer: its submodules are used, its forward is not
+        attn = base.attention.self
+        self.heads = attn.num_attention_heads
+        self.head_size = attn.attention_head_size
+        self.attn_dropout = config.attention_probs_dropout_prob
+        self.act = _activation(config.hidden_act)
+        self.cond_attention = (ConditionalAttentionBias(z_dim, cam.max_length,
+                                                        cam.blocks(config.hidden_size),
+                                                        cam.attention_form)
+                               if use_attention else None)
+        self.cln_attention = ConditionalLayerNorm(config.hidden_size, z_dim) if use_cln else None
+        self.cln_output = ConditionalLayerNorm(config.hidden_size, z_dim) if use_cln else None
+        self.bottleneck = (ConditionalBottleneck(z_dim, config.hidden_size,
+                                                 cam.bottleneck_reduction,
+                                                 config.hidden_dropout_prob)
+                           if use_bottleneck else None)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, _ = x.shape
+        return x.view(b, length, self.heads, self.head_size).transpose(1, 2)
+
+    def _norm(self, cln: ConditionalLayerNorm | None, base: nn.LayerNorm, x: torch.Tensor,
+              z: torch.Tensor) -> torch.Tensor:
+        return cln(x, z, base) if cln is not None else base(x)
+
+    def forward(self, hidden: torch.Tensor, mask_bias: torch.Tensor,
+                z: torch.Tensor) -> torch.Tensor:
+        base = self.base
+        attn = base.attention.self
+        q, k, v = (self._split(attn.query(hidden)), self._split(attn.key(hidden)),
+                   self._split(attn.value(hidden)))
+        bias = mask_bias
+        if self.cond_attention is not None:
+            bias = bias + self.cond_attention(z, hidden.shape[1]).to(bias.dtype)
+        context = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype),
+            dropout_p=self.attn_dropout if self.training else 0.0)
+        context = context.transpose(1, 2).reshape(hidden.shape)
+        out = base.attention.output
+        attended = self._norm(self.cln_attention, out.LayerNorm,
+                              out.dropout(out.dense(context)) + hidden, z)
+        ffn = base.output.dropout(base.output.dense(self.act(base.intermediate.dense(attended))))
+        residual = ffn + attended
+        if self.bottleneck is not None:  # "base" variant: added before the layer's norm
+            residual = residual + self.bottleneck(attended, z)
+        return self._norm(self.cln_output, base.output.LayerNorm, residual, z)
+
+
+class ConditionalEncoder(nn.Module):
+    """Embeddings -> conditional alignment -> conditional layers (-> side-chain bottleneck)."""
+
+    def __init__(self, hf_model: nn.Module, num_tasks: int, cam: CamtlConfig) -> None:
+        super().__init__()
+        config = hf_model.config
+        if getattr(config, "position_embedding_type", "absolute") != "absolute":
+            raise ConfigError("key 'model.encoder': CA-MTL supports absolute position "
+                              f"embeddings only, not {config.position_embedding_type!r}")
+        self.config = config
+        self.cam = cam
+        self.embeddings = hf_model.embeddings
+        self.embeddings_project = getattr(hf_model, "embeddings_project", None)
+        d, n_layers = config.hidden_size, config.num_hidden_layers
+        z_dim = cam.task_embedding_dim or d
+        self.task_embedding = TaskEmbedding(num_tasks, z_dim)
+        self.alignment = (ConditionalAlignment(z_dim, d, cam.alignment_form)
+                          if cam.conditional_alignment else None)
+        cln_from = n_layers // 2 if cam.cln_from_layer is None else cam.cln_from_layer
+        base_top = n_layers - cam.bottleneck_layers
+        self.layers = nn.ModuleList(
+            ConditionalLayer(layer, config, z_dim, cam, cam.conditional_attention,
+                             cam.conditional_layer_norm and i >= cln_from,
+                             cam.bottleneck == "base" and i >= base_top)
+            for i, layer in enumerate(hf_model.encoder.layer))
+        self.side_chain = (nn.ModuleList(ConditionalBottleneck(z_dim, d, cam.bottleneck_reduction,
+                                                               config.hidden_dropout_prob)
+                                         for _ in range(n_layers))
+                           if cam.bottleneck == "large" else None)
+
+    def conditional_modules(self) -> list[nn.Module]:
+        """Every module whose parameters always train, whatever is frozen."""
+        mods: list[nn.Module] = [self.task_embedding]
+        if self.alignment is not None:
+            mods.append(self.alignment)
+        if self.side_chain is not None:
+            mods.append(self.side_chain)
+        for layer in self.layers:
+            for name in ("cond_attention", "bottleneck"):
+                if getattr(layer, name) is not None:
+                    mods.append(getattr(layer, name))
+            for cln in (layer.cln_attention, layer.cln_output):
+                if cln is not None:
+                    mods.append(cln)
+        return mods
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None, task_ids: torch.Tensor) -> torch.Tensor:
+        z = self.task_embedding(task_ids)
+        hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        if self.embeddings_project is not None:
+            hidden = self.embeddings_project(hidden)
+        if self.alignment is not None:
+            hidden = self.alignment(hidden, z)
+        # additive padding mask [B, 1, 1, l]; half the dtype's range so adding M stays finite
+        mask_bias = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) \
+            * (torch.finfo(hidden.dtype).min / 2)
+        chain = None
+        for j, layer in enumerate(self.layers):
+            hidden = layer(hidden, mask_bias, z)
+            if self.side_chain is not None:  # "large": input = layer output + chain so far
+                chain = self.side_chain[j](hidden if chain is None else hidden + chain, z)
+        return hidden if chain is None else hidden + chain

@@ -1,0 +1,185 @@
+"""CA-MTL's conditional encoder on tiny random models of every supported architecture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from camtl.config import CamtlConfig, ModelConfig
+from camtl.errors import ConfigError
+from camtl.modeling import MultiTaskModel
+from camtl.modeling.conditional_encoder import ConditionalEncoder
+from camtl.testing import make_tiny_encoder
+from camtl.training.trainer import build_optimizer
+from tests.test_model import LABELS, TASKS, mixed_batch
+
+ARCHS = ["bert", "roberta", "electra", "xlm-roberta"]
+VARIANTS = {
+    "paper": CamtlConfig(max_length=16),
+    "authors_forms": CamtlConfig(max_length=16, attention_form="authors",
+                                 alignment_form="elementwise"),
+    "large_chain": CamtlConfig(max_length=16, bottleneck="large"),
+    "z_is_hidden": CamtlConfig(max_length=16, task_embedding_dim=None, attention_blocks=3),
+}
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def encoder_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                ) -> Path:
+    return make_tiny_encoder(tmp_path_factory.mktemp(request.param), request.param)
+
+
+def randomize_conditional(encoder: ConditionalEncoder, seed: int = 0) -> None:
+    """Move every conditional parameter away from its identity initialisation."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in encoder.conditional_modules():
+            for param in module.parameters():
+                param.add_(torch.randn(param.shape, generator=g) * 0.05)
+
+
+def padded_inputs(length: int = 12) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 50, (3, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 3:] = 0
+    ids[mask == 0] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_identity_at_initialisation(encoder_dir: Path, variant: str) -> None:
+    hf = AutoModel.from_pretrained(encoder_dir).eval()
+    inputs = padded_inputs()
+    with torch.no_grad():
+        expected = hf(**inputs).last_hidden_state
+        cond = ConditionalEncoder(hf, num_tasks=3, cam=VARIANTS[variant]).eval()
+        got = cond(**inputs, task_ids=torch.tensor([0, 1, 2]))
+    mask = inputs["attention_mask"].bool()
+    assert torch.allclose(got[mask], expected[mask], atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["paper", "large_chain"])
+def test_padding_invariance(encoder_dir: Path, variant: str) -> None:
+    cond = ConditionalEncoder(AutoModel.from_pretrained(encoder_dir), 3, VARIANTS[variant])
+    randomize_conditional(cond)
+    cond.eval()
+    inputs = padded_inputs()
+    task_ids = torch.tensor([2, 1, 0])
+    with torch.no_grad():
+        batch = cond(**inputs, task_ids=task_ids)
+        for row in range(3):
+            n = int(inputs["attention_mask"][row].sum())
+            alone = cond(**{k: v[row:row + 1, :n] for k, v in inputs.items()},
+                         task_ids=task_ids[row:row + 1])
+            assert torch.allclose(alone[0], batch[row, :n], atol=1e-5)
+
+
+def build(encoder_dir: Path, **model_cfg) -> MultiTaskModel:
+    config = ModelConfig(encoder=str(encoder_dir), architecture="camtl",
+                         camtl=CamtlConfig(max_length=16), **model_cfg)
+    return MultiTaskModel(AutoModel.from_pretrained(encoder_dir), TASKS, LABELS, config)
+
+
+def test_mixed_tasks_match_each_task_alone(encoder_dir: Path) -> None:
+    model = build(encoder_dir)
+    randomize_conditional(model.encoder)
+    model.eval()
+    batch = mixed_batch()
+    with torch.no_grad():
+        mixed = model(**batch)
+        for index, name in enumerate(["cls", "reg", "tag", "qa"]):
+            rows = (batch["task_ids"] == index).nonzero(as_tuple=True)[0]
+            alone = model(**{k: v[rows] for k, v in batch.items()})
+            assert torch.allclose(alone.logits[name], mixed.logits[name], atol=1e-5)
+
+
+def test_task_embedding_changes_outputs(encoder_dir: Path) -> None:
+    model = build(encoder_dir)
+    randomize_conditional(model.encoder)
+    model.eval()
+    inputs = padded_inputs()
+    with torch.no_grad():
+        a = model.encode(**inputs, task_ids=torch.tensor([0, 0, 0]))
+        b = model.encode(**inputs, task_ids=torch.tensor([1, 1, 1]))
+    assert not torch.allclose(a, b, atol=1e-4)
+
+
+def test_frozen_parameters_get_no_gradient_and_no_optimizer_state(encoder_dir: Path) -> None:
+    model = build(encoder_dir)  # camtl default: embeddings + bottom half (2 of 4) frozen
+    optimizer = build_optimizer(model, _run_config())
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    model(**mixed_batch()).loss.backward()
+    optimizer.step()
+    conditional = {id(p) for m in model.encoder.conditional_modules() for p in m.parameters()}
+    for name, param in model.named_parameters():
+        frozen = (".embeddings." in name or ".layers.0.base." in name
+                  or ".layers.1.base." in name)
+        assert param.requires_grad is not frozen, name
+        assert (id(param) in in_optimizer) is not frozen, name
+        assert (param.grad is None) is frozen or id(param) in conditional, name
+        if frozen:
+            assert param not in optimizer.state, name
+    # conditional attention of a frozen layer still trains
+    bias = model.encoder.layers[0].cond_attention
+    assert bias.film.proj.weight.grad is not None and bias.film.proj.weight.requires_grad
+
+
+def _run_config():
+    from camtl.config import RunConfig
+
+    return RunConfig()
+
+
+def test_save_and_reload_give_identical_predictions(encoder_dir: Path, tmp_path: Path) -> None:
+    model = build(encoder_dir)
+    randomize_conditional(model.encoder)
+    model.eval()
+    model.save_pretrained(tmp_path)
+    again = MultiTaskModel.from_pretrained(tmp_path)
+    batch = mixed_batch()
+    with torch.no_grad():
+        a, b = model(**batch), again(**batch)
+    for name in a.logits:
+        assert torch.equal(a.logits[name], b.logits[name])
+
+
+@pytest.mark.parametrize("switches", [
+    {"conditional_attention": False, "conditional_alignment": False,
+     "conditional_layer_norm": False, "bottleneck": "none"},
+    {"conditional_alignment": False, "conditional_layer_norm": False, "bottleneck": "none"},
+    {"conditional_alignment": False, "conditional_layer_norm": False},
+    {},
+])
+def test_ablation_ladder_switches_build_and_train(tiny_encoder_dir: Path, switches: dict) -> None:
+    config = ModelConfig(encoder=str(tiny_encoder_dir), architecture="camtl",
+                         camtl=CamtlConfig(max_length=16, **switches))
+    model = MultiTaskModel(AutoModel.from_pretrained(tiny_encoder_dir), TASKS, LABELS, config)
+    model(**mixed_batch()).loss.backward()
+    layer = model.encoder.layers[-1]
+    assert (layer.cond_attention is not None) == switches.get("conditional_attention", True)
+    assert (model.encoder.alignment is not None) == switches.get("conditional_alignment", True)
+    assert (layer.cln_output is not None) == switches.get("conditional_layer_norm", True)
+    assert (layer.bottleneck is not None) == (switches.get("bottleneck", "base") == "base")
+
+
+def test_sequence_longer_than_max_length_gets_no_bias_beyond(tiny_encoder_dir: Path) -> None:
+    cond = ConditionalEncoder(AutoModel.from_pretrained(tiny_encoder_dir), 2,
+                              CamtlConfig(max_length=8))
+    randomize_conditional(cond)
+    out = cond(**padded_inputs(length=12), task_ids=torch.tensor([0, 1, 0]))
+    assert out.shape[:2] == (3, 12) and torch.isfinite(out).all()
+
+
+def test_relative_position_models_are_refused(tmp_path: Path) -> None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model("bert", hidden_size=16, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=32, vocab_size=60)
+    config.position_embedding_type = "relative_key"
+    with pytest.raises(ConfigError, match="absolute position"):
+        ConditionalEncoder(AutoModel.from_config(config), 2, CamtlConfig())
