@@ -183,3 +183,25 @@ def test_relative_position_models_are_refused(tmp_path: Path) -> None:
     config.position_embedding_type = "relative_key"
     with pytest.raises(ConfigError, match="absolute position"):
         ConditionalEncoder(AutoModel.from_config(config), 2, CamtlConfig())
+
+
+def test_camtl_trains_end_to_end_and_reloads(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    import json
+
+    import yaml
+
+    from camtl.cli import main
+    from tests.test_train_e2e import write_config, write_task_files
+
+    write_task_files(tmp_path)
+    path = write_config(tmp_path, tiny_encoder_dir, max_steps=4, eval_every=2)
+    config = yaml.safe_load(path.read_text())
+    config["model"].update(architecture="camtl", camtl={"max_length": 32})
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    model = MultiTaskModel.from_pretrained(run)
+    assert model.config.architecture == "camtl"
+    info = json.loads((run / "report.json").read_text())["run_info"]
+    assert info["parameters"]["trainable"] < info["parameters"]["total"]

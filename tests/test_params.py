@@ -1,0 +1,50 @@
+"""`camtl params`: counts from a folder holding only config.json, on the meta device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from camtl.cli import main
+
+BERT_BASE = {"model_type": "bert", "hidden_size": 768, "num_hidden_layers": 12,
+             "num_attention_heads": 12, "intermediate_size": 3072, "vocab_size": 30522,
+             "max_position_embeddings": 512, "type_vocab_size": 2, "hidden_act": "gelu"}
+
+
+@pytest.fixture()
+def bert_base_dir(tmp_path: Path) -> Path:
+    (tmp_path / "config.json").write_text(json.dumps(BERT_BASE))
+    return tmp_path
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    assert main(["params", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bert_base_nine_tasks_meets_the_paper_budget(bert_base_dir: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    counts = run_json(capsys, "--model", str(bert_base_dir), "--tasks", "9")
+    assert {"total", "trainable", "encoder", "ratio"} <= set(counts)
+    assert counts["encoder"] == 108_891_648  # BERT-base without its pooler
+    assert counts["ratio"] <= 1.15
+    assert counts["trainable"] < counts["total"]  # embeddings and bottom half frozen
+
+
+def test_plain_model_ratio_is_heads_only(bert_base_dir: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    one = run_json(capsys, "--model", str(bert_base_dir), "--tasks", "1",
+                   "--architecture", "plain")
+    two = run_json(capsys, "--model", str(bert_base_dir), "--tasks", "2",
+                   "--architecture", "plain")
+    assert two["total"] - one["total"] == one["per_task"]
+
+
+def test_missing_config_is_one_line_error(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["params", "--model", str(tmp_path / "nothing"), "--tasks", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --model")
