@@ -159,7 +159,7 @@ def peak_memory(encoder: str, name: str, batch_size: int, length: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--out", type=Path, help="where the JSON results go")
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -174,6 +174,8 @@ def main() -> None:
     if args.child:
         peak_memory_child(args.encoder, args.child, 3, args.batch_size, args.length)
         return
+    if args.out is None:
+        parser.error("--out is required")
     torch.manual_seed(0)
     model, _ = build(args.encoder, "camtl")
     batch = make_batch(model.encoder.config.vocab_size, args.batch_size, args.length)

@@ -51,6 +51,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from camtl.evaluation.compare import format_comparison
+
+    print(format_comparison([Path(d) for d in args.run_dirs], args.split, args.markdown))
+    return 0
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     import json
 
@@ -108,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="JSONL output, one prediction per line")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("compare", help="per-task scores of several runs side by side")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--split", choices=("dev", "test"), default="dev")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("params", help="parameter counts of a model for N tasks (no weights)")
     p.add_argument("--model", default="minilm", help="hub name, folder with config.json, "

@@ -45,3 +45,33 @@ class TemperatureSampler(TaskSampler):
     def probabilities(self, step: int) -> np.ndarray:
         weights = self.task_sizes ** (1.0 / self.options.temperature)
         return weights / weights.sum()
+
+
+@dataclass
+class AnnealedOptions:
+    epochs: int = 5
+
+    def validate(self, path: str, where: str) -> None:
+        if self.epochs < 1:
+            prefix = f"{where}: " if where else ""
+            raise ConfigError(f"{prefix}key '{path}.epochs': must be a positive integer")
+
+
+@register_sampler("annealed")
+class AnnealedSampler(TaskSampler):
+    """p_t proportional to N_t^alpha, alpha = 1 - 0.8 (e - 1) / (E - 1) at epoch e of E
+    (Stickland & Murray 2019): proportional at first, nearly uniform at the end. The step
+    budget is split into ``epochs`` equal parts."""
+
+    Options = AnnealedOptions
+
+    def alpha(self, step: int) -> float:
+        epochs = self.options.epochs
+        if epochs == 1:
+            return 1.0
+        epoch = min(epochs, 1 + step * epochs // max(1, self.total_steps))
+        return 1.0 - 0.8 * (epoch - 1) / (epochs - 1)
+
+    def probabilities(self, step: int) -> np.ndarray:
+        weights = self.task_sizes ** self.alpha(step)
+        return weights / weights.sum()

@@ -8,6 +8,7 @@ seed) computes the same global batch and takes its own slice of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,13 @@ class BatchScheduler:
         self.orders = [self.rng.permutation(n) for n in pool_sizes]
         self.cursors = [0] * len(pool_sizes)
         self.passes = [0] * len(pool_sizes)
-        self.drawn = [0] * len(pool_sizes)
+        self.drawn = [0] * len(pool_sizes)  # examples trained on, per task
+        self.returned: list[list[int]] = [[] for _ in pool_sizes]  # unused candidates
+        self.seen = [np.zeros(n, dtype=bool) for n in pool_sizes]  # ever trained on
+        # Set by the trainer for samplers that select examples (MT-Uncertainty): maps
+        # candidates to (H / H', H) arrays.
+        self.scorer: Callable[[list[tuple[int, int]]], tuple[np.ndarray, np.ndarray]] | None \
+            = None
 
     def task_counts(self, step: int) -> np.ndarray:
         """How many examples of each task the next global batch holds."""
@@ -43,8 +50,10 @@ class BatchScheduler:
             return counts
         return self.rng.multinomial(self.batch_size, probs)
 
-    def _take(self, task: int, count: int) -> list[int]:
-        taken: list[int] = []
+    def take(self, task: int, count: int) -> list[int]:
+        """The next ``count`` indices of a task's pool (returned candidates first)."""
+        taken = self.returned[task][:count]
+        self.returned[task] = self.returned[task][count:]
         while len(taken) < count:
             if self.cursors[task] >= self.pool_sizes[task]:
                 self.orders[task] = self.rng.permutation(self.pool_sizes[task])
@@ -54,17 +63,36 @@ class BatchScheduler:
             stop = min(start + count - len(taken), self.pool_sizes[task])
             taken.extend(int(i) for i in self.orders[task][start:stop])
             self.cursors[task] = stop
-        self.drawn[task] += count
         return taken
+
+    def return_candidates(self, candidates: list[tuple[int, int]]) -> None:
+        """Put drawn but unused examples back; they are drawn again first."""
+        for task, index in candidates:
+            self.returned[task].append(index)
+
+    def score(self, candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        if self.scorer is None:
+            raise RuntimeError("this sampler scores candidates: the trainer must set "
+                               "BatchScheduler.scorer")
+        return self.scorer(candidates)
 
     def next_batch(self, step: int) -> list[tuple[int, int]]:
         """The global batch for ``step``: (task index, feature index) pairs, task-grouped."""
-        counts = self.task_counts(step)
-        batch: list[tuple[int, int]] = []
-        for task, count in enumerate(counts.tolist()):
-            if count:
-                batch.extend((task, i) for i in self._take(task, count))
+        if getattr(self.sampler, "selects_examples", False):
+            batch = self.sampler.select(self, step, self.batch_size)  # type: ignore[attr-defined]
+        else:
+            batch = []
+            for task, count in enumerate(self.task_counts(step).tolist()):
+                if count:
+                    batch.extend((task, i) for i in self.take(task, count))
+        for task, index in batch:
+            self.drawn[task] += 1
+            self.seen[task][index] = True
         return batch
+
+    def used_fraction(self) -> dict[int, float]:
+        """Share of each task's training examples trained on at least once."""
+        return {t: float(s.mean()) for t, s in enumerate(self.seen)}
 
     @staticmethod
     def shard(batch: list[tuple[int, int]], rank: int, world_size: int) -> list[tuple[int, int]]:
@@ -75,6 +103,8 @@ class BatchScheduler:
         return {"rng": self.rng.bit_generator.state,
                 "orders": [o.tolist() for o in self.orders], "cursors": list(self.cursors),
                 "passes": list(self.passes), "drawn": list(self.drawn),
+                "returned": [list(r) for r in self.returned],
+                "seen": [np.flatnonzero(s).tolist() for s in self.seen],
                 "sampler": self.sampler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -83,4 +113,8 @@ class BatchScheduler:
         self.cursors = list(state["cursors"])
         self.passes = list(state["passes"])
         self.drawn = list(state["drawn"])
+        self.returned = [list(r) for r in state.get("returned", [[] for _ in self.orders])]
+        self.seen = [np.zeros(n, dtype=bool) for n in self.pool_sizes]
+        for mask, indices in zip(self.seen, state.get("seen", [])):
+            mask[np.asarray(indices, dtype=np.int64)] = True
         self.sampler.load_state_dict(state["sampler"])

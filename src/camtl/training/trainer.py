@@ -53,8 +53,13 @@ class _SchedulerState:
 
 def build_accelerator(config: RunConfig) -> Any:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 and hasattr(AcceleratorState, "_reset_state"):
+        # accelerate keeps one global state per process; a library user training twice in
+        # one process (ablations, notebooks, tests) may change mixed precision in between.
+        AcceleratorState._reset_state(reset_partial_state=True)
     # Heads of tasks absent from a batch get no gradient: DDP must expect unused parameters.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     # split_batches: one optimizer step is one GLOBAL batch (BatchScheduler shards it), so the
@@ -139,6 +144,14 @@ class Trainer:
                                         [len(t.features["train"]) for t in self.tasks],
                                         cfg.batch_size * self.world, cfg.batch_mode,
                                         self.config.seed)
+        if getattr(self.sampler, "selects_examples", False):
+            from camtl.training.uncertainty import make_scorer
+
+            self.scheduler.scorer = make_scorer(
+                self.accelerator.unwrap_model(self.ddp_model), self.tasks,
+                self.tokenizer.pad_token_id, self.accelerator.device, cfg.eval_batch_size,
+                self.sampler.options.mc_samples, self.config.seed,
+                lambda: self.sampler.scored)
         self.accelerator.register_for_checkpointing(_SchedulerState(self.scheduler))
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -326,6 +339,7 @@ class Trainer:
                          name="report" if split == "dev" else f"report_{split}")
             print(f"\n{split} scores of the best checkpoint (step {best_step}):")
             print(format_table(results))
+        self._plot_task_shares()
         shutil.rmtree(self.run_dir / CHECKPOINT_DIR, ignore_errors=True)
         write_status(self.run_dir, "completed", step=self.step, best_step=best_step,
                      wall_time_s=round(self.elapsed, 1))
@@ -339,7 +353,24 @@ class Trainer:
                 "wall_time_s": round(self.elapsed, 1), "parameters": model.parameter_counts(),
                 "processes": self.accelerator.num_processes, "command": self.command,
                 "examples_drawn": dict(zip([t.spec.name for t in self.tasks],
-                                           self.scheduler.drawn))}
+                                           self.scheduler.drawn)),
+                "examples_used_fraction": {
+                    self.tasks[t].spec.name: round(f, 4)
+                    for t, f in self.scheduler.used_fraction().items()},
+                "candidates_scored": getattr(self.sampler, "scored", None)}
+
+    def _plot_task_shares(self) -> None:
+        """Share of each task per logging window (the paper's Figure 3.8), from the log."""
+        from camtl.evaluation.plots import plot_task_shares
+
+        log = read_jsonl(self.run_dir / "train_log.jsonl")
+        shares, previous = [], None
+        for record in log:
+            drawn = record["examples_drawn"]
+            window = {k: v - (previous or {}).get(k, 0) for k, v in drawn.items()}
+            shares.append({"step": record["step"], "shares": window})
+            previous = drawn
+        plot_task_shares(shares, self.run_dir / "task_shares.png")
 
 
 class _null:

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The Table 3.1 ladder on the offline suite: four runs, one budget, then one table.
+#   bash bench/ablation.sh            (about 30 minutes on 2 CPU cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+for config in configs/ablation/*.yaml; do
+  "$BIN/camtl" train "$config" --overwrite
+done
+"$BIN/camtl" compare runs/ablation/*/ --markdown

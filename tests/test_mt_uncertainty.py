@@ -1,0 +1,154 @@
+"""MT-Uncertainty sampling (Algorithm 2) and annealed sampling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from camtl.sampling import BatchScheduler, build_sampler
+from camtl.sampling.mt_uncertainty import uncertainty_scores
+
+SIZES = [50, 40, 30]
+
+
+def test_annealed_goes_from_proportional_to_nearly_uniform() -> None:
+    sampler = build_sampler("annealed", {"epochs": 5}, [1000, 10], total_steps=100)
+    assert sampler.alpha(0) == 1.0
+    assert np.allclose(sampler.probabilities(0), [1000 / 1010, 10 / 1010])
+    assert sampler.alpha(99) == pytest.approx(0.2)
+    late = sampler.probabilities(99)
+    assert late[1] > 10 / 1010 and np.allclose(late, np.array([1000, 10]) ** 0.2 /
+                                               (np.array([1000, 10]) ** 0.2).sum())
+
+
+def test_score_forms() -> None:
+    normalized = np.array([0.9, 0.1, 0.5, 0.5])
+    raw = normalized * np.log([2, 2, 5, 5])
+    tasks = np.array([0, 0, 1, 1])
+    authors = uncertainty_scores(normalized, raw, tasks, "authors")
+    # task means 0.5 and 0.5 -> no reweighting between them here
+    assert np.allclose(authors, normalized)
+    tasks_skewed = np.array([0, 0, 1, 1])
+    normalized2 = np.array([0.2, 0.2, 0.8, 0.6])
+    authors2 = uncertainty_scores(normalized2, normalized2, tasks_skewed, "authors")
+    assert np.allclose(authors2, normalized2 * np.array([0.2, 0.2, 0.7, 0.7]) / 0.7)
+    paper = uncertainty_scores(normalized, raw, tasks, "paper")
+    assert np.argsort(paper).tolist() == np.argsort(normalized).tolist()
+
+
+class FakeScorer:
+    """Uncertainty = a fixed value per (task, index), so selections are predictable."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        values = np.array([((t * 37 + i * 11) % 100) / 100 for t, i in candidates])
+        return values, values
+
+
+def scheduler(**options) -> tuple[BatchScheduler, FakeScorer]:
+    sampler = build_sampler("mt_uncertainty", options, SIZES, total_steps=100)
+    sched = BatchScheduler(sampler, SIZES, 8, "mixed", seed=1)
+    sched.scorer = FakeScorer()
+    return sched, sched.scorer
+
+
+def test_exact_mode_keeps_the_top_b_and_returns_the_rest() -> None:
+    sched, scorer = scheduler()
+    seen: list[list[tuple[int, int]]] = []
+    original = sched.scorer
+
+    def recording(candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(list(candidates))
+        return original(candidates)
+
+    sched.scorer = recording
+    batch = sched.next_batch(0)
+    candidates = seen[0]
+    assert len(candidates) == 3 * 8 and len(batch) == 8  # b from each task, keep b
+    norm, raw = original(candidates)
+    scores = uncertainty_scores(norm, raw, np.array([t for t, _ in candidates]), "authors")
+    expected = sorted(candidates[k] for k in np.argsort(-scores, kind="stable")[:8])
+    assert batch == expected
+    returned = sorted((t, i) for t, r in enumerate(sched.returned) for i in r)
+    assert returned == sorted(set(candidates) - set(batch))
+    # the returned candidates are the first ones offered again at the next step
+    sched.next_batch(1)
+    offered = set(seen[1])
+    assert set(returned) <= offered
+    assert sum(sched.drawn) == 16
+
+
+def test_amortized_mode_scores_once_per_refresh() -> None:
+    sched, scorer = scheduler(refresh_every=3, pool_factor=2)
+    batches = [sched.next_batch(s) for s in range(6)]
+    assert scorer.calls == 2
+    flat = [c for b in batches[:3] for c in b]
+    assert len(flat) == len(set(flat))  # no example twice within one refresh
+    assert sched.sampler.scored == 2 * 3 * 16
+
+
+def test_mt_uncertainty_resumes_exactly() -> None:
+    a, _ = scheduler(refresh_every=2, pool_factor=2)
+    for s in range(3):
+        a.next_batch(s)
+    state = json.loads(json.dumps(a.state_dict()))
+    expected = [a.next_batch(s) for s in range(3, 8)]
+    b, _ = scheduler(refresh_every=2, pool_factor=2)
+    b.load_state_dict(state)
+    assert [b.next_batch(s) for s in range(3, 8)] == expected
+
+
+def test_real_scorer_on_every_task_type(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    from camtl.cli import main
+    from tests.test_train_e2e import write_config, write_task_files
+
+    write_task_files(tmp_path)
+    path = write_config(tmp_path, tiny_encoder_dir, max_steps=3, eval_every=3, log_every=1,
+                        sampler={"name": "mt_uncertainty", "options": {"mc_samples": 3}})
+    config = yaml.safe_load(path.read_text())
+    config["model"]["architecture"] = "camtl"
+    config["model"]["camtl"] = {"max_length": 32}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    info = json.loads((run / "report.json").read_text())["run_info"]
+    assert info["candidates_scored"] == 3 * 4 * 8  # steps x tasks x batch
+    assert sum(info["examples_drawn"].values()) == 3 * 8
+    assert (run / "task_shares.png").exists()
+
+
+def test_scorer_values_are_normalised(tiny_encoder_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from camtl.config import ModelConfig
+    from camtl.data.prepare import prepare_tasks
+    from camtl.modeling import MultiTaskModel
+    from camtl.training.uncertainty import make_scorer
+    from tests.test_train_e2e import write_config, write_task_files
+
+    root = tiny_encoder_dir.parent / "scorer"
+    write_task_files(root)
+    from camtl.config import load_config
+
+    config = load_config(write_config(root, tiny_encoder_dir))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder_dir)
+    tasks = prepare_tasks(config.tasks, tokenizer, ("train",))
+    model, _ = MultiTaskModel.from_encoder(ModelConfig(encoder=str(tiny_encoder_dir)),
+                                           [t.spec for t in tasks],
+                                           {t.spec.name: t.labels for t in tasks})
+    scored = [0]
+    scorer = make_scorer(model, tasks, tokenizer.pad_token_id, "cpu", 16, 4, 12,
+                         lambda: scored[0])
+    candidates = [(t, i) for t in range(4) for i in range(5)]
+    norm, raw = scorer(candidates)
+    assert norm.shape == (20,) and np.all(norm >= 0) and np.all(norm <= 1.0 + 1e-6)
+    again, _ = scorer(candidates)
+    assert np.allclose(norm, again)  # same generator seed -> same MC-dropout masks
+    assert model.training  # the scorer restores the mode it found
