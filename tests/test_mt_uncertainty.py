@@ -85,22 +85,24 @@ def test_exact_mode_keeps_the_top_b_and_returns_the_rest() -> None:
     assert sum(sched.drawn) == 16
 
 
-def test_amortized_mode_scores_once_per_refresh() -> None:
-    sched, scorer = scheduler(refresh_every=3, pool_factor=2)
+def test_amortized_mode_scores_a_fraction_per_step() -> None:
+    sched, scorer = scheduler(mode="amortized", pool_factor=2, refresh_fraction=0.5)
     batches = [sched.next_batch(s) for s in range(6)]
-    assert scorer.calls == 2
-    flat = [c for b in batches[:3] for c in b]
-    assert len(flat) == len(set(flat))  # no example twice within one refresh
-    assert sched.sampler.scored == 2 * 3 * 16
+    cache_size = 2 * 3 * 8
+    assert sched.sampler.scored == cache_size + 5 * 4  # whole cache once, then b/2 a step
+    assert scorer.calls == 6
+    flat = [c for b in batches for c in b]
+    assert len(flat) == len(set(flat)) == 6 * 8  # trained examples leave the cache
+    assert len(sched.sampler.cache) == cache_size - 8  # refilled before each choice
 
 
 def test_mt_uncertainty_resumes_exactly() -> None:
-    a, _ = scheduler(refresh_every=2, pool_factor=2)
+    a, _ = scheduler(mode="amortized", pool_factor=2)
     for s in range(3):
         a.next_batch(s)
     state = json.loads(json.dumps(a.state_dict()))
     expected = [a.next_batch(s) for s in range(3, 8)]
-    b, _ = scheduler(refresh_every=2, pool_factor=2)
+    b, _ = scheduler(mode="amortized", pool_factor=2)
     b.load_state_dict(state)
     assert [b.next_batch(s) for s in range(3, 8)] == expected
 

@@ -113,6 +113,14 @@ class SamplerConfig:
 
 
 @dataclass
+class BalancerConfig:
+    """How task losses combine: equal, fixed, uncertainty, group_dro or lookahead_dro."""
+
+    name: str = "equal"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainingConfig:
     max_steps: int = 1000
     batch_size: int = 32
@@ -125,6 +133,7 @@ class TrainingConfig:
     mixed_precision: str = "no"
     batch_mode: str = "mixed"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    balancer: BalancerConfig = field(default_factory=BalancerConfig)
     eval_every: int = 200
     checkpoint_every: int | None = None
     log_every: int = 10

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from camtl.balancing import BalanceContext, build_balancer, shared_parameters
 from camtl.config import RunConfig, save_config
 from camtl.data.collate import collate_features
 from camtl.data.prepare import TaskData, prepare_tasks
@@ -111,6 +112,9 @@ class Trainer:
                                      config.training.sampler.options,
                                      [len(t.features["train"]) for t in self.tasks],
                                      config.training.max_steps)
+        self.balancer = build_balancer(config.training.balancer.name,
+                                       config.training.balancer.options,
+                                       [t.spec.name for t in self.tasks])
         self.resuming = resume
         if self.is_main:
             self.resuming = prepare_run_dir(self.run_dir, resume, overwrite)
@@ -133,6 +137,14 @@ class Trainer:
     def _setup_training(self) -> None:
         cfg = self.train_cfg
         optimizer = build_optimizer(self.model, self.config)
+        self.balancer.to(self.accelerator.device)
+        balancer_params = [p for p in self.balancer.parameters() if p.requires_grad]
+        if balancer_params:  # uncertainty weighting learns its log-variances
+            optimizer.add_param_group({"params": balancer_params, "weight_decay": 0.0})
+        self.balance_context = BalanceContext(
+            shared_parameters=shared_parameters(
+                self.model, cfg.balancer.options.get("parameters", "top_layer")),
+            all_reduce_mean=self._all_reduce_mean)
         from transformers import get_linear_schedule_with_warmup
 
         lr_schedule = get_linear_schedule_with_warmup(
@@ -153,6 +165,7 @@ class Trainer:
                 self.sampler.options.mc_samples, self.config.seed,
                 lambda: self.sampler.scored)
         self.accelerator.register_for_checkpointing(_SchedulerState(self.scheduler))
+        self.accelerator.register_for_checkpointing(self.balancer)
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -208,13 +221,19 @@ class Trainer:
             batch = self._micro_batch()
             sync = micro == accum - 1
             context = self.accelerator.no_sync(self.ddp_model) if not sync else _null()
+            self.balance_context.step = self.step
+            self.balance_context.learning_rate = self.lr_schedule.get_last_lr()[0]
             with context, self.accelerator.autocast():
                 out = self.ddp_model(**batch)
-                loss = out.loss / accum
+                loss = self.balancer.combine(out.task_losses, self.balance_context) / accum
             self.accelerator.backward(loss)
             total += float(loss.detach())
             for name, value in out.task_losses.items():
                 task_losses.setdefault(name, []).append(float(value.detach()))
+        if self.world > 1:  # the balancer is outside DDP: average its gradients by hand
+            for param in self.balancer.parameters():
+                if param.grad is not None:
+                    param.grad = self._all_reduce_mean(param.grad)
         if self.train_cfg.max_grad_norm > 0:
             self.accelerator.clip_grad_norm_(self.ddp_model.parameters(),
                                              self.train_cfg.max_grad_norm)
@@ -223,6 +242,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return {"loss": total, **{f"loss/{k}": sum(v) / len(v) for k, v in task_losses.items()}}
+
+    def _all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.accelerator.num_processes == 1:
+            return tensor
+        return self.accelerator.reduce(tensor.contiguous(), reduction="mean")
 
     def evaluate_and_select(self) -> None:
         """Dev evaluation on the main process; saves the model when the aggregate improves."""
@@ -310,7 +334,7 @@ class Trainer:
         lr = self.lr_schedule.get_last_lr()[0]
         drawn = dict(zip([t.spec.name for t in self.tasks], self.scheduler.drawn))
         record = {"step": self.step, "lr": lr, "elapsed_s": round(self.elapsed, 2), **logs,
-                  "examples_drawn": drawn}
+                  "examples_drawn": drawn, "task_weights": self.balancer.weights()}
         append_jsonl(self.run_dir / "train_log.jsonl", record)
         if self.writer is not None:
             for key, value in logs.items():
@@ -348,7 +372,8 @@ class Trainer:
     def run_info(self, model: MultiTaskModel) -> dict[str, Any]:
         return {"encoder": self.config.model.encoder,
                 "architecture": self.config.model.architecture,
-                "sampler": self.train_cfg.sampler.name, "batch_mode": self.train_cfg.batch_mode,
+                "sampler": self.train_cfg.sampler.name,
+                "balancer": self.train_cfg.balancer.name, "batch_mode": self.train_cfg.batch_mode,
                 "max_steps": self.train_cfg.max_steps, "batch_size": self.train_cfg.batch_size,
                 "wall_time_s": round(self.elapsed, 1), "parameters": model.parameter_counts(),
                 "processes": self.accelerator.num_processes, "command": self.command,

@@ -1,0 +1,229 @@
+"""The built-in balancers: equal, fixed, uncertainty weighting, group DRO, Lookahead-DRO."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from camtl.balancing.base import BalanceContext, LossBalancer, register_balancer
+from camtl.errors import ConfigError
+
+
+def _stack(task_losses: dict[str, torch.Tensor]) -> tuple[list[str], torch.Tensor]:
+    names = list(task_losses)
+    return names, torch.stack([task_losses[n] for n in names])
+
+
+@register_balancer("equal")
+class EqualWeights(LossBalancer):
+    """The mean over the tasks present of each task's mean loss (ERM over tasks)."""
+
+    def combine(self, task_losses, context):
+        return _stack(task_losses)[1].mean()
+
+
+@dataclass
+class FixedOptions:
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def validate(self, path: str, where: str) -> None:
+        for task, value in self.weights.items():
+            if value < 0:
+                prefix = f"{where}: " if where else ""
+                raise ConfigError(f"{prefix}key '{path}.weights.{task}': must be >= 0")
+
+
+@register_balancer("fixed")
+class FixedWeights(LossBalancer):
+    """User weights per task (missing tasks weigh 1), normalised over the tasks present."""
+
+    Options = FixedOptions
+
+    def __init__(self, task_names: list[str], options: Any) -> None:
+        super().__init__(task_names, options)
+        unknown = [t for t in options.weights if t not in task_names]
+        if unknown:
+            raise ConfigError(f"key 'training.balancer.options.weights.{unknown[0]}': no such "
+                              f"task in this run (tasks: {', '.join(task_names)})")
+
+    def combine(self, task_losses, context):
+        names, losses = _stack(task_losses)
+        w = torch.tensor([self.options.weights.get(n, 1.0) for n in names], dtype=losses.dtype,
+                         device=losses.device)
+        return (w * losses).sum() / w.sum().clamp(min=1e-12)
+
+    def weights(self) -> dict[str, float]:
+        return {n: self.options.weights.get(n, 1.0) for n in self.task_names}
+
+
+@register_balancer("uncertainty")
+class UncertaintyWeighting(LossBalancer):
+    """Kendall et al. 2018: L = sum_t exp(-s_t) L_t / 2 + s_t / 2, s_t = log sigma_t^2 learned."""
+
+    def __init__(self, task_names: list[str], options: Any) -> None:
+        super().__init__(task_names, options)
+        self.log_vars = nn.Parameter(torch.zeros(len(task_names)))
+
+    def combine(self, task_losses, context):
+        index = {n: i for i, n in enumerate(self.task_names)}
+        names, losses = _stack(task_losses)
+        s = self.log_vars[[index[n] for n in names]]
+        return (0.5 * torch.exp(-s) * losses + 0.5 * s).sum() / len(names)
+
+    def weights(self) -> dict[str, float]:
+        return {n: float(torch.exp(-v.detach())) for n, v in zip(self.task_names, self.log_vars)}
+
+
+@dataclass
+class GroupDROOptions:
+    step_size: float = 0.01
+
+    def validate(self, path: str, where: str) -> None:
+        if self.step_size <= 0:
+            prefix = f"{where}: " if where else ""
+            raise ConfigError(f"{prefix}key '{path}.step_size': must be > 0")
+
+
+class _SimplexWeights(LossBalancer):
+    """Task weights q on the simplex, kept across steps (group DRO, Lookahead-DRO)."""
+
+    def __init__(self, task_names: list[str], options: Any) -> None:
+        super().__init__(task_names, options)
+        # a buffer: saved in checkpoints with the balancer's state_dict
+        self.register_buffer("q", torch.full((len(task_names),), 1.0 / len(task_names),
+                                             dtype=torch.float64))
+
+    def _present(self, task_losses: dict[str, torch.Tensor],
+                 context: BalanceContext) -> tuple[list[int], torch.Tensor]:
+        """Indices and loss values of the tasks present, averaged over DDP ranks."""
+        index = {n: i for i, n in enumerate(self.task_names)}
+        first = next(iter(task_losses.values()))
+        values = torch.zeros(len(self.task_names), device=first.device)
+        present = torch.zeros(len(self.task_names), device=first.device)
+        for name, loss in task_losses.items():
+            values[index[name]] = loss.detach().float()
+            present[index[name]] = 1.0
+        values = context.all_reduce_mean(values)
+        present = context.all_reduce_mean(present)
+        seen = (present > 0).nonzero(as_tuple=True)[0].tolist()
+        return seen, (values / present.clamp(min=1e-12)).double().cpu()
+
+    def _weighted(self, task_losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        index = {n: i for i, n in enumerate(self.task_names)}
+        names, losses = _stack(task_losses)
+        q = self.q[[index[n] for n in names]].to(losses)  # no gradient through q
+        return (q * losses).sum() / q.sum().clamp(min=1e-12)
+
+    def weights(self) -> dict[str, float]:
+        return {n: float(w) for n, w in zip(self.task_names, self.q)}
+
+
+@register_balancer("group_dro")
+class GroupDRO(_SimplexWeights):
+    """Online group DRO (Sagawa et al. 2020): q_t <- q_t exp(eta l_t), renormalised; the
+    loss is the q-weighted mean over the tasks present."""
+
+    Options = GroupDROOptions
+
+    def combine(self, task_losses, context):
+        seen, values = self._present(task_losses, context)
+        update = torch.zeros_like(self.q)
+        update[seen] = self.options.step_size * values[seen].to(self.q)
+        q = self.q * torch.exp(update)
+        self.q.copy_(q / q.sum())
+        return self._weighted(task_losses)
+
+
+@dataclass
+class LookaheadOptions:
+    every: int = 1
+    temperature: float = 0.1
+    iterations: int = 50
+    mirror_step: float = 0.5
+    lookahead_scale: float = 1.0
+    parameters: str = "top_layer"
+
+    def validate(self, path: str, where: str) -> None:
+        prefix = f"{where}: " if where else ""
+        if self.parameters not in ("top_layer", "heads_and_top_layer", "all_shared"):
+            raise ConfigError(f"{prefix}key '{path}.parameters': {self.parameters!r} is not "
+                              "allowed (allowed: 'top_layer', 'heads_and_top_layer', "
+                              "'all_shared')")
+        for key in ("every", "iterations"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{prefix}key '{path}.{key}': must be a positive integer")
+
+
+@register_balancer("lookahead_dro")
+class LookaheadDRO(_SimplexWeights):
+    """Lookahead-DRO as reconstructed from the abstract of Michel et al. (NOTES.md).
+
+    A step with weights q changes task t's loss by about -eta (G q)_t, G_ts = <g_t, g_s>
+    (task gradients on a cheap subset of shared parameters). Every ``every`` steps choose
+      q = argmin_q max_t [l_t - eta (G q)_t] - tau * entropy(q)
+    by entropic mirror descent: the worst task after the step is as low as possible, and the
+    entropy term keeps weight on many tasks. eta = learning rate x ``lookahead_scale``.
+    """
+
+    Options = LookaheadOptions
+
+    def _task_gradients(self, task_losses: dict[str, torch.Tensor], names: list[str],
+                        context: BalanceContext) -> torch.Tensor:
+        params = [p for p in context.shared_parameters if p.requires_grad]
+        if not params:
+            raise ConfigError("key 'training.balancer.options.parameters': lookahead_dro "
+                              "needs trainable shared parameters, and these are all frozen")
+        rows = []
+        for name in names:
+            grads = torch.autograd.grad(task_losses[name], params, retain_graph=True,
+                                        allow_unused=True)
+            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
+                                   for g, p in zip(grads, params)]))
+        return torch.stack(rows)
+
+    def solve(self, losses: torch.Tensor, gram: torch.Tensor, eta: float) -> torch.Tensor:
+        """Mirror descent on the simplex for the objective in the class docstring."""
+        opts = self.options
+        q = torch.full_like(losses, 1.0 / len(losses))
+        for _ in range(opts.iterations):
+            after = losses - eta * gram @ q
+            worst = int(torch.argmax(after))
+            grad = -eta * gram[worst] + opts.temperature * (torch.log(q.clamp(min=1e-12)) + 1)
+            q = q * torch.exp(-opts.mirror_step * grad / grad.abs().max().clamp(min=1e-12))
+            q = q / q.sum()
+        return q
+
+    def combine(self, task_losses, context):
+        if context.step % self.options.every == 0 and len(task_losses) > 1:
+            names = list(task_losses)
+            grads = context.all_reduce_mean(self._task_gradients(task_losses, names, context))
+            gram = (grads @ grads.T).double().cpu()
+            index = {n: i for i, n in enumerate(self.task_names)}
+            losses = torch.tensor([float(task_losses[n].detach()) for n in names],
+                                  dtype=torch.float64)
+            losses = context.all_reduce_mean(losses.to(grads.device)).double().cpu()
+            eta = context.learning_rate * self.options.lookahead_scale
+            q_present = self.solve(losses, gram, eta)
+            idx = [index[n] for n in names]
+            mass = float(self.q[idx].sum())
+            self.q[idx] = (q_present * mass).to(self.q)  # absent tasks keep their weight
+        return self._weighted(task_losses)
+
+
+def shared_parameters(model: Any, which: str) -> list[nn.Parameter]:
+    """The parameters gradient-based balancers differentiate (trainable ones only)."""
+    from camtl.modeling.encoder import pretrained_layers
+
+    top = pretrained_layers(model.encoder)[-1]
+    params = list(top.parameters())
+    if which == "heads_and_top_layer":
+        params += list(model.heads.parameters())
+    elif which == "all_shared":
+        params = list(model.encoder.parameters())
+    return [p for p in params if p.requires_grad]
+
+
+

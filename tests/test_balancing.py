@@ -1,0 +1,111 @@
+"""Loss balancers: each formula on hand-made losses, and each one inside a real training run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from camtl.balancing import BalanceContext, build_balancer
+from camtl.errors import ConfigError
+
+NAMES = ["a", "b", "c"]
+
+
+def losses(**values: float) -> dict[str, torch.Tensor]:
+    return {k: torch.tensor(v, requires_grad=True) for k, v in values.items()}
+
+
+def test_equal_is_the_mean_over_tasks_present() -> None:
+    bal = build_balancer("equal", {}, NAMES)
+    out = bal.combine(losses(a=1.0, c=3.0), BalanceContext())
+    assert float(out.detach()) == pytest.approx(2.0)
+
+
+def test_fixed_weights_normalise_over_present_tasks() -> None:
+    bal = build_balancer("fixed", {"weights": {"a": 3.0}}, NAMES)
+    out = bal.combine(losses(a=1.0, b=5.0), BalanceContext())
+    assert float(out.detach()) == pytest.approx((3 * 1 + 1 * 5) / 4)
+    with pytest.raises(ConfigError, match="weights.zz"):
+        build_balancer("fixed", {"weights": {"zz": 1.0}}, NAMES)
+    with pytest.raises(ConfigError, match="training.balancer.name"):
+        build_balancer("nope", {}, NAMES)
+
+
+def test_uncertainty_weighting_learns_log_variances() -> None:
+    bal = build_balancer("uncertainty", {}, NAMES)
+    out = bal.combine(losses(a=2.0, b=0.5), BalanceContext())
+    assert float(out.detach()) == pytest.approx((0.5 * 2.0 + 0.5 * 0.5) / 2)  # s = 0 at start
+    out.backward()
+    # d/ds (0.5 e^-s L + 0.5 s) = 0.5 (1 - L): a high loss pushes s up (its weight down)
+    assert bal.log_vars.grad[0] < 0 < bal.log_vars.grad[1]
+    assert bal.log_vars.grad[2] == 0
+
+
+def test_group_dro_moves_weight_to_the_worst_task() -> None:
+    bal = build_balancer("group_dro", {"step_size": 0.5}, NAMES)
+    for _ in range(5):
+        bal.combine(losses(a=3.0, b=1.0, c=1.0), BalanceContext())
+    q = bal.weights()
+    assert q["a"] > q["b"] == pytest.approx(q["c"])
+    assert sum(q.values()) == pytest.approx(1.0)
+    state = bal.state_dict()
+    again = build_balancer("group_dro", {"step_size": 0.5}, NAMES)
+    again.load_state_dict(state)
+    assert again.weights() == q
+
+
+def test_lookahead_solver_prefers_the_task_that_would_stay_worst() -> None:
+    bal = build_balancer("lookahead_dro", {"temperature": 0.01, "iterations": 200}, NAMES)
+    task_losses = torch.tensor([2.0, 1.0], dtype=torch.float64)
+    orthogonal = torch.eye(2, dtype=torch.float64)  # a step on one task leaves the other
+    q = bal.solve(task_losses, orthogonal, eta=1.0)
+    assert q[0] > 0.7  # lowering the worst task (a) is what lowers the max
+    # with a strong entropy term the weights stay near uniform
+    flat = build_balancer("lookahead_dro", {"temperature": 100.0}, NAMES)
+    q = flat.solve(task_losses, orthogonal, eta=1.0)
+    assert torch.allclose(q, torch.full_like(q, 0.5), atol=0.05)
+
+
+def test_lookahead_uses_task_gradients_of_shared_parameters() -> None:
+    shared = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+    bal = build_balancer("lookahead_dro", {"temperature": 0.001, "iterations": 300}, NAMES)
+    context = BalanceContext(learning_rate=1.0, shared_parameters=[shared])
+    # g_a = (18, 0), g_b = (0, 0.2): a's loss falls fast even with little weight
+    task_losses = {"a": (shared[0] * 3) ** 2, "b": shared[1] ** 2 * 0.1}
+    loss = bal.combine(task_losses, context)
+    loss.backward()
+    q = bal.weights()
+    assert q["c"] == pytest.approx(1 / 3)  # absent: untouched
+    qa, qb = q["a"] / (q["a"] + q["b"]), q["b"] / (q["a"] + q["b"])
+    gram = torch.tensor([[324.0, 0.0], [0.0, 0.04]])
+    after = torch.tensor([9.0, 0.1]) - gram @ torch.tensor([qa, qb])
+    uniform = torch.tensor([9.0, 0.1]) - gram @ torch.tensor([0.5, 0.5])
+    assert after.max() < uniform.max()  # a lower worst task after the step than ERM
+    assert qb > qa  # the slow task gets the weight
+    assert shared.grad is not None
+
+
+@pytest.mark.parametrize("balancer", [
+    {"name": "fixed", "options": {"weights": {"pairs": 2.0}}},
+    {"name": "uncertainty"},
+    {"name": "group_dro"},
+    {"name": "lookahead_dro", "options": {"every": 2}},
+])
+def test_balancers_train_end_to_end(tmp_path: Path, tiny_encoder_dir: Path,
+                                    balancer: dict) -> None:
+    from camtl.cli import main
+    from tests.test_train_e2e import write_config, write_task_files
+
+    write_task_files(tmp_path)
+    path = write_config(tmp_path, tiny_encoder_dir, max_steps=3, eval_every=3, log_every=1,
+                        balancer=balancer)
+    assert main(["train", str(path)]) == 0
+    log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    weights = log[-1]["task_weights"]
+    assert set(weights) == {"pairs", "scores", "ner", "qa"}
+    if balancer["name"] in ("group_dro", "lookahead_dro"):
+        assert sum(weights.values()) == pytest.approx(1.0)
+        assert log[0]["task_weights"] != log[-1]["task_weights"]
