@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,8 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from camtl.fileio import atomic_write_bytes
 
 __all__ = ["plot_dev_curves", "plot_task_shares"]
 
@@ -144,22 +144,4 @@ def _save(fig: Figure, path: Path) -> Path:
     """Render ``fig`` as PNG and write it to ``path`` atomically."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
-    return _atomic_write_bytes(Path(path), buffer.getvalue())
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp creates 0600; reports are meant to be read
-            os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(Path(path), buffer.getvalue())

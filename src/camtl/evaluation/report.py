@@ -16,16 +16,15 @@ import datetime as _dt
 import json
 import logging
 import math
-import os
 import re
 import shlex
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from camtl.evaluation.plots import plot_dev_curves
+from camtl.fileio import atomic_write_text
 
 __all__ = [
     "BELOW_BASELINE_MARK",
@@ -76,12 +75,12 @@ def write_report(
         raise ValueError(f"report name must be a plain file stem, got {name!r}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    json_path = _atomic_write_text(
+    json_path = atomic_write_text(
         run_dir / f"{name}.json", _report_json(results, history, run_info, name)
     )
     curves = _try_plot(history, run_dir / DEV_CURVES_FILE)
     md_text = render_markdown(results, run_info, curves.name if curves else None)
-    md_path = _atomic_write_text(run_dir / f"{name}.md", md_text)
+    md_path = atomic_write_text(run_dir / f"{name}.md", md_text)
     return [json_path, md_path] + ([curves] if curves else [])
 
 
@@ -369,20 +368,3 @@ def _jsonable(value: Any) -> Any:
         except (TypeError, ValueError):
             pass
     return str(value)
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file next to ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp creates 0600; reports are meant to be read
-            os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

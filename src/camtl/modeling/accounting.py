@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,22 +19,14 @@ def count_parameters(model_name: str, num_tasks: int, architecture: str = "camtl
     Only ``config.json`` is read (a folder holding nothing else will do, or a hub name);
     the model is built on the meta device, so no weights are downloaded or allocated.
     """
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
-    from camtl.modeling.encoder import resolve_encoder_name
+    from camtl.modeling.encoder import load_encoder_config
     from camtl.modeling.model import MultiTaskModel
 
     if num_tasks < 1:
         raise ConfigError("--tasks: must be at least 1")
-    source = model_name
-    if model_name == "minilm":
-        source = resolve_encoder_name(model_name)
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        hint = "" if Path(source).exists() else " (no such folder, and the hub is unreachable?)"
-        raise ConfigError(f"--model: cannot read the config of {model_name!r}{hint}: "
-                          f"{str(exc).splitlines()[0]}") from None
+    _, config = load_encoder_config(model_name, "--model")
     cam = camtl or CamtlConfig(max_length=max_length)
     tasks = [TaskSpec(f"task{i}", TaskType.CLASSIFICATION, ["text"], "label",
                       [str(c) for c in range(num_labels)],

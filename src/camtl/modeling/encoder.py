@@ -20,17 +20,24 @@ def resolve_encoder_name(name: str) -> str:
     return resolve_encoder(name)
 
 
-def load_encoder_and_tokenizer(name: str) -> tuple[nn.Module, Any]:
-    """Load a pretrained encoder and its tokenizer by hub name, local folder, or alias."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+def load_encoder_config(name: str, key: str) -> tuple[str, Any]:
+    """(resolved source, its AutoConfig); an unreadable config is one line naming ``key``."""
+    from transformers import AutoConfig
 
     source = resolve_encoder_name(name)
     try:
-        config = AutoConfig.from_pretrained(source)
+        return source, AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
         hint = "" if Path(source).exists() else " (no such folder, and the hub is unreachable?)"
-        raise ConfigError(f"key 'model.encoder': cannot load {name!r}{hint}: "
+        raise ConfigError(f"{key}: cannot load {name!r}{hint}: "
                           f"{str(exc).splitlines()[0]}") from None
+
+
+def load_encoder_and_tokenizer(name: str) -> tuple[nn.Module, Any]:
+    """Load a pretrained encoder and its tokenizer by hub name, local folder, or alias."""
+    from transformers import AutoModel, AutoTokenizer
+
+    source, config = load_encoder_config(name, "key 'model.encoder'")
     check_supported(config.model_type, name)
     encoder = AutoModel.from_pretrained(source, config=config)
     tokenizer = AutoTokenizer.from_pretrained(source)

@@ -15,13 +15,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from camtl.errors import CamtlError
+from camtl.fileio import atomic_write_text
 
 STATUS_FILE = "status.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -37,12 +37,6 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
 def write_status(run_dir: Path, status: str, **extra: Any) -> None:
     data = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
     atomic_write_text(run_dir / STATUS_FILE, json.dumps(data, indent=2))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
