@@ -80,14 +80,17 @@ class Runner:
         self.pad = tokenizer.pad_token_id
         self.step_index = 0
 
+    def loss(self, out: Any) -> torch.Tensor:
+        return out.loss
+
     def step(self) -> float:
+        """One timed optimizer step: choose the batch, collate, forward, backward, update."""
         from camtl.data.collate import collate_features
 
         start = time.perf_counter()
         chosen = self.scheduler.next_batch(self.step_index)
         feats = [self.tasks[t].features["train"][i] for t, i in chosen]
-        loss = self.model(**collate_features(feats, self.pad)).loss
-        loss.backward()
+        self.loss(self.model(**collate_features(feats, self.pad))).backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step_index += 1
