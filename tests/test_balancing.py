@@ -109,3 +109,21 @@ def test_balancers_train_end_to_end(tmp_path: Path, tiny_encoder_dir: Path,
     if balancer["name"] in ("group_dro", "lookahead_dro"):
         assert sum(weights.values()) == pytest.approx(1.0)
         assert log[0]["task_weights"] != log[-1]["task_weights"]
+
+
+def test_stateful_weights_update_once_per_optimizer_step() -> None:
+    bal = build_balancer("group_dro", {"step_size": 0.5}, NAMES)
+    before = bal.weights()
+    bal.combine(losses(a=3.0, b=1.0), BalanceContext(update=False))  # an early micro-batch
+    assert bal.weights() == before
+    bal.combine(losses(a=3.0, b=1.0), BalanceContext(update=True))
+    assert bal.weights()["a"] > before["a"]
+
+
+def test_lookahead_gradient_matrix_has_a_row_per_task_in_order() -> None:
+    shared = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    bal = build_balancer("lookahead_dro", {}, NAMES)
+    context = BalanceContext(shared_parameters=[shared])
+    grads = bal._task_gradients({"c": shared.sum() * 2, "a": shared[0] ** 2}, context)
+    assert grads.shape == (3, 2)  # same shape on every rank, whatever tasks it holds
+    assert torch.equal(grads, torch.tensor([[2.0, 0.0], [0.0, 0.0], [2.0, 2.0]]))

@@ -46,6 +46,8 @@ class BalanceContext:
     step: int = 0
     learning_rate: float = 0.0
     shared_parameters: list[nn.Parameter] = field(default_factory=list)
+    # False on the micro-batches of a step but the last: stateful weights update once a step
+    update: bool = True
     # averages a tensor over DDP ranks (identity in one process)
     all_reduce_mean: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
 

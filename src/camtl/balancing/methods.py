@@ -129,6 +129,8 @@ class GroupDRO(_SimplexWeights):
     Options = GroupDROOptions
 
     def combine(self, task_losses, context):
+        if not context.update:
+            return self._weighted(task_losses)
         seen, values = self._present(task_losses, context)
         update = torch.zeros_like(self.q)
         update[seen] = self.options.step_size * values[seen].to(self.q)
@@ -170,19 +172,24 @@ class LookaheadDRO(_SimplexWeights):
 
     Options = LookaheadOptions
 
-    def _task_gradients(self, task_losses: dict[str, torch.Tensor], names: list[str],
+    def _task_gradients(self, task_losses: dict[str, torch.Tensor],
                         context: BalanceContext) -> torch.Tensor:
+        """[T, P] task gradients in task order, zero rows for tasks absent from this rank."""
         params = [p for p in context.shared_parameters if p.requires_grad]
         if not params:
             raise ConfigError("key 'training.balancer.options.parameters': lookahead_dro "
                               "needs trainable shared parameters, and these are all frozen")
-        rows = []
-        for name in names:
-            grads = torch.autograd.grad(task_losses[name], params, retain_graph=True,
+        size = sum(p.numel() for p in params)
+        first = next(iter(task_losses.values()))
+        grads = torch.zeros(len(self.task_names), size, device=first.device)
+        for row, name in enumerate(self.task_names):
+            if name not in task_losses:
+                continue
+            parts = torch.autograd.grad(task_losses[name], params, retain_graph=True,
                                         allow_unused=True)
-            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
-                                   for g, p in zip(grads, params)]))
-        return torch.stack(rows)
+            grads[row] = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
+                                    for g, p in zip(parts, params)])
+        return grads
 
     def solve(self, losses: torch.Tensor, gram: torch.Tensor, eta: float) -> torch.Tensor:
         """Mirror descent on the simplex for the objective in the class docstring."""
@@ -197,19 +204,22 @@ class LookaheadDRO(_SimplexWeights):
         return q
 
     def combine(self, task_losses, context):
-        if context.step % self.options.every == 0 and len(task_losses) > 1:
-            names = list(task_losses)
-            grads = context.all_reduce_mean(self._task_gradients(task_losses, names, context))
-            gram = (grads @ grads.T).double().cpu()
-            index = {n: i for i, n in enumerate(self.task_names)}
-            losses = torch.tensor([float(task_losses[n].detach()) for n in names],
-                                  dtype=torch.float64)
-            losses = context.all_reduce_mean(losses.to(grads.device)).double().cpu()
-            eta = context.learning_rate * self.options.lookahead_scale
-            q_present = self.solve(losses, gram, eta)
-            idx = [index[n] for n in names]
-            mass = float(self.q[idx].sum())
-            self.q[idx] = (q_present * mass).to(self.q)  # absent tasks keep their weight
+        if context.update and context.step % self.options.every == 0:
+            # every rank takes part in the same reductions, whatever tasks it holds
+            seen, losses = self._present(task_losses, context)
+            grads = self._task_gradients(task_losses, context)
+            present = torch.zeros(len(self.task_names), device=grads.device)
+            present[[i for i, n in enumerate(self.task_names) if n in task_losses]] = 1.0
+            grads = context.all_reduce_mean(grads)
+            share = context.all_reduce_mean(present).clamp(min=1e-12)
+            grads = grads / share[:, None]  # mean over the ranks that hold the task
+            if len(seen) > 1:
+                sub = grads[seen]
+                gram = (sub @ sub.T).double().cpu()
+                eta = context.learning_rate * self.options.lookahead_scale
+                q_present = self.solve(losses[seen], gram, eta)
+                mass = float(self.q[seen].sum())
+                self.q[seen] = (q_present * mass).to(self.q)  # absent tasks keep their weight
         return self._weighted(task_losses)
 
 

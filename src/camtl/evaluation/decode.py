@@ -35,7 +35,10 @@ def run_model(model: Any, features: list[dict], task_name: str, batch_size: int,
             outputs[feature_index] = logit[:length] if logit.ndim >= 2 else logit
     if was_training:
         model.train()
-    return [o for o in outputs if o is not None]
+    missing = [i for i, o in enumerate(outputs) if o is None]
+    if missing:  # would misalign every later prediction with its example
+        raise RuntimeError(f"no model output for features {missing[:5]} of task {task_name}")
+    return outputs  # type: ignore[return-value]
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -222,6 +222,7 @@ class Trainer:
             sync = micro == accum - 1
             context = self.accelerator.no_sync(self.ddp_model) if not sync else _null()
             self.balance_context.step = self.step
+            self.balance_context.update = sync
             self.balance_context.learning_rate = self.lr_schedule.get_last_lr()[0]
             with context, self.accelerator.autocast():
                 out = self.ddp_model(**batch)
@@ -357,7 +358,7 @@ class Trainer:
             if not any(t.examples.get(split) for t in self.tasks):
                 continue
             results = evaluate_tasks(best, self.tasks, split, self.train_cfg.eval_batch_size,
-                                     self.tokenizer.pad_token_id, self.accelerator.device)
+                                     self.tokenizer.pad_token_id, device)
             results.update(step=best_step, select_by=self.train_cfg.select_by)
             write_report(self.run_dir, results, self.history if split == "dev" else [], info,
                          name="report" if split == "dev" else f"report_{split}")
