@@ -19,7 +19,6 @@ def test_data_list_names_every_registered_task(capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     for name in task_names():
         assert f"\n{name} " in out
-    assert "templated" not in out or "wnut16_qa" in out
     assert "licence notes" in out
 
 

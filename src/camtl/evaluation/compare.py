@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from camtl.errors import CamtlError
+from camtl.evaluation.report import report_name
 
 
 def load_report(run_dir: Path, split: str = "dev") -> dict[str, Any]:
-    name = "report.json" if split == "dev" else f"report_{split}.json"
+    name = f"{report_name(split)}.json"
     path = run_dir / name
     if not path.is_file():
         raise CamtlError(f"{run_dir}: no {name} (is it a finished camtl run?)")

@@ -344,7 +344,7 @@ class Trainer:
 
     def finish(self) -> None:
         """Evaluate the best model on dev and test, write the reports, mark the run done."""
-        from camtl.evaluation.report import format_table, write_report
+        from camtl.evaluation.report import format_table, report_name, write_report
 
         if self.writer is not None:
             self.writer.close()
@@ -361,7 +361,7 @@ class Trainer:
                                      self.tokenizer.pad_token_id, device)
             results.update(step=best_step, select_by=self.train_cfg.select_by)
             write_report(self.run_dir, results, self.history if split == "dev" else [], info,
-                         name="report" if split == "dev" else f"report_{split}")
+                         name=report_name(split))
             print(f"\n{split} scores of the best checkpoint (step {best_step}):")
             print(format_table(results))
         self._plot_task_shares()
@@ -411,9 +411,3 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
           command: str | None = None) -> Path:
     """Train a multi-task model as ``config`` says; returns the run directory."""
     return Trainer(config, resume=resume, overwrite=overwrite, command=command).fit()
-
-
-def history_of(run_dir: Path) -> list[dict[str, Any]]:
-    return read_jsonl(run_dir / "metrics.jsonl")
-
-
