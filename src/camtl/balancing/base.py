@@ -9,7 +9,6 @@ Balancers that keep weights expose them through ``weights()`` for the training l
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,28 +16,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from camtl.errors import ConfigError
-from camtl.structured import from_dict
+from camtl.registry import NoOptions, Registry
 
-_BALANCERS: dict[str, type[LossBalancer]] = {}
-
-
-def register_balancer(name: str) -> Callable[[type[LossBalancer]], type[LossBalancer]]:
-    def decorate(cls: type[LossBalancer]) -> type[LossBalancer]:
-        _BALANCERS[name] = cls
-        cls.name = name
-        return cls
-
-    return decorate
-
-
-def balancer_names() -> list[str]:
-    return sorted(_BALANCERS)
-
-
-@dataclasses.dataclass
-class NoOptions:
-    """Balancers without options."""
+BALANCERS: Registry[LossBalancer] = Registry("balancer", "training.balancer")
+register_balancer = BALANCERS.register
+balancer_names = BALANCERS.names
 
 
 @dataclass
@@ -74,10 +56,6 @@ class LossBalancer(nn.Module):
 
 def build_balancer(name: str, options: dict[str, Any], task_names: list[str],
                    where: str = "") -> LossBalancer:
-    if name not in _BALANCERS:
-        prefix = f"{where}: " if where else ""
-        raise ConfigError(f"{prefix}key 'training.balancer.name': unknown balancer {name!r} "
-                          f"(known: {', '.join(balancer_names())})")
-    cls = _BALANCERS[name]
-    opts = from_dict(cls.Options, options, "training.balancer.options", where)
+    """Look a balancer up by name and validate its options (errors name the key path)."""
+    cls, opts = BALANCERS.lookup(name, options, where)
     return cls(task_names, opts)

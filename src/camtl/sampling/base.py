@@ -7,34 +7,15 @@ seeding, exact resume and identical schedules on every DDP rank for free.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
-from camtl.errors import ConfigError
-from camtl.structured import from_dict
+from camtl.registry import NoOptions, Registry
 
-_SAMPLERS: dict[str, type[TaskSampler]] = {}
-
-
-def register_sampler(name: str) -> Callable[[type[TaskSampler]], type[TaskSampler]]:
-    def decorate(cls: type[TaskSampler]) -> type[TaskSampler]:
-        _SAMPLERS[name] = cls
-        cls.name = name
-        return cls
-
-    return decorate
-
-
-def sampler_names() -> list[str]:
-    return sorted(_SAMPLERS)
-
-
-@dataclasses.dataclass
-class NoOptions:
-    """Samplers without options."""
+SAMPLERS: Registry[TaskSampler] = Registry("sampler", "training.sampler")
+register_sampler = SAMPLERS.register
+sampler_names = SAMPLERS.names
 
 
 class TaskSampler:
@@ -61,10 +42,5 @@ class TaskSampler:
 def build_sampler(name: str, options: dict[str, Any], task_sizes: list[int],
                   total_steps: int, where: str = "") -> TaskSampler:
     """Look a sampler up by name and validate its options (errors name the key path)."""
-    if name not in _SAMPLERS:
-        prefix = f"{where}: " if where else ""
-        raise ConfigError(f"{prefix}key 'training.sampler.name': unknown sampler {name!r} "
-                          f"(known: {', '.join(sampler_names())})")
-    cls = _SAMPLERS[name]
-    opts = from_dict(cls.Options, options, "training.sampler.options", where)
+    cls, opts = SAMPLERS.lookup(name, options, where)
     return cls(task_sizes, total_steps, opts)

@@ -1,0 +1,48 @@
+"""A name -> class registry filled by a decorator, for components chosen in the config.
+
+Each registered class has a ``name`` and an ``Options`` dataclass; ``lookup`` validates the
+user's options against it, so errors name the key path (``training.sampler.options.x``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from camtl.errors import ConfigError
+from camtl.structured import from_dict
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class NoOptions:
+    """Components without options."""
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind = kind  # "sampler", "balancer": for messages
+        self.key = key  # config key path of the choice, e.g. "training.sampler"
+        self._classes: dict[str, type[T]] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        def decorate(cls: type[T]) -> type[T]:
+            self._classes[name] = cls
+            cls.name = name  # type: ignore[attr-defined]
+            return cls
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def lookup(self, name: str, options: dict[str, Any], where: str = "") -> tuple[type[T], Any]:
+        """(the class, its validated options); an unknown name lists the known ones."""
+        if name not in self._classes:
+            prefix = f"{where}: " if where else ""
+            raise ConfigError(f"{prefix}key '{self.key}.name': unknown {self.kind} {name!r} "
+                              f"(known: {', '.join(self.names())})")
+        cls = self._classes[name]
+        return cls, from_dict(cls.Options, options, f"{self.key}.options", where)  # type: ignore[attr-defined]
