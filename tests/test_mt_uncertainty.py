@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from camtl.sampling import BatchScheduler, build_sampler
@@ -154,3 +155,47 @@ def test_scorer_values_are_normalised(tiny_encoder_dir: Path) -> None:
     again, _ = scorer(candidates)
     assert np.allclose(norm, again)  # same generator seed -> same MC-dropout masks
     assert model.training  # the scorer restores the mode it found
+
+
+def test_regression_proxy_scores_with_the_proxy_head(tiny_encoder_dir: Path) -> None:
+    """The paper's work-around: a regression task's candidates get a classification
+    task's normalised entropy; unknown names and non-classification proxies are refused."""
+    from transformers import AutoTokenizer
+
+    from camtl.config import ModelConfig, load_config
+    from camtl.data.collate import collate_features
+    from camtl.data.prepare import prepare_tasks
+    from camtl.errors import ConfigError
+    from camtl.modeling import MultiTaskModel
+    from camtl.training.uncertainty import make_scorer, resolve_proxies
+    from tests.test_train_e2e import write_config, write_task_files
+
+    root = tiny_encoder_dir.parent / "proxy"
+    write_task_files(root)
+    config = load_config(write_config(root, tiny_encoder_dir))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder_dir)
+    tasks = prepare_tasks(config.tasks, tokenizer, ("train",))
+    model, _ = MultiTaskModel.from_encoder(ModelConfig(encoder=str(tiny_encoder_dir)),
+                                           [t.spec for t in tasks],
+                                           {t.spec.name: t.labels for t in tasks})
+    assert resolve_proxies(tasks, {"scores": "pairs"}) == {1: 0}
+    with pytest.raises(ConfigError, match=r"proxies\.scores'.*'nope' is not a task"):
+        resolve_proxies(tasks, {"scores": "nope"})
+    with pytest.raises(ConfigError, match="must be another classification task"):
+        resolve_proxies(tasks, {"scores": "ner"})
+    candidates = [(1, i) for i in range(6)]
+    plain = make_scorer(model, tasks, tokenizer.pad_token_id, "cpu", 16, 4, 12, lambda: 0)
+    proxied = make_scorer(model, tasks, tokenizer.pad_token_id, "cpu", 16, 4, 12, lambda: 0,
+                          {1: 0})
+    norm, raw = proxied(candidates)
+    feats = [tasks[1].features["train"][i] for _, i in candidates]
+    batch = collate_features(feats, tokenizer.pad_token_id)
+    model.eval()
+    with torch.inference_mode():
+        hidden = model.encode(batch["input_ids"], batch["attention_mask"],
+                              batch["token_type_ids"], batch["task_ids"])
+        logp = torch.log_softmax(model.heads["pairs"](hidden, batch["attention_mask"]), -1)
+    entropy = -(logp.exp() * logp).sum(-1).numpy()
+    assert np.allclose(raw, entropy, atol=1e-5)
+    assert np.allclose(norm, entropy / np.log(2), atol=1e-5)
+    assert not np.allclose(plain(candidates)[0], norm)  # MC dropout scores differ

@@ -34,18 +34,21 @@ def compare_rows(run_dirs: list[Path], split: str = "dev") -> tuple[list[str], l
                                                               "spread")},
                      "total_params": params.get("total"),
                      "trainable_params": params.get("trainable"),
-                     "wall_time_s": report.get("run_info", {}).get("wall_time_s")})
+                     "wall_time_s": report.get("run_info", {}).get("wall_time_s"),
+                     "data_used": report.get("run_info", {}).get(
+                         "examples_used_total_fraction")})
     return tasks, rows
 
 
 def format_comparison(run_dirs: list[Path], split: str = "dev", markdown: bool = False) -> str:
     tasks, rows = compare_rows(run_dirs, split)
-    header = ["run", *tasks, "mean", "worst", "spread", "params", "train s"]
+    header = ["run", *tasks, "mean", "worst", "spread", "data used", "params", "train s"]
     body = []
     for row in rows:
         body.append([row["run"], *(_num(row["scores"].get(t)) for t in tasks),
                      _num(row["mean"]), f"{_num(row['worst'])} ({row['worst_task']})",
-                     _num(row["spread"]), _millions(row["total_params"]),
+                     _num(row["spread"]), _percent(row["data_used"]),
+                     _millions(row["total_params"]),
                      _num(row["wall_time_s"], 0)])
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
@@ -62,6 +65,10 @@ def format_comparison(run_dirs: list[Path], split: str = "dev", markdown: bool =
 
 def _num(value: Any, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def _millions(value: Any) -> str:

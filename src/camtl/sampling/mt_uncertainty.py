@@ -15,11 +15,13 @@ scored once; each step trains on the top b of the cache, refills it with b new c
 ones first, then the oldest. Unscored entries borrow their task's mean uncertainty. The cost
 per step falls from T x b scored candidates to refresh_fraction x b; the price is scores up
 to a few steps old (bench/sampler_cost.py measures how much that changes the choice).
+``proxies: {vader: rt_polarity}`` scores a task through a related classification task's
+head instead of its own uncertainty, as the paper did for regression (its section 5.2).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,9 @@ class MTUncertaintyOptions:
     pool_factor: int = 4
     refresh_fraction: float = 0.5
     mc_samples: int = 4
+    # The paper's regression work-around, kept for comparison: {task: proxy_task} scores a
+    # task's candidates with the proxy's classification head (checked by the trainer).
+    proxies: dict[str, str] = field(default_factory=dict)
 
     def validate(self, path: str, where: str) -> None:
         prefix = f"{where}: " if where else ""

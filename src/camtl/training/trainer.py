@@ -32,6 +32,7 @@ from camtl.training.rundir import (
     read_jsonl,
     write_status,
 )
+from camtl.training.uncertainty import make_scorer, resolve_proxies
 
 log = logging.getLogger("camtl")
 # Test hook: hard-kill the process (no cleanup, like SIGKILL) right after this optimizer step.
@@ -112,6 +113,7 @@ class Trainer:
                                      config.training.sampler.options,
                                      [len(t.features["train"]) for t in self.tasks],
                                      config.training.max_steps)
+        self.proxies = resolve_proxies(self.tasks, getattr(self.sampler.options, "proxies", {}))
         self.balancer = build_balancer(config.training.balancer.name,
                                        config.training.balancer.options,
                                        [t.spec.name for t in self.tasks])
@@ -123,6 +125,7 @@ class Trainer:
         self.step = 0
         self.best_score = -math.inf
         self.elapsed = 0.0
+        self.overhead = 0.0  # seconds of evaluation and checkpointing inside ``elapsed``
 
     # -- set-up --------------------------------------------------------------------------
     def _build_model_and_data(self) -> tuple[list[TaskData], MultiTaskModel, Any]:
@@ -157,13 +160,11 @@ class Trainer:
                                         cfg.batch_size * self.world, cfg.batch_mode,
                                         self.config.seed)
         if getattr(self.sampler, "selects_examples", False):
-            from camtl.training.uncertainty import make_scorer
-
             self.scheduler.scorer = make_scorer(
                 self.accelerator.unwrap_model(self.ddp_model), self.tasks,
                 self.tokenizer.pad_token_id, self.accelerator.device, cfg.eval_batch_size,
                 self.sampler.options.mc_samples, self.config.seed,
-                lambda: self.sampler.scored)
+                lambda: self.sampler.scored, self.proxies)
         self.accelerator.register_for_checkpointing(_SchedulerState(self.scheduler))
         self.accelerator.register_for_checkpointing(self.balancer)
 
@@ -179,7 +180,8 @@ class Trainer:
         self.accelerator.wait_for_everyone()  # every rank's RNG state is in tmp before the swap
         if self.is_main:
             state = {"step": self.step, "best_score": self.best_score,
-                     "elapsed": self.elapsed, "history": self.history}
+                     "elapsed": self.elapsed, "overhead": self.overhead,
+                     "history": self.history}
             (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
             old = self.run_dir / (CHECKPOINT_DIR + ".old")
             if final.exists():
@@ -195,6 +197,7 @@ class Trainer:
         self.step = state["step"]
         self.best_score = state["best_score"]
         self.elapsed = state["elapsed"]
+        self.overhead = state.get("overhead", 0.0)
         self.history = state["history"]
         if self.is_main:  # drop evaluations and train logs written after the checkpoint
             lines = "".join(json.dumps(r) + "\n" for r in self.history)
@@ -262,7 +265,10 @@ class Trainer:
                                 for n, e in results["tasks"].items()},
                       "scores": {n: e["scores"] for n, e in results["tasks"].items()},
                       "mean": agg["mean"], "worst": agg["worst"],
-                      "worst_task": agg["worst_task"], "spread": agg["spread"]}
+                      "worst_task": agg["worst_task"], "spread": agg["spread"],
+                      # training seconds so far, evaluations and checkpoints excluded: the
+                      # clock for "reaches a dev score in no more time"
+                      "train_s": round(self.elapsed - self.overhead, 2)}
             self.history.append(record)
             append_jsonl(self.run_dir / "metrics.jsonl", record)
             score = agg[self.train_cfg.select_by]
@@ -307,10 +313,12 @@ class Trainer:
                              if k.startswith("loss/")}, refresh=False)
             if self.is_main and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
                 self._log_step(logs)
+            paused = time.perf_counter()
             if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
                 self.evaluate_and_select()
             if self.step % checkpoint_every == 0 and self.step < cfg.max_steps:
                 self.save_checkpoint()
+            self.overhead += time.perf_counter() - paused
             if kill_after and self.step == kill_after:
                 os._exit(137)
         bar.close()
@@ -380,6 +388,9 @@ class Trainer:
                 "processes": self.accelerator.num_processes, "command": self.command,
                 "examples_drawn": dict(zip([t.spec.name for t in self.tasks],
                                            self.scheduler.drawn)),
+                "examples_used_total_fraction": round(
+                    sum(int(s.sum()) for s in self.scheduler.seen)
+                    / sum(len(s) for s in self.scheduler.seen), 4),
                 "examples_used_fraction": {
                     self.tasks[t].spec.name: round(f, 4)
                     for t, f in self.scheduler.used_fraction().items()},

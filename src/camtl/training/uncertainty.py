@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from camtl.data.collate import collate_features
 from camtl.data.prepare import TaskData
+from camtl.errors import ConfigError
 from camtl.modeling.heads import pool
 from camtl.tasks.spec import TaskType
 
@@ -85,10 +86,33 @@ def _task_entropy(task: TaskData, head: Any, hidden: torch.Tensor, mask: torch.T
     return np.asarray(norm), np.asarray(raw)
 
 
+def resolve_proxies(tasks: list[TaskData], proxies: dict[str, str],
+                    key: str = "training.sampler.options.proxies") -> dict[int, int]:
+    """{task index: proxy index}; the proxy must be another classification task."""
+    index = {t.spec.name: i for i, t in enumerate(tasks)}
+    resolved = {}
+    for name, proxy in proxies.items():
+        for role, value in (("task", name), ("proxy", proxy)):
+            if value not in index:
+                raise ConfigError(f"key '{key}.{name}': {role} {value!r} is not a task of "
+                                  f"this run (tasks: {', '.join(index)})")
+        if proxy == name or tasks[index[proxy]].spec.type != TaskType.CLASSIFICATION:
+            raise ConfigError(f"key '{key}.{name}': the proxy {proxy!r} must be another "
+                              "classification task")
+        resolved[index[name]] = index[proxy]
+    return resolved
+
+
 def make_scorer(model: Any, tasks: list[TaskData], pad_token_id: int,
                 device: torch.device | str, batch_size: int, mc_samples: int,
-                seed: int, scored_so_far: Callable[[], int]) -> Scorer:
-    """A function scoring (task, feature index) candidates of the training pools."""
+                seed: int, scored_so_far: Callable[[], int],
+                proxies: dict[int, int] | None = None) -> Scorer:
+    """A function scoring (task, feature index) candidates of the training pools.
+
+    ``proxies`` maps a task to a classification task whose head scores its candidates (on
+    the candidate's own task-conditioned hidden states): the paper's regression work-around.
+    """
+    proxies = proxies or {}
     target_var = {i: float(np.var([ex["label"] for ex in t.examples["train"]]))
                   for i, t in enumerate(tasks) if t.spec.type == TaskType.REGRESSION}
 
@@ -112,7 +136,8 @@ def make_scorer(model: Any, tasks: list[TaskData], pad_token_id: int,
             for t in np.unique(task_ids):
                 rows = np.flatnonzero(task_ids == t)
                 sel = torch.as_tensor(rows, device=hidden.device)
-                n, r = _task_entropy(tasks[t], model.heads[tasks[t].spec.name],
+                scorer_task = tasks[proxies.get(int(t), int(t))]
+                n, r = _task_entropy(scorer_task, model.heads[scorer_task.spec.name],
                                      hidden[sel], mask[sel], [feats[k] for k in rows],
                                      mc_samples, target_var.get(int(t), 1.0), generator)
                 norm[start + rows] = n
