@@ -36,9 +36,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.zero_shot:
+        from camtl.transfer import zero_shot_report
+
+        zero_shot_report(Path(args.run_dir), Path(args.zero_shot), args.batch_size)
+        return 0
     from camtl.evaluation.runs import evaluate_run
 
     evaluate_run(Path(args.run_dir), args.split, args.batch_size)
+    return 0
+
+
+def cmd_add_task(args: argparse.Namespace) -> int:
+    from camtl.transfer import AdaptOptions, add_task
+
+    run_dir = Path(args.run_dir)
+    task_file = Path(args.task_file)
+    output = Path(args.output or f"{run_dir.as_posix().rstrip('/')}+{task_file.stem}")
+    opts = AdaptOptions(init=args.init, fraction=args.fraction, steps=args.steps,
+                        batch_size=args.batch_size, learning_rate=args.lr, joint=args.joint,
+                        seed=args.seed)
+    add_task(run_dir, task_file, output, opts, overwrite=args.overwrite,
+             command="camtl " + " ".join(sys.argv[1:]))
+    print(f"\nrun directory: {output}")
     return 0
 
 
@@ -106,7 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--zero-shot", metavar="TASK.yaml",
+                   help="score a new task's dev split with each trained task embedding")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("add-task", help="add a task to a trained model and adapt to it")
+    p.add_argument("run_dir")
+    p.add_argument("task_file", help="the task: a YAML definition, or {name: KNOWN_TASK}")
+    p.add_argument("--init", default="auto", help="new task embedding: random, xavier, "
+                   "copy:TASK, or auto (best zero-shot dev score; default)")
+    p.add_argument("--fraction", type=float, help="share of the task's training data (0-1]")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: 3 epochs, 10-300)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3; joint: the run's)")
+    p.add_argument("--joint", action="store_true", help="also train the run's shared "
+                   "parameters with its own tasks (changes their predictions)")
+    p.add_argument("--seed", type=int, default=12)
+    p.add_argument("--output", help="new run directory (default: RUN_DIR+TASKFILE)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_add_task)
 
     p = sub.add_parser("predict", help="predict one task on a JSONL/CSV/TSV file")
     p.add_argument("run_dir")

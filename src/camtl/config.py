@@ -218,11 +218,11 @@ def config_from_dict(data: Any, where: str = "", base_dir: Path | None = None) -
     tasks = [resolve_task(ref, f"tasks[{i}]", where, base_dir) for i, ref in enumerate(raw_tasks)]
     if base_dir is not None:
         for task in tasks:
-            _anchor_paths(task, base_dir)
+            anchor_paths(task, base_dir)
     return from_dict(RunConfig, {**data, "tasks": [to_dict(t) for t in tasks]}, "", where)
 
 
-def _anchor_paths(task: TaskSpec, base_dir: Path) -> None:
+def anchor_paths(task: TaskSpec, base_dir: Path) -> None:
     """Relative data paths are relative to the config file's folder (made absolute, so the
     resolved config saved in a run directory works from anywhere)."""
     source = task.source
@@ -231,6 +231,17 @@ def _anchor_paths(task: TaskSpec, base_dir: Path) -> None:
                         for split, p in source.paths.items()}
     if source.root and not Path(source.root).is_absolute():
         source.root = str(base_dir / source.root)
+
+
+def load_task_file(path: str | Path) -> TaskSpec:
+    """One task from a YAML file: a full definition, or a known name with overrides
+    (``{name: snli, max_train_examples: 2000}``); data paths relative to the file."""
+    path = Path(path)
+    data = read_yaml(path)
+    base_dir = path.parent.absolute()
+    spec = resolve_task(data, "task", str(path), base_dir)
+    anchor_paths(spec, base_dir)
+    return spec
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

@@ -268,6 +268,8 @@ def to_examples(spec: TaskSpec, records: list[Record], split: str,
     if not labelled:
         return [_unlabelled_example(spec, record, split) for record in records]
     records = subsample(records, spec.max_examples(split), spec.name)
+    if split == "train" and spec.train_fraction is not None:
+        records = subsample(records, spec.fraction_size(len(records)), f"{spec.name}/fraction")
     labels = spec.labels if spec.labels is not None else infer_labels(spec, records)
     index = {label: i for i, label in enumerate(labels)}
     examples = []

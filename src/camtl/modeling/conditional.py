@@ -42,6 +42,21 @@ class TaskEmbedding(nn.Module):
     def forward(self, task_ids: torch.Tensor) -> torch.Tensor:
         return self.transform(self.table(task_ids))
 
+    def add_row(self, vector: torch.Tensor | None = None) -> int:
+        """Append one task's row (``vector``, or the table's own random initialisation);
+        the existing rows are copied unchanged. Returns the new row's index."""
+        old = self.table.weight
+        table = nn.Embedding(old.shape[0] + 1, old.shape[1]).to(old.device, old.dtype)
+        with torch.no_grad():
+            table.weight[:-1] = old
+            if vector is None:
+                nn.init.normal_(table.weight[-1], std=0.02)
+            else:
+                table.weight[-1] = vector.to(old)
+        table.weight.requires_grad_(old.requires_grad)
+        self.table = table
+        return old.shape[0]
+
 
 class ConditionalAttentionBias(nn.Module):
     """The block-diagonal bias M(z) added to attention scores (eq. 3.1).

@@ -113,6 +113,24 @@ class MultiTaskModel(nn.Module):
         _atomic(run_dir / MODEL_FILE,
                 lambda p: p.write_text(json.dumps(meta, indent=2), encoding="utf-8"))
 
+    def add_task(self, spec: TaskSpec, labels: list[str],
+                 embedding: torch.Tensor | None = None) -> int:
+        """Append a task: a fresh head and, for CA-MTL, a task-embedding row (``embedding``,
+        or a random one). The other tasks' parameters are untouched. Returns its index."""
+        if spec.name in self.task_index:
+            raise CamtlError(f"task {spec.name!r} is already in the model "
+                             f"(tasks: {', '.join(self.task_index)})")
+        device = next(self.parameters()).device
+        hidden = self.encoder.config.hidden_size
+        self.heads[spec.name] = build_head(spec.type, hidden, len(labels) or 1,
+                                           self.config.dropout, self.config.pooling).to(device)
+        if self.config.architecture == "camtl":
+            self.encoder.task_embedding.add_row(embedding)
+        self.tasks.append(spec)
+        self.labels[spec.name] = list(labels)
+        self.task_index[spec.name] = len(self.tasks) - 1
+        return len(self.tasks) - 1
+
     # -- forward ------------------------------------------------------------------------
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                token_type_ids: torch.Tensor | None, task_ids: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ def get_task(name: str, path: str = "tasks", where: str = "") -> TaskSpec:
 
 def resolve_task(ref: Any, path: str, where: str = "", base_dir: Path | None = None) -> TaskSpec:
     """Turn one YAML task entry into a validated TaskSpec."""
-    from camtl.config import read_yaml  # local import: config imports this module
+    from camtl.config import anchor_paths, read_yaml  # local: config imports this module
 
     if isinstance(ref, str):
         return get_task(ref, path, where)
@@ -75,6 +75,7 @@ def resolve_task(ref: Any, path: str, where: str = "", base_dir: Path | None = N
         if not isinstance(data, dict):
             raise ConfigError(f"{file}: expected a mapping with the task definition")
         spec = from_dict(TaskSpec, data, "", str(file))
+        anchor_paths(spec, file.parent.absolute())  # the task file's own folder
         merged = to_dict(spec)
         merged.update(entry)
         return from_dict(TaskSpec, merged, path, where)

@@ -102,6 +102,9 @@ class TaskSpec:
     max_train_examples: int | None = None
     max_dev_examples: int | None = None
     max_test_examples: int | None = None
+    # a seeded subset of this share of train (after max_train_examples): few-shot runs, and
+    # `camtl add-task --fraction`, which picks the same subset for the same fraction
+    train_fraction: float | None = None
     source: SourceSpec = field(default_factory=SourceSpec)
     description: str = ""
 
@@ -135,6 +138,9 @@ class TaskSpec:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"{prefix}key '{path}.{key}': must be a positive integer")
+        if self.train_fraction is not None and not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(f"{prefix}key '{path}.train_fraction': must be in (0, 1], "
+                              f"got {self.train_fraction}")
 
     @property
     def primary_metric(self) -> str:
@@ -146,3 +152,9 @@ class TaskSpec:
 
     def max_examples(self, split: str) -> int | None:
         return getattr(self, f"max_{split}_examples")
+
+    def fraction_size(self, available: int) -> int:
+        """How many of ``available`` training examples ``train_fraction`` keeps (>= 1)."""
+        if self.train_fraction is None:
+            return available
+        return max(1, min(available, round(self.train_fraction * available)))

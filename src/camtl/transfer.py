@@ -1,0 +1,278 @@
+"""Transfer to a new task (the paper's section 3.5.4): `camtl add-task` and zero-shot scores.
+
+A new task gets a head and, on CA-MTL, a new task-embedding row. By default only that row
+and the head train, so every other task's predictions stay exactly as they were (the
+gradient of the other rows is masked, and Adam moves a parameter with zero gradient and no
+weight decay by exactly zero). ``joint=True`` instead trains the run's usual trainable
+parameters on the new task mixed with the run's own tasks.
+
+Initialising the row: ``random``, ``xavier``, ``copy:TASK`` (the row of a trained task),
+``auto`` (the trained row with the best zero-shot dev score). Zero-shot scoring evaluates the
+new task's dev split once per candidate row; the head is a trained task's head when that task
+has the new task's type and label list, otherwise one freshly initialised head, the same for
+every candidate (as in the paper's Table 3.8, where such scores sit near chance).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from camtl.config import RunConfig, load_task_file, save_config
+from camtl.data.collate import collate_features
+from camtl.data.prepare import TaskData, encode_split, prepare_tasks
+from camtl.errors import CamtlError, ConfigError
+from camtl.evaluation.evaluate import evaluate_tasks
+from camtl.evaluation.report import format_table, report_name, write_report
+from camtl.evaluation.runs import load_run
+from camtl.fileio import atomic_write_text
+from camtl.modeling.model import MultiTaskModel
+from camtl.sampling import BatchScheduler, build_sampler
+from camtl.tasks.spec import TaskSpec
+from camtl.training.rundir import prepare_run_dir, write_status
+
+INITS = ("random", "xavier", "auto")  # and copy:TASK
+
+
+@dataclass
+class AdaptOptions:
+    init: str = "auto"
+    fraction: float | None = None
+    steps: int | None = None  # None: 3 epochs of the kept examples, within [10, 300]
+    batch_size: int = 32
+    learning_rate: float | None = None  # None: 1e-3 for row + head, the run's rate if joint
+    joint: bool = False
+    seed: int = 12
+    eval_batch_size: int = 128
+
+
+def check_init(init: str, model: MultiTaskModel) -> None:
+    if init in INITS:
+        return
+    if init.startswith("copy:") and init[5:] in model.task_index:
+        return
+    known = ", ".join(f"copy:{t}" for t in model.task_index)
+    raise ConfigError(f"--init {init!r}: expected random, xavier, auto or copy:TASK "
+                      f"({known})")
+
+
+def load_new_task(path: Path, model: MultiTaskModel, tokenizer: Any, fraction: float | None,
+                  splits: tuple[str, ...] = ("train", "dev", "test")) -> TaskData:
+    """The new task's data, tokenized with the task index it will have in the model."""
+    spec = load_task_file(path)
+    if spec.name in model.task_index:
+        raise ConfigError(f"{path}: task {spec.name!r} is already in the model "
+                          f"(tasks: {', '.join(model.task_index)})")
+    if fraction is not None:
+        if not 0.0 < fraction <= 1.0:
+            raise ConfigError(f"--fraction {fraction}: must be in (0, 1]")
+        spec.train_fraction = fraction
+    (task,) = prepare_tasks([spec], tokenizer, splits, encode=())
+    task.spec.labels = task.labels or None
+    if not task.examples.get("dev"):
+        raise CamtlError(f"{path}: task {spec.name!r} has no dev split to score it on")
+    index = len(model.tasks)
+    for split in task.examples:
+        encode_split(task, split, tokenizer, index)
+    return task
+
+
+def _compatible_head(model: MultiTaskModel, spec: TaskSpec, labels: list[str]) -> str | None:
+    """A trained task whose head can serve the new task as it is: same type and labels."""
+    for existing in model.tasks:
+        if existing.type == spec.type and model.labels.get(existing.name, []) == labels:
+            return existing.name
+    return None
+
+
+def zero_shot_scores(model: MultiTaskModel, task: TaskData, pad_token_id: int,
+                     batch_size: int = 128, seed: int = 12) -> list[dict[str, Any]]:
+    """Dev score of the new task with each trained task's embedding row (and a random row).
+
+    The model is left unchanged: scoring runs on a copy with one extra row and head.
+    """
+    if model.config.architecture != "camtl":
+        raise CamtlError("zero-shot scores compare task embeddings: this run's model is "
+                         "plain (architecture: camtl has them)")
+    probe = copy.deepcopy(model)
+    torch.manual_seed(seed)  # one fresh head, the same for every candidate row
+    index = probe.add_task(task.spec, task.labels)
+    reused = _compatible_head(model, task.spec, task.labels)
+    if reused is not None:
+        probe.heads[task.spec.name].load_state_dict(model.heads[reused].state_dict())
+    table = probe.encoder.task_embedding.table.weight
+    random_row = table[index].detach().clone()
+    rows = [(name, table[i].detach().clone()) for name, i in model.task_index.items()]
+    results = []
+    for name, row in [*rows, ("random", random_row)]:
+        with torch.no_grad():
+            table[index] = row
+        scores = evaluate_tasks(probe, [task], "dev", batch_size, pad_token_id,
+                                with_baselines=False)["tasks"][task.spec.name]
+        results.append({"embedding": name, "head": reused or "new",
+                        "metric": scores["primary_metric"],
+                        "score": scores["scores"][scores["primary_metric"]]})
+    return results
+
+
+def initial_row(init: str, model: MultiTaskModel, zero_shot: list[dict[str, Any]] | None
+                ) -> tuple[torch.Tensor | None, str]:
+    """(row to start from, the init actually used)."""
+    if model.config.architecture != "camtl":
+        return None, "none (plain model: no task embedding)"
+    table = model.encoder.task_embedding.table.weight.detach()
+    if init == "auto":
+        assert zero_shot is not None
+        best = max((r for r in zero_shot if r["embedding"] in model.task_index),
+                   key=lambda r: r["score"])
+        return table[model.task_index[best["embedding"]]].clone(), f"copy:{best['embedding']}"
+    if init.startswith("copy:"):
+        return table[model.task_index[init[5:]]].clone(), init
+    if init == "xavier":
+        row = torch.empty(1, table.shape[1])
+        torch.nn.init.xavier_uniform_(row)
+        return row[0], init
+    return None, init
+
+
+def _freeze_all_but_new(model: MultiTaskModel, name: str) -> list[torch.nn.Parameter]:
+    """Only the new head and the new embedding row learn; returns the trainable tensors."""
+    for param in model.parameters():
+        param.requires_grad_(False)
+    params = list(model.heads[name].parameters())
+    for param in params:
+        param.requires_grad_(True)
+    if model.config.architecture == "camtl":
+        weight = model.encoder.task_embedding.table.weight
+        weight.requires_grad_(True)
+        mask = torch.zeros(weight.shape[0], 1, device=weight.device)
+        mask[-1] = 1.0
+        weight.register_hook(lambda grad: grad * mask)
+        params.append(weight)
+    return params
+
+
+def _train(model: MultiTaskModel, tasks: list[TaskData], params: list[torch.nn.Parameter],
+           steps: int, opts: AdaptOptions, lr: float, pad_token_id: int) -> list[float]:
+    """Plain AdamW steps on uniformly mixed batches of ``tasks``; no weight decay, so
+    parameters whose gradient is masked to zero do not move."""
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps)
+    sizes = [len(t.features["train"]) for t in tasks]
+    batch = min(opts.batch_size, sum(sizes))
+    scheduler = BatchScheduler(build_sampler("uniform", {}, sizes, steps), sizes, batch,
+                               "mixed", opts.seed)
+    losses = []
+    model.train()
+    for step in range(steps):
+        chosen = scheduler.next_batch(step)
+        feats = [tasks[t].features["train"][i] for t, i in chosen]
+        inputs = collate_features(feats, pad_token_id)
+        device = next(model.parameters()).device
+        out = model(**{k: v.to(device) if v is not None else None for k, v in inputs.items()})
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(out.loss.detach()))
+    model.eval()
+    return losses
+
+
+def default_steps(examples: int, batch_size: int) -> int:
+    return max(10, min(300, math.ceil(3 * examples / batch_size)))
+
+
+def add_task(run_dir: Path, task_file: Path, output: Path, opts: AdaptOptions,
+             overwrite: bool = False, command: str = "") -> dict[str, Any]:
+    """Add the task of ``task_file`` to the model of ``run_dir``; write a new run to
+    ``output`` (the source run is never modified)."""
+    config, model, tokenizer = load_run(run_dir)
+    check_init(opts.init, model)
+    if opts.init != "random" and model.config.architecture != "camtl":
+        raise ConfigError(f"--init {opts.init}: the model of {run_dir} is plain (no task "
+                          "embedding to initialise); use --init random")
+    task = load_new_task(task_file, model, tokenizer, opts.fraction)
+    if output.resolve() == run_dir.resolve():
+        raise CamtlError(f"--output {output}: must differ from the source run")
+    prepare_run_dir(output, resume=False, overwrite=overwrite)
+    write_status(output, "running")  # a failed attempt can then be replaced (--overwrite)
+    started = time.perf_counter()
+    torch.manual_seed(opts.seed)
+    zero_shot = (zero_shot_scores(model, task, tokenizer.pad_token_id, opts.eval_batch_size,
+                                  opts.seed)
+                 if opts.init == "auto" else None)
+    row, init_used = initial_row(opts.init, model, zero_shot)
+    torch.manual_seed(opts.seed)
+    model.add_task(task.spec, task.labels, row)
+    source = init_used[5:] if init_used.startswith("copy:") else None
+    if source and model.labels.get(source) == task.labels \
+            and model.tasks[model.task_index[source]].type == task.spec.type:
+        model.heads[task.spec.name].load_state_dict(model.heads[source].state_dict())
+    n_train = len(task.features["train"])
+    steps = opts.steps or default_steps(n_train, opts.batch_size)
+    if opts.joint:  # the run's own trainable parameters (its freezing) and the new ones
+        tasks = [*prepare_tasks(config.tasks, tokenizer, ("train",), labels=model.labels), task]
+        params = [p for p in model.parameters() if p.requires_grad]
+        lr = opts.learning_rate or config.training.learning_rate
+    else:
+        tasks = [task]
+        params = _freeze_all_but_new(model, task.spec.name)
+        lr = opts.learning_rate or 1e-3
+    losses = _train(model, tasks, params, steps, opts, lr, tokenizer.pad_token_id)
+    wall = round(time.perf_counter() - started, 1)
+
+    new_config = _extended_config(config, task.spec, output)
+    save_config(new_config, output / "config.yaml")
+    model.save_pretrained(output, tokenizer)
+    info = {"encoder": config.model.encoder, "architecture": config.model.architecture,
+            "source_run": str(run_dir), "task": task.spec.name, "init": init_used,
+            "fraction": opts.fraction, "train_examples": n_train, "steps": steps,
+            "learning_rate": lr, "joint": opts.joint, "final_train_loss": losses[-1],
+            "zero_shot": zero_shot, "wall_time_s": wall,
+            "parameters": model.parameter_counts(), "command": command}
+    for split in ("dev", "test"):
+        if task.examples.get(split):
+            results = evaluate_tasks(model, [task], split, opts.eval_batch_size,
+                                     tokenizer.pad_token_id)
+            results.update(step=steps, select_by="last")
+            write_report(output, results, [], info, name=report_name(split))
+            print(f"\n{task.spec.name} {split} after adaptation ({init_used}, "
+                  f"{n_train} training examples, {steps} steps):")
+            print(format_table(results))
+    atomic_write_text(output / "transfer.json", json.dumps(info, indent=2))
+    write_status(output, "completed", step=steps, best_step=steps, wall_time_s=wall)
+    return info
+
+
+def _extended_config(config: RunConfig, spec: TaskSpec, output: Path) -> RunConfig:
+    new = copy.deepcopy(config)
+    new.output_dir = str(output)
+    new.tasks = [*new.tasks, spec]
+    return new
+
+
+def zero_shot_report(run_dir: Path, task_file: Path, batch_size: int = 128) -> list[dict]:
+    """`camtl evaluate RUN --zero-shot TASK.yaml`: print and save the scores per row."""
+    _, model, tokenizer = load_run(run_dir)
+    task = load_new_task(task_file, model, tokenizer, None, ("train", "dev"))
+    results = zero_shot_scores(model, task, tokenizer.pad_token_id, batch_size)
+    lines = [f"zero-shot dev {results[0]['metric']} of {task.spec.name} "
+             f"(head: {results[0]['head']})", "", "| embedding | score |", "|---|---:|"]
+    lines += [f"| {r['embedding']} | {r['score']:.2f} |" for r in results]
+    text = "\n".join(lines)
+    print(text)
+    stem = f"zero_shot_{task.spec.name}"
+    atomic_write_text(run_dir / f"{stem}.json", json.dumps(results, indent=2))
+    atomic_write_text(run_dir / f"{stem}.md", text + "\n")
+    return results
