@@ -52,3 +52,39 @@ def test_compare_tables_runs(tmp_path: Path, tiny_encoder_dir: Path,
     assert lines[0].startswith("| run | pairs | scores | mean | worst")
     assert len(lines) == 4
     assert main(["compare", str(tmp_path)]) == 2
+
+
+def fake_run(root: Path, name: str, scores: dict[str, float], total: int,
+             **info: object) -> Path:
+    """A run directory holding only a report.json, as a finished run writes it."""
+    from camtl.evaluation.metrics import aggregate
+
+    run = root / name
+    run.mkdir()
+    tasks = {t: {"primary_metric": "accuracy", "scores": {"accuracy": s}}
+             for t, s in scores.items()}
+    report = {"results": {"tasks": tasks, "aggregate": aggregate(scores)},
+              "run_info": {"parameters": {"total": total, "encoder": 100},
+                           "wall_time_s": 10.0, **info}}
+    (run / "report.json").write_text(json.dumps(report))
+    return run
+
+
+def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:
+    from camtl.evaluation.compare import compare_rows, format_comparison
+
+    runs = [fake_run(tmp_path, "st_a", {"a": 80.0}, 110),
+            fake_run(tmp_path, "st_b", {"b": 60.0}, 105),
+            fake_run(tmp_path, "mtl", {"a": 81.0, "b": 59.0}, 120,
+                     examples_used_total_fraction=0.5),
+            fake_run(tmp_path, "added", {"c": 40.0}, 121, source_run="mtl")]
+    tasks, rows = compare_rows(runs)
+    assert tasks == ["a", "b", "c"]
+    assert [r["run"] for r in rows] == ["single-task (2 models)", "mtl", "added"]
+    assert rows[0]["total_params"] == 215 and rows[0]["mean"] == 70.0
+    assert rows[0]["wall_time_s"] == 20.0
+    assert rows[1]["reaches_single_task"] == (1, 2)  # a: 81 >= 80; b: 59 < 60
+    assert rows[2]["reaches_single_task"] == (0, 0)  # an added task is no single-task run
+    table = format_comparison(runs, markdown=True).splitlines()
+    assert "tasks >= single-task" in table[0] and "x encoder" in table[0]
+    assert "| 2.15 |" in table[2] and "| 1/2 | 50% | 0.00M | 1.20 |" in table[3]

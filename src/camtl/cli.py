@@ -78,6 +78,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_covsim(args: argparse.Namespace) -> int:
+    from camtl.analysis.covsim import analyze_covsim
+
+    analyze_covsim(Path(args.run_dir), args.split, args.max_examples)
+    return 0
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     import json
 
@@ -169,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=128, help="L for the attention blocks")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_params)
+
+    analyze = sub.add_parser("analyze", help="analyses of a trained run")
+    analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True)
+    p = analyze_sub.add_parser("covsim", help="covariance similarity between tasks (eq. 3.7)")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=("dev", "test"), default="dev")
+    p.add_argument("--max-examples", type=int, default=500, help="examples per task")
+    p.set_defaults(func=cmd_analyze_covsim)
 
     data = sub.add_parser("data", help="offline datasets and the encoder")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from camtl.fileio import atomic_write_bytes
 
-__all__ = ["plot_dev_curves", "plot_task_shares"]
+__all__ = ["plot_dev_curves", "plot_heatmap", "plot_task_shares"]
 
 _FIGSIZE = (9.0, 5.0)
 _DPI = 110
@@ -81,6 +81,25 @@ def plot_task_shares(shares: Sequence[Mapping[str, Any]], path: Path) -> Path | 
     ax.set_ylabel("share of examples")
     ax.set_title("Task composition of training batches")
     _legend_outside(ax, reverse=True)  # top of the legend = top of the stack
+    return _save(fig, path)
+
+
+def plot_heatmap(matrix: Sequence[Sequence[float]], labels: Sequence[str], title: str,
+                 path: Path) -> Path:
+    """A labelled square matrix with its values written in the cells (e.g. CovSim)."""
+    fig = Figure(figsize=(1.2 + 0.8 * len(labels), 0.8 + 0.7 * len(labels)), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                    color="black" if value > 0.6 else "white")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
     return _save(fig, path)
 
 
