@@ -85,6 +85,17 @@ def cmd_analyze_covsim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from camtl.evaluation.html_report import screenshot, write_html_report
+
+    path = write_html_report([Path(d) for d in args.run_dirs], Path(args.output), args.split,
+                             args.title)
+    print(f"wrote {path}")
+    if args.screenshot:
+        print(f"wrote {screenshot(path, Path(args.screenshot))}")
+    return 0
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     import json
 
@@ -176,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=128, help="L for the attention blocks")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("report", help="one self-contained HTML page for several runs")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--output", default="report.html", help="HTML file to write")
+    p.add_argument("--split", choices=("dev", "test"), default="dev")
+    p.add_argument("--title", default="camtl experiment report")
+    p.add_argument("--screenshot", metavar="PNG", help="also render the page in headless "
+                   "Chromium and save a screenshot (needs chromium)")
+    p.set_defaults(func=cmd_report)
 
     analyze = sub.add_parser("analyze", help="analyses of a trained run")
     analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True)

@@ -74,7 +74,9 @@ def compare_rows(run_dirs: list[Path], split: str = "dev") -> tuple[list[str], l
     return tasks, rows
 
 
-def format_comparison(run_dirs: list[Path], split: str = "dev", markdown: bool = False) -> str:
+def comparison_table(run_dirs: list[Path], split: str = "dev"
+                     ) -> tuple[list[str], list[list[str]]]:
+    """(header, formatted rows) of the comparison, for text, Markdown or HTML."""
     tasks, rows = compare_rows(run_dirs, split)
     with_single = "reaches_single_task" in rows[0]
     header = ["run", *tasks, "mean", "worst", "spread",
@@ -91,6 +93,11 @@ def format_comparison(run_dirs: list[Path], split: str = "dev", markdown: bool =
                      *([f"{reach[0]}/{reach[1]}"] if with_single else []),
                      _percent(row["data_used"]), _millions(row["total_params"]),
                      _num(ratio), _num(row["wall_time_s"], 0)])
+    return header, body
+
+
+def format_comparison(run_dirs: list[Path], split: str = "dev", markdown: bool = False) -> str:
+    header, body = comparison_table(run_dirs, split)
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
