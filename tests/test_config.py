@@ -156,8 +156,8 @@ def test_task_file_with_overrides_beside_it(tmp_path: Path) -> None:
     task = load_config(path).tasks[0]
     assert task.name == "mine" and task.max_length == 64
     assert task.source.paths["dev"] == "/abs/dev.csv"
-    # data paths of a task file are anchored like the run config's own: to its folder
-    assert task.source.paths["train"] == str(tmp_path / "data" / "train.csv")
+    # data paths inside a task file are relative to the task file's own folder
+    assert task.source.paths["train"] == str(tmp_path / "tasks" / "data" / "train.csv")
 
 
 @pytest.mark.parametrize(("tasks", "message"), [
@@ -220,3 +220,13 @@ def test_doc_stride_is_checked_for_span_qa_only() -> None:
     with pytest.raises(ConfigError, match=r"key 'tasks\[0\]\.doc_stride': must be between"):
         config_from_dict({"tasks": [qa]})
     assert config_from_dict({"tasks": [{**qa, "doc_stride": 8}]}).tasks[0].doc_stride == 8
+
+
+def test_apply_override_indexes_lists() -> None:
+    data = {"tasks": ["snli", {"name": "vader"}]}
+    apply_override(data, "tasks[0].train_fraction=0.1")
+    apply_override(data, "tasks[1].max_length=64")
+    assert data["tasks"] == [{"name": "snli", "train_fraction": 0.1},
+                             {"name": "vader", "max_length": 64}]
+    with pytest.raises(ConfigError, match=r"key 'tasks' has no item 2 \(2 items\)"):
+        apply_override(data, "tasks[2].max_length=64")

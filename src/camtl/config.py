@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,7 +260,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
-    """Set ``a.b.c=value`` inside nested dicts (value parsed as YAML)."""
+    """Set ``a.b.c=value`` inside nested dicts (value parsed as YAML); ``tasks[0].x`` indexes
+    a list (a task given by name alone becomes ``{name: ...}``)."""
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected KEY=VALUE (e.g. training.max_steps=50)")
     key, raw = item.split("=", 1)
@@ -267,16 +269,33 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
-    node = data
+    node: Any = data
     parts = key.strip().split(".")
     for part in parts[:-1]:
+        node = _override_child(node, part, item)
+    node[parts[-1]] = value
+
+
+def _override_child(node: dict[str, Any], part: str, item: str) -> dict[str, Any]:
+    match = re.fullmatch(r"(\w+)\[(\d+)\]", part)
+    if match is None:
         child = node.get(part)
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
             raise ConfigError(f"override {item!r}: key '{part}' does not hold a mapping")
-        node = child
-    node[parts[-1]] = value
+        return child
+    name, index = match.group(1), int(match.group(2))
+    items = node.get(name)
+    if not isinstance(items, list) or index >= len(items):
+        size = len(items) if isinstance(items, list) else 0
+        raise ConfigError(f"override {item!r}: key '{name}' has no item {index} "
+                          f"({size} items)")
+    if isinstance(items[index], str):
+        items[index] = {"name": items[index]}
+    if not isinstance(items[index], dict):
+        raise ConfigError(f"override {item!r}: '{part}' does not hold a mapping")
+    return items[index]
 
 
 def config_to_yaml(config: RunConfig) -> str:
