@@ -88,3 +88,13 @@ def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:
     table = format_comparison(runs, markdown=True).splitlines()
     assert "tasks >= single-task" in table[0] and "x encoder" in table[0]
     assert "| 2.15 |" in table[2] and "| 1/2 | 50% | 0.00M | 1.20 |" in table[3]
+
+
+def test_compare_keeps_single_task_runs_of_one_task_apart(tmp_path: Path) -> None:
+    from camtl.evaluation.compare import compare_rows
+
+    runs = [fake_run(tmp_path, "a_small", {"a": 70.0}, 110),
+            fake_run(tmp_path, "a_large", {"a": 80.0}, 110)]
+    _, rows = compare_rows(runs)
+    assert [r["run"] for r in rows] == ["a_small", "a_large"]
+    assert "reaches_single_task" not in rows[0]

@@ -330,3 +330,23 @@ def test_hub_failure_is_one_line_with_hint(monkeypatch: pytest.MonkeyPatch) -> N
     spec = pair_spec(kind="hub", hub_name="org/pairs")
     message = error_of(read_split, spec, "train")
     assert "org/pairs" in message and "local" in message and "ConnectionError" in message
+
+
+def test_headerless_csv_and_tsv_with_source_columns(tmp_path: Path) -> None:
+    from camtl.data.examples import load_task_examples
+
+    write(tmp_path / "train.tsv", 'a "quoted" film\t1\nbad\t0\n')
+    write(tmp_path / "dev.csv", "fine,1\n")
+    spec = TaskSpec("mine", TaskType.CLASSIFICATION, ["text"], "label",
+                    source=SourceSpec(kind="files", columns=["text", "label"],
+                                      paths={"train": str(tmp_path / "train.tsv"),
+                                             "dev": str(tmp_path / "dev.csv")}))
+    examples, labels = load_task_examples(spec, ("train", "dev"))
+    assert [e["text_a"] for e in examples["train"]] == ['a "quoted" film', "bad"]
+    assert labels == ["0", "1"] and examples["dev"][0]["label"] == 1
+    assert read_records(tmp_path / "train.tsv", columns=["text", "label"])[1]["_row"] == 2
+    write(tmp_path / "short.csv", "x,1\ny\n")
+    message = error_of(read_records, tmp_path / "short.csv", None, ["text", "label"])
+    assert "short.csv, line 2: expected 2 fields like source.columns" in message
+    write(tmp_path / "d.jsonl", '{"text": "x"}\n')
+    assert "header-less CSV or TSV" in error_of(read_records, tmp_path / "d.jsonl", None, ["t"])

@@ -46,11 +46,20 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
     return SUFFIX_FORMATS[suffix]
 
 
-def read_records(path: str | Path, fmt: str | None = None) -> list[Record]:
-    """Read one file into records (format from ``fmt`` or the suffix)."""
+def read_records(path: str | Path, fmt: str | None = None,
+                 columns: list[str] | None = None) -> list[Record]:
+    """Read one file into records (format from ``fmt`` or the suffix). ``columns`` names the
+    fields of a CSV/TSV file that has no header row."""
     readers = {"csv": read_csv, "tsv": read_tsv, "jsonl": read_jsonl, "json": read_json,
                "parquet": read_parquet, "conll": read_conll, "squad": read_squad}
-    return readers[detect_format(path, fmt)](path)
+    fmt = detect_format(path, fmt)
+    if columns:
+        if fmt not in ("csv", "tsv"):
+            raise DataError(f"{path}: source.columns names the fields of a header-less CSV or "
+                            f"TSV file; this file is {fmt}")
+        return _read_delimited(path, "," if fmt == "csv" else "\t",
+                               csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE, columns)
+    return readers[fmt](path)
 
 
 @contextlib.contextmanager
@@ -97,17 +106,22 @@ def iter_delimited(path: str | Path, delimiter: str,
                 yield start, row
 
 
-def _read_delimited(path: str | Path, delimiter: str, quoting: int) -> list[Record]:
+def _read_delimited(path: str | Path, delimiter: str, quoting: int,
+                    columns: list[str] | None = None) -> list[Record]:
     rows = iter_delimited(path, delimiter, quoting)
-    try:
-        _, header = next(rows)
-    except StopIteration:
-        return []
+    if columns:
+        header, like = list(columns), "source.columns"
+    else:
+        try:
+            _, header = next(rows)
+        except StopIteration:
+            return []
+        like = "the header"
     records = []
     for line, row in rows:
         if len(row) != len(header):
-            raise DataError(f"{path}, line {line}: expected {len(header)} fields like the "
-                            f"header, found {len(row)}")
+            raise DataError(f"{path}, line {line}: expected {len(header)} fields like "
+                            f"{like}, found {len(row)}")
         record: Record = dict(zip(header, row))
         record.update(_file=str(path), _row=line)
         records.append(record)
@@ -281,7 +295,8 @@ def read_split(spec: TaskSpec, split: str) -> list[Record] | None:
     kind = spec.source.kind
     if kind == "files":
         path = spec.source.paths.get(split)
-        return None if path is None else read_records(path, spec.source.format)
+        return None if path is None else read_records(path, spec.source.format,
+                                                      spec.source.columns)
     if kind == "glue_dir":
         return _read_glue_dir(spec, split)
     if kind == "hub":

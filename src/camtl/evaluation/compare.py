@@ -54,13 +54,17 @@ def single_task_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def compare_rows(run_dirs: list[Path], split: str = "dev") -> tuple[list[str], list[dict]]:
     """(task names in first-seen order, one row per run with scores and aggregates).
 
-    Runs trained on one task are gathered into one "single-task" row (placed first), and
-    every other row counts the tasks on which it reaches or beats that row's score.
+    Runs trained on one task each (distinct tasks) are gathered into one "single-task" row
+    (placed first), and every other row counts the tasks on which it reaches or beats that
+    row's score. Single-task runs that share a task stay separate rows.
     """
     multi, single = [], []
     for run_dir in run_dirs:
         report = load_report(run_dir, split)
         (single if is_single_task(report) else multi).append(_row(run_dir, report))
+    single_tasks = [t for row in single for t in row["scores"]]
+    if len(set(single_tasks)) < len(single_tasks):  # e.g. one task at several budgets:
+        multi, single = single + multi, []          # no one single-task system to compare to
     rows = ([single_task_row(single)] if single else []) + multi
     tasks: list[str] = []
     for row in rows:

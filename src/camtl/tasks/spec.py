@@ -53,6 +53,8 @@ class SourceSpec:
     hub_name: str | None = None
     hub_config: str | None = None
     split_names: dict[str, str] = field(default_factory=dict)
+    # files: the field names of header-less CSV/TSV files, in order
+    columns: list[str] | None = None
     # Offline tasks: dev/test carved from train when the source lacks them.
     package: str | None = None
     license: str | None = None
