@@ -129,3 +129,30 @@ def test_add_task_errors(camtl_run: Path, tmp_path: Path,
     cli_error(capsys, "add-task", str(camtl_run), str(root / "new_task.yaml"), "--output",
               str(root), parts=("folder is not empty",))
     assert not out.exists()
+
+
+def test_plain_model_gets_a_linear_probe(tmp_path: Path, tiny_encoder_dir: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """No task embedding on a plain model: only the head trains; row inits are refused."""
+    root = tmp_path / "plain"
+    write_task_files(root)
+    path = write_config(root, tiny_encoder_dir, max_steps=2, eval_every=2)
+    config = yaml.safe_load(path.read_text())
+    config["tasks"] = config["tasks"][:1]
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    new = {"name": "scores_new", "type": "regression", "text_columns": ["text"],
+           "label_column": "score", "source": {"paths": {"train": "scores.csv"}}}
+    (root / "new.yaml").write_text(yaml.safe_dump(new))
+    cli_error(capsys, "add-task", str(root / "run"), str(root / "new.yaml"), "--output",
+              str(tmp_path / "x"), parts=("--init auto", "plain", "--init random"))
+    cli_error(capsys, "evaluate", str(root / "run"), "--zero-shot", str(root / "new.yaml"),
+              parts=("plain",))
+    out = tmp_path / "probe"
+    assert main(["add-task", str(root / "run"), str(root / "new.yaml"), "--init", "random",
+                 "--steps", "2", "--output", str(out)]) == 0
+    _, source, _ = load_run(root / "run")
+    _, added, _ = load_run(out)
+    for name, param in source.state_dict().items():
+        assert torch.equal(param, added.state_dict()[name]), name
+    assert "scores_new" in added.heads
