@@ -71,7 +71,8 @@ def test_lookahead_solver_prefers_the_task_that_would_stay_worst() -> None:
 
 def test_lookahead_uses_task_gradients_of_shared_parameters() -> None:
     shared = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
-    bal = build_balancer("lookahead_dro", {"temperature": 0.001, "iterations": 300}, NAMES)
+    bal = build_balancer("lookahead_dro", {"temperature": 0.001, "iterations": 300,
+                                           "relative_losses": False}, NAMES)
     context = BalanceContext(learning_rate=1.0, shared_parameters=[shared])
     # g_a = (18, 0), g_b = (0, 0.2): a's loss falls fast even with little weight
     task_losses = {"a": (shared[0] * 3) ** 2, "b": shared[1] ** 2 * 0.1}
@@ -86,6 +87,37 @@ def test_lookahead_uses_task_gradients_of_shared_parameters() -> None:
     assert after.max() < uniform.max()  # a lower worst task after the step than ERM
     assert qb > qa  # the slow task gets the weight
     assert shared.grad is not None
+
+
+def test_lookahead_weights_move_at_a_small_learning_rate() -> None:
+    """The entropy weight scales with |eta G|: at eta = 1e-4 q still leaves uniform."""
+    bal = build_balancer("lookahead_dro", {"temperature": 0.01, "iterations": 200}, NAMES)
+    q = bal.solve(torch.tensor([2.0, 1.0], dtype=torch.float64),
+                  torch.eye(2, dtype=torch.float64), eta=1e-4)
+    assert q[0] > 0.7
+
+
+def test_lookahead_relative_losses_compare_progress_not_scale() -> None:
+    shared = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+    context = BalanceContext(learning_rate=0.1, shared_parameters=[shared])
+    # orthogonal gradients with |g_t|^2 / l0_t equal: relative to its first loss, a step
+    # helps each task alike, and only the losses decide
+    scale_a, scale_b = 6.0 ** 0.5, 0.6 ** 0.5
+
+    def task_losses(a: float, b: float) -> dict[str, torch.Tensor]:
+        return {"a": scale_a * (shared[0] - 1) + a, "b": scale_b * (shared[1] - 1) + b}
+
+    weights = {}
+    for relative in (True, False):
+        bal = build_balancer("lookahead_dro", {"temperature": 0.01, "iterations": 200,
+                                               "relative_losses": relative}, NAMES)
+        bal.combine(task_losses(6.0, 0.6), context)  # first losses: the reference
+        bal.combine(task_losses(3.0, 0.5), context)  # a halved, b barely moved
+        weights[relative] = bal.weights()
+        assert bal.state_dict()["initial"].tolist()[:2] == pytest.approx(
+            [6.0, 0.6] if relative else [0.0, 0.0])
+    assert weights[True]["b"] > weights[True]["a"]  # b made the least progress
+    assert weights[False]["a"] > weights[False]["b"]  # raw: a's loss is the largest
 
 
 @pytest.mark.parametrize("balancer", [
@@ -127,3 +159,14 @@ def test_lookahead_gradient_matrix_has_a_row_per_task_in_order() -> None:
     grads = bal._task_gradients({"c": shared.sum() * 2, "a": shared[0] ** 2}, context)
     assert grads.shape == (3, 2)  # same shape on every rank, whatever tasks it holds
     assert torch.equal(grads, torch.tensor([[2.0, 0.0], [0.0, 0.0], [2.0, 2.0]]))
+
+
+def test_group_dro_relative_losses_follow_progress() -> None:
+    raw = build_balancer("group_dro", {"step_size": 0.5}, NAMES)
+    rel = build_balancer("group_dro", {"step_size": 0.5, "relative_losses": True}, NAMES)
+    for bal in (raw, rel):
+        bal.combine(losses(a=6.0, b=0.6), BalanceContext())  # the reference losses
+        for _ in range(4):
+            bal.combine(losses(a=3.0, b=0.5), BalanceContext())  # a halved, b barely
+    assert raw.weights()["a"] > raw.weights()["b"]
+    assert rel.weights()["b"] > rel.weights()["a"]

@@ -80,6 +80,9 @@ class UncertaintyWeighting(LossBalancer):
 @dataclass
 class GroupDROOptions:
     step_size: float = 0.01
+    # Sagawa et al.'s raw losses by default; True: each over its first observed loss, so
+    # a task whose loss is small by nature (token tagging) is not starved of weight
+    relative_losses: bool = False
 
     def validate(self, path: str, where: str) -> None:
         if self.step_size <= 0:
@@ -95,6 +98,15 @@ class _SimplexWeights(LossBalancer):
         # a buffer: saved in checkpoints with the balancer's state_dict
         self.register_buffer("q", torch.full((len(task_names),), 1.0 / len(task_names),
                                              dtype=torch.float64))
+        # each task's first observed loss (0: not seen yet), for ``relative_losses``
+        self.register_buffer("initial", torch.zeros(len(task_names), dtype=torch.float64))
+
+    def _relative(self, seen: list[int], losses: torch.Tensor) -> torch.Tensor:
+        """The losses of the tasks in ``seen`` over each one's first observed loss."""
+        for t in seen:
+            if float(self.initial[t]) == 0.0:
+                self.initial[t] = max(float(losses[t]), 1e-8)
+        return losses[seen] / self.initial[seen].to(losses)
 
     def _present(self, task_losses: dict[str, torch.Tensor],
                  context: BalanceContext) -> tuple[list[int], torch.Tensor]:
@@ -132,8 +144,9 @@ class GroupDRO(_SimplexWeights):
         if not context.update:
             return self._weighted(task_losses)
         seen, values = self._present(task_losses, context)
+        present = self._relative(seen, values) if self.options.relative_losses else values[seen]
         update = torch.zeros_like(self.q)
-        update[seen] = self.options.step_size * values[seen].to(self.q)
+        update[seen] = self.options.step_size * present.to(self.q)
         q = self.q * torch.exp(update)
         self.q.copy_(q / q.sum())
         return self._weighted(task_losses)
@@ -147,6 +160,9 @@ class LookaheadOptions:
     mirror_step: float = 0.5
     lookahead_scale: float = 1.0
     parameters: str = "top_layer"
+    # losses divided by each task's first observed loss, so tasks whose losses live on
+    # different scales (token tagging vs QA) compare by progress, not by raw value
+    relative_losses: bool = True
 
     def validate(self, path: str, where: str) -> None:
         prefix = f"{where}: " if where else ""
@@ -192,14 +208,21 @@ class LookaheadDRO(_SimplexWeights):
         return grads
 
     def solve(self, losses: torch.Tensor, gram: torch.Tensor, eta: float) -> torch.Tensor:
-        """Mirror descent on the simplex for the objective in the class docstring."""
+        """Mirror descent on the simplex for the objective in the class docstring.
+
+        The entropy weight is ``temperature`` times the largest predicted one-step change
+        |eta G|, so the trade-off does not depend on the learning rate or gradient scale (a
+        fixed weight let the entropy term swamp an eta of 1e-4 and kept q uniform).
+        """
         opts = self.options
+        lookahead = eta * gram
+        tau = opts.temperature * float(lookahead.abs().max().clamp(min=1e-30))
         q = torch.full_like(losses, 1.0 / len(losses))
         for _ in range(opts.iterations):
-            after = losses - eta * gram @ q
+            after = losses - lookahead @ q
             worst = int(torch.argmax(after))
-            grad = -eta * gram[worst] + opts.temperature * (torch.log(q.clamp(min=1e-12)) + 1)
-            q = q * torch.exp(-opts.mirror_step * grad / grad.abs().max().clamp(min=1e-12))
+            grad = -lookahead[worst] + tau * (torch.log(q.clamp(min=1e-12)) + 1)
+            q = q * torch.exp(-opts.mirror_step * grad / grad.abs().max().clamp(min=1e-30))
             q = q / q.sum()
         return q
 
@@ -217,7 +240,11 @@ class LookaheadDRO(_SimplexWeights):
                 sub = grads[seen]
                 gram = (sub @ sub.T).double().cpu()
                 eta = context.learning_rate * self.options.lookahead_scale
-                q_present = self.solve(losses[seen], gram, eta)
+                present_losses = losses[seen]
+                if self.options.relative_losses:  # d(l_t / l0_t) = dl_t / l0_t: scale rows
+                    present_losses = self._relative(seen, losses)
+                    gram = gram / self.initial[seen].to(gram)[:, None]
+                q_present = self.solve(present_losses, gram, eta)
                 mass = float(self.q[seen].sum())
                 self.q[seen] = (q_present * mass).to(self.q)  # absent tasks keep their weight
         return self._weighted(task_losses)
