@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -127,25 +128,30 @@ def test_real_scorer_on_every_task_type(tiny_encoder_dir: Path, tmp_path: Path) 
     assert (run / "task_shares.png").exists()
 
 
-def test_scorer_values_are_normalised(tiny_encoder_dir: Path) -> None:
+def tiny_model_and_tasks(encoder_dir: Path, name: str) -> tuple[Any, list[Any], Any]:
+    """(untrained tiny model, the four test tasks' training data, tokenizer)."""
     from transformers import AutoTokenizer
 
-    from camtl.config import ModelConfig
+    from camtl.config import ModelConfig, load_config
     from camtl.data.prepare import prepare_tasks
     from camtl.modeling import MultiTaskModel
-    from camtl.training.uncertainty import make_scorer
     from tests.test_train_e2e import write_config, write_task_files
 
-    root = tiny_encoder_dir.parent / "scorer"
+    root = encoder_dir.parent / name
     write_task_files(root)
-    from camtl.config import load_config
-
-    config = load_config(write_config(root, tiny_encoder_dir))
-    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder_dir)
+    config = load_config(write_config(root, encoder_dir))
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     tasks = prepare_tasks(config.tasks, tokenizer, ("train",))
-    model, _ = MultiTaskModel.from_encoder(ModelConfig(encoder=str(tiny_encoder_dir)),
+    model, _ = MultiTaskModel.from_encoder(ModelConfig(encoder=str(encoder_dir)),
                                            [t.spec for t in tasks],
                                            {t.spec.name: t.labels for t in tasks})
+    return model, tasks, tokenizer
+
+
+def test_scorer_values_are_normalised(tiny_encoder_dir: Path) -> None:
+    from camtl.training.uncertainty import make_scorer
+
+    model, tasks, tokenizer = tiny_model_and_tasks(tiny_encoder_dir, "scorer")
     scored = [0]
     scorer = make_scorer(model, tasks, tokenizer.pad_token_id, "cpu", 16, 4, 12,
                          lambda: scored[0])
@@ -160,24 +166,11 @@ def test_scorer_values_are_normalised(tiny_encoder_dir: Path) -> None:
 def test_regression_proxy_scores_with_the_proxy_head(tiny_encoder_dir: Path) -> None:
     """The paper's work-around: a regression task's candidates get a classification
     task's normalised entropy; unknown names and non-classification proxies are refused."""
-    from transformers import AutoTokenizer
-
-    from camtl.config import ModelConfig, load_config
     from camtl.data.collate import collate_features
-    from camtl.data.prepare import prepare_tasks
     from camtl.errors import ConfigError
-    from camtl.modeling import MultiTaskModel
     from camtl.training.uncertainty import make_scorer, resolve_proxies
-    from tests.test_train_e2e import write_config, write_task_files
 
-    root = tiny_encoder_dir.parent / "proxy"
-    write_task_files(root)
-    config = load_config(write_config(root, tiny_encoder_dir))
-    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder_dir)
-    tasks = prepare_tasks(config.tasks, tokenizer, ("train",))
-    model, _ = MultiTaskModel.from_encoder(ModelConfig(encoder=str(tiny_encoder_dir)),
-                                           [t.spec for t in tasks],
-                                           {t.spec.name: t.labels for t in tasks})
+    model, tasks, tokenizer = tiny_model_and_tasks(tiny_encoder_dir, "proxy")
     assert resolve_proxies(tasks, {"scores": "pairs"}) == {1: 0}
     with pytest.raises(ConfigError, match=r"proxies\.scores'.*'nope' is not a task"):
         resolve_proxies(tasks, {"scores": "nope"})
