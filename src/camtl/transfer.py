@@ -84,12 +84,15 @@ def load_new_task(path: Path, model: MultiTaskModel, tokenizer: Any, fraction: f
     return task
 
 
+def _head_fits(model: MultiTaskModel, name: str, spec: TaskSpec, labels: list[str]) -> bool:
+    """Whether trained task ``name``'s head can serve the new task as it is."""
+    existing = model.tasks[model.task_index[name]]
+    return existing.type == spec.type and model.labels.get(name, []) == labels
+
+
 def _compatible_head(model: MultiTaskModel, spec: TaskSpec, labels: list[str]) -> str | None:
-    """A trained task whose head can serve the new task as it is: same type and labels."""
-    for existing in model.tasks:
-        if existing.type == spec.type and model.labels.get(existing.name, []) == labels:
-            return existing.name
-    return None
+    """The first trained task whose head fits the new task (same type and labels)."""
+    return next((t.name for t in model.tasks if _head_fits(model, t.name, spec, labels)), None)
 
 
 def zero_shot_scores(model: MultiTaskModel, task: TaskData, pad_token_id: int,
@@ -172,12 +175,12 @@ def _train(model: MultiTaskModel, tasks: list[TaskData], params: list[torch.nn.P
     scheduler = BatchScheduler(build_sampler("uniform", {}, sizes, steps), sizes, batch,
                                "mixed", opts.seed)
     losses = []
+    device = next(model.parameters()).device
     model.train()
     for step in range(steps):
         chosen = scheduler.next_batch(step)
         feats = [tasks[t].features["train"][i] for t, i in chosen]
         inputs = collate_features(feats, pad_token_id)
-        device = next(model.parameters()).device
         out = model(**{k: v.to(device) if v is not None else None for k, v in inputs.items()})
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -216,8 +219,7 @@ def add_task(run_dir: Path, task_file: Path, output: Path, opts: AdaptOptions,
     torch.manual_seed(opts.seed)
     model.add_task(task.spec, task.labels, row)
     source = init_used[5:] if init_used.startswith("copy:") else None
-    if source and model.labels.get(source) == task.labels \
-            and model.tasks[model.task_index[source]].type == task.spec.type:
+    if source and _head_fits(model, source, task.spec, task.labels):
         model.heads[task.spec.name].load_state_dict(model.heads[source].state_dict())
     n_train = len(task.features["train"])
     steps = opts.steps or default_steps(n_train, opts.batch_size)
