@@ -12,6 +12,7 @@ from camtl.config import CamtlConfig, ModelConfig
 from camtl.errors import ConfigError
 from camtl.modeling import MultiTaskModel
 from camtl.modeling.conditional_encoder import ConditionalEncoder
+from camtl.modeling.model import MODEL_FILE
 from camtl.testing import make_tiny_encoder
 from camtl.training.trainer import build_optimizer
 from tests.test_model import LABELS, TASKS, mixed_batch
@@ -22,7 +23,10 @@ VARIANTS = {
     "authors_forms": CamtlConfig(max_length=16, attention_form="authors",
                                  alignment_form="elementwise"),
     "large_chain": CamtlConfig(max_length=16, bottleneck="large"),
-    "z_is_hidden": CamtlConfig(max_length=16, task_embedding_dim=None, attention_blocks=3),
+    "z_narrow": CamtlConfig(max_length=16, task_embedding_dim=8, attention_blocks=3),
+    "per_layer": CamtlConfig(max_length=16, generators="per_layer"),
+    "per_layer_large_chain": CamtlConfig(max_length=16, generators="per_layer",
+                                         bottleneck="large", task_embedding_dim=8),
 }
 
 
@@ -63,7 +67,7 @@ def test_identity_at_initialisation(encoder_dir: Path, variant: str) -> None:
     assert torch.allclose(got[mask], expected[mask], atol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ["paper", "large_chain"])
+@pytest.mark.parametrize("variant", ["paper", "large_chain", "per_layer"])
 def test_padding_invariance(encoder_dir: Path, variant: str) -> None:
     cond = ConditionalEncoder(AutoModel.from_pretrained(encoder_dir), 3, VARIANTS[variant])
     randomize_conditional(cond)
@@ -79,14 +83,15 @@ def test_padding_invariance(encoder_dir: Path, variant: str) -> None:
             assert torch.allclose(alone[0], batch[row, :n], atol=1e-5)
 
 
-def build(encoder_dir: Path, **model_cfg) -> MultiTaskModel:
+def build(encoder_dir: Path, generators: str = "shared", **model_cfg) -> MultiTaskModel:
     config = ModelConfig(encoder=str(encoder_dir), architecture="camtl",
-                         camtl=CamtlConfig(max_length=16), **model_cfg)
+                         camtl=CamtlConfig(max_length=16, generators=generators), **model_cfg)
     return MultiTaskModel(AutoModel.from_pretrained(encoder_dir), TASKS, LABELS, config)
 
 
-def test_mixed_tasks_match_each_task_alone(encoder_dir: Path) -> None:
-    model = build(encoder_dir)
+@pytest.mark.parametrize("generators", ["shared", "per_layer"])
+def test_mixed_tasks_match_each_task_alone(encoder_dir: Path, generators: str) -> None:
+    model = build(encoder_dir, generators)
     randomize_conditional(model.encoder)
     model.eval()
     batch = mixed_batch()
@@ -124,9 +129,46 @@ def test_frozen_parameters_get_no_gradient_and_no_optimizer_state(encoder_dir: P
         assert (param.grad is None) is frozen or id(param) in conditional, name
         if frozen:
             assert param not in optimizer.state, name
-    # conditional attention of a frozen layer still trains
-    bias = model.encoder.layers[0].cond_attention
-    assert bias.film.proj.weight.grad is not None and bias.film.proj.weight.requires_grad
+    # conditional attention of a frozen layer still trains (through the shared generator)
+    generator = model.encoder.layers[0].cond_attention.film.generator
+    assert generator is model.encoder.generators["attention"]
+    assert generator.proj.weight.grad is not None and generator.proj.weight.requires_grad
+
+
+def test_shared_generators_are_saved_once_and_read_per_layer(tiny_encoder_dir: Path) -> None:
+    cond = ConditionalEncoder(AutoModel.from_pretrained(tiny_encoder_dir), 3,
+                              CamtlConfig(max_length=16))
+    names = list(cond.state_dict())
+    assert not [n for n in names if n.startswith("layers.") and ".film" in n]
+    assert sum(n.startswith("generators.attention.") for n in names) == 2  # weight, bias
+    cln = [layer.cln_output for layer in cond.layers if layer.cln_output is not None]
+    assert len(cln) > 1 and all(c.film.generator is cond.generators["cln_output"] for c in cln)
+    randomize_conditional(cond)
+    z = cond.task_embedding(torch.tensor([0, 1]))
+    # the same task reads a different conditioning vector in each layer
+    assert not torch.allclose(cond.conditioner(z, 0), cond.conditioner(z, 1))
+    per_layer = ConditionalEncoder(AutoModel.from_pretrained(tiny_encoder_dir), 3,
+                                   CamtlConfig(max_length=16, generators="per_layer"))
+    count = sum(p.numel() for p in cond.parameters())
+    assert count < sum(p.numel() for p in per_layer.parameters())
+
+
+def test_runs_saved_before_shared_generators_reload_as_per_layer(tiny_encoder_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    import json
+
+    model = build(tiny_encoder_dir, "per_layer")
+    randomize_conditional(model.encoder)
+    model.eval().save_pretrained(tmp_path)
+    meta_file = tmp_path / MODEL_FILE
+    meta = json.loads(meta_file.read_text())
+    del meta["model"]["camtl"]["generators"]  # what format-1 runs wrote
+    meta_file.write_text(json.dumps(meta))
+    again = MultiTaskModel.from_pretrained(tmp_path)
+    assert again.config.camtl.generators == "per_layer"
+    with torch.no_grad():
+        a, b = model(**mixed_batch()), again(**mixed_batch())
+    assert all(torch.equal(a.logits[n], b.logits[n]) for n in a.logits)
 
 
 def _run_config():
@@ -135,8 +177,10 @@ def _run_config():
     return RunConfig()
 
 
-def test_save_and_reload_give_identical_predictions(encoder_dir: Path, tmp_path: Path) -> None:
-    model = build(encoder_dir)
+@pytest.mark.parametrize("generators", ["shared", "per_layer"])
+def test_save_and_reload_give_identical_predictions(encoder_dir: Path, tmp_path: Path,
+                                                     generators: str) -> None:
+    model = build(encoder_dir, generators)
     randomize_conditional(model.encoder)
     model.eval()
     model.save_pretrained(tmp_path)

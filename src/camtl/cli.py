@@ -99,10 +99,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_params(args: argparse.Namespace) -> int:
     import json
 
+    from camtl.config import CamtlConfig
     from camtl.modeling.accounting import count_parameters, format_counts
 
-    counts = count_parameters(args.model, args.tasks, args.architecture, args.labels,
-                              max_length=args.max_length)
+    cam = CamtlConfig(max_length=args.max_length, generators=args.generators,
+                      task_embedding_dim=args.task_embedding_dim)
+    cam.validate("model.camtl", "params")
+    counts = count_parameters(args.model, args.tasks, args.architecture, args.labels, cam)
     print(json.dumps(counts) if args.json else format_counts(counts))
     return 0
 
@@ -185,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--architecture", choices=("camtl", "plain"), default="camtl")
     p.add_argument("--labels", type=int, default=3, help="classes per task head")
     p.add_argument("--max-length", type=int, default=128, help="L for the attention blocks")
+    p.add_argument("--generators", choices=("shared", "per_layer"), default="shared",
+                   help="FiLM generators shared across layers (default) or one per layer")
+    p.add_argument("--task-embedding-dim", type=int, default=None, metavar="N",
+                   help="width of the task embedding z (default: the hidden size)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_params)
 

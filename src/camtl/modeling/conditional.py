@@ -1,8 +1,9 @@
 """CA-MTL's task-conditioned building blocks (Pilault et al., ICLR 2021, section 3.3.1).
 
-Every module reads ``z`` [B, d_z], the transformed task embedding of each example, so one
-batch can mix tasks. Every FiLM generator starts at zero, so at initialisation each module
-is the identity and the encoder reproduces the pretrained model exactly.
+Every module reads ``z`` [B, d_z], the transformed task embedding of each example (or, with
+generators shared across layers, that embedding mixed with a layer embedding), so one batch
+can mix tasks. Every FiLM generator starts at zero, so at initialisation each module is the
+identity and the encoder reproduces the pretrained model exactly.
 """
 
 from __future__ import annotations
@@ -28,6 +29,51 @@ class FiLMGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gamma, beta = self.proj(z).split(self.size, dim=-1)
         return gamma.view(-1, *self.shape), beta.view(-1, *self.shape)
+
+
+class SharedFiLM:
+    """A FiLM generator that several layers' modules call but one owner registers.
+
+    A plain attribute, not a submodule: the generator's parameters are then saved, counted
+    and optimised once (safetensors refuses two names for one tensor).
+    """
+
+    def __init__(self, generator: FiLMGenerator) -> None:
+        self.generator = generator
+
+    def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.generator(z)
+
+
+def _film(z_dim: int, shape: tuple[int, ...],
+          shared: FiLMGenerator | None) -> FiLMGenerator | SharedFiLM:
+    """The layer's own generator, or a handle on one shared across layers."""
+    if shared is None:
+        return FiLMGenerator(z_dim, shape)
+    if shared.shape != shape:
+        raise ValueError(f"shared FiLM generator has shape {shared.shape}, needed {shape}")
+    return SharedFiLM(shared)
+
+
+class LayerConditioner(nn.Module):
+    """z_t, layer j -> c_{t,j}: the input of FiLM generators shared across layers.
+
+    HyperFormer's task projector (Karimi Mahabadi et al., 2021): a two-layer MLP on the
+    concatenation of the task vector and a learned layer embedding. The non-linearity lets
+    each layer read a different function of the task from one set of generators, which a
+    linear mix (z + e_j) could not: its task-dependent part would be the same in every layer.
+    """
+
+    def __init__(self, num_layers: int, z_dim: int, layer_dim: int) -> None:
+        super().__init__()
+        self.layer_embedding = nn.Embedding(num_layers, layer_dim)
+        nn.init.normal_(self.layer_embedding.weight, std=0.02)
+        self.mlp = nn.Sequential(nn.Linear(z_dim + layer_dim, z_dim), nn.ReLU(),
+                                 nn.Linear(z_dim, z_dim))
+
+    def forward(self, z: torch.Tensor, layer: int) -> torch.Tensor:
+        e = self.layer_embedding.weight[layer].expand(z.shape[0], -1)
+        return self.mlp(torch.cat([z, e], dim=-1))
 
 
 class TaskEmbedding(nn.Module):
@@ -67,20 +113,23 @@ class ConditionalAttentionBias(nn.Module):
     Under dynamic padding the bias is sliced to the batch length l: M[:l, :l].
     """
 
-    def __init__(self, z_dim: int, max_length: int, num_blocks: int, form: str = "paper") -> None:
+    def __init__(self, z_dim: int, max_length: int, num_blocks: int, form: str = "paper",
+                 shared: FiLMGenerator | None = None) -> None:
         super().__init__()
         self.num_blocks = num_blocks
         self.block = math.ceil(max_length / num_blocks)
         self.form = form
-        if form == "paper":
-            self.blocks = nn.Parameter(torch.zeros(num_blocks, self.block, self.block))
-            self.film = FiLMGenerator(z_dim, (self.block, self.block))
-        elif form == "authors":
-            self.blocks = nn.Parameter(torch.zeros(1, self.block, self.block))
-            self.film = FiLMGenerator(z_dim, (self.block,))
-        else:
+        if form not in ("paper", "authors"):
             raise ValueError(f"unknown conditional attention form {form!r}")
+        self.blocks = nn.Parameter(torch.zeros(num_blocks if form == "paper" else 1,
+                                               self.block, self.block))
+        self.film = _film(z_dim, self.film_shape(max_length, num_blocks, form), shared)
         self.register_buffer("_eye", torch.eye(num_blocks), persistent=False)
+
+    @staticmethod
+    def film_shape(max_length: int, num_blocks: int, form: str) -> tuple[int, ...]:
+        block = math.ceil(max_length / num_blocks)
+        return (block, block) if form == "paper" else (block,)
 
     def forward(self, z: torch.Tensor, length: int) -> torch.Tensor:
         """[B, 1, l, l] additive bias for a batch of length l."""
@@ -134,9 +183,9 @@ class ConditionalLayerNorm(nn.Module):
     generator belongs to this module.
     """
 
-    def __init__(self, hidden: int, z_dim: int) -> None:
+    def __init__(self, hidden: int, z_dim: int, shared: FiLMGenerator | None = None) -> None:
         super().__init__()
-        self.film = FiLMGenerator(z_dim, (hidden,))
+        self.film = _film(z_dim, (hidden,), shared)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, base: nn.LayerNorm) -> torch.Tensor:
         gamma, beta = self.film(z)
@@ -153,17 +202,21 @@ class ConditionalBottleneck(nn.Module):
     W_up with gamma_u, beta_u in R^d. W_up starts at zero, so the module adds nothing at init.
     """
 
-    def __init__(self, z_dim: int, hidden: int, reduction: int = 3,
-                 dropout: float = 0.1) -> None:
+    def __init__(self, z_dim: int, hidden: int, reduction: int = 3, dropout: float = 0.1,
+                 shared: tuple[FiLMGenerator, FiLMGenerator] | None = None) -> None:
         super().__init__()
-        inner = max(1, hidden // reduction)
+        inner = self.inner_size(hidden, reduction)
         self.down = nn.Linear(hidden, inner)
         self.up = nn.Linear(inner, hidden)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
-        self.film_down = FiLMGenerator(z_dim, (inner,))
-        self.film_up = FiLMGenerator(z_dim, (hidden,))
+        self.film_down = _film(z_dim, (inner,), shared[0] if shared else None)
+        self.film_up = _film(z_dim, (hidden,), shared[1] if shared else None)
         self.dropout = nn.Dropout(dropout)
+
+    @staticmethod
+    def inner_size(hidden: int, reduction: int) -> int:
+        return max(1, hidden // reduction)
 
     @staticmethod
     def _modulated(x: torch.Tensor, layer: nn.Linear, gamma: torch.Tensor,

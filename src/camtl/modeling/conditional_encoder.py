@@ -21,6 +21,8 @@ from camtl.modeling.conditional import (
     ConditionalAttentionBias,
     ConditionalBottleneck,
     ConditionalLayerNorm,
+    FiLMGenerator,
+    LayerConditioner,
     TaskEmbedding,
 )
 
@@ -35,8 +37,10 @@ class ConditionalLayer(nn.Module):
     """One Transformer layer: pretrained weights, optional conditional bias / CLN / bottleneck."""
 
     def __init__(self, base: nn.Module, config: Any, z_dim: int, cam: CamtlConfig,
-                 use_attention: bool, use_cln: bool, use_bottleneck: bool) -> None:
+                 use_attention: bool, use_cln: bool, use_bottleneck: bool,
+                 shared: nn.ModuleDict | None = None) -> None:
         super().__init__()
+        gen = _SharedLookup(shared)
         self.base = base  # the pretrained layer: its submodules are used, its forward is not
         attn = base.attention.self
         self.heads = attn.num_attention_heads
@@ -45,13 +49,15 @@ class ConditionalLayer(nn.Module):
         self.act = _activation(config.hidden_act)
         self.cond_attention = (ConditionalAttentionBias(z_dim, cam.max_length,
                                                         cam.blocks(config.hidden_size),
-                                                        cam.attention_form)
+                                                        cam.attention_form, gen("attention"))
                                if use_attention else None)
-        self.cln_attention = ConditionalLayerNorm(config.hidden_size, z_dim) if use_cln else None
-        self.cln_output = ConditionalLayerNorm(config.hidden_size, z_dim) if use_cln else None
-        self.bottleneck = (ConditionalBottleneck(z_dim, config.hidden_size,
-                                                 cam.bottleneck_reduction,
-                                                 config.hidden_dropout_prob)
+        d = config.hidden_size
+        self.cln_attention = (ConditionalLayerNorm(d, z_dim, gen("cln_attention"))
+                              if use_cln else None)
+        self.cln_output = ConditionalLayerNorm(d, z_dim, gen("cln_output")) if use_cln else None
+        self.bottleneck = (ConditionalBottleneck(z_dim, d, cam.bottleneck_reduction,
+                                                 config.hidden_dropout_prob,
+                                                 gen.pair("bottleneck"))
                            if use_bottleneck else None)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,6 +91,39 @@ class ConditionalLayer(nn.Module):
         return self._norm(self.cln_output, base.output.LayerNorm, residual, z)
 
 
+class _SharedLookup:
+    """The shared generator of a kind of module, or None for per-layer generators."""
+
+    def __init__(self, shared: nn.ModuleDict | None) -> None:
+        self.shared = shared
+
+    def __call__(self, kind: str) -> FiLMGenerator | None:
+        if self.shared is None or kind not in self.shared:
+            return None
+        return self.shared[kind]  # type: ignore[return-value]
+
+    def pair(self, kind: str) -> tuple[FiLMGenerator, FiLMGenerator] | None:
+        down, up = self(f"{kind}_down"), self(f"{kind}_up")
+        return None if down is None or up is None else (down, up)
+
+
+def shared_generators(config: Any, cam: CamtlConfig, z_dim: int) -> nn.ModuleDict:
+    """One FiLM generator per kind of conditioned module that occurs in some layer."""
+    d = config.hidden_size
+    gens: dict[str, FiLMGenerator] = {}
+    if cam.conditional_attention:
+        gens["attention"] = FiLMGenerator(z_dim, ConditionalAttentionBias.film_shape(
+            cam.max_length, cam.blocks(d), cam.attention_form))
+    if cam.conditional_layer_norm:
+        gens["cln_attention"] = FiLMGenerator(z_dim, (d,))
+        gens["cln_output"] = FiLMGenerator(z_dim, (d,))
+    if cam.bottleneck != "none":
+        gens["bottleneck_down"] = FiLMGenerator(
+            z_dim, (ConditionalBottleneck.inner_size(d, cam.bottleneck_reduction),))
+        gens["bottleneck_up"] = FiLMGenerator(z_dim, (d,))
+    return nn.ModuleDict(gens)
+
+
 class ConditionalEncoder(nn.Module):
     """Embeddings -> conditional alignment -> conditional layers (-> side-chain bottleneck)."""
 
@@ -103,23 +142,32 @@ class ConditionalEncoder(nn.Module):
         self.task_embedding = TaskEmbedding(num_tasks, z_dim)
         self.alignment = (ConditionalAlignment(z_dim, d, cam.alignment_form)
                           if cam.conditional_alignment else None)
+        # shared generators: one per kind of module, read by every layer through c_{t,j}
+        # (the alignment sits before the first layer and keeps its own generator)
+        self.generators = (shared_generators(config, cam, z_dim)
+                           if cam.generators == "shared" else None)
+        self.conditioner = (LayerConditioner(n_layers, z_dim, cam.layer_embedding_dim)
+                            if self.generators is not None else None)
         cln_from = n_layers // 2 if cam.cln_from_layer is None else cam.cln_from_layer
         base_top = n_layers - cam.bottleneck_layers
         self.layers = nn.ModuleList(
             ConditionalLayer(layer, config, z_dim, cam, cam.conditional_attention,
                              cam.conditional_layer_norm and i >= cln_from,
-                             cam.bottleneck == "base" and i >= base_top)
+                             cam.bottleneck == "base" and i >= base_top, self.generators)
             for i, layer in enumerate(hf_model.encoder.layer))
+        chain_gens = _SharedLookup(self.generators).pair("bottleneck")
         self.side_chain = (nn.ModuleList(ConditionalBottleneck(z_dim, d, cam.bottleneck_reduction,
-                                                               config.hidden_dropout_prob)
+                                                               config.hidden_dropout_prob,
+                                                               chain_gens)
                                          for _ in range(n_layers))
                            if cam.bottleneck == "large" else None)
 
     def conditional_modules(self) -> list[nn.Module]:
         """Every module whose parameters always train, whatever is frozen."""
         mods: list[nn.Module] = [self.task_embedding]
-        if self.alignment is not None:
-            mods.append(self.alignment)
+        for shared in (self.alignment, self.generators, self.conditioner):
+            if shared is not None:
+                mods.append(shared)
         if self.side_chain is not None:
             mods.append(self.side_chain)
         for layer in self.layers:
@@ -144,7 +192,8 @@ class ConditionalEncoder(nn.Module):
             * (torch.finfo(hidden.dtype).min / 2)
         chain = None
         for j, layer in enumerate(self.layers):
-            hidden = layer(hidden, mask_bias, z)
+            c = z if self.conditioner is None else self.conditioner(z, j)
+            hidden = layer(hidden, mask_bias, c)
             if self.side_chain is not None:  # "large": input = layer output + chain so far
-                chain = self.side_chain[j](hidden if chain is None else hidden + chain, z)
+                chain = self.side_chain[j](hidden if chain is None else hidden + chain, c)
         return hidden if chain is None else hidden + chain
