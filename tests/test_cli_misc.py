@@ -98,3 +98,31 @@ def test_compare_keeps_single_task_runs_of_one_task_apart(tmp_path: Path) -> Non
     _, rows = compare_rows(runs)
     assert [r["run"] for r in rows] == ["a_small", "a_large"]
     assert "reaches_single_task" not in rows[0]
+
+
+def test_compare_by_seed_gives_one_row_per_configuration(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    from camtl.evaluation.compare import compare_rows
+
+    def run(name: str, seed: int, scores: dict[str, float], **camtl: object) -> Path:
+        path = fake_run(tmp_path, name, scores, 120)
+        config = {"seed": seed, "output_dir": str(path),
+                  "model": {"architecture": "camtl", "camtl": {"max_length": 64, **camtl}}}
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+        return path
+
+    runs = [run("wide_seed12", 12, {"a": 80.0, "b": 60.0}),  # saved before `generators`
+            run("other", 12, {"a": 50.0, "b": 50.0}, generators="shared"),
+            run("wide_seed13", 13, {"a": 84.0, "b": 58.0}, generators="per_layer"),
+            fake_run(tmp_path, "no_config", {"a": 1.0, "b": 2.0}, 120)]
+    _, rows = compare_rows(runs, by_seed=True)
+    assert [r["run"] for r in rows] == ["wide (2 seeds)", "other", "no_config"]
+    wide = rows[0]
+    assert wide["scores"] == {"a": 82.0, "b": 59.0} and wide["mean"] == 70.5
+    assert wide["sd"]["a"] == pytest.approx(2 ** 1.5)  # stdev of 80 and 84
+    assert wide["worst"] == 59.0 and wide["worst_task"] == "b"
+    assert main(["compare", *map(str, runs), "--by-seed", "--markdown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2].startswith("| wide (2 seeds) | 82.00 ± 2.83 | 59.00 ± 1.41 | 70.50 ± 0.71 |")
+    assert len(table) == 5  # header, rule, three rows

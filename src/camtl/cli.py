@@ -74,7 +74,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from camtl.evaluation.compare import format_comparison
 
-    print(format_comparison([Path(d) for d in args.run_dirs], args.split, args.markdown))
+    print(format_comparison([Path(d) for d in args.run_dirs], args.split, args.markdown,
+                            args.by_seed))
     return 0
 
 
@@ -179,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
+    p.add_argument("--by-seed", action="store_true", help="one row per configuration: runs "
+                   "differing only in their seed shown as mean ± standard deviation")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("params", help="parameter counts of a model for N tasks (no weights)")

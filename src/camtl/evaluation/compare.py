@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from camtl.errors import CamtlError
 from camtl.evaluation.metrics import aggregate
@@ -28,7 +33,62 @@ def _row(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
             **{k: results["aggregate"][k] for k in ("mean", "worst", "worst_task", "spread")},
             "total_params": params.get("total"), "encoder_params": params.get("encoder"),
             "wall_time_s": info.get("wall_time_s"),
-            "data_used": info.get("examples_used_total_fraction"), "models": 1}
+            "data_used": info.get("examples_used_total_fraction"), "models": 1,
+            "single": is_single_task(report), "seeds": 1}
+
+
+def _config_without_seed(run_dir: Path) -> str | None:
+    """The run's saved config with its seed and output folder removed (None: not saved)."""
+    from camtl.modeling.model import upgrade_model_meta
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for key in ("seed", "output_dir"):
+        config.pop(key, None)
+    model = config.get("model")
+    if isinstance(model, dict):
+        if model.get("architecture", "plain") != "camtl":
+            model.pop("camtl", None)  # unused by the plain model
+        upgrade_model_meta(model)
+    return json.dumps(config, sort_keys=True)
+
+
+def seed_group_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs that differ only in their seed as one row: means over seeds, and their
+    standard deviations under ``sd`` (per task and for mean, worst and spread)."""
+    first = rows[0]
+    if len(rows) == 1:
+        return first
+    tasks = list(first["scores"])
+
+    def over(values: list[float]) -> tuple[float, float]:
+        return statistics.fmean(values), statistics.stdev(values)
+
+    scores, sd = {}, {}
+    for task in tasks:
+        scores[task], sd[task] = over([r["scores"][task] for r in rows])
+    summary = {}
+    for key in ("mean", "worst", "spread"):
+        summary[key], sd[key] = over([r[key] for r in rows])
+    times = [r["wall_time_s"] for r in rows]
+    used = [r["data_used"] for r in rows]
+    name = re.sub(r"[_-]seed\d+$", "", first["run"])
+    return {**first, "run": f"{name} ({len(rows)} seeds)", "scores": scores, **summary,
+            "worst_task": Counter(r["worst_task"] for r in rows).most_common(1)[0][0],
+            "wall_time_s": None if None in times else statistics.fmean(times),
+            "data_used": None if None in used else statistics.fmean(used),
+            "sd": sd, "seeds": len(rows)}
+
+
+def group_by_seed(run_dirs: list[Path], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per configuration (first-seen order); runs without a saved config alone."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for index, (run_dir, row) in enumerate(zip(run_dirs, rows)):
+        key = _config_without_seed(run_dir)
+        groups.setdefault(key if key is not None else f"#{index}", []).append(row)
+    return [seed_group_row(group) for group in groups.values()]
 
 
 def is_single_task(report: dict[str, Any]) -> bool:
@@ -51,17 +111,21 @@ def single_task_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "models": len(rows)}
 
 
-def compare_rows(run_dirs: list[Path], split: str = "dev") -> tuple[list[str], list[dict]]:
+def compare_rows(run_dirs: list[Path], split: str = "dev", by_seed: bool = False
+                 ) -> tuple[list[str], list[dict]]:
     """(task names in first-seen order, one row per run with scores and aggregates).
 
+    ``by_seed``: runs whose saved configs differ only in the seed become one row (means
+    over the seeds, standard deviations under ``sd``).
     Runs trained on one task each (distinct tasks) are gathered into one "single-task" row
     (placed first), and every other row counts the tasks on which it reaches or beats that
     row's score. Single-task runs that share a task stay separate rows.
     """
-    multi, single = [], []
-    for run_dir in run_dirs:
-        report = load_report(run_dir, split)
-        (single if is_single_task(report) else multi).append(_row(run_dir, report))
+    all_rows = [_row(run_dir, load_report(run_dir, split)) for run_dir in run_dirs]
+    if by_seed:
+        all_rows = group_by_seed(run_dirs, all_rows)
+    multi = [row for row in all_rows if not row["single"]]
+    single = [row for row in all_rows if row["single"]]
     single_tasks = [t for row in single for t in row["scores"]]
     if len(set(single_tasks)) < len(single_tasks):  # e.g. one task at several budgets:
         multi, single = single + multi, []          # no one single-task system to compare to
@@ -78,10 +142,11 @@ def compare_rows(run_dirs: list[Path], split: str = "dev") -> tuple[list[str], l
     return tasks, rows
 
 
-def comparison_table(run_dirs: list[Path], split: str = "dev"
+def comparison_table(run_dirs: list[Path], split: str = "dev", by_seed: bool = False
                      ) -> tuple[list[str], list[list[str]]]:
-    """(header, formatted rows) of the comparison, for text, Markdown or HTML."""
-    tasks, rows = compare_rows(run_dirs, split)
+    """(header, formatted rows) of the comparison, for text, Markdown or HTML; a row of
+    several seeds shows each score as mean ± standard deviation."""
+    tasks, rows = compare_rows(run_dirs, split, by_seed)
     with_single = "reaches_single_task" in rows[0]
     header = ["run", *tasks, "mean", "worst", "spread",
               *(["tasks >= single-task"] if with_single else []),
@@ -91,17 +156,20 @@ def comparison_table(run_dirs: list[Path], split: str = "dev"
         reach = row.get("reaches_single_task")
         ratio = (row["total_params"] / row["encoder_params"]
                  if row["total_params"] and row["encoder_params"] else None)
-        body.append([row["run"], *(_num(row["scores"].get(t)) for t in tasks),
-                     _num(row["mean"]), f"{_num(row['worst'])} ({row['worst_task']})",
-                     _num(row["spread"]),
+        sd = row.get("sd", {})
+        body.append([row["run"], *(_num(row["scores"].get(t), sd=sd.get(t)) for t in tasks),
+                     _num(row["mean"], sd=sd.get("mean")),
+                     f"{_num(row['worst'], sd=sd.get('worst'))} ({row['worst_task']})",
+                     _num(row["spread"], sd=sd.get("spread")),
                      *([f"{reach[0]}/{reach[1]}"] if with_single else []),
                      _percent(row["data_used"]), _millions(row["total_params"]),
                      _num(ratio), _num(row["wall_time_s"], 0)])
     return header, body
 
 
-def format_comparison(run_dirs: list[Path], split: str = "dev", markdown: bool = False) -> str:
-    header, body = comparison_table(run_dirs, split)
+def format_comparison(run_dirs: list[Path], split: str = "dev", markdown: bool = False,
+                      by_seed: bool = False) -> str:
+    header, body = comparison_table(run_dirs, split, by_seed)
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
@@ -116,8 +184,10 @@ def format_comparison(run_dirs: list[Path], split: str = "dev", markdown: bool =
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in body)])
 
 
-def _num(value: Any, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def _num(value: Any, digits: int = 2, sd: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
 
 
 def _percent(value: Any) -> str:

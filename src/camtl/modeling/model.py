@@ -84,7 +84,7 @@ class MultiTaskModel(nn.Module):
             raise CamtlError(f"{run_dir}: no saved model here ({MODEL_FILE} missing); is it a "
                              "finished camtl run directory?")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        _upgrade_model_meta(meta["model"])
+        upgrade_model_meta(meta["model"])
         config = from_dict(ModelConfig, meta["model"], "model", str(meta_path))
         tasks = [from_dict(TaskSpec, t, f"tasks[{i}]", str(meta_path))
                  for i, t in enumerate(meta["tasks"])]
@@ -184,8 +184,9 @@ def _has_labels(task_type: TaskType, labels: dict[str, torch.Tensor]) -> bool:
     return labels.get(_LABEL_KEYS[task_type]) is not None
 
 
-def _upgrade_model_meta(model: dict[str, Any]) -> None:
-    """Runs saved before generators could be shared (format 1) had per-layer generators."""
+def upgrade_model_meta(model: dict[str, Any]) -> None:
+    """Configs saved before generators could be shared had per-layer generators: say so,
+    since the default is now "shared" (model.json of a run, or its config.yaml)."""
     camtl = model.get("camtl")
     if isinstance(camtl, dict):
         camtl.setdefault("generators", "per_layer")
