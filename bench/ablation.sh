@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Table 3.1 ladder on the offline suite (rows 1-6), one budget, then one table.
-#   bash bench/ablation.sh            (about 50 minutes on 2 CPU cores)
+# The Table 3.1 ladder on the offline suite (rows 1-7), one budget, then one table.
+#   bash bench/ablation.sh            (about 65 minutes on 2 CPU cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}

@@ -105,16 +105,19 @@ def test_compare_by_seed_gives_one_row_per_configuration(tmp_path: Path,
                                                          ) -> None:
     from camtl.evaluation.compare import compare_rows
 
-    def run(name: str, seed: int, scores: dict[str, float], **camtl: object) -> Path:
+    def run(name: str, seed: int, scores: dict[str, float], training: dict | None = None,
+            **camtl: object) -> Path:
         path = fake_run(tmp_path, name, scores, 120)
-        config = {"seed": seed, "output_dir": str(path),
+        config = {"seed": seed, "output_dir": str(path), "tasks": ["vader"],
+                  "training": training or {},
                   "model": {"architecture": "camtl", "camtl": {"max_length": 64, **camtl}}}
         (path / "config.yaml").write_text(yaml.safe_dump(config))
         return path
 
     runs = [run("wide_seed12", 12, {"a": 80.0, "b": 60.0}),  # saved before `generators`
             run("other", 12, {"a": 50.0, "b": 50.0}, generators="shared"),
-            run("wide_seed13", 13, {"a": 84.0, "b": 58.0}, generators="per_layer"),
+            run("wide_seed13", 13, {"a": 84.0, "b": 58.0}, {"batch_size": 32},  # default
+                generators="per_layer"),
             fake_run(tmp_path, "no_config", {"a": 1.0, "b": 2.0}, 120)]
     _, rows = compare_rows(runs, by_seed=True)
     assert [r["run"] for r in rows] == ["wide (2 seeds)", "other", "no_config"]
