@@ -37,6 +37,23 @@ def test_report_command_and_bad_input(camtl_run: Path, tmp_path: Path,  # noqa: 
     assert "no report.json" in capsys.readouterr().err
 
 
+def test_report_by_seed_gathers_seeds_into_one_row(camtl_run: Path,  # noqa: F811
+                                                   tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    again = tmp_path / "run_seed13"
+    shutil.copytree(camtl_run, again)
+    config = yaml.safe_load((again / "config.yaml").read_text())
+    config["seed"] += 1
+    (again / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "page.html"
+    assert main(["report", str(camtl_run), str(again), "--output", str(out), "--by-seed"]) == 0
+    html = out.read_text()
+    assert "(2 seeds)" in html and "± 0.00" in html  # same scores: no spread
+
+
 @pytest.mark.skipif(find_chromium() is None, reason="chromium not installed "
                     "(apt-get install chromium)")
 def test_report_renders_in_headless_chromium(camtl_run: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -108,6 +108,26 @@ def runs(config: Path) -> dict[str, Path]:
     return {"resumed": run, "straight": straight}
 
 
+def test_resume_refuses_a_changed_model_in_one_line(config: Path, tmp_path: Path) -> None:
+    # A CA-MTL run saved before `generators` existed (its generators were per-layer), resumed
+    # with a config that does not name them: the default is now "shared".
+    run = tmp_path / "old-run"
+    (run / "checkpoint").mkdir(parents=True)
+    data = yaml.safe_load(config.read_text())
+    data["model"].update(architecture="camtl", camtl={"max_length": 32})
+    camtl_config = config.with_name("camtl_unnamed_generators.yaml")  # beside its data
+    camtl_config.write_text(yaml.safe_dump(data))
+    (run / "config.yaml").write_text(yaml.safe_dump({**data, "output_dir": str(run)}))
+    before = sorted(p.name for p in run.iterdir())
+    code, lines = main_stderr(["train", str(camtl_config), "--output-dir", str(run),
+                               "--resume"])
+    assert code == 2
+    assert lines == [f"error: key 'model.camtl.generators': 'shared' here, but the run in "
+                     f"{run} started with 'per_layer'; its checkpoint holds that model (set "
+                     "it back to resume)"]
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing touched
+
+
 def test_resume_with_nothing_to_resume_fails_in_one_line(config: Path, tmp_path: Path) -> None:
     run = tmp_path / "never-trained"
     code, lines = main_stderr(["train", str(config), "--output-dir", str(run), "--resume"])

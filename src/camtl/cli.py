@@ -90,7 +90,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from camtl.evaluation.html_report import screenshot, write_html_report
 
     path = write_html_report([Path(d) for d in args.run_dirs], Path(args.output), args.split,
-                             args.title)
+                             args.title, args.by_seed)
     print(f"wrote {path}")
     if args.screenshot:
         print(f"wrote {screenshot(path, Path(args.screenshot))}")
@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="report.html", help="HTML file to write")
     p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--title", default="camtl experiment report")
+    p.add_argument("--by-seed", action="store_true",
+                   help="comparison table: runs differing only in their seed as one row")
     p.add_argument("--screenshot", metavar="PNG", help="also render the page in headless "
                    "Chromium and save a screenshot (needs chromium)")
     p.set_defaults(func=cmd_report)

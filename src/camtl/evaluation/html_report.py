@@ -66,12 +66,12 @@ def _run_section(run_dir: Path, split: str) -> dict[str, Any]:
 
 
 def render_report(run_dirs: list[Path], split: str = "dev",
-                  title: str = "camtl experiment report") -> str:
+                  title: str = "camtl experiment report", by_seed: bool = False) -> str:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     if not run_dirs:
         raise CamtlError("camtl report: name at least one run directory")
-    header, rows = comparison_table(run_dirs, split)
+    header, rows = comparison_table(run_dirs, split, by_seed)
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     try:
@@ -86,8 +86,10 @@ def render_report(run_dirs: list[Path], split: str = "dev",
 
 
 def write_html_report(run_dirs: list[Path], output: Path, split: str = "dev",
-                      title: str = "camtl experiment report") -> Path:
-    atomic_write_text(output, render_report(run_dirs, split, title))
+                      title: str = "camtl experiment report", by_seed: bool = False) -> Path:
+    """The comparison table (one row per configuration with ``by_seed``), then one
+    section per run."""
+    atomic_write_text(output, render_report(run_dirs, split, title, by_seed))
     return output
 
 

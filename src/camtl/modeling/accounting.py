@@ -42,13 +42,18 @@ def count_parameters(model_name: str, num_tasks: int, architecture: str = "camtl
     counts.update(model=model_name, architecture=architecture, tasks=num_tasks,
                   model_type=config.model_type, hidden_size=config.hidden_size,
                   layers=config.num_hidden_layers)
+    if architecture == "camtl":
+        counts.update(generators=cam.generators,
+                      task_embedding_dim=cam.task_embedding_dim or config.hidden_size)
     return counts
 
 
 def format_counts(counts: dict[str, Any]) -> str:
     lines = [f"model:        {counts['model']} ({counts['model_type']}, "
              f"{counts['layers']} layers, hidden {counts['hidden_size']})",
-             f"architecture: {counts['architecture']}, {counts['tasks']} tasks",
+             f"architecture: {counts['architecture']}, {counts['tasks']} tasks"
+             + (f" ({counts['generators']} FiLM generators, task embedding "
+                f"{counts['task_embedding_dim']})" if "generators" in counts else ""),
              f"encoder:      {counts['encoder']:>12,}  (the bare pretrained encoder)",
              f"total:        {counts['total']:>12,}",
              f"trainable:    {counts['trainable']:>12,}",

@@ -107,21 +107,23 @@ class _SharedLookup:
         return None if down is None or up is None else (down, up)
 
 
-def shared_generators(config: Any, cam: CamtlConfig, z_dim: int) -> nn.ModuleDict:
-    """One FiLM generator per kind of conditioned module that occurs in some layer."""
+def shared_generators(config: Any, cam: CamtlConfig, z_dim: int, cln_from: int
+                      ) -> nn.ModuleDict | None:
+    """One FiLM generator per kind of conditioned module that occurs in some layer
+    (None when no layer has one)."""
     d = config.hidden_size
     gens: dict[str, FiLMGenerator] = {}
     if cam.conditional_attention:
         gens["attention"] = FiLMGenerator(z_dim, ConditionalAttentionBias.film_shape(
             cam.max_length, cam.blocks(d), cam.attention_form))
-    if cam.conditional_layer_norm:
+    if cam.conditional_layer_norm and cln_from < config.num_hidden_layers:
         gens["cln_attention"] = FiLMGenerator(z_dim, (d,))
         gens["cln_output"] = FiLMGenerator(z_dim, (d,))
-    if cam.bottleneck != "none":
+    if cam.bottleneck == "large" or (cam.bottleneck == "base" and cam.bottleneck_layers > 0):
         gens["bottleneck_down"] = FiLMGenerator(
             z_dim, (ConditionalBottleneck.inner_size(d, cam.bottleneck_reduction),))
         gens["bottleneck_up"] = FiLMGenerator(z_dim, (d,))
-    return nn.ModuleDict(gens)
+    return nn.ModuleDict(gens) if gens else None
 
 
 class ConditionalEncoder(nn.Module):
@@ -142,13 +144,13 @@ class ConditionalEncoder(nn.Module):
         self.task_embedding = TaskEmbedding(num_tasks, z_dim)
         self.alignment = (ConditionalAlignment(z_dim, d, cam.alignment_form)
                           if cam.conditional_alignment else None)
+        cln_from = n_layers // 2 if cam.cln_from_layer is None else cam.cln_from_layer
         # shared generators: one per kind of module, read by every layer through c_{t,j}
         # (the alignment sits before the first layer and keeps its own generator)
-        self.generators = (shared_generators(config, cam, z_dim)
+        self.generators = (shared_generators(config, cam, z_dim, cln_from)
                            if cam.generators == "shared" else None)
         self.conditioner = (LayerConditioner(n_layers, z_dim, cam.layer_embedding_dim)
                             if self.generators is not None else None)
-        cln_from = n_layers // 2 if cam.cln_from_layer is None else cam.cln_from_layer
         base_top = n_layers - cam.bottleneck_layers
         self.layers = nn.ModuleList(
             ConditionalLayer(layer, config, z_dim, cam, cam.conditional_attention,

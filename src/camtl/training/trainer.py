@@ -104,6 +104,8 @@ class Trainer:
         self.is_main = self.accelerator.is_main_process
         if self.is_main:  # fail fast (finished run, non-empty folder) before loading data
             check_run_dir(self.run_dir, resume, overwrite)
+            if resume:
+                check_same_model(self.run_dir, config)
         set_seed(config.seed)
         # Read and validate every data file, build the model and the sampler BEFORE the run
         # directory is made (or an old one replaced under --overwrite): a bad data file or
@@ -416,6 +418,38 @@ class _null:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def check_same_model(run_dir: Path, config: RunConfig) -> None:
+    """Resuming: the model section must be the one the run started with (its checkpoint
+    holds that model's weights); names the first key that differs."""
+    from camtl.config import config_from_dict, read_yaml
+    from camtl.modeling.model import upgrade_model_meta
+    from camtl.structured import to_dict
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    saved = read_yaml(path)
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
+        return
+    upgrade_model_meta(saved["model"])
+    before = to_dict(config_from_dict(saved, str(path), run_dir).model)
+    difference = _first_difference(before, to_dict(config.model), "model")
+    if difference:
+        key, old, new = difference
+        raise ConfigError(f"key '{key}': {new!r} here, but the run in {run_dir} started with "
+                          f"{old!r}; its checkpoint holds that model (set it back to resume)")
+
+
+def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    return None if a == b else (path, a, b)
 
 
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
