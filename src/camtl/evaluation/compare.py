@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import statistics
@@ -41,24 +40,23 @@ def _row(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
 def _config_without_seed(run_dir: Path) -> str | None:
     """The run's saved config, every default filled in (runs saved by older versions lack
     newer keys), without its seed and output folder. None: no config saved."""
-    from camtl.config import config_from_dict
-    from camtl.modeling.model import upgrade_model_meta
+    from camtl.config import load_saved_config, upgrade_model_section
     from camtl.structured import to_dict
 
     path = run_dir / "config.yaml"
     if not path.is_file():
         return None
-    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    model = config.get("model")
-    if isinstance(model, dict):
-        upgrade_model_meta(model)
-    with contextlib.suppress(CamtlError):  # not loadable any more: compare it as saved
-        config = to_dict(config_from_dict(config, str(path), run_dir))
+    try:
+        config = to_dict(load_saved_config(run_dir))
+    except CamtlError:  # not loadable by this version: compare it as saved
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     for key in ("seed", "output_dir"):
         config.pop(key, None)
     model = config.get("model")
-    if isinstance(model, dict) and model.get("architecture", "plain") != "camtl":
-        model.pop("camtl", None)  # unused by the plain model
+    if isinstance(model, dict):
+        upgrade_model_section(model)
+        if model.get("architecture", "plain") != "camtl":
+            model.pop("camtl", None)  # unused by the plain model
     return json.dumps(config, sort_keys=True)
 
 

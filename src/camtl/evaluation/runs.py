@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from camtl.config import config_from_dict, read_yaml
+from camtl.config import load_saved_config
 from camtl.data.prepare import prepare_tasks
 from camtl.errors import CamtlError
 from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.evaluation.report import format_table, write_report
-from camtl.modeling.model import MultiTaskModel, upgrade_model_meta
+from camtl.modeling.model import MultiTaskModel
 
 
 def load_run(run_dir: Path) -> tuple[Any, MultiTaskModel, Any]:
@@ -20,10 +20,7 @@ def load_run(run_dir: Path) -> tuple[Any, MultiTaskModel, Any]:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise CamtlError(f"{run_dir}: not a camtl run directory (config.yaml missing)")
-    raw = read_yaml(config_path)
-    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
-        upgrade_model_meta(raw["model"])  # a run saved before shared generators existed
-    config = config_from_dict(raw, str(config_path), run_dir)
+    config = load_saved_config(run_dir)
     model = MultiTaskModel.from_pretrained(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     return config, model, tokenizer

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from camtl.config import ModelConfig
+from camtl.config import ModelConfig, upgrade_model_section
 from camtl.errors import CamtlError
 from camtl.modeling.encoder import (
     check_supported,
@@ -84,7 +84,7 @@ class MultiTaskModel(nn.Module):
             raise CamtlError(f"{run_dir}: no saved model here ({MODEL_FILE} missing); is it a "
                              "finished camtl run directory?")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        upgrade_model_meta(meta["model"])
+        upgrade_model_section(meta["model"])
         config = from_dict(ModelConfig, meta["model"], "model", str(meta_path))
         tasks = [from_dict(TaskSpec, t, f"tasks[{i}]", str(meta_path))
                  for i, t in enumerate(meta["tasks"])]
@@ -182,14 +182,6 @@ _LABEL_KEYS = {TaskType.CLASSIFICATION: "cls_labels", TaskType.REGRESSION: "reg_
 
 def _has_labels(task_type: TaskType, labels: dict[str, torch.Tensor]) -> bool:
     return labels.get(_LABEL_KEYS[task_type]) is not None
-
-
-def upgrade_model_meta(model: dict[str, Any]) -> None:
-    """Configs saved before generators could be shared had per-layer generators: say so,
-    since the default is now "shared" (model.json of a run, or its config.yaml)."""
-    camtl = model.get("camtl")
-    if isinstance(camtl, dict):
-        camtl.setdefault("generators", "per_layer")
 
 
 def _atomic(path: Path, write: Any) -> None:

@@ -423,18 +423,12 @@ class _null:
 def check_same_model(run_dir: Path, config: RunConfig) -> None:
     """Resuming: the model section must be the one the run started with (its checkpoint
     holds that model's weights); names the first key that differs."""
-    from camtl.config import config_from_dict, read_yaml
-    from camtl.modeling.model import upgrade_model_meta
+    from camtl.config import load_saved_config
     from camtl.structured import to_dict
 
-    path = run_dir / "config.yaml"
-    if not path.is_file():
+    if not (run_dir / "config.yaml").is_file():
         return
-    saved = read_yaml(path)
-    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
-        return
-    upgrade_model_meta(saved["model"])
-    before = to_dict(config_from_dict(saved, str(path), run_dir).model)
+    before = to_dict(load_saved_config(run_dir).model)
     difference = _first_difference(before, to_dict(config.model), "model")
     if difference:
         key, old, new = difference
