@@ -33,6 +33,9 @@ CONFIGS = {
     "frozen_mtl": {"architecture": "plain", "freeze_embeddings": True, "freeze_layers": None},
     "camtl": {"architecture": "camtl", "freeze_embeddings": None, "freeze_layers": None},
 }
+# --per-layer: also the paper's per-layer FiLM generators (same d-wide z). Off by default:
+# a fourth model interleaved moved every ratio in our runs (docs/results.md).
+PER_LAYER = {"camtl_per_layer": {**CONFIGS["camtl"], "generators": "per_layer"}}
 NUM_TASKS = 7
 
 
@@ -44,7 +47,8 @@ def build(encoder: str, name: str) -> Any:
     from camtl.modeling.encoder import resolve_encoder_name
     from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
 
-    spec = dict(CONFIGS[name])
+    spec = dict({**CONFIGS, **PER_LAYER}[name])
+    generators = spec.pop("generators", "shared")
     hf = AutoModel.from_pretrained(resolve_encoder_name(encoder))
     if spec["freeze_layers"] is None:
         spec["freeze_layers"] = hf.config.num_hidden_layers // 2
@@ -52,7 +56,8 @@ def build(encoder: str, name: str) -> Any:
                       source=SourceSpec(kind="files", paths={"train": "-"}))
              for i in range(NUM_TASKS)]
     labels = {t.name: ["a", "b", "c"] for t in tasks}
-    config = ModelConfig(encoder=encoder, camtl=CamtlConfig(max_length=128), **spec)
+    config = ModelConfig(encoder=encoder, camtl=CamtlConfig(max_length=128,
+                                                            generators=generators), **spec)
     return MultiTaskModel(hf, tasks, labels, config), hf
 
 
@@ -78,15 +83,15 @@ def optimizer_for(model: Any) -> torch.optim.Optimizer:
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
 
-def time_steps(encoder: str, steps: int, batch: dict) -> dict[str, float]:
-    built = {name: build(encoder, name)[0].train() for name in CONFIGS}
+def time_steps(encoder: str, steps: int, batch: dict, names: list[str]) -> dict[str, float]:
+    built = {name: build(encoder, name)[0].train() for name in names}
     optims = {name: optimizer_for(m) for name, m in built.items()}
-    for name in CONFIGS:  # warm-up: allocator, optimizer state, kernels
+    for name in names:  # warm-up: allocator, optimizer state, kernels
         for _ in range(2):
             train_step(built[name], optims[name], batch)
-    times: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(steps):
-        for name in CONFIGS:
+        for name in names:
             times[name].append(train_step(built[name], optims[name], batch))
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -164,6 +169,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--per-layer", action="store_true", help="also time per-layer "
+                        "generators: camtl_shared_over_per_layer_generators")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -180,7 +187,8 @@ def main() -> None:
     model, _ = build(args.encoder, "camtl")
     batch = make_batch(model.encoder.config.vocab_size, args.batch_size, args.length)
     del model
-    step = time_steps(args.encoder, args.steps, batch)
+    step = time_steps(args.encoder, args.steps, batch,
+                      [*CONFIGS, *(PER_LAYER if args.per_layer else {})])
     infer = time_inference(args.encoder, args.steps, batch)
     memory = {name: peak_memory(args.encoder, name, args.batch_size, args.length)
               for name in ("full_finetune", "camtl")}
@@ -189,6 +197,8 @@ def main() -> None:
         "camtl_over_full_finetune": step["camtl"] / step["full_finetune"],
         "camtl_infer_over_encoder": infer["camtl"] / infer["encoder"],
         "camtl_peak_mem_over_full_finetune": memory["camtl"] / memory["full_finetune"],
+        **({"camtl_shared_over_per_layer_generators": step["camtl"] / step["camtl_per_layer"]}
+           if args.per_layer else {}),
         "step_seconds_median": step,
         "inference_examples_per_second": infer,
         "peak_rss_growth_bytes": memory,

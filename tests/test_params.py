@@ -48,3 +48,17 @@ def test_missing_config_is_one_line_error(tmp_path: Path,
     assert main(["params", "--model", str(tmp_path / "nothing"), "--tasks", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --model")
+
+
+def test_per_layer_generators_with_a_wide_z_exceed_the_budget(
+        bert_base_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shared = run_json(capsys, "--model", str(bert_base_dir), "--tasks", "9")
+    per_layer = run_json(capsys, "--model", str(bert_base_dir), "--tasks", "9",
+                         "--generators", "per_layer")
+    narrow = run_json(capsys, "--model", str(bert_base_dir), "--tasks", "9",
+                      "--generators", "per_layer", "--task-embedding-dim", "256")
+    assert shared["generators"] == "shared" and shared["task_embedding_dim"] == 768
+    assert per_layer["ratio"] > 1.25 > 1.15 >= narrow["ratio"] > shared["ratio"]
+    assert main(["params", "--model", str(bert_base_dir), "--tasks", "9",
+                 "--generators", "per_layer"]) == 0
+    assert "(per_layer FiLM generators, task embedding 768)" in capsys.readouterr().out
