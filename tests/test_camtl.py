@@ -249,3 +249,30 @@ def test_camtl_trains_end_to_end_and_reloads(tmp_path: Path, tiny_encoder_dir: P
     assert model.config.architecture == "camtl"
     info = json.loads((run / "report.json").read_text())["run_info"]
     assert info["parameters"]["trainable"] < info["parameters"]["total"]
+
+
+@pytest.mark.parametrize("form", ["paper", "authors"])
+@pytest.mark.parametrize("length", [3, 7, 16, 21])
+def test_attention_bias_is_the_direct_sum_per_task(form: str, length: int) -> None:
+    """The blockwise bias, built once per task and gathered, equals torch.block_diag of each
+    example's own blocks (eq. 3.1), sliced or zero-padded to the batch length."""
+    from camtl.modeling.conditional import ConditionalAttentionBias
+
+    bias = ConditionalAttentionBias(z_dim=5, max_length=16, num_blocks=3, form=form)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in bias.parameters():
+            param.copy_(torch.randn(param.shape, generator=g))
+    z = torch.randn(2, 5, generator=g)  # two tasks in the batch
+    rows = torch.tensor([1, 0, 1])      # three examples
+    got = bias(z, rows, length)
+    assert got.shape == (3, 1, length, length)
+    gamma, beta = bias.film(z)
+    for example, task in enumerate(rows.tolist()):
+        if form == "paper":
+            blocks = bias.blocks * (1 + gamma[task]) + beta[task]
+        else:
+            blocks = (bias.blocks[0] * (1 + gamma[task]) + beta[task]).expand(3, -1, -1)
+        full = torch.block_diag(*blocks)  # 18 x 18: 3 blocks of ceil(16 / 3) = 6
+        full = torch.nn.functional.pad(full, (0, max(0, length - 18), 0, max(0, length - 18)))
+        assert torch.allclose(got[example, 0], full[:length, :length], atol=1e-6)

@@ -1,9 +1,12 @@
 """CA-MTL's task-conditioned building blocks (Pilault et al., ICLR 2021, section 3.3.1).
 
-Every module reads ``z`` [B, d_z], the transformed task embedding of each example (or, with
-generators shared across layers, that embedding mixed with a layer embedding), so one batch
-can mix tasks. Every FiLM generator starts at zero, so at initialisation each module is the
-identity and the encoder reproduces the pretrained model exactly.
+Every module reads ``z`` [T, d_z], the transformed task embedding of each task present in
+the batch (or, with generators shared across layers, that embedding mixed with a layer
+embedding), and ``rows`` [B], the row of ``z`` that belongs to each example, so one batch can
+mix tasks. The FiLM generators and the attention bias run once per task, not once per
+example, and their outputs are gathered per example. Every FiLM generator starts at zero, so
+at initialisation each module is the identity and the encoder reproduces the pretrained
+model exactly.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ class SharedFiLM:
 
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.generator(z)
+
+
+def per_example(per_task: tuple[torch.Tensor, ...], rows: torch.Tensor
+                ) -> tuple[torch.Tensor, ...]:
+    """Per-task vectors [T, d] -> one row per example, broadcastable over tokens: [B, 1, d]."""
+    return tuple(t.index_select(0, rows).unsqueeze(1) for t in per_task)
 
 
 def _film(z_dim: int, shape: tuple[int, ...],
@@ -124,29 +133,31 @@ class ConditionalAttentionBias(nn.Module):
         self.blocks = nn.Parameter(torch.zeros(num_blocks if form == "paper" else 1,
                                                self.block, self.block))
         self.film = _film(z_dim, self.film_shape(max_length, num_blocks, form), shared)
-        self.register_buffer("_eye", torch.eye(num_blocks), persistent=False)
 
     @staticmethod
     def film_shape(max_length: int, num_blocks: int, form: str) -> tuple[int, ...]:
         block = math.ceil(max_length / num_blocks)
         return (block, block) if form == "paper" else (block,)
 
-    def forward(self, z: torch.Tensor, length: int) -> torch.Tensor:
-        """[B, 1, l, l] additive bias for a batch of length l."""
+    def forward(self, z: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor:
+        """[B, 1, l, l] additive bias for a batch of length l (built once per task)."""
         gamma, beta = self.film(z)
-        if self.form == "paper":  # [B, N, b, b]
-            blocks = self.blocks.unsqueeze(0) * (1 + gamma.unsqueeze(1)) + beta.unsqueeze(1)
-        else:  # columns of the shared block scaled and shifted: [B, 1, b, b] -> N copies
+        # only the blocks that reach into the first l positions
+        n, b = min(self.num_blocks, math.ceil(length / self.block)), self.block
+        if self.form == "paper":  # [T, n, b, b]
+            blocks = self.blocks[:n].unsqueeze(0) * (1 + gamma.unsqueeze(1)) \
+                + beta.unsqueeze(1)
+        else:  # columns of the shared block scaled and shifted: [T, 1, b, b] -> n copies
             blocks = self.blocks.unsqueeze(0) * (1 + gamma[:, None, None, :]) \
                 + beta[:, None, None, :]
-            blocks = blocks.expand(-1, self.num_blocks, -1, -1)
-        n, b = self.num_blocks, self.block
-        # direct sum: block n at rows and columns n*b..(n+1)*b, zeros elsewhere
-        full = torch.einsum("znij,nm->znimj", blocks, self._eye.to(blocks.dtype))
+            blocks = blocks.expand(-1, n, -1, -1)
+        # direct sum, written blockwise: block i at rows and columns i*b..(i+1)*b
+        full = blocks.new_zeros(blocks.shape[0], n, b, n, b)
+        full.diagonal(dim1=1, dim2=3).copy_(blocks.permute(0, 2, 3, 1))
         full = full.reshape(-1, n * b, n * b)
         if length > n * b:  # a batch longer than max_length: no bias beyond it
             full = F.pad(full, (0, length - n * b, 0, length - n * b))
-        return full[:, None, :length, :length]
+        return full[:, :length, :length].index_select(0, rows).unsqueeze(1)
 
 
 class ConditionalAlignment(nn.Module):
@@ -166,9 +177,8 @@ class ConditionalAlignment(nn.Module):
             raise ValueError(f"unknown conditional alignment form {form!r}")
         self.film = FiLMGenerator(z_dim, (hidden,))
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.film(z)
-        gamma, beta = gamma.unsqueeze(1), beta.unsqueeze(1)
+    def forward(self, x: torch.Tensor, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        gamma, beta = per_example(self.film(z), rows)
         if self.form == "elementwise":
             return x * (1 + gamma) + beta
         # x R_hat = (x R) * (1+gamma) + (x . 1) beta, without building R_hat per example
@@ -187,11 +197,12 @@ class ConditionalLayerNorm(nn.Module):
         super().__init__()
         self.film = _film(z_dim, (hidden,), shared)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor, base: nn.LayerNorm) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, z: torch.Tensor, rows: torch.Tensor,
+                base: nn.LayerNorm) -> torch.Tensor:
         gamma, beta = self.film(z)
         normed = F.layer_norm(x, base.normalized_shape, eps=base.eps)
-        weight = base.weight * (1 + gamma.unsqueeze(1))
-        bias = base.bias + beta.unsqueeze(1)
+        # weight and bias once per task, then one row per example: [B, 1, d]
+        weight, bias = per_example((base.weight * (1 + gamma), base.bias + beta), rows)
         return normed * weight + bias
 
 
@@ -221,12 +232,11 @@ class ConditionalBottleneck(nn.Module):
     @staticmethod
     def _modulated(x: torch.Tensor, layer: nn.Linear, gamma: torch.Tensor,
                    beta: torch.Tensor) -> torch.Tensor:
-        gamma, beta = gamma.unsqueeze(1), beta.unsqueeze(1)
         return (F.linear(x, layer.weight) * (1 + gamma) + x.sum(-1, keepdim=True) * beta
                 + layer.bias)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        g_d, b_d = self.film_down(z)
-        g_u, b_u = self.film_up(z)
+    def forward(self, x: torch.Tensor, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        g_d, b_d = per_example(self.film_down(z), rows)
+        g_u, b_u = per_example(self.film_up(z), rows)
         inner = F.gelu(self._modulated(x, self.down, g_d, b_d))
         return self.dropout(self._modulated(inner, self.up, g_u, b_u))

@@ -64,31 +64,33 @@ class ConditionalLayer(nn.Module):
         b, length, _ = x.shape
         return x.view(b, length, self.heads, self.head_size).transpose(1, 2)
 
-    def _norm(self, cln: ConditionalLayerNorm | None, base: nn.LayerNorm, x: torch.Tensor,
-              z: torch.Tensor) -> torch.Tensor:
-        return cln(x, z, base) if cln is not None else base(x)
+    @staticmethod
+    def _norm(cln: ConditionalLayerNorm | None, base: nn.LayerNorm, x: torch.Tensor,
+              z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return cln(x, z, rows, base) if cln is not None else base(x)
 
-    def forward(self, hidden: torch.Tensor, mask_bias: torch.Tensor,
-                z: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, mask_bias: torch.Tensor, z: torch.Tensor,
+                rows: torch.Tensor) -> torch.Tensor:
+        """``z`` [T, d_z]: one vector per task in the batch; ``rows`` [B]: each example's."""
         base = self.base
         attn = base.attention.self
         q, k, v = (self._split(attn.query(hidden)), self._split(attn.key(hidden)),
                    self._split(attn.value(hidden)))
         bias = mask_bias
         if self.cond_attention is not None:
-            bias = bias + self.cond_attention(z, hidden.shape[1]).to(bias.dtype)
+            bias = bias + self.cond_attention(z, rows, hidden.shape[1]).to(bias.dtype)
         context = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias.to(q.dtype),
             dropout_p=self.attn_dropout if self.training else 0.0)
         context = context.transpose(1, 2).reshape(hidden.shape)
         out = base.attention.output
         attended = self._norm(self.cln_attention, out.LayerNorm,
-                              out.dropout(out.dense(context)) + hidden, z)
+                              out.dropout(out.dense(context)) + hidden, z, rows)
         ffn = base.output.dropout(base.output.dense(self.act(base.intermediate.dense(attended))))
         residual = ffn + attended
         if self.bottleneck is not None:  # "base" variant: added before the layer's norm
-            residual = residual + self.bottleneck(attended, z)
-        return self._norm(self.cln_output, base.output.LayerNorm, residual, z)
+            residual = residual + self.bottleneck(attended, z, rows)
+        return self._norm(self.cln_output, base.output.LayerNorm, residual, z, rows)
 
 
 class _SharedLookup:
@@ -183,19 +185,21 @@ class ConditionalEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None, task_ids: torch.Tensor) -> torch.Tensor:
-        z = self.task_embedding(task_ids)
+        # the conditioning is computed once per task present, then gathered per example
+        tasks, rows = torch.unique(task_ids, return_inverse=True)
+        z = self.task_embedding(tasks)
         hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         if self.embeddings_project is not None:
             hidden = self.embeddings_project(hidden)
         if self.alignment is not None:
-            hidden = self.alignment(hidden, z)
+            hidden = self.alignment(hidden, z, rows)
         # additive padding mask [B, 1, 1, l]; half the dtype's range so adding M stays finite
         mask_bias = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) \
             * (torch.finfo(hidden.dtype).min / 2)
         chain = None
         for j, layer in enumerate(self.layers):
             c = z if self.conditioner is None else self.conditioner(z, j)
-            hidden = layer(hidden, mask_bias, c)
+            hidden = layer(hidden, mask_bias, c, rows)
             if self.side_chain is not None:  # "large": input = layer output + chain so far
-                chain = self.side_chain[j](hidden if chain is None else hidden + chain, c)
+                chain = self.side_chain[j](hidden if chain is None else hidden + chain, c, rows)
         return hidden if chain is None else hidden + chain
