@@ -11,6 +11,7 @@ import yaml
 
 from camtl.cli import main
 from camtl.modeling import MultiTaskModel
+from camtl.precision import resolve_precision
 
 WORDS = "the good bad movie film food dog cat john mary paris london very great awful".split()
 
@@ -93,6 +94,9 @@ def test_run_directory_holds_everything(trained_run: Path) -> None:
     assert set(report["results"]["tasks"]) == {"pairs", "scores", "ner", "qa"}
     assert {"mean", "worst", "worst_task", "spread"} <= set(report["results"]["aggregate"])
     assert len(report["history"]) == 2  # evaluations at steps 3 and 6
+    # the precision "auto" chose on this machine is recorded, and named in the Markdown
+    assert report["run_info"]["precision"] == resolve_precision("auto")
+    assert f"**precision**: {resolve_precision('auto')}" in (trained_run / "report.md").read_text()
     log = [json.loads(line) for line in (trained_run / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4, 6]
 

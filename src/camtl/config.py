@@ -140,7 +140,9 @@ class TrainingConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
-    mixed_precision: str = "no"
+    # auto: bf16 where the hardware runs it fast, else fp32 (camtl.precision); YAML reads an
+    # unquoted `no` as false, which means fp32 too
+    mixed_precision: str | bool = "auto"
     batch_mode: str = "mixed"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     balancer: BalancerConfig = field(default_factory=BalancerConfig)
@@ -151,7 +153,9 @@ class TrainingConfig:
     num_threads: int | None = None
 
     def validate(self, path: str, where: str) -> None:
-        choices = {"mixed_precision": ("no", "fp16", "bf16"),
+        if self.mixed_precision is False:
+            self.mixed_precision = "no"
+        choices = {"mixed_precision": ("auto", "no", "bf16", "fp16"),
                    "batch_mode": ("mixed", "single_task"),
                    "select_by": ("mean", "worst")}
         for key, allowed in choices.items():

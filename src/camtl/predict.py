@@ -13,9 +13,19 @@ from camtl.data.tokenize import encode_examples
 from camtl.errors import CamtlError
 from camtl.evaluation.decode import decode, readable, run_model
 from camtl.modeling.model import MultiTaskModel
+from camtl.precision import resolve_precision
 from camtl.tasks.spec import TaskType
 
 log = logging.getLogger("camtl")
+
+
+def run_precision(run_dir: Path) -> str:
+    """The precision a saved run was configured with, resolved for this machine."""
+    from camtl.config import load_saved_config
+
+    setting = (load_saved_config(run_dir).training.mixed_precision
+               if (run_dir / "config.yaml").is_file() else "auto")
+    return resolve_precision(setting)
 
 
 def predict_file(run_dir: Path, task_name: str, input_path: Path, output_path: Path,
@@ -33,7 +43,7 @@ def predict_file(run_dir: Path, task_name: str, input_path: Path, output_path: P
     examples = to_examples(spec, read_records(input_path), "input", labelled=False)
     encoded = encode_examples(spec, examples, tokenizer, model.task_index[task_name])
     outputs = run_model(model, encoded.features, task_name, batch_size,
-                        tokenizer.pad_token_id)
+                        tokenizer.pad_token_id, precision=run_precision(run_dir))
     predictions = decode(spec, labels, examples, encoded.features, outputs)
     per_example = outputs if spec.type != TaskType.SPAN_QA else [None] * len(examples)
     lines = []

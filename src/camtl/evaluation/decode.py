@@ -9,13 +9,16 @@ import torch
 
 from camtl.data.collate import collate_features
 from camtl.evaluation.qa import postprocess_span_predictions
+from camtl.precision import autocast
 from camtl.tasks.spec import TaskSpec, TaskType
 
 
 @torch.inference_mode()
 def run_model(model: Any, features: list[dict], task_name: str, batch_size: int,
-              pad_token_id: int, device: torch.device | str = "cpu") -> list[np.ndarray]:
-    """Per-feature logits (unpadded), in feature order; batches are length-sorted."""
+              pad_token_id: int, device: torch.device | str = "cpu",
+              precision: str = "no") -> list[np.ndarray]:
+    """Per-feature logits (unpadded, fp32), in feature order; batches are length-sorted so
+    that each pads little. ``precision``: the autocast setting (camtl.precision)."""
     was_training = model.training
     model.eval()
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
@@ -23,10 +26,11 @@ def run_model(model: Any, features: list[dict], task_name: str, batch_size: int,
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         batch = collate_features([features[i] for i in idx], pad_token_id)
-        out = model(input_ids=batch["input_ids"].to(device),
-                    attention_mask=batch["attention_mask"].to(device),
-                    token_type_ids=batch["token_type_ids"].to(device),
-                    task_ids=batch["task_ids"].to(device))
+        with autocast(precision, device):
+            out = model(input_ids=batch["input_ids"].to(device),
+                        attention_mask=batch["attention_mask"].to(device),
+                        token_type_ids=batch["token_type_ids"].to(device),
+                        task_ids=batch["task_ids"].to(device))
         logits = out.logits[task_name].float().cpu().numpy()
         rows = out.rows[task_name].cpu().numpy()
         for row, logit in zip(rows, logits):

@@ -13,8 +13,10 @@ from camtl.evaluation.metrics import aggregate, compute_metrics, trivial_baselin
 
 def evaluate_tasks(model: Any, tasks: list[TaskData], split: str, batch_size: int,
                    pad_token_id: int, device: torch.device | str = "cpu",
-                   with_baselines: bool = True) -> dict[str, Any]:
-    """Scores of every task that has ``split``; see camtl.evaluation.report for the shape."""
+                   with_baselines: bool = True, precision: str = "no") -> dict[str, Any]:
+    """Scores of every task that has ``split``; see camtl.evaluation.report for the shape.
+
+    ``precision``: the autocast setting the model runs in (camtl.precision)."""
     results: dict[str, Any] = {"split": split, "tasks": {}}
     for task in tasks:
         examples = task.examples.get(split)
@@ -22,7 +24,7 @@ def evaluate_tasks(model: Any, tasks: list[TaskData], split: str, batch_size: in
             continue
         spec = task.spec
         outputs = run_model(model, task.features[split], spec.name, batch_size,
-                            pad_token_id, device)
+                            pad_token_id, device, precision)
         preds = decode(spec, task.labels, examples, task.features[split], outputs)
         scores = compute_metrics(spec, preds, references(spec, task.labels, examples))
         entry: dict[str, Any] = {"type": spec.type.value, "primary_metric": spec.primary_metric,

@@ -42,7 +42,7 @@ def _run_section(run_dir: Path, split: str) -> dict[str, Any]:
     report = load_report(run_dir, split)
     info = report.get("run_info", {})
     settings = [(k, info[k]) for k in ("encoder", "architecture", "sampler", "balancer",
-                                       "max_steps", "batch_size", "wall_time_s",
+                                       "max_steps", "batch_size", "precision", "wall_time_s",
                                        "examples_used_total_fraction", "source_run", "init",
                                        "fraction") if info.get(k) is not None]
     tables = [_scores_table(f"{split} scores", report)]

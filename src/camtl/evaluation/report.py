@@ -46,7 +46,7 @@ DEV_CURVES_FILE = "dev_curves.png"
 BELOW_BASELINE_MARK = "!!"
 # Metrics where smaller is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({"mse"})
-_RUN_INFO_ORDER = ("encoder", "architecture", "sampler", "max_steps", "wall_time_s",
+_RUN_INFO_ORDER = ("encoder", "architecture", "sampler", "max_steps", "precision", "wall_time_s",
                    "parameters", "command")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -11,6 +11,7 @@ from camtl.errors import CamtlError
 from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.evaluation.report import format_table, write_report
 from camtl.modeling.model import MultiTaskModel
+from camtl.precision import resolve_precision
 
 
 def load_run(run_dir: Path) -> tuple[Any, MultiTaskModel, Any]:
@@ -33,9 +34,13 @@ def evaluate_run(run_dir: Path, split: str = "dev", batch_size: int = 64) -> dic
                           encode=(split,))
     if not any(t.examples.get(split) for t in tasks):
         raise CamtlError(f"{run_dir}: no task of this run has a {split!r} split")
-    results = evaluate_tasks(model, tasks, split, batch_size, tokenizer.pad_token_id)
+    # the precision the run was configured with ("auto" resolves for this machine)
+    precision = resolve_precision(config.training.mixed_precision)
+    results = evaluate_tasks(model, tasks, split, batch_size, tokenizer.pad_token_id,
+                             precision=precision)
     info = {"encoder": config.model.encoder, "architecture": config.model.architecture,
-            "parameters": model.parameter_counts(), "command": f"camtl evaluate {run_dir}"}
+            "parameters": model.parameter_counts(), "precision": precision,
+            "command": f"camtl evaluate {run_dir}"}
     write_report(run_dir, results, [], info, name=f"eval_{split}")
     print(format_table(results))
     return results

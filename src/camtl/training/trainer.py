@@ -22,6 +22,7 @@ from camtl.errors import ConfigError
 from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.modeling.encoder import load_encoder_and_tokenizer
 from camtl.modeling.model import MultiTaskModel
+from camtl.precision import resolve_precision
 from camtl.sampling import BatchScheduler, build_sampler
 from camtl.training.rundir import (
     CHECKPOINT_DIR,
@@ -53,7 +54,7 @@ class _SchedulerState:
         self.scheduler.load_state_dict(json.loads(state["json"]))
 
 
-def build_accelerator(config: RunConfig) -> Any:
+def build_accelerator(config: RunConfig, precision: str) -> Any:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
@@ -70,7 +71,7 @@ def build_accelerator(config: RunConfig) -> Any:
         # cpu=True without a GPU: under torchrun the ranks then form a gloo group (without it,
         # accelerate on a CPU-only machine runs each rank alone, racing on one run dir).
         return Accelerator(cpu=not torch.cuda.is_available(),
-                           mixed_precision=config.training.mixed_precision,
+                           mixed_precision=precision,
                            kwargs_handlers=[ddp],
                            dataloader_config=DataLoaderConfiguration(split_batches=True))
     except ValueError as exc:
@@ -100,7 +101,10 @@ class Trainer:
         self.command = command or " ".join(sys.argv)
         if config.training.num_threads:
             torch.set_num_threads(config.training.num_threads)
-        self.accelerator = build_accelerator(config)
+        # "auto" resolved once for this machine; evaluation and MT-U scoring use it too
+        self.precision = resolve_precision(config.training.mixed_precision,
+                                           "cuda" if torch.cuda.is_available() else "cpu")
+        self.accelerator = build_accelerator(config, self.precision)
         self.is_main = self.accelerator.is_main_process
         if self.is_main:  # fail fast (finished run, non-empty folder) before loading data
             check_run_dir(self.run_dir, resume, overwrite)
@@ -166,7 +170,7 @@ class Trainer:
                 self.accelerator.unwrap_model(self.ddp_model), self.tasks,
                 self.tokenizer.pad_token_id, self.accelerator.device, cfg.eval_batch_size,
                 self.sampler.options.mc_samples, self.config.seed,
-                lambda: self.sampler.scored, self.proxies)
+                lambda: self.sampler.scored, self.proxies, self.precision)
         self.accelerator.register_for_checkpointing(_SchedulerState(self.scheduler))
         self.accelerator.register_for_checkpointing(self.balancer)
 
@@ -260,7 +264,7 @@ class Trainer:
             model = self.accelerator.unwrap_model(self.ddp_model)
             results = evaluate_tasks(model, self.tasks, "dev", self.train_cfg.eval_batch_size,
                                      self.tokenizer.pad_token_id, self.accelerator.device,
-                                     with_baselines=False)
+                                     with_baselines=False, precision=self.precision)
             agg = results["aggregate"]
             record = {"step": self.step,
                       "tasks": {n: e["scores"][e["primary_metric"]]
@@ -368,7 +372,8 @@ class Trainer:
             if not any(t.examples.get(split) for t in self.tasks):
                 continue
             results = evaluate_tasks(best, self.tasks, split, self.train_cfg.eval_batch_size,
-                                     self.tokenizer.pad_token_id, device)
+                                     self.tokenizer.pad_token_id, device,
+                                     precision=self.precision)
             results.update(step=best_step, select_by=self.train_cfg.select_by)
             write_report(self.run_dir, results, self.history if split == "dev" else [], info,
                          name=report_name(split))
@@ -386,6 +391,7 @@ class Trainer:
                 "sampler": self.train_cfg.sampler.name,
                 "balancer": self.train_cfg.balancer.name, "batch_mode": self.train_cfg.batch_mode,
                 "max_steps": self.train_cfg.max_steps, "batch_size": self.train_cfg.batch_size,
+                "precision": self.precision,
                 "wall_time_s": round(self.elapsed, 1), "parameters": model.parameter_counts(),
                 "processes": self.accelerator.num_processes, "command": self.command,
                 "examples_drawn": dict(zip([t.spec.name for t in self.tasks],

@@ -26,6 +26,7 @@ from camtl.data.collate import collate_features
 from camtl.data.prepare import TaskData
 from camtl.errors import ConfigError
 from camtl.modeling.heads import pool
+from camtl.precision import autocast
 from camtl.tasks.spec import TaskType
 
 Scorer = Callable[[list[tuple[int, int]]], tuple[np.ndarray, np.ndarray]]
@@ -106,7 +107,7 @@ def resolve_proxies(tasks: list[TaskData], proxies: dict[str, str],
 def make_scorer(model: Any, tasks: list[TaskData], pad_token_id: int,
                 device: torch.device | str, batch_size: int, mc_samples: int,
                 seed: int, scored_so_far: Callable[[], int],
-                proxies: dict[int, int] | None = None) -> Scorer:
+                proxies: dict[int, int] | None = None, precision: str = "no") -> Scorer:
     """A function scoring (task, feature index) candidates of the training pools.
 
     ``proxies`` maps a task to a classification task whose head scores its candidates (on
@@ -127,10 +128,11 @@ def make_scorer(model: Any, tasks: list[TaskData], pad_token_id: int,
             chunk = candidates[start:start + batch_size]
             feats = [tasks[t].features["train"][i] for t, i in chunk]
             batch = collate_features(feats, pad_token_id)
-            hidden = model.encode(batch["input_ids"].to(device),
-                                  batch["attention_mask"].to(device),
-                                  batch["token_type_ids"].to(device),
-                                  batch["task_ids"].to(device))
+            with autocast(precision, device):
+                hidden = model.encode(batch["input_ids"].to(device),
+                                      batch["attention_mask"].to(device),
+                                      batch["token_type_ids"].to(device),
+                                      batch["task_ids"].to(device)).float()
             mask = batch["attention_mask"].to(device)
             task_ids = np.array([t for t, _ in chunk])
             for t in np.unique(task_ids):
