@@ -13,6 +13,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def isolated_feature_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tokenized-feature cache entries of the suite go to a temporary folder."""
+    os.environ["CAMTL_FEATURE_CACHE_DIR"] = str(tmp_path_factory.mktemp("features"))
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BERT (hidden 32, 4 layers) saved like a downloaded checkpoint."""

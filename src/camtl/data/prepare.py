@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from camtl.data.examples import load_task_examples
-from camtl.data.tokenize import encode_examples
+from camtl.data.feature_cache import cached_encode
 from camtl.tasks.spec import TaskSpec
 
 log = logging.getLogger("camtl")
@@ -23,7 +23,7 @@ class TaskData:
 
 
 def encode_split(task: TaskData, split: str, tokenizer: Any, task_id: int) -> None:
-    result = encode_examples(task.spec, task.examples[split], tokenizer, task_id)
+    result = cached_encode(task.spec, task.examples[split], tokenizer, task_id)
     if result.truncated:
         log.warning("task %s, split %s: %d of %d examples were longer than max_length=%d "
                     "tokens and were truncated", task.spec.name, split, result.truncated,
