@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -27,15 +28,24 @@ def evaluate_tasks(model: Any, tasks: list[TaskData], split: str, batch_size: in
                             pad_token_id, device, precision)
         preds = decode(spec, task.labels, examples, task.features[split], outputs)
         scores = compute_metrics(spec, preds, references(spec, task.labels, examples))
-        entry: dict[str, Any] = {"type": spec.type.value, "primary_metric": spec.primary_metric,
-                                 "scores": scores, "n_examples": len(examples)}
-        if with_baselines:
-            entry["baseline"] = trivial_baseline(spec, task.examples["train"], examples,
-                                                 task.labels)
-        results["tasks"][spec.name] = entry
+        results["tasks"][spec.name] = {"type": spec.type.value,
+                                       "primary_metric": spec.primary_metric,
+                                       "scores": scores, "n_examples": len(examples)}
     primary = {n: e["scores"][e["primary_metric"]] for n, e in results["tasks"].items()}
     results["aggregate"] = aggregate(primary) if primary else {}
-    if with_baselines and primary:
+    return add_baselines(results, tasks, split) if with_baselines else results
+
+
+def add_baselines(results: dict[str, Any], tasks: list[TaskData], split: str
+                  ) -> dict[str, Any]:
+    """Trivial-baseline scores beside ``results`` of ``split`` (no model run needed)."""
+    results = copy.deepcopy(results)
+    for task in tasks:
+        entry = results["tasks"].get(task.spec.name)
+        if entry is not None:
+            entry["baseline"] = trivial_baseline(task.spec, task.examples["train"],
+                                                 task.examples[split], task.labels)
+    if results["tasks"]:
         results["baseline_aggregate"] = aggregate(
             {n: e["baseline"][e["primary_metric"]] for n, e in results["tasks"].items()})
     return results

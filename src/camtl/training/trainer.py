@@ -19,7 +19,7 @@ from camtl.config import RunConfig, save_config
 from camtl.data.collate import collate_features
 from camtl.data.prepare import TaskData, prepare_tasks
 from camtl.errors import ConfigError
-from camtl.evaluation.evaluate import evaluate_tasks
+from camtl.evaluation.evaluate import add_baselines, evaluate_tasks
 from camtl.modeling.encoder import load_encoder_and_tokenizer
 from camtl.modeling.model import MultiTaskModel
 from camtl.precision import resolve_precision
@@ -132,6 +132,9 @@ class Trainer:
         self.best_score = -math.inf
         self.elapsed = 0.0
         self.overhead = 0.0  # seconds of evaluation and checkpointing inside ``elapsed``
+        # dev results of the saved (best) model, when this process evaluated it: the final
+        # report reuses them instead of running the same model over dev again
+        self.best_dev_results: dict[str, Any] | None = None
 
     # -- set-up --------------------------------------------------------------------------
     def _build_model_and_data(self) -> tuple[list[TaskData], MultiTaskModel, Any]:
@@ -281,6 +284,7 @@ class Trainer:
             improved = score > self.best_score
             if improved:
                 self.best_score = score
+                self.best_dev_results = results
                 model.save_pretrained(self.run_dir, self.tokenizer)
             log.info("step %d dev: mean %.2f worst %.2f (%s)%s", self.step, agg["mean"],
                      agg["worst"], agg["worst_task"], "  [best, saved]" if improved else "")
@@ -371,9 +375,12 @@ class Trainer:
         for split in ("dev", "test"):
             if not any(t.examples.get(split) for t in self.tasks):
                 continue
-            results = evaluate_tasks(best, self.tasks, split, self.train_cfg.eval_batch_size,
-                                     self.tokenizer.pad_token_id, device,
-                                     precision=self.precision)
+            if split == "dev" and self.best_dev_results is not None:
+                results = add_baselines(self.best_dev_results, self.tasks, split)
+            else:
+                results = evaluate_tasks(best, self.tasks, split, self.train_cfg.eval_batch_size,
+                                         self.tokenizer.pad_token_id, device,
+                                         precision=self.precision)
             results.update(step=best_step, select_by=self.train_cfg.select_by)
             write_report(self.run_dir, results, self.history if split == "dev" else [], info,
                          name=report_name(split))
