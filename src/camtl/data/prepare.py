@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from camtl.data.examples import load_task_examples
-from camtl.data.feature_cache import cached_encode
+from camtl.data.feature_cache import cached_encode, tokenizer_fingerprint
 from camtl.tasks.spec import TaskSpec
 
 log = logging.getLogger("camtl")
@@ -22,8 +22,9 @@ class TaskData:
     features: dict[str, list[dict]] = field(default_factory=dict)
 
 
-def encode_split(task: TaskData, split: str, tokenizer: Any, task_id: int) -> None:
-    result = cached_encode(task.spec, task.examples[split], tokenizer, task_id)
+def encode_split(task: TaskData, split: str, tokenizer: Any, task_id: int,
+                 fingerprint: str | None = None) -> None:
+    result = cached_encode(task.spec, task.examples[split], tokenizer, task_id, fingerprint)
     if result.truncated:
         log.warning("task %s, split %s: %d of %d examples were longer than max_length=%d "
                     "tokens and were truncated", task.spec.name, split, result.truncated,
@@ -42,6 +43,7 @@ def prepare_tasks(specs: list[TaskSpec], tokenizer: Any, splits: Iterable[str],
     tasks = []
     splits = tuple(splits)
     to_encode = set(splits if encode is None else encode)
+    fingerprint = tokenizer_fingerprint(tokenizer)  # once: every task shares the tokenizer
     for task_id, spec in enumerate(specs):
         if labels and labels.get(spec.name) is not None:
             spec.labels = list(labels[spec.name])
@@ -49,6 +51,6 @@ def prepare_tasks(specs: list[TaskSpec], tokenizer: Any, splits: Iterable[str],
         task = TaskData(spec, task_labels or [], examples)
         for split in examples:
             if split in to_encode:
-                encode_split(task, split, tokenizer, task_id)
+                encode_split(task, split, tokenizer, task_id, fingerprint)
         tasks.append(task)
     return tasks
