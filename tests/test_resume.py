@@ -59,14 +59,17 @@ def without_timing(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("elapsed_s", "train_s")} for r in records]
 
 
-@pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+@pytest.fixture(scope="module", params=["no", "bf16"])
+def config(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           tiny_encoder_dir: Path) -> Path:
     """Four tasks (classification, regression, tagging, span QA), dropout on (the default
-    0.1), 8 steps, a checkpoint every 3 steps, a dev evaluation every 4, a log every step."""
+    0.1), 8 steps, a checkpoint every 3 steps, a dev evaluation every 4, a log every step;
+    in fp32 and in bf16 autocast (resume is exact in both)."""
     root = tmp_path_factory.mktemp("resume")
     write_task_files(root)
     return write_config(root, tiny_encoder_dir, max_steps=MAX_STEPS,
-                        checkpoint_every=CHECKPOINT_EVERY, eval_every=EVAL_EVERY, log_every=1)
+                        checkpoint_every=CHECKPOINT_EVERY, eval_every=EVAL_EVERY, log_every=1,
+                        mixed_precision=request.param)
 
 
 @pytest.fixture(scope="module")
