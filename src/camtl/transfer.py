@@ -34,6 +34,7 @@ from camtl.evaluation.report import format_table, report_name, write_report
 from camtl.evaluation.runs import load_run
 from camtl.fileio import atomic_write_text
 from camtl.modeling.model import MultiTaskModel
+from camtl.precision import autocast, resolve_precision
 from camtl.sampling import BatchScheduler, build_sampler
 from camtl.tasks.spec import TaskSpec
 from camtl.training.rundir import prepare_run_dir, write_status
@@ -96,7 +97,8 @@ def _compatible_head(model: MultiTaskModel, spec: TaskSpec, labels: list[str]) -
 
 
 def zero_shot_scores(model: MultiTaskModel, task: TaskData, pad_token_id: int,
-                     batch_size: int = 128, seed: int = 12) -> list[dict[str, Any]]:
+                     batch_size: int = 128, seed: int = 12, precision: str = "no"
+                     ) -> list[dict[str, Any]]:
     """Dev score of the new task with each trained task's embedding row (and a random row).
 
     The model is left unchanged: scoring runs on a copy with one extra row and head.
@@ -118,7 +120,8 @@ def zero_shot_scores(model: MultiTaskModel, task: TaskData, pad_token_id: int,
         with torch.no_grad():
             table[index] = row
         scores = evaluate_tasks(probe, [task], "dev", batch_size, pad_token_id,
-                                with_baselines=False)["tasks"][task.spec.name]
+                                with_baselines=False, precision=precision
+                                )["tasks"][task.spec.name]
         results.append({"embedding": name, "head": reused or "new",
                         "metric": scores["primary_metric"],
                         "score": scores["scores"][scores["primary_metric"]]})
@@ -163,7 +166,8 @@ def _freeze_all_but_new(model: MultiTaskModel, name: str) -> list[torch.nn.Param
 
 
 def _train(model: MultiTaskModel, tasks: list[TaskData], params: list[torch.nn.Parameter],
-           steps: int, opts: AdaptOptions, lr: float, pad_token_id: int) -> list[float]:
+           steps: int, opts: AdaptOptions, lr: float, pad_token_id: int,
+           precision: str = "no") -> list[float]:
     """Plain AdamW steps on uniformly mixed batches of ``tasks``; no weight decay, so
     parameters whose gradient is masked to zero do not move."""
     from transformers import get_linear_schedule_with_warmup
@@ -181,7 +185,9 @@ def _train(model: MultiTaskModel, tasks: list[TaskData], params: list[torch.nn.P
         chosen = scheduler.next_batch(step)
         feats = [tasks[t].features["train"][i] for t, i in chosen]
         inputs = collate_features(feats, pad_token_id)
-        out = model(**{k: v.to(device) if v is not None else None for k, v in inputs.items()})
+        with autocast(precision, device):
+            out = model(**{k: v.to(device) if v is not None else None
+                           for k, v in inputs.items()})
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -201,6 +207,7 @@ def add_task(run_dir: Path, task_file: Path, output: Path, opts: AdaptOptions,
     """Add the task of ``task_file`` to the model of ``run_dir``; write a new run to
     ``output`` (the source run is never modified)."""
     config, model, tokenizer = load_run(run_dir)
+    precision = resolve_precision(config.training.mixed_precision)  # the source run's
     check_init(opts.init, model)
     if opts.init != "random" and model.config.architecture != "camtl":
         raise ConfigError(f"--init {opts.init}: the model of {run_dir} is plain (no task "
@@ -213,7 +220,7 @@ def add_task(run_dir: Path, task_file: Path, output: Path, opts: AdaptOptions,
     started = time.perf_counter()
     torch.manual_seed(opts.seed)
     zero_shot = (zero_shot_scores(model, task, tokenizer.pad_token_id, opts.eval_batch_size,
-                                  opts.seed)
+                                  opts.seed, precision)
                  if opts.init == "auto" else None)
     row, init_used = initial_row(opts.init, model, zero_shot)
     torch.manual_seed(opts.seed)
@@ -231,7 +238,7 @@ def add_task(run_dir: Path, task_file: Path, output: Path, opts: AdaptOptions,
         tasks = [task]
         params = _freeze_all_but_new(model, task.spec.name)
         lr = opts.learning_rate or 1e-3
-    losses = _train(model, tasks, params, steps, opts, lr, tokenizer.pad_token_id)
+    losses = _train(model, tasks, params, steps, opts, lr, tokenizer.pad_token_id, precision)
     wall = round(time.perf_counter() - started, 1)
 
     new_config = _extended_config(config, task.spec, output)
@@ -241,12 +248,12 @@ def add_task(run_dir: Path, task_file: Path, output: Path, opts: AdaptOptions,
             "source_run": str(run_dir), "task": task.spec.name, "init": init_used,
             "fraction": opts.fraction, "train_examples": n_train, "steps": steps,
             "learning_rate": lr, "joint": opts.joint, "final_train_loss": losses[-1],
-            "zero_shot": zero_shot, "wall_time_s": wall,
+            "zero_shot": zero_shot, "wall_time_s": wall, "precision": precision,
             "parameters": model.parameter_counts(), "command": command}
     for split in ("dev", "test"):
         if task.examples.get(split):
             results = evaluate_tasks(model, [task], split, opts.eval_batch_size,
-                                     tokenizer.pad_token_id)
+                                     tokenizer.pad_token_id, precision=precision)
             results.update(step=steps, select_by="last")
             write_report(output, results, [], info, name=report_name(split))
             print(f"\n{task.spec.name} {split} after adaptation ({init_used}, "
@@ -266,9 +273,10 @@ def _extended_config(config: RunConfig, spec: TaskSpec, output: Path) -> RunConf
 
 def zero_shot_report(run_dir: Path, task_file: Path, batch_size: int = 128) -> list[dict]:
     """`camtl evaluate RUN --zero-shot TASK.yaml`: print and save the scores per row."""
-    _, model, tokenizer = load_run(run_dir)
+    config, model, tokenizer = load_run(run_dir)
     task = load_new_task(task_file, model, tokenizer, None, ("train", "dev"))
-    results = zero_shot_scores(model, task, tokenizer.pad_token_id, batch_size)
+    results = zero_shot_scores(model, task, tokenizer.pad_token_id, batch_size,
+                               precision=resolve_precision(config.training.mixed_precision))
     lines = [f"zero-shot dev {results[0]['metric']} of {task.spec.name} "
              f"(head: {results[0]['head']})", "", "| embedding | score |", "|---|---:|"]
     lines += [f"| {r['embedding']} | {r['score']:.2f} |" for r in results]
