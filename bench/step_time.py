@@ -1,14 +1,31 @@
-"""Training-step time, inference throughput and peak memory of CA-MTL vs its baselines.
+"""Training-step time, inference throughput and peak memory of CA-MTL vs its baselines,
+and what bf16 autocast buys.
 
-One run, one batch (MiniLM, batch 32 x 128 tokens, 7 tasks mixed), compared as ratios:
+One run, one batch (MiniLM, batch 32 x 128 tokens, 7 tasks mixed), compared as ratios; the
+first four in the default precision (``auto``: bf16 where the CPU has bf16 instructions):
   camtl_over_frozen_mtl              CA-MTL step / plain multi-task step, bottom half frozen
   camtl_over_full_finetune           CA-MTL step / plain multi-task step, nothing frozen
   camtl_infer_over_encoder           CA-MTL inference throughput / bare encoder throughput
   camtl_peak_mem_over_full_finetune  peak RSS growth during training steps, CA-MTL / full
+  bf16_over_fp32_train_step          CA-MTL training step, bf16 autocast / fp32
+  bf16_over_fp32_infer               CA-MTL inference time of the batch, bf16 / fp32
+  train_flops_over_peak              FLOP/s achieved by the CA-MTL training step in the
+                                     faster precision / bf16 matmul peak of this machine
+
+FLOP count of a training step: counted by torch.utils.flop_counter.FlopCounterMode over one
+forward and backward pass (matmuls, linear layers, attention's two batched products; each
+multiply-add is 2 FLOPs). For MiniLM (d = 384, 6 layers, FFN 1536) on B x L = 32 x 128
+tokens that is, per layer, forward 2 * BL * (4 d^2 + 2 d * 1536) = 7.7 GFLOP of projections
+plus 4 * B * L^2 * d = 0.8 GFLOP of attention; backward needs input gradients through
+every layer (the conditional modules sit in the frozen bottom half too) and weight gradients
+in the trained top half only, so a step is about 2.5x the forward: about 130 GFLOP.
+The peak is the median throughput of a 2048 x 2048 bf16 matmul, measured in the same run.
 
 Step times are interleaved (A B C A B C ...) and summarised by the median, so a burst of
-load on this noisy machine hits every configuration alike. Peak memory is measured in a
-fresh subprocess per configuration (sampling RSS during the steps).
+load on this noisy machine hits every configuration alike; the precision comparison is a
+second interleaved pair (CA-MTL fp32 / bf16), kept apart so the first three ratios are
+timed as before. Peak memory is measured in a fresh subprocess per configuration (sampling
+RSS during the steps).
 
     python bench/step_time.py --out results/step_time.json [--encoder minilm] [--steps 12]
 """
@@ -28,6 +45,8 @@ from typing import Any
 
 import torch
 
+from camtl.precision import autocast, resolve_precision
+
 CONFIGS = {
     "full_finetune": {"architecture": "plain", "freeze_embeddings": False, "freeze_layers": 0},
     "frozen_mtl": {"architecture": "plain", "freeze_embeddings": True, "freeze_layers": None},
@@ -37,6 +56,7 @@ CONFIGS = {
 # a fourth model interleaved moved every ratio in our runs (docs/results.md).
 PER_LAYER = {"camtl_per_layer": {**CONFIGS["camtl"], "generators": "per_layer"}}
 NUM_TASKS = 7
+DEFAULT = resolve_precision("auto")
 
 
 def build(encoder: str, name: str) -> Any:
@@ -70,9 +90,11 @@ def make_batch(vocab: int, batch: int, length: int) -> dict[str, torch.Tensor]:
             "cls_labels": torch.randint(0, 3, (batch,), generator=g)}
 
 
-def train_step(model: Any, optimizer: torch.optim.Optimizer, batch: dict) -> float:
+def train_step(model: Any, optimizer: torch.optim.Optimizer, batch: dict,
+               precision: str = DEFAULT) -> float:
     start = time.perf_counter()
-    loss = model(**batch).loss
+    with autocast(precision):
+        loss = model(**batch).loss
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -83,34 +105,67 @@ def optimizer_for(model: Any) -> torch.optim.Optimizer:
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
 
-def time_steps(encoder: str, steps: int, batch: dict, names: list[str]) -> dict[str, float]:
-    built = {name: build(encoder, name)[0].train() for name in names}
-    optims = {name: optimizer_for(m) for name, m in built.items()}
-    for name in names:  # warm-up: allocator, optimizer state, kernels
+def time_steps(encoder: str, steps: int, batch: dict, runs: dict[str, tuple[str, str]]
+               ) -> dict[str, float]:
+    """Median step time of each run: label -> (configuration, precision), interleaved."""
+    built = {label: build(encoder, name)[0].train() for label, (name, _) in runs.items()}
+    optims = {label: optimizer_for(m) for label, m in built.items()}
+    for label, (_, precision) in runs.items():  # warm-up: allocator, optimizer state, kernels
         for _ in range(2):
-            train_step(built[name], optims[name], batch)
-    times: dict[str, list[float]] = {name: [] for name in names}
+            train_step(built[label], optims[label], batch, precision)
+    times: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(steps):
-        for name in names:
-            times[name].append(train_step(built[name], optims[name], batch))
-    return {name: statistics.median(t) for name, t in times.items()}
+        for label, (_, precision) in runs.items():
+            times[label].append(train_step(built[label], optims[label], batch, precision))
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
+def step_flops(encoder: str, batch: dict) -> int:
+    """FLOPs of one CA-MTL training step (forward + backward), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build(encoder, "camtl")[0].train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(**batch).loss.backward()
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(size: int = 2048, rounds: int = 10) -> float:
+    """bf16 matmul FLOP/s: the machine's peak for the precision we train in."""
+    a = torch.randn(size, size, dtype=torch.bfloat16)
+    b = torch.randn(size, size, dtype=torch.bfloat16)
+    a @ b
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
 
 
 @torch.inference_mode()
 def time_inference(encoder: str, rounds: int, batch: dict) -> dict[str, float]:
+    """Examples/s of CA-MTL and the bare encoder in the default precision, CA-MTL in fp32
+    and bf16, interleaved."""
     model, _ = build(encoder, "camtl")
     _, bare = build(encoder, "full_finetune")
     model.eval()
     bare.eval()
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
-    def run_camtl() -> None:
-        model.encode(**inputs, task_ids=batch["task_ids"])
+    def camtl_in(precision: str) -> Any:
+        def run() -> None:
+            with autocast(precision):
+                model.encode(**inputs, task_ids=batch["task_ids"])
+        return run
 
     def run_bare() -> None:
-        bare(**inputs)
+        with autocast(DEFAULT):
+            bare(**inputs)
 
-    runs = {"camtl": run_camtl, "encoder": run_bare}
+    runs = {"camtl": camtl_in(DEFAULT), "encoder": run_bare,
+            "camtl_fp32": camtl_in("no"), "camtl_bf16": camtl_in("bf16")}
     for fn in runs.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -188,8 +243,13 @@ def main() -> None:
     batch = make_batch(model.encoder.config.vocab_size, args.batch_size, args.length)
     del model
     step = time_steps(args.encoder, args.steps, batch,
-                      [*CONFIGS, *(PER_LAYER if args.per_layer else {})])
+                      {name: (name, DEFAULT)
+                       for name in [*CONFIGS, *(PER_LAYER if args.per_layer else {})]})
+    step.update(time_steps(args.encoder, args.steps, batch,
+                           {"camtl_fp32": ("camtl", "no"), "camtl_bf16": ("camtl", "bf16")}))
     infer = time_inference(args.encoder, args.steps, batch)
+    flops = step_flops(args.encoder, batch)
+    peak = matmul_peak()
     memory = {name: peak_memory(args.encoder, name, args.batch_size, args.length)
               for name in ("full_finetune", "camtl")}
     result = {
@@ -197,17 +257,24 @@ def main() -> None:
         "camtl_over_full_finetune": step["camtl"] / step["full_finetune"],
         "camtl_infer_over_encoder": infer["camtl"] / infer["encoder"],
         "camtl_peak_mem_over_full_finetune": memory["camtl"] / memory["full_finetune"],
+        "bf16_over_fp32_train_step": step["camtl_bf16"] / step["camtl_fp32"],
+        "bf16_over_fp32_infer": infer["camtl_fp32"] / infer["camtl_bf16"],
+        "train_flops_over_peak": flops / min(step["camtl_bf16"], step["camtl_fp32"]) / peak,
         **({"camtl_shared_over_per_layer_generators": step["camtl"] / step["camtl_per_layer"]}
            if args.per_layer else {}),
         "step_seconds_median": step,
         "inference_examples_per_second": infer,
         "peak_rss_growth_bytes": memory,
-        "setup": {"encoder": args.encoder, "batch_size": args.batch_size,
+        "train_step_flops": flops,
+        "bf16_matmul_peak_flops_per_s": peak,
+        "setup": {"precision": DEFAULT, "encoder": args.encoder, "batch_size": args.batch_size,
                   "length": args.length, "tasks": NUM_TASKS, "steps": args.steps,
                   "threads": torch.get_num_threads(), "torch": torch.__version__},
         "targets": {"camtl_over_frozen_mtl": "<= 1.35", "camtl_over_full_finetune": "<= 0.95",
                     "camtl_infer_over_encoder": ">= 0.90",
-                    "camtl_peak_mem_over_full_finetune": "<= 1.0"},
+                    "camtl_peak_mem_over_full_finetune": "<= 1.0",
+                    "bf16_over_fp32_train_step": "<= 0.70", "bf16_over_fp32_infer": "<= 0.60",
+                    "train_flops_over_peak": ">= 0.40"},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
