@@ -6,6 +6,8 @@ first four in the default precision (``auto``: bf16 where the CPU has bf16 instr
   camtl_over_frozen_mtl              CA-MTL step / plain multi-task step, bottom half frozen
   camtl_over_full_finetune           CA-MTL step / plain multi-task step, nothing frozen
   camtl_infer_over_encoder           CA-MTL inference throughput / bare encoder throughput
+  (camtl_infer_over_encoder_single_task: the same with one task per batch, as evaluation
+   and prediction run; no target)
   camtl_peak_mem_over_full_finetune  peak RSS growth during training steps, CA-MTL / full
   bf16_over_fp32_train_step          CA-MTL training step, bf16 autocast / fp32
   bf16_over_fp32_infer               CA-MTL inference time of the batch, bf16 / fp32
@@ -15,10 +17,11 @@ first four in the default precision (``auto``: bf16 where the CPU has bf16 instr
 FLOP count of a training step: counted by torch.utils.flop_counter.FlopCounterMode over one
 forward and backward pass (matmuls, linear layers, attention's two batched products; each
 multiply-add is 2 FLOPs). For MiniLM (d = 384, 6 layers, FFN 1536) on B x L = 32 x 128
-tokens that is, per layer, forward 2 * BL * (4 d^2 + 2 d * 1536) = 7.7 GFLOP of projections
-plus 4 * B * L^2 * d = 0.8 GFLOP of attention; backward needs input gradients through
-every layer (the conditional modules sit in the frozen bottom half too) and weight gradients
-in the trained top half only, so a step is about 2.5x the forward: about 130 GFLOP.
+tokens that is, per layer, forward 2 * BL * (4 d^2 + 2 d * 1536) = 14.5 GFLOP of projections
+plus 4 * B * L^2 * d = 0.8 GFLOP of attention, 92 GFLOP for the six layers; backward needs
+input gradients through every layer (the conditional modules sit in the frozen bottom half
+too) and weight gradients in the trained top half only, so a step is about 2.5x the
+forward: the counter gives 237 GFLOP.
 The peak is the median throughput of a 2048 x 2048 bf16 matmul, measured in the same run.
 
 Step times are interleaved (A B C A B C ...) and summarised by the median, so a burst of
@@ -154,10 +157,10 @@ def time_inference(encoder: str, rounds: int, batch: dict) -> dict[str, float]:
     bare.eval()
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
-    def camtl_in(precision: str) -> Any:
+    def camtl_in(precision: str, task_ids: torch.Tensor = batch["task_ids"]) -> Any:
         def run() -> None:
             with autocast(precision):
-                model.encode(**inputs, task_ids=batch["task_ids"])
+                model.encode(**inputs, task_ids=task_ids)
         return run
 
     def run_bare() -> None:
@@ -165,7 +168,9 @@ def time_inference(encoder: str, rounds: int, batch: dict) -> dict[str, float]:
             bare(**inputs)
 
     runs = {"camtl": camtl_in(DEFAULT), "encoder": run_bare,
-            "camtl_fp32": camtl_in("no"), "camtl_bf16": camtl_in("bf16")}
+            "camtl_fp32": camtl_in("no"), "camtl_bf16": camtl_in("bf16"),
+            # one task per batch, as evaluation and prediction run
+            "camtl_single_task": camtl_in(DEFAULT, torch.zeros_like(batch["task_ids"]))}
     for fn in runs.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -256,6 +261,7 @@ def main() -> None:
         "camtl_over_frozen_mtl": step["camtl"] / step["frozen_mtl"],
         "camtl_over_full_finetune": step["camtl"] / step["full_finetune"],
         "camtl_infer_over_encoder": infer["camtl"] / infer["encoder"],
+        "camtl_infer_over_encoder_single_task": infer["camtl_single_task"] / infer["encoder"],
         "camtl_peak_mem_over_full_finetune": memory["camtl"] / memory["full_finetune"],
         "bf16_over_fp32_train_step": step["camtl_bf16"] / step["camtl_fp32"],
         "bf16_over_fp32_infer": infer["camtl_fp32"] / infer["camtl_bf16"],

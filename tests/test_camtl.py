@@ -255,7 +255,8 @@ def test_camtl_trains_end_to_end_and_reloads(tmp_path: Path, tiny_encoder_dir: P
 @pytest.mark.parametrize("length", [3, 7, 16, 21])
 def test_attention_bias_is_the_direct_sum_per_task(form: str, length: int) -> None:
     """The blockwise bias, built once per task and gathered, equals torch.block_diag of each
-    example's own blocks (eq. 3.1), sliced or zero-padded to the batch length."""
+    example's own blocks (eq. 3.1), sliced or zero-padded to the batch length, plus the
+    example's padding mask."""
     from camtl.modeling.conditional import ConditionalAttentionBias
 
     bias = ConditionalAttentionBias(z_dim=5, max_length=16, num_blocks=3, form=form)
@@ -265,7 +266,8 @@ def test_attention_bias_is_the_direct_sum_per_task(form: str, length: int) -> No
             param.copy_(torch.randn(param.shape, generator=g))
     z = torch.randn(2, 5, generator=g)  # two tasks in the batch
     rows = torch.tensor([1, 0, 1])      # three examples
-    got = bias(z, rows, length)
+    mask = torch.randn(3, 1, 1, length, generator=g)
+    got = bias(z, rows, length, mask)
     assert got.shape == (3, 1, length, length)
     gamma, beta = bias.film(z)
     for example, task in enumerate(rows.tolist()):
@@ -275,4 +277,25 @@ def test_attention_bias_is_the_direct_sum_per_task(form: str, length: int) -> No
             blocks = (bias.blocks[0] * (1 + gamma[task]) + beta[task]).expand(3, -1, -1)
         full = torch.block_diag(*blocks)  # 18 x 18: 3 blocks of ceil(16 / 3) = 6
         full = torch.nn.functional.pad(full, (0, max(0, length - 18), 0, max(0, length - 18)))
-        assert torch.allclose(got[example, 0], full[:length, :length], atol=1e-6)
+        expected = full[:length, :length] + mask[example, 0]
+        assert torch.allclose(got[example, 0], expected, atol=1e-6)
+
+
+def test_modulated_linear_folds_one_task_into_the_weight() -> None:
+    """One task: W' = diag(1+gamma) W + beta 1^T as one matmul; several: the per-example
+    modulation; both equal the definition, row by row."""
+    from camtl.modeling.conditional import modulated_linear
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 5, 6, generator=g)
+    weight, bias = torch.randn(3, 6, generator=g), torch.randn(3, generator=g)
+    gamma, beta = torch.randn(2, 3, generator=g), torch.randn(2, 3, generator=g)
+    rows = torch.tensor([0, 1, 1, 0])
+    mixed = modulated_linear(x, weight, bias, gamma, beta, rows)
+    for example, task in enumerate(rows.tolist()):
+        w_task = weight * (1 + gamma[task]).unsqueeze(1) + beta[task].unsqueeze(1)
+        expected = x[example] @ w_task.T + bias
+        assert torch.allclose(mixed[example], expected, atol=1e-5)
+        alone = modulated_linear(x[example:example + 1], weight, bias, gamma[task:task + 1],
+                                 beta[task:task + 1], torch.zeros(1, dtype=torch.long))
+        assert torch.allclose(alone[0], expected, atol=1e-5)

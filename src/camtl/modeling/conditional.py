@@ -54,6 +54,26 @@ def per_example(per_task: tuple[torch.Tensor, ...], rows: torch.Tensor
     return tuple(t.index_select(0, rows).unsqueeze(1) for t in per_task)
 
 
+def modulated_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     gamma: torch.Tensor, beta: torch.Tensor, rows: torch.Tensor
+                     ) -> torch.Tensor:
+    """x W'^T + b with W' = diag(1+gamma) W + beta 1^T per task (W: [out, in]; gamma, beta:
+    [T, out]), i.e. each output unit's weights scaled by 1+gamma and shifted by beta.
+
+    With one task in the batch (evaluation, prediction, single-task batches) W' is built
+    once and the product is one matmul; with several, the plain product is modulated per
+    example, so no per-example weight matrix is ever made.
+    """
+    if gamma.shape[0] == 1:
+        folded = torch.addcmul(beta[0].unsqueeze(1), weight, (1 + gamma[0]).unsqueeze(1))
+        return F.linear(x, folded, bias)
+    g, b = per_example((gamma, beta), rows)
+    out = F.linear(x, weight) * (1 + g)
+    if bias is not None:
+        out = out + bias
+    return torch.addcmul(out, x.sum(-1, keepdim=True), b)
+
+
 def _film(z_dim: int, shape: tuple[int, ...],
           shared: FiLMGenerator | None) -> FiLMGenerator | SharedFiLM:
     """The layer's own generator, or a handle on one shared across layers."""
@@ -139,8 +159,10 @@ class ConditionalAttentionBias(nn.Module):
         block = math.ceil(max_length / num_blocks)
         return (block, block) if form == "paper" else (block,)
 
-    def forward(self, z: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor:
-        """[B, 1, l, l] additive bias for a batch of length l (built once per task)."""
+    def forward(self, z: torch.Tensor, rows: torch.Tensor, length: int,
+                mask_bias: torch.Tensor) -> torch.Tensor:
+        """The attention mask of a batch of length l: ``mask_bias`` [B, 1, 1, l] (padding)
+        plus M(z), built once per task; [B, 1, l, l] in ``mask_bias``'s dtype."""
         gamma, beta = self.film(z)
         # only the blocks that reach into the first l positions
         n, b = min(self.num_blocks, math.ceil(length / self.block)), self.block
@@ -152,12 +174,13 @@ class ConditionalAttentionBias(nn.Module):
                 + beta[:, None, None, :]
             blocks = blocks.expand(-1, n, -1, -1)
         # direct sum, written blockwise: block i at rows and columns i*b..(i+1)*b
-        full = blocks.new_zeros(blocks.shape[0], n, b, n, b)
+        full = blocks.new_zeros(blocks.shape[0], n, b, n, b, dtype=mask_bias.dtype)
         full.diagonal(dim1=1, dim2=3).copy_(blocks.permute(0, 2, 3, 1))
         full = full.reshape(-1, n * b, n * b)
         if length > n * b:  # a batch longer than max_length: no bias beyond it
             full = F.pad(full, (0, length - n * b, 0, length - n * b))
-        return full[:, :length, :length].index_select(0, rows).unsqueeze(1)
+        # one pass over [B, l, l]: each example's task bias plus its padding mask
+        return full[:, :length, :length].index_select(0, rows).unsqueeze(1) + mask_bias
 
 
 class ConditionalAlignment(nn.Module):
@@ -178,11 +201,12 @@ class ConditionalAlignment(nn.Module):
         self.film = FiLMGenerator(z_dim, (hidden,))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        gamma, beta = per_example(self.film(z), rows)
+        gamma, beta = self.film(z)
         if self.form == "elementwise":
-            return x * (1 + gamma) + beta
-        # x R_hat = (x R) * (1+gamma) + (x . 1) beta, without building R_hat per example
-        return (x @ self.weight) * (1 + gamma) + x.sum(-1, keepdim=True) * beta
+            gamma, beta = per_example((gamma, beta), rows)
+            return torch.addcmul(beta, x, 1 + gamma)
+        # x R_hat, R_hat = R diag(1+gamma) + 1 beta^T: a Linear whose weight is R^T
+        return modulated_linear(x, self.weight.t(), None, gamma, beta, rows)
 
 
 class ConditionalLayerNorm(nn.Module):
@@ -200,10 +224,12 @@ class ConditionalLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor, z: torch.Tensor, rows: torch.Tensor,
                 base: nn.LayerNorm) -> torch.Tensor:
         gamma, beta = self.film(z)
+        weight, bias = base.weight * (1 + gamma), base.bias + beta  # once per task: [T, d]
+        if weight.shape[0] == 1:  # one task: the LayerNorm kernel applies them itself
+            return F.layer_norm(x, base.normalized_shape, weight[0], bias[0], base.eps)
         normed = F.layer_norm(x, base.normalized_shape, eps=base.eps)
-        # weight and bias once per task, then one row per example: [B, 1, d]
-        weight, bias = per_example((base.weight * (1 + gamma), base.bias + beta), rows)
-        return normed * weight + bias
+        weight, bias = per_example((weight, bias), rows)  # one row per example: [B, 1, d]
+        return torch.addcmul(bias, normed, weight)
 
 
 class ConditionalBottleneck(nn.Module):
@@ -229,14 +255,8 @@ class ConditionalBottleneck(nn.Module):
     def inner_size(hidden: int, reduction: int) -> int:
         return max(1, hidden // reduction)
 
-    @staticmethod
-    def _modulated(x: torch.Tensor, layer: nn.Linear, gamma: torch.Tensor,
-                   beta: torch.Tensor) -> torch.Tensor:
-        return (F.linear(x, layer.weight) * (1 + gamma) + x.sum(-1, keepdim=True) * beta
-                + layer.bias)
-
     def forward(self, x: torch.Tensor, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        g_d, b_d = per_example(self.film_down(z), rows)
-        g_u, b_u = per_example(self.film_up(z), rows)
-        inner = F.gelu(self._modulated(x, self.down, g_d, b_d))
-        return self.dropout(self._modulated(inner, self.up, g_u, b_u))
+        inner = F.gelu(modulated_linear(x, self.down.weight, self.down.bias,
+                                        *self.film_down(z), rows))
+        return self.dropout(modulated_linear(inner, self.up.weight, self.up.bias,
+                                             *self.film_up(z), rows))

@@ -76,9 +76,9 @@ class ConditionalLayer(nn.Module):
         attn = base.attention.self
         q, k, v = (self._split(attn.query(hidden)), self._split(attn.key(hidden)),
                    self._split(attn.value(hidden)))
-        bias = mask_bias
-        if self.cond_attention is not None:
-            bias = bias + self.cond_attention(z, rows, hidden.shape[1]).to(bias.dtype)
+        # mask_bias arrives in the attention's dtype: no cast per layer
+        bias = (mask_bias if self.cond_attention is None
+                else self.cond_attention(z, rows, hidden.shape[1], mask_bias))
         context = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias.to(q.dtype),
             dropout_p=self.attn_dropout if self.training else 0.0)
@@ -194,8 +194,11 @@ class ConditionalEncoder(nn.Module):
         if self.alignment is not None:
             hidden = self.alignment(hidden, z, rows)
         # additive padding mask [B, 1, 1, l]; half the dtype's range so adding M stays finite
-        mask_bias = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) \
-            * (torch.finfo(hidden.dtype).min / 2)
+        # in the dtype attention runs in (bf16 under autocast), once for every layer
+        dtype = torch.get_autocast_dtype(hidden.device.type) \
+            if torch.is_autocast_enabled(hidden.device.type) else hidden.dtype
+        mask_bias = ((1.0 - attention_mask[:, None, None, :].to(dtype))
+                     * (torch.finfo(dtype).min / 2))
         chain = None
         for j, layer in enumerate(self.layers):
             c = z if self.conditioner is None else self.conditioner(z, j)
