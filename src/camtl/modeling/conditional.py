@@ -18,8 +18,18 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _per_task_precision(z: torch.Tensor) -> torch.autocast:
+    """Autocast off: modules that see one row per task compute in their weights' dtype."""
+    return torch.autocast(z.device.type, enabled=False)
+
+
 class FiLMGenerator(nn.Module):
-    """z -> (gamma, beta), each [B, *shape]; a zero-initialised Linear (identity at start)."""
+    """z -> (gamma, beta), each [T, *shape]; a zero-initialised Linear (identity at start).
+
+    Runs in fp32 even under autocast: it sees one row per task, so its matmul is tiny, while
+    autocast would copy its whole weight (1.4 M values for the attention bias of a 384-wide
+    encoder at max_length 128) to bf16 on every call, in every layer.
+    """
 
     def __init__(self, z_dim: int, shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -30,7 +40,8 @@ class FiLMGenerator(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gamma, beta = self.proj(z).split(self.size, dim=-1)
+        with _per_task_precision(z):
+            gamma, beta = self.proj(z.to(self.proj.weight.dtype)).split(self.size, dim=-1)
         return gamma.view(-1, *self.shape), beta.view(-1, *self.shape)
 
 
@@ -101,8 +112,9 @@ class LayerConditioner(nn.Module):
                                  nn.Linear(z_dim, z_dim))
 
     def forward(self, z: torch.Tensor, layer: int) -> torch.Tensor:
-        e = self.layer_embedding.weight[layer].expand(z.shape[0], -1)
-        return self.mlp(torch.cat([z, e], dim=-1))
+        with _per_task_precision(z):  # one row per task: see FiLMGenerator
+            e = self.layer_embedding.weight[layer].expand(z.shape[0], -1)
+            return self.mlp(torch.cat([z.to(e.dtype), e], dim=-1))
 
 
 class TaskEmbedding(nn.Module):
@@ -115,7 +127,8 @@ class TaskEmbedding(nn.Module):
         self.transform = nn.Linear(z_dim, z_dim)
 
     def forward(self, task_ids: torch.Tensor) -> torch.Tensor:
-        return self.transform(self.table(task_ids))
+        with _per_task_precision(task_ids):  # one row per task: see FiLMGenerator
+            return self.transform(self.table(task_ids))
 
     def add_row(self, vector: torch.Tensor | None = None) -> int:
         """Append one task's row (``vector``, or the table's own random initialisation);
