@@ -264,13 +264,16 @@ def test_attention_bias_is_the_direct_sum_per_task(form: str, length: int) -> No
     with torch.no_grad():
         for param in bias.parameters():
             param.copy_(torch.randn(param.shape, generator=g))
+    from camtl.modeling.conditional import TaskRows
+
     z = torch.randn(2, 5, generator=g)  # two tasks in the batch
-    rows = torch.tensor([1, 0, 1])      # three examples
+    index = torch.tensor([0, 1, 1])     # three examples, sorted by task
+    rows = TaskRows.of(index, 2)
     mask = torch.randn(3, 1, 1, length, generator=g)
     got = bias(z, rows, length, mask)
     assert got.shape == (3, 1, length, length)
     gamma, beta = bias.film(z)
-    for example, task in enumerate(rows.tolist()):
+    for example, task in enumerate(index.tolist()):
         if form == "paper":
             blocks = bias.blocks * (1 + gamma[task]) + beta[task]
         else:
@@ -281,21 +284,38 @@ def test_attention_bias_is_the_direct_sum_per_task(form: str, length: int) -> No
         assert torch.allclose(got[example, 0], expected, atol=1e-6)
 
 
-def test_modulated_linear_folds_one_task_into_the_weight() -> None:
-    """One task: W' = diag(1+gamma) W + beta 1^T as one matmul; several: the per-example
-    modulation; both equal the definition, row by row."""
-    from camtl.modeling.conditional import modulated_linear
+def test_modulated_linear_applies_each_tasks_weight_to_its_run() -> None:
+    """W' = diag(1+gamma) W + beta 1^T per task, applied to that task's run of examples;
+    equal to the definition row by row, with one task or several in the batch."""
+    from camtl.modeling.conditional import TaskRows, modulated_linear
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 5, 6, generator=g)
     weight, bias = torch.randn(3, 6, generator=g), torch.randn(3, generator=g)
     gamma, beta = torch.randn(2, 3, generator=g), torch.randn(2, 3, generator=g)
-    rows = torch.tensor([0, 1, 1, 0])
-    mixed = modulated_linear(x, weight, bias, gamma, beta, rows)
-    for example, task in enumerate(rows.tolist()):
+    index = torch.tensor([0, 0, 1, 1])
+    mixed = modulated_linear(x, weight, bias, gamma, beta, TaskRows.of(index, 2))
+    for example, task in enumerate(index.tolist()):
         w_task = weight * (1 + gamma[task]).unsqueeze(1) + beta[task].unsqueeze(1)
         expected = x[example] @ w_task.T + bias
         assert torch.allclose(mixed[example], expected, atol=1e-5)
         alone = modulated_linear(x[example:example + 1], weight, bias, gamma[task:task + 1],
-                                 beta[task:task + 1], torch.zeros(1, dtype=torch.long))
+                                 beta[task:task + 1], TaskRows.of(torch.zeros(1).long(), 1))
         assert torch.allclose(alone[0], expected, atol=1e-5)
+
+
+def test_unsorted_mixed_batch_comes_back_in_order(encoder_dir: Path) -> None:
+    """The encoder runs a batch sorted by task and returns it in the caller's order: every
+    example's output equals the output of that example alone."""
+    cond = ConditionalEncoder(AutoModel.from_pretrained(encoder_dir), 3, VARIANTS["paper"])
+    randomize_conditional(cond)
+    cond.eval()
+    inputs = padded_inputs()
+    task_ids = torch.tensor([2, 0, 2])  # not sorted, one task twice
+    with torch.no_grad():
+        batch = cond(**inputs, task_ids=task_ids)
+        for row in range(3):
+            alone = cond(**{k: v[row:row + 1] for k, v in inputs.items()},
+                         task_ids=task_ids[row:row + 1])
+            mask = inputs["attention_mask"][row].bool()
+            assert torch.allclose(alone[0][mask], batch[row][mask], atol=1e-5)

@@ -24,6 +24,7 @@ from camtl.modeling.conditional import (
     FiLMGenerator,
     LayerConditioner,
     TaskEmbedding,
+    TaskRows,
 )
 
 
@@ -66,12 +67,13 @@ class ConditionalLayer(nn.Module):
 
     @staticmethod
     def _norm(cln: ConditionalLayerNorm | None, base: nn.LayerNorm, x: torch.Tensor,
-              z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+              z: torch.Tensor, rows: TaskRows) -> torch.Tensor:
         return cln(x, z, rows, base) if cln is not None else base(x)
 
     def forward(self, hidden: torch.Tensor, mask_bias: torch.Tensor, z: torch.Tensor,
-                rows: torch.Tensor) -> torch.Tensor:
-        """``z`` [T, d_z]: one vector per task in the batch; ``rows`` [B]: each example's."""
+                rows: TaskRows) -> torch.Tensor:
+        """``z`` [T, d_z]: one vector per task in the batch; ``rows``: each example's task
+        (the batch sorted by task)."""
         base = self.base
         attn = base.attention.self
         q, k, v = (self._split(attn.query(hidden)), self._split(attn.key(hidden)),
@@ -185,8 +187,16 @@ class ConditionalEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None, task_ids: torch.Tensor) -> torch.Tensor:
-        # the conditioning is computed once per task present, then gathered per example
-        tasks, rows = torch.unique(task_ids, return_inverse=True)
+        # the conditioning is computed once per task present; the batch runs sorted by task
+        # (each task's examples one contiguous run) and is put back in order at the end
+        tasks, index = torch.unique(task_ids, return_inverse=True)
+        order = None
+        if tasks.shape[0] > 1 and bool((index[1:] < index[:-1]).any()):
+            order = torch.argsort(index, stable=True)
+            index, input_ids, attention_mask = index[order], input_ids[order], \
+                attention_mask[order]
+            token_type_ids = None if token_type_ids is None else token_type_ids[order]
+        rows = TaskRows.of(index, tasks.shape[0])
         z = self.task_embedding(tasks)
         hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         if self.embeddings_project is not None:
@@ -205,4 +215,5 @@ class ConditionalEncoder(nn.Module):
             hidden = layer(hidden, mask_bias, c, rows)
             if self.side_chain is not None:  # "large": input = layer output + chain so far
                 chain = self.side_chain[j](hidden if chain is None else hidden + chain, c, rows)
-        return hidden if chain is None else hidden + chain
+        hidden = hidden if chain is None else hidden + chain
+        return hidden if order is None else hidden.index_select(0, torch.argsort(order))
