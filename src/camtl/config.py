@@ -25,7 +25,7 @@ def _err(where: str, message: str) -> ConfigError:
 @dataclass
 class CamtlConfig:
     """CA-MTL's conditional modules: one switch per row of the paper's Table 3.1, and the
-    alternative readings of NOTES.md (``*_form``). Used when ``model.architecture: camtl``.
+    alternative readings in docs/decisions.md (``*_form``). Used when ``model.architecture: camtl``.
 
     task_embedding_dim: width of z feeding every FiLM generator; None = the hidden size (the
     paper).

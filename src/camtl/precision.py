@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-SETTINGS = ("auto", "no", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # CPU flags of bf16 matrix instructions (x86: AVX512-BF16, AMX; Arm: BF16 extension)
 _BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}

@@ -177,7 +177,7 @@ class LookaheadOptions:
 
 @register_balancer("lookahead_dro")
 class LookaheadDRO(_SimplexWeights):
-    """Lookahead-DRO as reconstructed from the abstract of Michel et al. (NOTES.md).
+    """Lookahead-DRO as reconstructed from the abstract of Michel et al. (docs/decisions.md).
 
     A step with weights q changes task t's loss by about -eta (G q)_t, G_ts = <g_t, g_s>
     (task gradients on a cheap subset of shared parameters). Every ``every`` steps choose

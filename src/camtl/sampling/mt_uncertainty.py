@@ -4,7 +4,7 @@ Each step draws b candidates from every task, scores them without gradients (a s
 trainer provides: normalised entropy H / H'_t per candidate, see camtl.training.uncertainty),
 keeps the b most uncertain as one mixed-task batch and returns the others to their pools.
 
-Scoring forms (NOTES.md):
+Scoring forms (docs/decisions.md):
   "authors" (default): U = (H/H') * mean_t(H/H') / max_t' mean_t'(H/H') -- favours the most
                         uncertain task; dividing by one constant alone would not change a
                         top-b ranking.
