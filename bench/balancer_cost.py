@@ -39,22 +39,25 @@ class Runner:
         from camtl.sampling import BatchScheduler, build_sampler
 
         torch.manual_seed(0)
-        config = ModelConfig(encoder="minilm", architecture="camtl",
-                             camtl=CamtlConfig(max_length=64))
-        self.model, _ = MultiTaskModel.from_encoder(config, [t.spec for t in tasks],
-                                                    {t.spec.name: t.labels for t in tasks})
+        config = ModelConfig(
+            encoder="minilm", architecture="camtl", camtl=CamtlConfig(max_length=64)
+        )
+        self.model, _ = MultiTaskModel.from_encoder(
+            config, [t.spec for t in tasks], {t.spec.name: t.labels for t in tasks}
+        )
         self.model.train()
         self.balancer = build_balancer(name, BALANCERS[name], [t.spec.name for t in tasks])
         params = [p for p in self.model.parameters() if p.requires_grad]
         params += list(self.balancer.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=1e-5)
-        self.context = BalanceContext(learning_rate=1e-5,
-                                      shared_parameters=shared_parameters(self.model,
-                                                                          "top_layer"))
+        self.context = BalanceContext(
+            learning_rate=1e-5, shared_parameters=shared_parameters(self.model, "top_layer")
+        )
         sizes = [len(t.features["train"]) for t in tasks]
         # every runner draws the same batches: same sampler, same seed
-        self.scheduler = BatchScheduler(build_sampler("uniform", {}, sizes, 1000), sizes,
-                                        batch, "mixed", 12)
+        self.scheduler = BatchScheduler(
+            build_sampler("uniform", {}, sizes, 1000), sizes, batch, "mixed", 12
+        )
         self.tasks = tasks
         self.pad = tokenizer.pad_token_id
         self.step_index = 0
@@ -86,12 +89,19 @@ def main() -> None:
         for name, runner in runners.items():
             times[name].append(runner.step())
     median = {name: statistics.median(t) for name, t in times.items()}
-    result: dict[str, Any] = {f"{name}_over_equal": median[name] / median["equal"]
-                              for name in BALANCERS if name != "equal"}
+    result: dict[str, Any] = {
+        f"{name}_over_equal": median[name] / median["equal"]
+        for name in BALANCERS
+        if name != "equal"
+    }
     result["step_seconds_median"] = median
-    result["setup"] = {"batch_size": args.batch_size, "steps": args.steps,
-                       "lookahead": BALANCERS["lookahead_dro"],
-                       "threads": torch.get_num_threads(), "torch": torch.__version__}
+    result["setup"] = {
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "lookahead": BALANCERS["lookahead_dro"],
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "setup"}, indent=2))

@@ -30,16 +30,19 @@ def timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
-def probe(encoder: str, steps: int, lengths: list[int], batch_size: int, mode: str
-          ) -> dict[str, Any]:
+def probe(
+    encoder: str, steps: int, lengths: list[int], batch_size: int, mode: str
+) -> dict[str, Any]:
     batches = [make_batch(30000, batch_size, n) for n in lengths]
     result: dict[str, Any] = {}
     for kind in ("train", "infer"):
         eager_model = build(encoder, "camtl")[0]
         compiled_model = build(encoder, "camtl")[0]
         runners = {}
-        for label, m in (("eager", eager_model),
-                         ("compiled", torch.compile(compiled_model, dynamic=True, mode=mode))):
+        for label, m in (
+            ("eager", eager_model),
+            ("compiled", torch.compile(compiled_model, dynamic=True, mode=mode)),
+        ):
             if kind == "train":
                 m.train()
                 opt = optimizer_for(m)
@@ -50,6 +53,7 @@ def probe(encoder: str, steps: int, lengths: list[int], batch_size: int, mode: s
                 def infer(b: dict, m: Any = m) -> float:
                     with torch.inference_mode():
                         return timed(lambda: m(**b))
+
                 runners[label] = infer
         first = {label: sum(run(b) for b in batches) for label, run in runners.items()}
         times: dict[str, list[float]] = {label: [] for label in runners}
@@ -60,10 +64,13 @@ def probe(encoder: str, steps: int, lengths: list[int], batch_size: int, mode: s
         saved = median["eager"] - median["compiled"]
         overhead = first["compiled"] - first["eager"]
         result[kind] = {
-            "eager_step_s": median["eager"], "compiled_step_s": median["compiled"],
+            "eager_step_s": median["eager"],
+            "compiled_step_s": median["compiled"],
             "compiled_over_eager": median["compiled"] / median["eager"],
-            "first_calls_s": first, "compile_overhead_s": overhead,
-            "break_even_steps": round(overhead / saved) if saved > 0 else None}
+            "first_calls_s": first,
+            "compile_overhead_s": overhead,
+            "break_even_steps": round(overhead / saved) if saved > 0 else None,
+        }
     return result
 
 
@@ -78,9 +85,14 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     lengths = [int(n) for n in args.lengths.split(",")]
-    result = {"precision": DEFAULT, "torch": torch.__version__, "lengths": lengths,
-              "threads": torch.get_num_threads(), "mode": args.mode,
-              **probe(args.encoder, args.steps, lengths, args.batch_size, args.mode)}
+    result = {
+        "precision": DEFAULT,
+        "torch": torch.__version__,
+        "lengths": lengths,
+        "threads": torch.get_num_threads(),
+        "mode": args.mode,
+        **probe(args.encoder, args.steps, lengths, args.batch_size, args.mode),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

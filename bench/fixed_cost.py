@@ -28,19 +28,33 @@ def one_run(config: str, steps: int, src: Path | None, cold: bool, env: dict) ->
         out = Path(tmp) / "run"
         if cold:
             env = {**env, "CAMTL_FEATURE_CACHE_DIR": str(Path(tmp) / "features")}
-        command = [sys.executable, "-m", "camtl.cli", "train", config, "--output-dir",
-                   str(out), "--set", f"training.max_steps={steps}",
-                   "--set", f"training.eval_every={steps}"]
+        command = [
+            sys.executable,
+            "-m",
+            "camtl.cli",
+            "train",
+            config,
+            "--output-dir",
+            str(out),
+            "--set",
+            f"training.max_steps={steps}",
+            "--set",
+            f"training.eval_every={steps}",
+        ]
         start = time.perf_counter()
-        subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         whole = time.perf_counter() - start
         metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         report = json.loads((out / "report.json").read_text())
     train = metrics[-1]["train_s"]
-    return {"whole_s": round(whole, 2), "train_steps_s": train,
-            "fixed_s": round(whole - train, 2),
-            "precision": report["run_info"].get("precision", "no")}
+    return {
+        "whole_s": round(whole, 2),
+        "train_steps_s": train,
+        "fixed_s": round(whole - train, 2),
+        "precision": report["run_info"].get("precision", "no"),
+    }
 
 
 def main() -> None:
@@ -55,12 +69,18 @@ def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if args.src:
         env["PYTHONPATH"] = str((args.src / "src").resolve())
-    runs = [one_run(args.config, args.steps, args.src, args.cold, env)
-            for _ in range(args.runs)]
-    result = {"config": args.config, "steps": args.steps, "src": str(args.src or "."),
-              "cold_feature_cache": args.cold, "runs": runs,
-              **{f"median_{k}": statistics.median(r[k] for r in runs)
-                 for k in ("whole_s", "train_steps_s", "fixed_s")}}
+    runs = [one_run(args.config, args.steps, args.src, args.cold, env) for _ in range(args.runs)]
+    result = {
+        "config": args.config,
+        "steps": args.steps,
+        "src": str(args.src or "."),
+        "cold_feature_cache": args.cold,
+        "runs": runs,
+        **{
+            f"median_{k}": statistics.median(r[k] for r in runs)
+            for k in ("whole_s", "train_steps_s", "fixed_s")
+        },
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -19,11 +19,17 @@ import torch
 from step_time import DEFAULT, make_batch
 
 VARIANTS = {
-    "all": {}, "no_attention": {"conditional_attention": False},
+    "all": {},
+    "no_attention": {"conditional_attention": False},
     "no_alignment": {"conditional_alignment": False},
-    "no_layer_norm": {"conditional_layer_norm": False}, "no_bottleneck": {"bottleneck": "none"},
-    "none": {"conditional_attention": False, "conditional_alignment": False,
-             "conditional_layer_norm": False, "bottleneck": "none"},
+    "no_layer_norm": {"conditional_layer_norm": False},
+    "no_bottleneck": {"bottleneck": "none"},
+    "none": {
+        "conditional_attention": False,
+        "conditional_alignment": False,
+        "conditional_layer_norm": False,
+        "bottleneck": "none",
+    },
 }
 
 
@@ -68,11 +74,18 @@ def main() -> None:
                 run()
                 times[name].append(time.perf_counter() - start)
     ms = {name: round(1000 * statistics.median(t), 1) for name, t in times.items()}
-    result = {"milliseconds_per_batch": ms,
-              "module_cost_ms": {name: round(ms["all"] - ms[name], 1)
-                                 for name in VARIANTS if name.startswith("no_")},
-              "setup": {"precision": DEFAULT, "single_task": args.single_task,
-                        "batch": [32, 128], "tasks": 7}}
+    result = {
+        "milliseconds_per_batch": ms,
+        "module_cost_ms": {
+            name: round(ms["all"] - ms[name], 1) for name in VARIANTS if name.startswith("no_")
+        },
+        "setup": {
+            "precision": DEFAULT,
+            "single_task": args.single_task,
+            "batch": [32, 128],
+            "tasks": 7,
+        },
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

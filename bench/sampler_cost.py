@@ -32,8 +32,10 @@ TASKS = ["snli", "vader", "rt_polarity", "bbc_topic", "wnut16", "wnut16_qa", "po
 SAMPLERS = {
     "uniform": ("uniform", {}),
     "mt_uncertainty": ("mt_uncertainty", {}),
-    "mt_uncertainty_amortized": ("mt_uncertainty", {"mode": "amortized", "pool_factor": 4,
-                                                    "refresh_fraction": 0.5}),
+    "mt_uncertainty_amortized": (
+        "mt_uncertainty",
+        {"mode": "amortized", "pool_factor": 4, "refresh_fraction": 0.5},
+    ),
 }
 
 
@@ -64,18 +66,29 @@ class Runner:
 
         torch.manual_seed(0)
         sampler_name, options = SAMPLERS[name]
-        config = ModelConfig(encoder="minilm", architecture="camtl",
-                             camtl=CamtlConfig(max_length=64))
-        self.model, _ = MultiTaskModel.from_encoder(config, [t.spec for t in tasks],
-                                                    {t.spec.name: t.labels for t in tasks})
+        config = ModelConfig(
+            encoder="minilm", architecture="camtl", camtl=CamtlConfig(max_length=64)
+        )
+        self.model, _ = MultiTaskModel.from_encoder(
+            config, [t.spec for t in tasks], {t.spec.name: t.labels for t in tasks}
+        )
         self.model.train()
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad], lr=1e-5)
+            [p for p in self.model.parameters() if p.requires_grad], lr=1e-5
+        )
         sizes = [len(t.features["train"]) for t in tasks]
         self.sampler = build_sampler(sampler_name, options, sizes, 1000)
         self.scheduler = BatchScheduler(self.sampler, sizes, batch, "mixed", 12)
-        self.scheduler.scorer = make_scorer(self.model, tasks, tokenizer.pad_token_id, "cpu",
-                                            128, 4, 12, lambda: self.sampler.scored)
+        self.scheduler.scorer = make_scorer(
+            self.model,
+            tasks,
+            tokenizer.pad_token_id,
+            "cpu",
+            128,
+            4,
+            12,
+            lambda: self.sampler.scored,
+        )
         self.tasks = tasks
         self.pad = tokenizer.pad_token_id
         self.step_index = 0
@@ -109,12 +122,15 @@ def staleness(runner: Runner, batch: int) -> dict[str, float]:
     candidates = [(e[0], e[1]) for e in sampler.cache]
     cached = sampler.cached_scores()
     norm, raw = runner.scheduler.score(candidates)
-    fresh = uncertainty_scores(norm, raw, np.array([t for t, _ in candidates]),
-                               sampler.options.score_form)
+    fresh = uncertainty_scores(
+        norm, raw, np.array([t for t, _ in candidates]), sampler.options.score_form
+    )
     top_cached = set(np.argsort(-cached)[:batch].tolist())
     top_fresh = set(np.argsort(-fresh)[:batch].tolist())
-    return {"spearman": float(spearmanr(cached, fresh).statistic),
-            "top_b_overlap": len(top_cached & top_fresh) / batch}
+    return {
+        "spearman": float(spearmanr(cached, fresh).statistic),
+        "top_b_overlap": len(top_cached & top_fresh) / batch,
+    }
 
 
 def main() -> None:
@@ -147,18 +163,26 @@ def main() -> None:
     stale = [s for s in stale if s]
     result = {
         "mt_uncertainty_over_uniform": median["mt_uncertainty"] / median["uniform"],
-        "mt_uncertainty_amortized_over_uniform":
-            median["mt_uncertainty_amortized"] / median["uniform"],
+        "mt_uncertainty_amortized_over_uniform": median["mt_uncertainty_amortized"]
+        / median["uniform"],
         "step_seconds_median": median,
         "amortized_score_staleness": {
             "spearman_mean": statistics.mean(s["spearman"] for s in stale) if stale else None,
-            "top_b_overlap_mean": (statistics.mean(s["top_b_overlap"] for s in stale)
-                                   if stale else None),
-            "measurements": len(stale)},
-        "setup": {"tasks": TASKS, "batch_size": args.batch_size, "steps": args.steps,
-                  "max_train": args.max_train, "max_length": args.max_length,
-                  "amortized": SAMPLERS["mt_uncertainty_amortized"][1],
-                  "threads": torch.get_num_threads(), "torch": torch.__version__},
+            "top_b_overlap_mean": (
+                statistics.mean(s["top_b_overlap"] for s in stale) if stale else None
+            ),
+            "measurements": len(stale),
+        },
+        "setup": {
+            "tasks": TASKS,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "max_train": args.max_train,
+            "max_length": args.max_length,
+            "amortized": SAMPLERS["mt_uncertainty_amortized"][1],
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "targets": {"mt_uncertainty_amortized_over_uniform": "<= 1.25"},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

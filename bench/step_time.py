@@ -75,26 +75,39 @@ def build(encoder: str, name: str) -> Any:
     hf = AutoModel.from_pretrained(resolve_encoder_name(encoder))
     if spec["freeze_layers"] is None:
         spec["freeze_layers"] = hf.config.num_hidden_layers // 2
-    tasks = [TaskSpec(f"t{i}", TaskType.CLASSIFICATION, ["text"], "label", ["a", "b", "c"],
-                      source=SourceSpec(kind="files", paths={"train": "-"}))
-             for i in range(NUM_TASKS)]
+    tasks = [
+        TaskSpec(
+            f"t{i}",
+            TaskType.CLASSIFICATION,
+            ["text"],
+            "label",
+            ["a", "b", "c"],
+            source=SourceSpec(kind="files", paths={"train": "-"}),
+        )
+        for i in range(NUM_TASKS)
+    ]
     labels = {t.name: ["a", "b", "c"] for t in tasks}
-    config = ModelConfig(encoder=encoder, camtl=CamtlConfig(max_length=128,
-                                                            generators=generators), **spec)
+    config = ModelConfig(
+        encoder=encoder, camtl=CamtlConfig(max_length=128, generators=generators), **spec
+    )
     return MultiTaskModel(hf, tasks, labels, config), hf
 
 
 def make_batch(vocab: int, batch: int, length: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, vocab, (batch, length), generator=g)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-            "token_type_ids": torch.zeros_like(ids),
-            "task_ids": torch.arange(batch) % NUM_TASKS,
-            "cls_labels": torch.randint(0, 3, (batch,), generator=g)}
+    return {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": torch.zeros_like(ids),
+        "task_ids": torch.arange(batch) % NUM_TASKS,
+        "cls_labels": torch.randint(0, 3, (batch,), generator=g),
+    }
 
 
-def train_step(model: Any, optimizer: torch.optim.Optimizer, batch: dict,
-               precision: str = DEFAULT) -> float:
+def train_step(
+    model: Any, optimizer: torch.optim.Optimizer, batch: dict, precision: str = DEFAULT
+) -> float:
     start = time.perf_counter()
     with autocast(precision):
         loss = model(**batch).loss
@@ -108,8 +121,9 @@ def optimizer_for(model: Any) -> torch.optim.Optimizer:
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
 
-def time_steps(encoder: str, steps: int, batch: dict, runs: dict[str, tuple[str, str]]
-               ) -> dict[str, float]:
+def time_steps(
+    encoder: str, steps: int, batch: dict, runs: dict[str, tuple[str, str]]
+) -> dict[str, float]:
     """Median step time of each run: label -> (configuration, precision), interleaved."""
     built = {label: build(encoder, name)[0].train() for label, (name, _) in runs.items()}
     optims = {label: optimizer_for(m) for label, m in built.items()}
@@ -161,16 +175,21 @@ def time_inference(encoder: str, rounds: int, batch: dict) -> dict[str, float]:
         def run() -> None:
             with autocast(precision):
                 model.encode(**inputs, task_ids=task_ids)
+
         return run
 
     def run_bare() -> None:
         with autocast(DEFAULT):
             bare(**inputs)
 
-    runs = {"camtl": camtl_in(DEFAULT), "encoder": run_bare,
-            "camtl_fp32": camtl_in("no"), "camtl_bf16": camtl_in("bf16"),
-            # one task per batch, as evaluation and prediction run
-            "camtl_single_task": camtl_in(DEFAULT, torch.zeros_like(batch["task_ids"]))}
+    runs = {
+        "camtl": camtl_in(DEFAULT),
+        "encoder": run_bare,
+        "camtl_fp32": camtl_in("no"),
+        "camtl_bf16": camtl_in("bf16"),
+        # one task per batch, as evaluation and prediction run
+        "camtl_single_task": camtl_in(DEFAULT, torch.zeros_like(batch["task_ids"])),
+    }
     for fn in runs.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -188,8 +207,7 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def peak_memory_child(encoder: str, name: str, steps: int, batch_size: int,
-                      length: int) -> None:
+def peak_memory_child(encoder: str, name: str, steps: int, batch_size: int, length: int) -> None:
     """Run in a fresh process: peak RSS growth over the training steps, printed as JSON."""
     model, _ = build(encoder, name)
     model.train()
@@ -216,9 +234,22 @@ def peak_memory_child(encoder: str, name: str, steps: int, batch_size: int,
 
 def peak_memory(encoder: str, name: str, batch_size: int, length: int) -> int:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--encoder", encoder,
-         "--batch-size", str(batch_size), "--length", str(length)],
-        check=True, capture_output=True, text=True)
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            "--encoder",
+            encoder,
+            "--batch-size",
+            str(batch_size),
+            "--length",
+            str(length),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return int(json.loads(out.stdout.strip().splitlines()[-1])["peak_growth_bytes"])
 
 
@@ -229,8 +260,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
-    parser.add_argument("--per-layer", action="store_true", help="also time per-layer "
-                        "generators: camtl_shared_over_per_layer_generators")
+    parser.add_argument(
+        "--per-layer",
+        action="store_true",
+        help="also time per-layer generators: camtl_shared_over_per_layer_generators",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -247,16 +281,27 @@ def main() -> None:
     model, _ = build(args.encoder, "camtl")
     batch = make_batch(model.encoder.config.vocab_size, args.batch_size, args.length)
     del model
-    step = time_steps(args.encoder, args.steps, batch,
-                      {name: (name, DEFAULT)
-                       for name in [*CONFIGS, *(PER_LAYER if args.per_layer else {})]})
-    step.update(time_steps(args.encoder, args.steps, batch,
-                           {"camtl_fp32": ("camtl", "no"), "camtl_bf16": ("camtl", "bf16")}))
+    step = time_steps(
+        args.encoder,
+        args.steps,
+        batch,
+        {name: (name, DEFAULT) for name in [*CONFIGS, *(PER_LAYER if args.per_layer else {})]},
+    )
+    step.update(
+        time_steps(
+            args.encoder,
+            args.steps,
+            batch,
+            {"camtl_fp32": ("camtl", "no"), "camtl_bf16": ("camtl", "bf16")},
+        )
+    )
     infer = time_inference(args.encoder, args.steps, batch)
     flops = step_flops(args.encoder, batch)
     peak = matmul_peak()
-    memory = {name: peak_memory(args.encoder, name, args.batch_size, args.length)
-              for name in ("full_finetune", "camtl")}
+    memory = {
+        name: peak_memory(args.encoder, name, args.batch_size, args.length)
+        for name in ("full_finetune", "camtl")
+    }
     result = {
         "camtl_over_frozen_mtl": step["camtl"] / step["frozen_mtl"],
         "camtl_over_full_finetune": step["camtl"] / step["full_finetune"],
@@ -266,26 +311,39 @@ def main() -> None:
         "bf16_over_fp32_train_step": step["camtl_bf16"] / step["camtl_fp32"],
         "bf16_over_fp32_infer": infer["camtl_fp32"] / infer["camtl_bf16"],
         "train_flops_over_peak": flops / min(step["camtl_bf16"], step["camtl_fp32"]) / peak,
-        **({"camtl_shared_over_per_layer_generators": step["camtl"] / step["camtl_per_layer"]}
-           if args.per_layer else {}),
+        **(
+            {"camtl_shared_over_per_layer_generators": step["camtl"] / step["camtl_per_layer"]}
+            if args.per_layer
+            else {}
+        ),
         "step_seconds_median": step,
         "inference_examples_per_second": infer,
         "peak_rss_growth_bytes": memory,
         "train_step_flops": flops,
         "bf16_matmul_peak_flops_per_s": peak,
-        "setup": {"precision": DEFAULT, "encoder": args.encoder, "batch_size": args.batch_size,
-                  "length": args.length, "tasks": NUM_TASKS, "steps": args.steps,
-                  "threads": torch.get_num_threads(), "torch": torch.__version__},
-        "targets": {"camtl_over_frozen_mtl": "<= 1.35", "camtl_over_full_finetune": "<= 0.95",
-                    "camtl_infer_over_encoder": ">= 0.90",
-                    "camtl_peak_mem_over_full_finetune": "<= 1.0",
-                    "bf16_over_fp32_train_step": "<= 0.70", "bf16_over_fp32_infer": "<= 0.60",
-                    "train_flops_over_peak": ">= 0.40"},
+        "setup": {
+            "precision": DEFAULT,
+            "encoder": args.encoder,
+            "batch_size": args.batch_size,
+            "length": args.length,
+            "tasks": NUM_TASKS,
+            "steps": args.steps,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "targets": {
+            "camtl_over_frozen_mtl": "<= 1.35",
+            "camtl_over_full_finetune": "<= 0.95",
+            "camtl_infer_over_encoder": ">= 0.90",
+            "camtl_peak_mem_over_full_finetune": "<= 1.0",
+            "bf16_over_fp32_train_step": "<= 0.70",
+            "bf16_over_fp32_infer": "<= 0.60",
+            "train_flops_over_peak": ">= 0.40",
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: round(v, 3) for k, v in result.items() if isinstance(v, float)},
-                     indent=2))
+    print(json.dumps({k: round(v, 3) for k, v in result.items() if isinstance(v, float)}, indent=2))
 
 
 if __name__ == "__main__":

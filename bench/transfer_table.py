@@ -30,20 +30,33 @@ def main() -> None:
         fraction = camtl.name.split("_", 1)[1]
         info = json.loads((camtl / "transfer.json").read_text(encoding="utf-8"))
         bare = args.root / f"bare_{fraction}"
-        rows.append({"fraction": float(fraction), "train_examples": info["train_examples"],
-                     "steps": info["steps"], "init": info["init"],
-                     "camtl_dev": score(camtl), "bare_dev": score(bare),
-                     "camtl_test": score(camtl, "report_test"),
-                     "bare_test": score(bare, "report_test"),
-                     "camtl_wall_s": info["wall_time_s"]})
-    print("| data | examples | steps | CA-MTL (add-task, init) dev | bare MiniLM dev | "
-          "CA-MTL test | bare test |\n|---:|---:|---:|---:|---:|---:|---:|")
+        rows.append(
+            {
+                "fraction": float(fraction),
+                "train_examples": info["train_examples"],
+                "steps": info["steps"],
+                "init": info["init"],
+                "camtl_dev": score(camtl),
+                "bare_dev": score(bare),
+                "camtl_test": score(camtl, "report_test"),
+                "bare_test": score(bare, "report_test"),
+                "camtl_wall_s": info["wall_time_s"],
+            }
+        )
+    print(
+        "| data | examples | steps | CA-MTL (add-task, init) dev | bare MiniLM dev | "
+        "CA-MTL test | bare test |\n|---:|---:|---:|---:|---:|---:|---:|"
+    )
     for r in rows:
+
         def cell(x: dict | None) -> str:
             return "-" if x is None else f"{x['score']:.2f}"
-        print(f"| {100 * r['fraction']:g}% | {r['train_examples']} | {r['steps']} | "
-              f"{cell(r['camtl_dev'])} ({r['init']}) | {cell(r['bare_dev'])} | "
-              f"{cell(r['camtl_test'])} | {cell(r['bare_test'])} |")
+
+        print(
+            f"| {100 * r['fraction']:g}% | {r['train_examples']} | {r['steps']} | "
+            f"{cell(r['camtl_dev'])} ({r['init']}) | {cell(r['bare_dev'])} | "
+            f"{cell(r['camtl_test'])} | {cell(r['bare_test'])} |"
+        )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2), encoding="utf-8")
 

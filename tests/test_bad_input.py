@@ -24,20 +24,42 @@ import yaml
 
 from camtl.cli import main
 
-WORDS = ("the", "good", "bad", "movie", "film", "food", "dog", "cat", "john", "mary", "paris",
-         "london", "very", "great", "awful")
+WORDS = (
+    "the",
+    "good",
+    "bad",
+    "movie",
+    "film",
+    "food",
+    "dog",
+    "cat",
+    "john",
+    "mary",
+    "paris",
+    "london",
+    "very",
+    "great",
+    "awful",
+)
 TRUNCATION_WARNING = "examples were longer than max_length=16 tokens and were truncated"
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def sentence(i: int, n: int = 5) -> str:
     return " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(n))
 
 
 def pair_rows(n: int = 16) -> list[dict[str, Any]]:
-    return [{"premise": sentence(i), "hypothesis": sentence(i + 1),
-             "label": "same" if i % 2 else "different"} for i in range(n)]
+    return [
+        {
+            "premise": sentence(i),
+            "hypothesis": sentence(i + 1),
+            "label": "same" if i % 2 else "different",
+        }
+        for i in range(n)
+    ]
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -47,16 +69,31 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def pairs_task(train: str = "pairs.jsonl", **extra: Any) -> dict[str, Any]:
-    return {"name": "pairs", "type": "classification",
-            "text_columns": ["premise", "hypothesis"], "label_column": "label",
-            "source": {"paths": {"train": train}}, **extra}
+    return {
+        "name": "pairs",
+        "type": "classification",
+        "text_columns": ["premise", "hypothesis"],
+        "label_column": "label",
+        "source": {"paths": {"train": train}},
+        **extra,
+    }
 
 
 def config_dict(root: Path, encoder: Path, *tasks: dict[str, Any]) -> dict[str, Any]:
-    return {"output_dir": str(root / "run"), "seed": 3, "model": {"encoder": str(encoder)},
-            "tasks": list(tasks) or [pairs_task()],
-            "training": {"max_steps": 2, "batch_size": 4, "eval_batch_size": 32,
-                         "eval_every": 2, "log_every": 1, "learning_rate": 1e-3}}
+    return {
+        "output_dir": str(root / "run"),
+        "seed": 3,
+        "model": {"encoder": str(encoder)},
+        "tasks": list(tasks) or [pairs_task()],
+        "training": {
+            "max_steps": 2,
+            "batch_size": 4,
+            "eval_batch_size": 32,
+            "eval_every": 2,
+            "log_every": 1,
+            "learning_rate": 1e-3,
+        },
+    }
 
 
 def write_config(root: Path, data: Any, name: str = "config.yaml") -> Path:
@@ -68,8 +105,14 @@ def write_config(root: Path, data: Any, name: str = "config.yaml") -> Path:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, "-m", "camtl.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "camtl.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
 
 
 def assert_user_error(code: int, err: str, *parts: str) -> str:
@@ -84,8 +127,7 @@ def assert_user_error(code: int, err: str, *parts: str) -> str:
     return line
 
 
-def cli_error(capsys: pytest.CaptureFixture[str], *args: str, parts: tuple[str, ...] = ()
-              ) -> str:
+def cli_error(capsys: pytest.CaptureFixture[str], *args: str, parts: tuple[str, ...] = ()) -> str:
     capsys.readouterr()
     code = main(list(args))
     out, err = capsys.readouterr()
@@ -99,11 +141,13 @@ def assert_no_run(run_dir: Path) -> None:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 # ----------------------------------------------------------------------------- fixtures
+
 
 @pytest.fixture
 def project(tmp_path: Path, tiny_encoder_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -112,8 +156,9 @@ def project(tmp_path: Path, tiny_encoder_dir: Path) -> tuple[Path, dict[str, Any
     return tmp_path, config_dict(tmp_path, tiny_encoder_dir)
 
 
-def train_error(capsys: pytest.CaptureFixture[str], root: Path, config: dict[str, Any],
-                *parts: str) -> str:
+def train_error(
+    capsys: pytest.CaptureFixture[str], root: Path, config: dict[str, Any], *parts: str
+) -> str:
     """`camtl train` must fail in one line and leave no run folder behind."""
     line = cli_error(capsys, "train", str(write_config(root, config)), parts=parts)
     assert_no_run(Path(config["output_dir"]))
@@ -130,19 +175,28 @@ def _fail_then_train(root: Path, encoder: Path) -> dict[str, Any]:
     data = root / "pairs.jsonl"
     lines = good.splitlines(keepends=True)
     data.write_text("".join(lines[:4]) + '{"premise": "good movie",\n' + "".join(lines[4:]))
-    config = write_config(root, config_dict(
-        root, encoder, pairs_task(max_length=16, labels=["different", "same"])))
+    config = write_config(
+        root, config_dict(root, encoder, pairs_task(max_length=16, labels=["different", "same"]))
+    )
     failed = run_cli("train", str(config))
     failed_left_run_dir = (root / "run").exists()
     data.write_text(good)
     ok = run_cli("train", str(config))
-    return {"root": root, "run": root / "run", "config": config, "data": data,
-            "failed": failed, "failed_left_run_dir": failed_left_run_dir, "ok": ok}
+    return {
+        "root": root,
+        "run": root / "run",
+        "config": config,
+        "data": data,
+        "failed": failed,
+        "failed_left_run_dir": failed_left_run_dir,
+        "ok": ok,
+    }
 
 
 @pytest.fixture(scope="module")
-def _background_training(tmp_path_factory: pytest.TempPathFactory,
-                         tiny_encoder_dir: Path) -> Iterator[Future[dict[str, Any]]]:
+def _background_training(
+    tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path
+) -> Iterator[Future[dict[str, Any]]]:
     """The two subprocess trainings take most of this file's time: they run in a thread,
     started by this file's first test, while the in-process cases go on (two cores)."""
     root = tmp_path_factory.mktemp("trained")
@@ -158,27 +212,39 @@ def trained(_background_training: Future[dict[str, Any]]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- config file
 # (subprocess cases first: they overlap the background training)
 
+
 @pytest.mark.usefixtures("_background_training")  # starts it early (see the fixture)
 def test_missing_config_file_subprocess(tmp_path: Path) -> None:
     result = run_cli("train", str(tmp_path / "nope.yaml"))
-    assert_user_error(result.returncode, result.stderr, f"{tmp_path / 'nope.yaml'}",
-                      "file not found")
+    assert_user_error(
+        result.returncode, result.stderr, f"{tmp_path / 'nope.yaml'}", "file not found"
+    )
     assert result.stdout == ""
 
 
 def test_evaluate_a_folder_that_is_not_a_run_subprocess(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     result = run_cli("evaluate", str(tmp_path))  # `camtl evaluate` on a folder: not a run
-    assert_user_error(result.returncode, result.stderr,
-                      f"{tmp_path}: not a camtl run directory (config.yaml missing)")
-    cli_error(capsys, "evaluate", str(tmp_path / "missing"),
-              parts=(f"{tmp_path / 'missing'}: not a camtl run directory",))
+    assert_user_error(
+        result.returncode,
+        result.stderr,
+        f"{tmp_path}: not a camtl run directory (config.yaml missing)",
+    )
+    cli_error(
+        capsys,
+        "evaluate",
+        str(tmp_path / "missing"),
+        parts=(f"{tmp_path / 'missing'}: not a camtl run directory",),
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="running as root: permission bits do not stop reading")
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="running as root: permission bits do not stop reading",
+)
 def test_unreadable_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_config(tmp_path, {"tasks": ["snli"]})
     path.chmod(0)
@@ -188,8 +254,9 @@ def test_unreadable_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
         path.chmod(0o644)
 
 
-def test_config_that_is_a_folder_or_not_utf8(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_that_is_a_folder_or_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # What the chmod-000 case proves, also as root: a config that cannot be read.
     folder = tmp_path / "folder.yaml"
     folder.mkdir()
@@ -199,33 +266,54 @@ def test_config_that_is_a_folder_or_not_utf8(tmp_path: Path,
     cli_error(capsys, "train", str(binary), parts=(str(binary), "cannot read"))
 
 
-def test_malformed_yaml_names_line_and_column(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_yaml_names_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_config(tmp_path, "seed: 1\ntasks: [snli\ntraining:\n  max_steps: 3\n")
-    cli_error(capsys, "train", str(path),
-              parts=(f"{path}: malformed YAML at line 3, column 9: expected ',' or ']'",))
+    cli_error(
+        capsys,
+        "train",
+        str(path),
+        parts=(f"{path}: malformed YAML at line 3, column 9: expected ',' or ']'",),
+    )
 
 
-@pytest.mark.parametrize(("section", "message"), [
-    ({"optimizer": {"lr": 1}}, "unknown key 'optimizer' (known keys: output_dir, seed, model"),
-    ({"training": {"lerning_rate": 0.1}},
-     "unknown key 'training.lerning_rate' (known keys: max_steps, batch_size"),
-    ({"training": {"sampler": {"nmae": "uniform"}}},
-     "unknown key 'training.sampler.nmae' (known keys: name, options)"),
-    ({"training": {"max_steps": "ten"}},
-     "key 'training.max_steps': expected an integer, got 'ten'"),
-    ({"training": {"mixed_precision": "fp64"}},
-     "key 'training.mixed_precision': 'fp64' is not allowed "
-     "(allowed: 'auto', 'no', 'bf16', 'fp16')"),
-    ({"model": {"pooling": "max"}}, "key 'model.pooling': 'max' is not allowed"),
-    ({"tasks": ["snlii"]}, "key 'tasks[0]': unknown task 'snlii' (did you mean snli"),
-    ({"tasks": [pairs_task(type="clasification")]},
-     "key 'tasks[0].type': 'clasification' is not allowed (allowed: 'classification'"),
-    ({"tasks": [pairs_task(lables=["a"])]}, "unknown key 'tasks[0].lables'"),
-])
-def test_config_errors_name_the_key(project: tuple[Path, dict[str, Any]],
-                                    capsys: pytest.CaptureFixture[str],
-                                    section: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"optimizer": {"lr": 1}}, "unknown key 'optimizer' (known keys: output_dir, seed, model"),
+        (
+            {"training": {"lerning_rate": 0.1}},
+            "unknown key 'training.lerning_rate' (known keys: max_steps, batch_size",
+        ),
+        (
+            {"training": {"sampler": {"nmae": "uniform"}}},
+            "unknown key 'training.sampler.nmae' (known keys: name, options)",
+        ),
+        (
+            {"training": {"max_steps": "ten"}},
+            "key 'training.max_steps': expected an integer, got 'ten'",
+        ),
+        (
+            {"training": {"mixed_precision": "fp64"}},
+            "key 'training.mixed_precision': 'fp64' is not allowed "
+            "(allowed: 'auto', 'no', 'bf16', 'fp16')",
+        ),
+        ({"model": {"pooling": "max"}}, "key 'model.pooling': 'max' is not allowed"),
+        ({"tasks": ["snlii"]}, "key 'tasks[0]': unknown task 'snlii' (did you mean snli"),
+        (
+            {"tasks": [pairs_task(type="clasification")]},
+            "key 'tasks[0].type': 'clasification' is not allowed (allowed: 'classification'",
+        ),
+        ({"tasks": [pairs_task(lables=["a"])]}, "unknown key 'tasks[0].lables'"),
+    ],
+)
+def test_config_errors_name_the_key(
+    project: tuple[Path, dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    section: dict[str, Any],
+    message: str,
+) -> None:
     root, config = project
     for key, value in section.items():
         if isinstance(value, dict):
@@ -236,29 +324,56 @@ def test_config_errors_name_the_key(project: tuple[Path, dict[str, Any]],
     assert line.startswith(f"error: {root / 'config.yaml'}: ")
 
 
-def test_bad_set_override(project: tuple[Path, dict[str, Any]],
-                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_set_override(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
     path = write_config(root, config)
-    cli_error(capsys, "train", str(path), "--set", "training.max_steps=ten",
-              parts=(str(path), "key 'training.max_steps': expected an integer"))
-    cli_error(capsys, "train", str(path), "--set", "training.lerning_rate=1",
-              parts=("unknown key 'training.lerning_rate'",))
-    cli_error(capsys, "train", str(path), "--set", "training.max_steps",
-              parts=("override 'training.max_steps': expected KEY=VALUE",))
+    cli_error(
+        capsys,
+        "train",
+        str(path),
+        "--set",
+        "training.max_steps=ten",
+        parts=(str(path), "key 'training.max_steps': expected an integer"),
+    )
+    cli_error(
+        capsys,
+        "train",
+        str(path),
+        "--set",
+        "training.lerning_rate=1",
+        parts=("unknown key 'training.lerning_rate'",),
+    )
+    cli_error(
+        capsys,
+        "train",
+        str(path),
+        "--set",
+        "training.max_steps",
+        parts=("override 'training.max_steps': expected KEY=VALUE",),
+    )
     assert_no_run(root / "run")
 
 
-def test_unknown_sampler(project: tuple[Path, dict[str, Any]],
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_sampler(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
     config["training"]["sampler"] = {"name": "temperatur"}
-    train_error(capsys, root, config, "key 'training.sampler.name': unknown sampler "
-                "'temperatur' (known: ", "temperature", "uniform")
+    train_error(
+        capsys,
+        root,
+        config,
+        "key 'training.sampler.name': unknown sampler 'temperatur' (known: ",
+        "temperature",
+        "uniform",
+    )
 
 
-def test_bad_sampler_option(project: tuple[Path, dict[str, Any]],
-                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_sampler_option(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
     config["training"]["sampler"] = {"name": "temperature", "options": {"temprature": 2}}
     train_error(capsys, root, config, "unknown key 'training.sampler.options.temprature'")
@@ -266,44 +381,60 @@ def test_bad_sampler_option(project: tuple[Path, dict[str, Any]],
 
 # ----------------------------------------------------------------------------- data files
 
-def test_missing_data_file(project: tuple[Path, dict[str, Any]],
-                           capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_missing_data_file(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
     config["tasks"] = [pairs_task("pairz.jsonl")]
     train_error(capsys, root, config, f"{root / 'pairz.jsonl'}: file not found")
 
 
-def test_missing_column_names_column_file_and_row(project: tuple[Path, dict[str, Any]],
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_column_names_column_file_and_row(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
     rows = pair_rows()
     del rows[2]["hypothesis"]
     write_jsonl(root / "pairs.jsonl", rows)
-    train_error(capsys, root, config, f"{root / 'pairs.jsonl'}, row 3: missing column "
-                "'hypothesis' (columns present: premise, label)")
+    train_error(
+        capsys,
+        root,
+        config,
+        f"{root / 'pairs.jsonl'}, row 3: missing column "
+        "'hypothesis' (columns present: premise, label)",
+    )
 
 
-def test_label_not_in_the_label_list(project: tuple[Path, dict[str, Any]],
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_label_not_in_the_label_list(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
     rows = pair_rows()
     rows[4]["label"] = "maybe"
     write_jsonl(root / "pairs.jsonl", rows)
     config["tasks"] = [pairs_task(labels=["different", "same"])]
-    train_error(capsys, root, config, f"{root / 'pairs.jsonl'}, row 5: label 'maybe' in "
-                "column 'label' is not one of the task's labels (different, same)")
+    train_error(
+        capsys,
+        root,
+        config,
+        f"{root / 'pairs.jsonl'}, row 5: label 'maybe' in "
+        "column 'label' is not one of the task's labels (different, same)",
+    )
 
 
-def test_empty_train_split(project: tuple[Path, dict[str, Any]],
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_train_split(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
     (root / "empty.jsonl").write_text("\n")
     config["tasks"] = [pairs_task("empty.jsonl")]
     train_error(capsys, root, config, f"{root / 'empty.jsonl'}: split 'train' has no examples")
 
 
-def test_empty_dev_split(project: tuple[Path, dict[str, Any]],
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_dev_split(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
     (root / "dev.csv").write_text("premise,hypothesis,label\n")
     task = pairs_task()
@@ -312,33 +443,60 @@ def test_empty_dev_split(project: tuple[Path, dict[str, Any]],
     train_error(capsys, root, config, f"{root / 'dev.csv'}: split 'dev' has no examples")
 
 
-def test_nan_regression_target(project: tuple[Path, dict[str, Any]],
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_nan_regression_target(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
     lines = ["text,score"] + [f"{sentence(i)},{i % 3}" for i in range(10)]
     lines[4] = f"{sentence(4)},nan"
     (root / "scores.csv").write_text("\n".join(lines) + "\n")
-    config["tasks"] = [{"name": "scores", "type": "regression", "text_columns": ["text"],
-                        "label_column": "score", "source": {"paths": {"train": "scores.csv"}}}]
-    train_error(capsys, root, config, f"{root / 'scores.csv'}, row 5: regression target "
-                "'nan' in column 'score' is not a finite number")
+    config["tasks"] = [
+        {
+            "name": "scores",
+            "type": "regression",
+            "text_columns": ["text"],
+            "label_column": "score",
+            "source": {"paths": {"train": "scores.csv"}},
+        }
+    ]
+    train_error(
+        capsys,
+        root,
+        config,
+        f"{root / 'scores.csv'}, row 5: regression target "
+        "'nan' in column 'score' is not a finite number",
+    )
 
 
-def test_tokens_and_tags_of_different_lengths(project: tuple[Path, dict[str, Any]],
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_tokens_and_tags_of_different_lengths(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
-    rows = [{"tokens": ["john", "likes", "paris"], "tags": ["B-PER", "O", "B-LOC"]}
-            for _ in range(8)]
+    rows = [
+        {"tokens": ["john", "likes", "paris"], "tags": ["B-PER", "O", "B-LOC"]} for _ in range(8)
+    ]
     rows[5] = {"tokens": ["mary", "sleeps", "today"], "tags": ["B-PER", "O"]}
     write_jsonl(root / "ner.jsonl", rows)
-    config["tasks"] = [{"name": "ner", "type": "token_tagging", "text_columns": ["tokens"],
-                        "label_column": "tags", "source": {"paths": {"train": "ner.jsonl"}}}]
-    train_error(capsys, root, config, f"{root / 'ner.jsonl'}, row 6: 3 tokens in column "
-                "'tokens' but 2 tags in column 'tags'")
+    config["tasks"] = [
+        {
+            "name": "ner",
+            "type": "token_tagging",
+            "text_columns": ["tokens"],
+            "label_column": "tags",
+            "source": {"paths": {"train": "ner.jsonl"}},
+        }
+    ]
+    train_error(
+        capsys,
+        root,
+        config,
+        f"{root / 'ner.jsonl'}, row 6: 3 tokens in column 'tokens' but 2 tags in column 'tags'",
+    )
 
 
-def test_malformed_jsonl_line(project: tuple[Path, dict[str, Any]],
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_jsonl_line(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, config = project
     text = (root / "pairs.jsonl").read_text().splitlines(keepends=True)
     text[6] = '{"premise": "good", "hypothesis": "bad" "label": "same"}\n'
@@ -346,11 +504,11 @@ def test_malformed_jsonl_line(project: tuple[Path, dict[str, Any]],
     train_error(capsys, root, config, f"{root / 'pairs.jsonl'}, line 7: malformed JSON")
 
 
-def test_bad_data_then_fixed_trains_without_overwrite_subprocess(
-        trained: dict[str, Any]) -> None:
+def test_bad_data_then_fixed_trains_without_overwrite_subprocess(trained: dict[str, Any]) -> None:
     failed = trained["failed"]
-    assert_user_error(failed.returncode, failed.stderr, f"{trained['data']}, line 5: "
-                      "malformed JSON")
+    assert_user_error(
+        failed.returncode, failed.stderr, f"{trained['data']}, line 5: malformed JSON"
+    )
     assert not trained["failed_left_run_dir"]  # the bad attempt made no run folder
     ok = trained["ok"]
     assert ok.returncode == 0, ok.stderr
@@ -364,13 +522,15 @@ def test_long_inputs_are_truncated_with_a_warning(trained: dict[str, Any]) -> No
     assert ok.returncode == 0, ok.stderr
     warnings = [line for line in ok.stderr.splitlines() if TRUNCATION_WARNING in line]
     assert warnings, ok.stderr
-    assert any(line.startswith("camtl: task pairs, split train: ") and
-               " of " in line for line in warnings), warnings
+    assert any(
+        line.startswith("camtl: task pairs, split train: ") and " of " in line for line in warnings
+    ), warnings
     assert (trained["run"] / "model.safetensors").is_file()
 
 
-def test_bad_data_leaves_a_finished_run_unchanged(trained: dict[str, Any],
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_data_leaves_a_finished_run_unchanged(
+    trained: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     run, root = trained["run"], trained["root"]
     before = snapshot(run)
     config = yaml.safe_load(trained["config"].read_text())
@@ -379,52 +539,99 @@ def test_bad_data_leaves_a_finished_run_unchanged(trained: dict[str, Any],
     # without --overwrite: refused before any data is read
     cli_error(capsys, "train", str(bad), parts=(f"{run}: holds a finished run",))
     # with --overwrite: the data error comes first and the old run is kept
-    cli_error(capsys, "train", str(bad), "--overwrite",
-              parts=(f"{root / 'pairz.jsonl'}: file not found",))
+    cli_error(
+        capsys, "train", str(bad), "--overwrite", parts=(f"{root / 'pairz.jsonl'}: file not found",)
+    )
     assert snapshot(run) == before
 
 
 # ----------------------------------------------------------------------------- predict
 
-def test_predict_unknown_task(trained: dict[str, Any], tmp_path: Path,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_predict_unknown_task(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     inputs = write_jsonl(tmp_path / "in.jsonl", [{"premise": "a dog", "hypothesis": "a cat"}])
     out = tmp_path / "out.jsonl"
-    cli_error(capsys, "predict", str(trained["run"]), "--task", "pair", "--input", str(inputs),
-              "--output", str(out), parts=("--task: unknown task 'pair'", "(tasks: pairs)"))
+    cli_error(
+        capsys,
+        "predict",
+        str(trained["run"]),
+        "--task",
+        "pair",
+        "--input",
+        str(inputs),
+        "--output",
+        str(out),
+        parts=("--task: unknown task 'pair'", "(tasks: pairs)"),
+    )
     assert not out.exists()
 
 
-def test_predict_missing_input_file(trained: dict[str, Any], tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_missing_input_file(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out.jsonl"
-    cli_error(capsys, "predict", str(trained["run"]), "--task", "pairs", "--input",
-              str(tmp_path / "nope.jsonl"), "--output", str(out),
-              parts=(f"{tmp_path / 'nope.jsonl'}: file not found",))
+    cli_error(
+        capsys,
+        "predict",
+        str(trained["run"]),
+        "--task",
+        "pairs",
+        "--input",
+        str(tmp_path / "nope.jsonl"),
+        "--output",
+        str(out),
+        parts=(f"{tmp_path / 'nope.jsonl'}: file not found",),
+    )
     assert list(tmp_path.iterdir()) == []
 
 
-def test_predict_input_missing_the_text_column(trained: dict[str, Any], tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    inputs = write_jsonl(tmp_path / "in.jsonl", [{"premise": "a dog", "hypothesis": "a cat"},
-                                                 {"premise": "a dog", "hypotesis": "a cat"}])
+def test_predict_input_missing_the_text_column(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"premise": "a dog", "hypothesis": "a cat"}, {"premise": "a dog", "hypotesis": "a cat"}],
+    )
     out = tmp_path / "out.jsonl"
-    cli_error(capsys, "predict", str(trained["run"]), "--task", "pairs", "--input",
-              str(inputs), "--output", str(out),
-              parts=(f"{inputs}, row 2: missing column 'hypothesis'",))
+    cli_error(
+        capsys,
+        "predict",
+        str(trained["run"]),
+        "--task",
+        "pairs",
+        "--input",
+        str(inputs),
+        "--output",
+        str(out),
+        parts=(f"{inputs}, row 2: missing column 'hypothesis'",),
+    )
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no .tmp either
     # an output that was already there is left as it was
     out.write_text("old\n")
-    cli_error(capsys, "predict", str(trained["run"]), "--task", "pairs", "--input",
-              str(inputs), "--output", str(out), parts=("row 2: missing column",))
+    cli_error(
+        capsys,
+        "predict",
+        str(trained["run"]),
+        "--task",
+        "pairs",
+        "--input",
+        str(inputs),
+        "--output",
+        str(out),
+        parts=("row 2: missing column",),
+    )
     assert out.read_text() == "old\n"
 
 
 # ----------------------------------------------------------------------------- evaluate
 
-def test_evaluate_an_unfinished_run(trained: dict[str, Any], tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_evaluate_an_unfinished_run(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # config.yaml is written when training starts; the model only at the first evaluation
     (tmp_path / "config.yaml").write_bytes((trained["run"] / "config.yaml").read_bytes())
     cli_error(capsys, "evaluate", str(tmp_path), parts=(f"{tmp_path}: no saved model here",))

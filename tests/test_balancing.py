@@ -71,8 +71,9 @@ def test_lookahead_solver_prefers_the_task_that_would_stay_worst() -> None:
 
 def test_lookahead_uses_task_gradients_of_shared_parameters() -> None:
     shared = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
-    bal = build_balancer("lookahead_dro", {"temperature": 0.001, "iterations": 300,
-                                           "relative_losses": False}, NAMES)
+    bal = build_balancer(
+        "lookahead_dro", {"temperature": 0.001, "iterations": 300, "relative_losses": False}, NAMES
+    )
     context = BalanceContext(learning_rate=1.0, shared_parameters=[shared])
     # g_a = (18, 0), g_b = (0, 0.2): a's loss falls fast even with little weight
     task_losses = {"a": (shared[0] * 3) ** 2, "b": shared[1] ** 2 * 0.1}
@@ -92,8 +93,9 @@ def test_lookahead_uses_task_gradients_of_shared_parameters() -> None:
 def test_lookahead_weights_move_at_a_small_learning_rate() -> None:
     """The entropy weight scales with |eta G|: at eta = 1e-4 q still leaves uniform."""
     bal = build_balancer("lookahead_dro", {"temperature": 0.01, "iterations": 200}, NAMES)
-    q = bal.solve(torch.tensor([2.0, 1.0], dtype=torch.float64),
-                  torch.eye(2, dtype=torch.float64), eta=1e-4)
+    q = bal.solve(
+        torch.tensor([2.0, 1.0], dtype=torch.float64), torch.eye(2, dtype=torch.float64), eta=1e-4
+    )
     assert q[0] > 0.7
 
 
@@ -102,38 +104,45 @@ def test_lookahead_relative_losses_compare_progress_not_scale() -> None:
     context = BalanceContext(learning_rate=0.1, shared_parameters=[shared])
     # orthogonal gradients with |g_t|^2 / l0_t equal: relative to its first loss, a step
     # helps each task alike, and only the losses decide
-    scale_a, scale_b = 6.0 ** 0.5, 0.6 ** 0.5
+    scale_a, scale_b = 6.0**0.5, 0.6**0.5
 
     def task_losses(a: float, b: float) -> dict[str, torch.Tensor]:
         return {"a": scale_a * (shared[0] - 1) + a, "b": scale_b * (shared[1] - 1) + b}
 
     weights = {}
     for relative in (True, False):
-        bal = build_balancer("lookahead_dro", {"temperature": 0.01, "iterations": 200,
-                                               "relative_losses": relative}, NAMES)
+        bal = build_balancer(
+            "lookahead_dro",
+            {"temperature": 0.01, "iterations": 200, "relative_losses": relative},
+            NAMES,
+        )
         bal.combine(task_losses(6.0, 0.6), context)  # first losses: the reference
         bal.combine(task_losses(3.0, 0.5), context)  # a halved, b barely moved
         weights[relative] = bal.weights()
         assert bal.state_dict()["initial"].tolist()[:2] == pytest.approx(
-            [6.0, 0.6] if relative else [0.0, 0.0])
+            [6.0, 0.6] if relative else [0.0, 0.0]
+        )
     assert weights[True]["b"] > weights[True]["a"]  # b made the least progress
     assert weights[False]["a"] > weights[False]["b"]  # raw: a's loss is the largest
 
 
-@pytest.mark.parametrize("balancer", [
-    {"name": "fixed", "options": {"weights": {"pairs": 2.0}}},
-    {"name": "uncertainty"},
-    {"name": "group_dro"},
-    {"name": "lookahead_dro", "options": {"every": 2}},
-])
-def test_balancers_train_end_to_end(tmp_path: Path, tiny_encoder_dir: Path,
-                                    balancer: dict) -> None:
+@pytest.mark.parametrize(
+    "balancer",
+    [
+        {"name": "fixed", "options": {"weights": {"pairs": 2.0}}},
+        {"name": "uncertainty"},
+        {"name": "group_dro"},
+        {"name": "lookahead_dro", "options": {"every": 2}},
+    ],
+)
+def test_balancers_train_end_to_end(tmp_path: Path, tiny_encoder_dir: Path, balancer: dict) -> None:
     from camtl.cli import main
     from tests.test_train_e2e import write_config, write_task_files
 
     write_task_files(tmp_path)
-    path = write_config(tmp_path, tiny_encoder_dir, max_steps=3, eval_every=3, log_every=1,
-                        balancer=balancer)
+    path = write_config(
+        tmp_path, tiny_encoder_dir, max_steps=3, eval_every=3, log_every=1, balancer=balancer
+    )
     assert main(["train", str(path)]) == 0
     log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     weights = log[-1]["task_weights"]

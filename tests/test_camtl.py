@@ -20,19 +20,20 @@ from tests.test_model import LABELS, TASKS, mixed_batch
 ARCHS = ["bert", "roberta", "electra", "xlm-roberta"]
 VARIANTS = {
     "paper": CamtlConfig(max_length=16),
-    "authors_forms": CamtlConfig(max_length=16, attention_form="authors",
-                                 alignment_form="elementwise"),
+    "authors_forms": CamtlConfig(
+        max_length=16, attention_form="authors", alignment_form="elementwise"
+    ),
     "large_chain": CamtlConfig(max_length=16, bottleneck="large"),
     "z_narrow": CamtlConfig(max_length=16, task_embedding_dim=8, attention_blocks=3),
     "per_layer": CamtlConfig(max_length=16, generators="per_layer"),
-    "per_layer_large_chain": CamtlConfig(max_length=16, generators="per_layer",
-                                         bottleneck="large", task_embedding_dim=8),
+    "per_layer_large_chain": CamtlConfig(
+        max_length=16, generators="per_layer", bottleneck="large", task_embedding_dim=8
+    ),
 }
 
 
 @pytest.fixture(scope="module", params=ARCHS)
-def encoder_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                ) -> Path:
+def encoder_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_encoder(tmp_path_factory.mktemp(request.param), request.param)
 
 
@@ -78,14 +79,20 @@ def test_padding_invariance(encoder_dir: Path, variant: str) -> None:
         batch = cond(**inputs, task_ids=task_ids)
         for row in range(3):
             n = int(inputs["attention_mask"][row].sum())
-            alone = cond(**{k: v[row:row + 1, :n] for k, v in inputs.items()},
-                         task_ids=task_ids[row:row + 1])
+            alone = cond(
+                **{k: v[row : row + 1, :n] for k, v in inputs.items()},
+                task_ids=task_ids[row : row + 1],
+            )
             assert torch.allclose(alone[0], batch[row, :n], atol=1e-5)
 
 
 def build(encoder_dir: Path, generators: str = "shared", **model_cfg) -> MultiTaskModel:
-    config = ModelConfig(encoder=str(encoder_dir), architecture="camtl",
-                         camtl=CamtlConfig(max_length=16, generators=generators), **model_cfg)
+    config = ModelConfig(
+        encoder=str(encoder_dir),
+        architecture="camtl",
+        camtl=CamtlConfig(max_length=16, generators=generators),
+        **model_cfg,
+    )
     return MultiTaskModel(AutoModel.from_pretrained(encoder_dir), TASKS, LABELS, config)
 
 
@@ -122,8 +129,7 @@ def test_frozen_parameters_get_no_gradient_and_no_optimizer_state(encoder_dir: P
     optimizer.step()
     conditional = {id(p) for m in model.encoder.conditional_modules() for p in m.parameters()}
     for name, param in model.named_parameters():
-        frozen = (".embeddings." in name or ".layers.0.base." in name
-                  or ".layers.1.base." in name)
+        frozen = ".embeddings." in name or ".layers.0.base." in name or ".layers.1.base." in name
         assert param.requires_grad is not frozen, name
         assert (id(param) in in_optimizer) is not frozen, name
         assert (param.grad is None) is frozen or id(param) in conditional, name
@@ -136,8 +142,9 @@ def test_frozen_parameters_get_no_gradient_and_no_optimizer_state(encoder_dir: P
 
 
 def test_shared_generators_are_saved_once_and_read_per_layer(tiny_encoder_dir: Path) -> None:
-    cond = ConditionalEncoder(AutoModel.from_pretrained(tiny_encoder_dir), 3,
-                              CamtlConfig(max_length=16))
+    cond = ConditionalEncoder(
+        AutoModel.from_pretrained(tiny_encoder_dir), 3, CamtlConfig(max_length=16)
+    )
     names = list(cond.state_dict())
     assert not [n for n in names if n.startswith("layers.") and ".film" in n]
     assert sum(n.startswith("generators.attention.") for n in names) == 2  # weight, bias
@@ -147,14 +154,18 @@ def test_shared_generators_are_saved_once_and_read_per_layer(tiny_encoder_dir: P
     z = cond.task_embedding(torch.tensor([0, 1]))
     # the same task reads a different conditioning vector in each layer
     assert not torch.allclose(cond.conditioner(z, 0), cond.conditioner(z, 1))
-    per_layer = ConditionalEncoder(AutoModel.from_pretrained(tiny_encoder_dir), 3,
-                                   CamtlConfig(max_length=16, generators="per_layer"))
+    per_layer = ConditionalEncoder(
+        AutoModel.from_pretrained(tiny_encoder_dir),
+        3,
+        CamtlConfig(max_length=16, generators="per_layer"),
+    )
     count = sum(p.numel() for p in cond.parameters())
     assert count < sum(p.numel() for p in per_layer.parameters())
 
 
-def test_runs_saved_before_shared_generators_reload_as_per_layer(tiny_encoder_dir: Path,
-                                                                 tmp_path: Path) -> None:
+def test_runs_saved_before_shared_generators_reload_as_per_layer(
+    tiny_encoder_dir: Path, tmp_path: Path
+) -> None:
     import json
 
     model = build(tiny_encoder_dir, "per_layer")
@@ -178,8 +189,9 @@ def _run_config():
 
 
 @pytest.mark.parametrize("generators", ["shared", "per_layer"])
-def test_save_and_reload_give_identical_predictions(encoder_dir: Path, tmp_path: Path,
-                                                     generators: str) -> None:
+def test_save_and_reload_give_identical_predictions(
+    encoder_dir: Path, tmp_path: Path, generators: str
+) -> None:
     model = build(encoder_dir, generators)
     randomize_conditional(model.encoder)
     model.eval()
@@ -192,16 +204,26 @@ def test_save_and_reload_give_identical_predictions(encoder_dir: Path, tmp_path:
         assert torch.equal(a.logits[name], b.logits[name])
 
 
-@pytest.mark.parametrize("switches", [
-    {"conditional_attention": False, "conditional_alignment": False,
-     "conditional_layer_norm": False, "bottleneck": "none"},
-    {"conditional_alignment": False, "conditional_layer_norm": False, "bottleneck": "none"},
-    {"conditional_alignment": False, "conditional_layer_norm": False},
-    {},
-])
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {
+            "conditional_attention": False,
+            "conditional_alignment": False,
+            "conditional_layer_norm": False,
+            "bottleneck": "none",
+        },
+        {"conditional_alignment": False, "conditional_layer_norm": False, "bottleneck": "none"},
+        {"conditional_alignment": False, "conditional_layer_norm": False},
+        {},
+    ],
+)
 def test_ablation_ladder_switches_build_and_train(tiny_encoder_dir: Path, switches: dict) -> None:
-    config = ModelConfig(encoder=str(tiny_encoder_dir), architecture="camtl",
-                         camtl=CamtlConfig(max_length=16, **switches))
+    config = ModelConfig(
+        encoder=str(tiny_encoder_dir),
+        architecture="camtl",
+        camtl=CamtlConfig(max_length=16, **switches),
+    )
     model = MultiTaskModel(AutoModel.from_pretrained(tiny_encoder_dir), TASKS, LABELS, config)
     model(**mixed_batch()).loss.backward()
     layer = model.encoder.layers[-1]
@@ -212,8 +234,9 @@ def test_ablation_ladder_switches_build_and_train(tiny_encoder_dir: Path, switch
 
 
 def test_sequence_longer_than_max_length_gets_no_bias_beyond(tiny_encoder_dir: Path) -> None:
-    cond = ConditionalEncoder(AutoModel.from_pretrained(tiny_encoder_dir), 2,
-                              CamtlConfig(max_length=8))
+    cond = ConditionalEncoder(
+        AutoModel.from_pretrained(tiny_encoder_dir), 2, CamtlConfig(max_length=8)
+    )
     randomize_conditional(cond)
     out = cond(**padded_inputs(length=12), task_ids=torch.tensor([0, 1, 0]))
     assert out.shape[:2] == (3, 12) and torch.isfinite(out).all()
@@ -222,8 +245,14 @@ def test_sequence_longer_than_max_length_gets_no_bias_beyond(tiny_encoder_dir: P
 def test_relative_position_models_are_refused(tmp_path: Path) -> None:
     from transformers import AutoConfig
 
-    config = AutoConfig.for_model("bert", hidden_size=16, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=32, vocab_size=60)
+    config = AutoConfig.for_model(
+        "bert",
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        vocab_size=60,
+    )
     config.position_embedding_type = "relative_key"
     with pytest.raises(ConfigError, match="absolute position"):
         ConditionalEncoder(AutoModel.from_config(config), 2, CamtlConfig())
@@ -267,7 +296,7 @@ def test_attention_bias_is_the_direct_sum_per_task(form: str, length: int) -> No
     from camtl.modeling.conditional import TaskRows
 
     z = torch.randn(2, 5, generator=g)  # two tasks in the batch
-    index = torch.tensor([0, 1, 1])     # three examples, sorted by task
+    index = torch.tensor([0, 1, 1])  # three examples, sorted by task
     rows = TaskRows.of(index, 2)
     mask = torch.randn(3, 1, 1, length, generator=g)
     got = bias(z, rows, length, mask)
@@ -299,8 +328,14 @@ def test_modulated_linear_applies_each_tasks_weight_to_its_run() -> None:
         w_task = weight * (1 + gamma[task]).unsqueeze(1) + beta[task].unsqueeze(1)
         expected = x[example] @ w_task.T + bias
         assert torch.allclose(mixed[example], expected, atol=1e-5)
-        alone = modulated_linear(x[example:example + 1], weight, bias, gamma[task:task + 1],
-                                 beta[task:task + 1], TaskRows.of(torch.zeros(1).long(), 1))
+        alone = modulated_linear(
+            x[example : example + 1],
+            weight,
+            bias,
+            gamma[task : task + 1],
+            beta[task : task + 1],
+            TaskRows.of(torch.zeros(1).long(), 1),
+        )
         assert torch.allclose(alone[0], expected, atol=1e-5)
 
 
@@ -315,7 +350,8 @@ def test_unsorted_mixed_batch_comes_back_in_order(encoder_dir: Path) -> None:
     with torch.no_grad():
         batch = cond(**inputs, task_ids=task_ids)
         for row in range(3):
-            alone = cond(**{k: v[row:row + 1] for k, v in inputs.items()},
-                         task_ids=task_ids[row:row + 1])
+            alone = cond(
+                **{k: v[row : row + 1] for k, v in inputs.items()}, task_ids=task_ids[row : row + 1]
+            )
             mask = inputs["attention_mask"][row].bool()
             assert torch.allclose(alone[0][mask], batch[row][mask], atol=1e-5)

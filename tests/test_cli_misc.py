@@ -22,13 +22,20 @@ def test_data_list_names_every_registered_task(capsys: pytest.CaptureFixture[str
     assert "licence notes" in out
 
 
-@pytest.mark.parametrize("training", [
-    {"gradient_accumulation_steps": 2},
-    {"mixed_precision": "bf16", "batch_mode": "single_task",
-     "sampler": {"name": "proportional"}},
-])
-def test_training_switches_run_end_to_end(tmp_path: Path, tiny_encoder_dir: Path,
-                                          training: dict) -> None:
+@pytest.mark.parametrize(
+    "training",
+    [
+        {"gradient_accumulation_steps": 2},
+        {
+            "mixed_precision": "bf16",
+            "batch_mode": "single_task",
+            "sampler": {"name": "proportional"},
+        },
+    ],
+)
+def test_training_switches_run_end_to_end(
+    tmp_path: Path, tiny_encoder_dir: Path, training: dict
+) -> None:
     write_task_files(tmp_path)
     path = write_config(tmp_path, tiny_encoder_dir, max_steps=3, eval_every=3, **training)
     assert main(["train", str(path)]) == 0
@@ -38,8 +45,9 @@ def test_training_switches_run_end_to_end(tmp_path: Path, tiny_encoder_dir: Path
     assert drawn == 3 * 8 * accumulation  # steps x batch x micro-batches per step
 
 
-def test_compare_tables_runs(tmp_path: Path, tiny_encoder_dir: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_tables_runs(
+    tmp_path: Path, tiny_encoder_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_task_files(tmp_path)
     path = write_config(tmp_path, tiny_encoder_dir, max_steps=2, eval_every=2)
     config = yaml.safe_load(path.read_text())
@@ -54,18 +62,19 @@ def test_compare_tables_runs(tmp_path: Path, tiny_encoder_dir: Path,
     assert main(["compare", str(tmp_path)]) == 2
 
 
-def fake_run(root: Path, name: str, scores: dict[str, float], total: int,
-             **info: object) -> Path:
+def fake_run(root: Path, name: str, scores: dict[str, float], total: int, **info: object) -> Path:
     """A run directory holding only a report.json, as a finished run writes it."""
     from camtl.evaluation.metrics import aggregate
 
     run = root / name
     run.mkdir()
-    tasks = {t: {"primary_metric": "accuracy", "scores": {"accuracy": s}}
-             for t, s in scores.items()}
-    report = {"results": {"tasks": tasks, "aggregate": aggregate(scores)},
-              "run_info": {"parameters": {"total": total, "encoder": 100},
-                           "wall_time_s": 10.0, **info}}
+    tasks = {
+        t: {"primary_metric": "accuracy", "scores": {"accuracy": s}} for t, s in scores.items()
+    }
+    report = {
+        "results": {"tasks": tasks, "aggregate": aggregate(scores)},
+        "run_info": {"parameters": {"total": total, "encoder": 100}, "wall_time_s": 10.0, **info},
+    }
     (run / "report.json").write_text(json.dumps(report))
     return run
 
@@ -73,11 +82,12 @@ def fake_run(root: Path, name: str, scores: dict[str, float], total: int,
 def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:
     from camtl.evaluation.compare import compare_rows, format_comparison
 
-    runs = [fake_run(tmp_path, "st_a", {"a": 80.0}, 110),
-            fake_run(tmp_path, "st_b", {"b": 60.0}, 105),
-            fake_run(tmp_path, "mtl", {"a": 81.0, "b": 59.0}, 120,
-                     examples_used_total_fraction=0.5),
-            fake_run(tmp_path, "added", {"c": 40.0}, 121, source_run="mtl")]
+    runs = [
+        fake_run(tmp_path, "st_a", {"a": 80.0}, 110),
+        fake_run(tmp_path, "st_b", {"b": 60.0}, 105),
+        fake_run(tmp_path, "mtl", {"a": 81.0, "b": 59.0}, 120, examples_used_total_fraction=0.5),
+        fake_run(tmp_path, "added", {"c": 40.0}, 121, source_run="mtl"),
+    ]
     tasks, rows = compare_rows(runs)
     assert tasks == ["a", "b", "c"]
     assert [r["run"] for r in rows] == ["single-task (2 models)", "mtl", "added"]
@@ -93,37 +103,55 @@ def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:
 def test_compare_keeps_single_task_runs_of_one_task_apart(tmp_path: Path) -> None:
     from camtl.evaluation.compare import compare_rows
 
-    runs = [fake_run(tmp_path, "a_small", {"a": 70.0}, 110),
-            fake_run(tmp_path, "a_large", {"a": 80.0}, 110)]
+    runs = [
+        fake_run(tmp_path, "a_small", {"a": 70.0}, 110),
+        fake_run(tmp_path, "a_large", {"a": 80.0}, 110),
+    ]
     _, rows = compare_rows(runs)
     assert [r["run"] for r in rows] == ["a_small", "a_large"]
     assert "reaches_single_task" not in rows[0]
 
 
-def test_compare_by_seed_gives_one_row_per_configuration(tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]
-                                                         ) -> None:
+def test_compare_by_seed_gives_one_row_per_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from camtl.evaluation.compare import compare_rows
 
-    def run(name: str, seed: int, scores: dict[str, float], training: dict | None = None,
-            **camtl: object) -> Path:
+    def run(
+        name: str,
+        seed: int,
+        scores: dict[str, float],
+        training: dict | None = None,
+        **camtl: object,
+    ) -> Path:
         path = fake_run(tmp_path, name, scores, 120)
-        config = {"seed": seed, "output_dir": str(path), "tasks": ["vader"],
-                  "training": training or {},
-                  "model": {"architecture": "camtl", "camtl": {"max_length": 64, **camtl}}}
+        config = {
+            "seed": seed,
+            "output_dir": str(path),
+            "tasks": ["vader"],
+            "training": training or {},
+            "model": {"architecture": "camtl", "camtl": {"max_length": 64, **camtl}},
+        }
         (path / "config.yaml").write_text(yaml.safe_dump(config))
         return path
 
-    runs = [run("wide_seed12", 12, {"a": 80.0, "b": 60.0}),  # saved before `generators`
-            run("other", 12, {"a": 50.0, "b": 50.0}, generators="shared"),
-            run("wide_seed13", 13, {"a": 84.0, "b": 58.0}, {"batch_size": 32},  # default
-                generators="per_layer"),
-            fake_run(tmp_path, "no_config", {"a": 1.0, "b": 2.0}, 120)]
+    runs = [
+        run("wide_seed12", 12, {"a": 80.0, "b": 60.0}),  # saved before `generators`
+        run("other", 12, {"a": 50.0, "b": 50.0}, generators="shared"),
+        run(
+            "wide_seed13",
+            13,
+            {"a": 84.0, "b": 58.0},
+            {"batch_size": 32},  # default
+            generators="per_layer",
+        ),
+        fake_run(tmp_path, "no_config", {"a": 1.0, "b": 2.0}, 120),
+    ]
     _, rows = compare_rows(runs, by_seed=True)
     assert [r["run"] for r in rows] == ["wide (2 seeds)", "other", "no_config"]
     wide = rows[0]
     assert wide["scores"] == {"a": 82.0, "b": 59.0} and wide["mean"] == 70.5
-    assert wide["sd"]["a"] == pytest.approx(2 ** 1.5)  # stdev of 80 and 84
+    assert wide["sd"]["a"] == pytest.approx(2**1.5)  # stdev of 80 and 84
     assert wide["worst"] == 59.0 and wide["worst_task"] == "b"
     assert main(["compare", *map(str, runs), "--by-seed", "--markdown"]) == 0
     table = capsys.readouterr().out.splitlines()

@@ -15,26 +15,45 @@ PAD = 0
 
 
 def make_spec(kind: TaskType, columns: int) -> TaskSpec:
-    return TaskSpec(name=kind.value, type=kind, text_columns=["a", "b"][:columns],
-                    label_column="label")
+    return TaskSpec(
+        name=kind.value, type=kind, text_columns=["a", "b"][:columns], label_column="label"
+    )
 
 
 @pytest.fixture()
 def mixed_features(tiny_tokenizer) -> list[dict]:
-    cls = encode_examples(make_spec(TaskType.CLASSIFICATION, 2),
-                          [{"text_a": "the cat", "text_b": "a dog", "label": 1}],
-                          tiny_tokenizer, task_id=0).features
-    reg = encode_examples(make_spec(TaskType.REGRESSION, 1),
-                          [{"text_a": "good", "text_b": None, "label": 2.5}],
-                          tiny_tokenizer, task_id=1).features
-    tag = encode_examples(make_spec(TaskType.TOKEN_TAGGING, 1),
-                          [{"tokens": ["john", "catss"], "tags": [1, 0]}],
-                          tiny_tokenizer, task_id=2).features
+    cls = encode_examples(
+        make_spec(TaskType.CLASSIFICATION, 2),
+        [{"text_a": "the cat", "text_b": "a dog", "label": 1}],
+        tiny_tokenizer,
+        task_id=0,
+    ).features
+    reg = encode_examples(
+        make_spec(TaskType.REGRESSION, 1),
+        [{"text_a": "good", "text_b": None, "label": 2.5}],
+        tiny_tokenizer,
+        task_id=1,
+    ).features
+    tag = encode_examples(
+        make_spec(TaskType.TOKEN_TAGGING, 1),
+        [{"tokens": ["john", "catss"], "tags": [1, 0]}],
+        tiny_tokenizer,
+        task_id=2,
+    ).features
     context = "john lives in london with mary and a very big dog today."
-    qa = encode_examples(make_spec(TaskType.SPAN_QA, 2),
-                         [{"id": "q", "question": "who lives in london?", "context": context,
-                           "answers": [{"text": "john", "start": 0}]}],
-                         tiny_tokenizer, task_id=3).features
+    qa = encode_examples(
+        make_spec(TaskType.SPAN_QA, 2),
+        [
+            {
+                "id": "q",
+                "question": "who lives in london?",
+                "context": context,
+                "answers": [{"text": "john", "start": 0}],
+            }
+        ],
+        tiny_tokenizer,
+        task_id=3,
+    ).features
     return cls + reg + tag + qa
 
 
@@ -76,8 +95,7 @@ def test_mixed_batch_labels(mixed_features):
 
 def test_pad_token_id_is_used_and_collator_matches(mixed_features):
     direct = collate_features(mixed_features, pad_token_id=7)
-    shortest = min(range(len(mixed_features)),
-                   key=lambda i: len(mixed_features[i]["input_ids"]))
+    shortest = min(range(len(mixed_features)), key=lambda i: len(mixed_features[i]["input_ids"]))
     assert direct["input_ids"][shortest, -1].item() == 7
     collator = Collator(pad_token_id=7)
     via_class = collator(mixed_features)
@@ -87,9 +105,16 @@ def test_pad_token_id_is_used_and_collator_matches(mixed_features):
 
 
 def test_unlabelled_features_are_ignored():
-    features = [{"input_ids": [2, 5, 3], "attention_mask": [1, 1, 1],
-                 "token_type_ids": [0, 0, 0], "task_id": 0, "example_index": 0,
-                 "label": None}]
+    features = [
+        {
+            "input_ids": [2, 5, 3],
+            "attention_mask": [1, 1, 1],
+            "token_type_ids": [0, 0, 0],
+            "task_id": 0,
+            "example_index": 0,
+            "label": None,
+        }
+    ]
     batch = collate_features(features, pad_token_id=0)
     assert batch["cls_labels"].tolist() == [-100]
     assert math.isnan(batch["reg_labels"].item())

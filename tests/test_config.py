@@ -21,9 +21,15 @@ from camtl.structured import to_dict
 from camtl.tasks.registry import get_task
 from camtl.tasks.spec import TaskType
 
-INLINE = {"name": "mine", "type": "classification", "text_columns": ["text"],
-          "label_column": "label", "labels": ["neg", "pos"], "metrics": ["macro_f1"],
-          "source": {"paths": {"train": "data/train.csv", "dev": "/abs/dev.csv"}}}
+INLINE = {
+    "name": "mine",
+    "type": "classification",
+    "text_columns": ["text"],
+    "label_column": "label",
+    "labels": ["neg", "pos"],
+    "metrics": ["macro_f1"],
+    "source": {"paths": {"train": "data/train.csv", "dev": "/abs/dev.csv"}},
+}
 
 
 def write_yaml(path: Path, data: Any) -> Path:
@@ -35,19 +41,33 @@ def write_yaml(path: Path, data: Any) -> Path:
 def full_config() -> dict[str, Any]:
     """Every section set away from its default, so the round trip checks each key."""
     return {
-        "output_dir": "/runs/x", "seed": 5,
-        "model": {"encoder": "/models/enc", "pooling": "cls", "dropout": 0.2,
-                  "freeze_embeddings": True, "freeze_layers": 2},
+        "output_dir": "/runs/x",
+        "seed": 5,
+        "model": {
+            "encoder": "/models/enc",
+            "pooling": "cls",
+            "dropout": 0.2,
+            "freeze_embeddings": True,
+            "freeze_layers": 2,
+        },
         "tasks": ["snli", {"name": "stsb", "max_train_examples": 100}, dict(INLINE)],
-        "training": {"max_steps": 7, "batch_size": 3, "learning_rate": 1e-4,
-                     "mixed_precision": "bf16", "batch_mode": "single_task",
-                     "sampler": {"name": "temperature", "options": {"temperature": 3.0}},
-                     "eval_every": 5, "checkpoint_every": 2, "select_by": "worst",
-                     "num_threads": 1},
+        "training": {
+            "max_steps": 7,
+            "batch_size": 3,
+            "learning_rate": 1e-4,
+            "mixed_precision": "bf16",
+            "batch_mode": "single_task",
+            "sampler": {"name": "temperature", "options": {"temperature": 3.0}},
+            "eval_every": 5,
+            "checkpoint_every": 2,
+            "select_by": "worst",
+            "num_threads": 1,
+        },
     }
 
 
 # ----------------------------------------------------------------------------- round trip
+
 
 def test_yaml_round_trip_is_exact(tmp_path: Path) -> None:
     config = config_from_dict(full_config())
@@ -85,12 +105,21 @@ def test_defaults_fill_missing_sections() -> None:
 
 # ----------------------------------------------------------------------------- overrides
 
+
 def test_overrides_set_nested_keys_as_yaml_values(tmp_path: Path) -> None:
     path = write_yaml(tmp_path / "c.yaml", {"tasks": ["snli"], "training": {"max_steps": 9}})
-    config = load_config(path, ["training.max_steps=50", "model.dropout=0.3", "seed=7",
-                                "training.sampler.name=temperature",
-                                "training.sampler.options.temperature=1.5",
-                                "training.checkpoint_every=null", "output_dir=out/a=b"])
+    config = load_config(
+        path,
+        [
+            "training.max_steps=50",
+            "model.dropout=0.3",
+            "seed=7",
+            "training.sampler.name=temperature",
+            "training.sampler.options.temperature=1.5",
+            "training.checkpoint_every=null",
+            "output_dir=out/a=b",
+        ],
+    )
     assert config.training.max_steps == 50
     assert config.model.dropout == 0.3 and config.seed == 7
     assert config.training.sampler.name == "temperature"
@@ -106,13 +135,16 @@ def test_overrides_can_replace_the_task_list(tmp_path: Path) -> None:
     assert config.task("stsb").max_length == 64
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("training.max_steps", "expected KEY=VALUE"),
-    ("training.max_steps=[1", "the value is not valid YAML"),
-    ("seed.x=1", "key 'seed' does not hold a mapping"),
-    ("training.lerning_rate=1", "unknown key 'training.lerning_rate' (known keys: max_steps"),
-    ("training.max_steps=ten", "key 'training.max_steps': expected an integer, got 'ten'"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.max_steps", "expected KEY=VALUE"),
+        ("training.max_steps=[1", "the value is not valid YAML"),
+        ("seed.x=1", "key 'seed' does not hold a mapping"),
+        ("training.lerning_rate=1", "unknown key 'training.lerning_rate' (known keys: max_steps"),
+        ("training.max_steps=ten", "key 'training.max_steps': expected an integer, got 'ten'"),
+    ],
+)
 def test_bad_overrides_name_the_key(tmp_path: Path, override: str, message: str) -> None:
     path = write_yaml(tmp_path / "c.yaml", {"tasks": ["snli"], "seed": 1})
     with pytest.raises(ConfigError) as info:
@@ -129,14 +161,16 @@ def test_apply_override_builds_missing_mappings() -> None:
 
 # ----------------------------------------------------------------------------- task refs
 
+
 def test_task_by_name_is_the_registered_spec() -> None:
     config = config_from_dict({"tasks": ["snli"]})
     assert config.tasks[0] == get_task("snli")
 
 
 def test_task_name_with_overrides_keeps_the_rest() -> None:
-    config = config_from_dict({"tasks": [{"name": "snli", "max_train_examples": 2000,
-                                          "max_length": 64}]})
+    config = config_from_dict(
+        {"tasks": [{"name": "snli", "max_train_examples": 2000, "max_length": 64}]}
+    )
     task, base = config.tasks[0], get_task("snli")
     assert task.max_train_examples == 2000 and task.max_length == 64
     assert task.labels == base.labels and task.source == base.source
@@ -151,8 +185,9 @@ def test_inline_task() -> None:
 
 def test_task_file_with_overrides_beside_it(tmp_path: Path) -> None:
     write_yaml(tmp_path / "tasks" / "mine.yaml", INLINE)
-    path = write_yaml(tmp_path / "run.yaml",
-                      {"tasks": [{"file": "tasks/mine.yaml", "max_length": 64}]})
+    path = write_yaml(
+        tmp_path / "run.yaml", {"tasks": [{"file": "tasks/mine.yaml", "max_length": 64}]}
+    )
     task = load_config(path).tasks[0]
     assert task.name == "mine" and task.max_length == 64
     assert task.source.paths["dev"] == "/abs/dev.csv"
@@ -160,17 +195,22 @@ def test_task_file_with_overrides_beside_it(tmp_path: Path) -> None:
     assert task.source.paths["train"] == str(tmp_path / "tasks" / "data" / "train.csv")
 
 
-@pytest.mark.parametrize(("tasks", "message"), [
-    (["snlii"], "key 'tasks[0]': unknown task 'snlii' (did you mean snli"),
-    ([{"name": "rtee", "max_length": 64}], "key 'tasks[0].name': unknown task 'rtee'"),
-    ([{"name": "snli", "max_lenght": 64}], "unknown key 'tasks[0].max_lenght'"),
-    ([{**INLINE, "type": "classifcation"}],
-     "key 'tasks[0].type': 'classifcation' is not allowed (allowed: 'classification'"),
-    ([{"file": "nope.yaml"}], "nope.yaml: file not found"),
-    (["snli", "snli"], "key 'tasks[1].name': task 'snli' appears twice"),
-    ([], "key 'tasks': at least one task is required"),
-    ([3], "key 'tasks[0]': expected a task name or a mapping, got 3"),
-])
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        (["snlii"], "key 'tasks[0]': unknown task 'snlii' (did you mean snli"),
+        ([{"name": "rtee", "max_length": 64}], "key 'tasks[0].name': unknown task 'rtee'"),
+        ([{"name": "snli", "max_lenght": 64}], "unknown key 'tasks[0].max_lenght'"),
+        (
+            [{**INLINE, "type": "classifcation"}],
+            "key 'tasks[0].type': 'classifcation' is not allowed (allowed: 'classification'",
+        ),
+        ([{"file": "nope.yaml"}], "nope.yaml: file not found"),
+        (["snli", "snli"], "key 'tasks[1].name': task 'snli' appears twice"),
+        ([], "key 'tasks': at least one task is required"),
+        ([3], "key 'tasks[0]': expected a task name or a mapping, got 3"),
+    ],
+)
 def test_bad_task_references(tmp_path: Path, tasks: list[Any], message: str) -> None:
     path = write_yaml(tmp_path / "run.yaml", {"tasks": tasks})
     with pytest.raises(ConfigError) as info:
@@ -181,22 +221,30 @@ def test_bad_task_references(tmp_path: Path, tasks: list[Any], message: str) -> 
 
 # ----------------------------------------------------------------------------- paths
 
+
 def test_relative_data_paths_are_anchored_to_the_config_folder(tmp_path: Path) -> None:
-    tasks = [dict(INLINE),
-             {"name": "sst2", "source": {"kind": "glue_dir", "root": "glue",
-                                         "paths": {"train": "SST-2/train.tsv"}}}]
+    tasks = [
+        dict(INLINE),
+        {
+            "name": "sst2",
+            "source": {"kind": "glue_dir", "root": "glue", "paths": {"train": "SST-2/train.tsv"}},
+        },
+    ]
     path = write_yaml(tmp_path / "configs" / "run.yaml", {"tasks": tasks})
     config = load_config(path)
     mine = config.task("mine").source
-    assert mine.paths == {"train": str(tmp_path / "configs" / "data" / "train.csv"),
-                          "dev": "/abs/dev.csv"}
+    assert mine.paths == {
+        "train": str(tmp_path / "configs" / "data" / "train.csv"),
+        "dev": "/abs/dev.csv",
+    }
     glue = config.task("sst2").source
     assert glue.root == str(tmp_path / "configs" / "glue")
     assert glue.paths == {"train": "SST-2/train.tsv"}  # relative to root, left alone
 
 
 def test_anchored_paths_are_absolute_with_a_relative_config_path(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_yaml(tmp_path / "configs" / "run.yaml", {"tasks": [dict(INLINE)]})
     monkeypatch.chdir(tmp_path)
     config = load_config("configs/run.yaml")
@@ -214,9 +262,14 @@ def test_config_from_dict_without_a_folder_leaves_paths_alone() -> None:
 def test_doc_stride_is_checked_for_span_qa_only() -> None:
     short = config_from_dict({"tasks": [{**INLINE, "max_length": 32}]}).tasks[0]
     assert short.max_length == 32  # the default doc_stride (64) is irrelevant here
-    qa = {"name": "qa", "type": "span_qa", "text_columns": ["question", "context"],
-          "label_column": "answers", "max_length": 32,
-          "source": {"paths": {"train": "qa.jsonl"}}}
+    qa = {
+        "name": "qa",
+        "type": "span_qa",
+        "text_columns": ["question", "context"],
+        "label_column": "answers",
+        "max_length": 32,
+        "source": {"paths": {"train": "qa.jsonl"}},
+    }
     with pytest.raises(ConfigError, match=r"key 'tasks\[0\]\.doc_stride': must be between"):
         config_from_dict({"tasks": [qa]})
     assert config_from_dict({"tasks": [{**qa, "doc_stride": 8}]}).tasks[0].doc_stride == 8
@@ -226,7 +279,9 @@ def test_apply_override_indexes_lists() -> None:
     data = {"tasks": ["snli", {"name": "vader"}]}
     apply_override(data, "tasks[0].train_fraction=0.1")
     apply_override(data, "tasks[1].max_length=64")
-    assert data["tasks"] == [{"name": "snli", "train_fraction": 0.1},
-                             {"name": "vader", "max_length": 64}]
+    assert data["tasks"] == [
+        {"name": "snli", "train_fraction": 0.1},
+        {"name": "vader", "max_length": 64},
+    ]
     with pytest.raises(ConfigError, match=r"key 'tasks' has no item 2 \(2 items\)"):
         apply_override(data, "tasks[2].max_length=64")

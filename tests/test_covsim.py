@@ -37,8 +37,7 @@ def test_rank_keeps_99_percent_of_the_eigenvalues() -> None:
     assert covariance_factor(x).shape[1] == 2
     assert covariance_factor(x, energy=0.9).shape[1] == 1
     # with itself: ||D||_F / trace(D) for the kept eigenvalues D (1 only for rank 1)
-    assert covsim_matrix([covariance_factor(x)] * 2)[0, 1] == pytest.approx(
-        math.hypot(81, 1) / 82)
+    assert covsim_matrix([covariance_factor(x)] * 2)[0, 1] == pytest.approx(math.hypot(81, 1) / 82)
     line = covariance_factor(np.array([[1.0, 2.0], [2.0, 4.0]]))
     assert covsim_matrix([line, line])[0, 1] == pytest.approx(1.0)
 

@@ -44,24 +44,53 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory,
-          tiny_encoder_dir: Path) -> tuple[Path, list[dict[str, Any]]]:
+def ranks(
+    tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path
+) -> tuple[Path, list[dict[str, Any]]]:
     command = torchrun_command()
     root = tmp_path_factory.mktemp("ddp")
     write_task_files(root)
     # a checkpoint at steps 2 and 4 (every rank saves its RNG state), dev evaluations at 3, 6
-    config = write_config(root, tiny_encoder_dir, max_steps=MAX_STEPS, batch_size=BATCH,
-                          eval_every=3, checkpoint_every=2, log_every=1)
+    config = write_config(
+        root,
+        tiny_encoder_dir,
+        max_steps=MAX_STEPS,
+        batch_size=BATCH,
+        eval_every=3,
+        checkpoint_every=2,
+        log_every=1,
+    )
     out = root / "ranks"
     # Without a GPU, accelerate sets up multi-process training only when told to use the CPU
     # (it would otherwise run two independent single-process trainings).
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     env.pop("CAMTL_KILL_AFTER_STEP", None)
     proc = subprocess.run(
-        [*command, "--nnodes", "1", "--nproc_per_node", str(WORLD), "--master_addr",
-         "127.0.0.1", "--master_port", str(free_port()), str(WORKER), str(config), str(out)],
-        env=env, capture_output=True, text=True, timeout=300)
+        [
+            *command,
+            "--nnodes",
+            "1",
+            "--nproc_per_node",
+            str(WORLD),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            str(WORKER),
+            str(config),
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
     return root / "run", reports
@@ -134,8 +163,12 @@ def test_run_finished_and_only_rank_zero_wrote_it(ranks: tuple[Path, list[dict]]
     assert {"config.yaml", "metrics.jsonl", "train_log.jsonl"} <= rank0_files
     assert any("status.json" in path for path in rank0_files)  # written atomically, via a temp
     # Rank 1's only business there: the checkpoint folder it saves its RNG state into.
-    others = [w for r in reports[1:] for w in r["writes"]
-              if not (w[1] == "checkpoint.tmp" or w[1].startswith("checkpoint.tmp/"))]
+    others = [
+        w
+        for r in reports[1:]
+        for w in r["writes"]
+        if not (w[1] == "checkpoint.tmp" or w[1].startswith("checkpoint.tmp/"))
+    ]
     assert others == []
     # one record per evaluation / logged step, one TensorBoard event file
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

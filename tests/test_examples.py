@@ -26,10 +26,16 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def spec_of(task_type: TaskType, text_columns: list[str], label_column: str = "label",
-            **kwargs) -> TaskSpec:
-    return TaskSpec(name=kwargs.pop("name", "t"), type=task_type, text_columns=text_columns,
-                    label_column=label_column, **kwargs)
+def spec_of(
+    task_type: TaskType, text_columns: list[str], label_column: str = "label", **kwargs
+) -> TaskSpec:
+    return TaskSpec(
+        name=kwargs.pop("name", "t"),
+        type=task_type,
+        text_columns=text_columns,
+        label_column=label_column,
+        **kwargs,
+    )
 
 
 def pair_spec(**kwargs) -> TaskSpec:
@@ -50,13 +56,19 @@ def csv_records(tmp_path: Path, text: str, name: str = "d.csv") -> list[dict]:
 
 # ----------------------------------------------------------------------------- classification
 
+
 def test_pair_classification_with_integer_coded_labels(tmp_path: Path) -> None:
     records = csv_records(tmp_path, "a,b,label\nx,y,1\np,q,0\n")
     records.append({"a": "m", "b": "n", "label": 1, "_file": "mem", "_row": 9})
     spec = pair_spec(labels=["0", "1"])
     examples = to_examples(spec, records, "train")
-    assert examples[0] == {"text_a": "x", "text_b": "y", "label": 1,
-                           "_file": str(tmp_path / "d.csv"), "_row": 2}
+    assert examples[0] == {
+        "text_a": "x",
+        "text_b": "y",
+        "label": 1,
+        "_file": str(tmp_path / "d.csv"),
+        "_row": 2,
+    }
     assert [e["label"] for e in examples] == [1, 0, 1]
 
 
@@ -69,8 +81,9 @@ def test_single_sentence_has_no_text_b(tmp_path: Path) -> None:
 def test_missing_column_names_the_columns_present(tmp_path: Path) -> None:
     records = csv_records(tmp_path, "a,c,label\nx,y,1\n", "miss.csv")
     message = error(pair_spec(labels=["0", "1"]), records)
-    assert message == (f"{tmp_path / 'miss.csv'}, row 2: missing column 'b' "
-                       "(columns present: a, c, label)")
+    assert message == (
+        f"{tmp_path / 'miss.csv'}, row 2: missing column 'b' (columns present: a, c, label)"
+    )
 
 
 def test_label_not_in_labels(tmp_path: Path) -> None:
@@ -101,15 +114,22 @@ def test_label_inference_sorted_and_string_matched() -> None:
 
 # ----------------------------------------------------------------------------- regression
 
+
 def test_regression_targets(tmp_path: Path) -> None:
     spec = spec_of(TaskType.REGRESSION, ["a", "b"])
     records = csv_records(tmp_path, "a,b,label\nx,y,3.5\nx,y, -1 \n")
     assert [e["label"] for e in to_examples(spec, records, "train")] == [3.5, -1.0]
 
 
-@pytest.mark.parametrize("value, words", [("nan", "not a finite number"),
-                                          ("inf", "not a finite number"),
-                                          ("high", "not a number"), ("", "not a number")])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ("nan", "not a finite number"),
+        ("inf", "not a finite number"),
+        ("high", "not a number"),
+        ("", "not a number"),
+    ],
+)
 def test_bad_regression_targets(tmp_path: Path, value: str, words: str) -> None:
     records = csv_records(tmp_path, f"a,label\nx,1\nx,{value}\n", "reg.csv")
     message = error(spec_of(TaskType.REGRESSION, ["a"]), records)
@@ -123,6 +143,7 @@ def test_regression_none_target() -> None:
 
 
 # ----------------------------------------------------------------------------- tagging
+
 
 def tag_spec(**kwargs) -> TaskSpec:
     return spec_of(TaskType.TOKEN_TAGGING, ["tokens"], "tags", **kwargs)
@@ -138,8 +159,10 @@ def test_conll_tagging_examples(tmp_path: Path) -> None:
 
 
 def test_tagging_length_mismatch(tmp_path: Path) -> None:
-    path = write(tmp_path / "t.jsonl", '{"tokens": ["a", "b"], "tags": ["O", "O"]}\n'
-                                       '{"tokens": ["a", "b"], "tags": ["O"]}\n')
+    path = write(
+        tmp_path / "t.jsonl",
+        '{"tokens": ["a", "b"], "tags": ["O", "O"]}\n{"tokens": ["a", "b"], "tags": ["O"]}\n',
+    )
     message = error(tag_spec(labels=["O"]), read_jsonl(path))
     assert "t.jsonl, row 2" in message and "2 tokens" in message and "1 tags" in message
 
@@ -158,27 +181,45 @@ def test_tagging_empty_tokens() -> None:
 
 # ----------------------------------------------------------------------------- span QA
 
+
 def qa_spec(**kwargs) -> TaskSpec:
     return spec_of(TaskType.SPAN_QA, ["question", "context"], "answers", **kwargs)
 
 
 def squad_file(tmp_path: Path, answers: list[dict], context: str = "aa bb aa cc") -> Path:
-    data = {"data": [{"title": "t", "paragraphs": [{"context": context, "qas": [
-        {"id": "q1", "question": "which?", "answers": answers}]}]}]}
+    data = {
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": [{"id": "q1", "question": "which?", "answers": answers}],
+                    }
+                ],
+            }
+        ]
+    }
     return write(tmp_path / "sq.json", json.dumps(data))
 
 
 def test_squad_examples(tmp_path: Path) -> None:
     records = read_squad(squad_file(tmp_path, [{"text": "bb", "answer_start": 3}]))
     example = to_examples(qa_spec(), records, "dev")[0]
-    assert example == {"id": "q1", "question": "which?", "context": "aa bb aa cc",
-                       "answers": [{"text": "bb", "start": 3}],
-                       "_file": str(tmp_path / "sq.json"), "_row": 1}
+    assert example == {
+        "id": "q1",
+        "question": "which?",
+        "context": "aa bb aa cc",
+        "answers": [{"text": "bb", "start": 3}],
+        "_file": str(tmp_path / "sq.json"),
+        "_row": 1,
+    }
 
 
 def test_qa_offset_is_fixed_by_searching(tmp_path: Path) -> None:
-    records = read_squad(squad_file(tmp_path, [{"text": "aa", "answer_start": 5},
-                                               {"text": "cc", "answer_start": 0}]))
+    records = read_squad(
+        squad_file(tmp_path, [{"text": "aa", "answer_start": 5}, {"text": "cc", "answer_start": 0}])
+    )
     answers = to_examples(qa_spec(), records, "dev")[0]["answers"]
     assert answers == [{"text": "aa", "start": 6}, {"text": "cc", "start": 9}]
 
@@ -190,8 +231,9 @@ def test_qa_answer_not_in_context(tmp_path: Path) -> None:
 
 
 def test_qa_answers_from_csv_json_cell(tmp_path: Path) -> None:
-    records = csv_records(tmp_path, 'question,context,answers\nwho?,Ann sings,'
-                                    '"[{""text"": ""Ann"", ""start"": 0}]"\n')
+    records = csv_records(
+        tmp_path, 'question,context,answers\nwho?,Ann sings,"[{""text"": ""Ann"", ""start"": 0}]"\n'
+    )
     example = to_examples(qa_spec(), records, "train")[0]
     assert example["answers"] == [{"text": "Ann", "start": 0}]
     assert example["id"] == "train-2"
@@ -199,9 +241,11 @@ def test_qa_answers_from_csv_json_cell(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- splits
 
+
 def test_empty_split_message() -> None:
-    spec = pair_spec(labels=["0"], source=SourceSpec(kind="files",
-                                                     paths={"train": "a.csv", "dev": "d.csv"}))
+    spec = pair_spec(
+        labels=["0"], source=SourceSpec(kind="files", paths={"train": "a.csv", "dev": "d.csv"})
+    )
     assert error(spec, [], "dev") == "d.csv: split 'dev' has no examples"
 
 
@@ -234,8 +278,9 @@ def test_carve_dev_is_deterministic_and_disjoint() -> None:
 def test_load_task_examples_carves_dev_and_infers_labels(tmp_path: Path) -> None:
     rows = "".join(f"s{i},t{i},{['pos', 'neg', 'mid'][i % 3]}\n" for i in range(40))
     train = write(tmp_path / "train.csv", "a,b,label\n" + rows)
-    spec = pair_spec(source=SourceSpec(kind="files", paths={"train": str(train)}),
-                     max_train_examples=20)
+    spec = pair_spec(
+        source=SourceSpec(kind="files", paths={"train": str(train)}), max_train_examples=20
+    )
     examples, labels = load_task_examples(spec)
     assert labels == ["mid", "neg", "pos"]
     assert set(examples) == {"train", "dev"}  # no test split in the source
@@ -250,8 +295,13 @@ def test_load_task_examples_carves_dev_and_infers_labels(tmp_path: Path) -> None
 def test_load_task_examples_reads_given_splits_only(tmp_path: Path) -> None:
     dev = write(tmp_path / "dev.jsonl", '{"a": "x", "b": "y", "label": 1}\n')
     test = write(tmp_path / "test.jsonl", '{"a": "x", "b": "y", "label": "0"}\n')
-    spec = pair_spec(labels=["0", "1"], source=SourceSpec(kind="files", paths={
-        "train": str(tmp_path / "missing.jsonl"), "dev": str(dev), "test": str(test)}))
+    spec = pair_spec(
+        labels=["0", "1"],
+        source=SourceSpec(
+            kind="files",
+            paths={"train": str(tmp_path / "missing.jsonl"), "dev": str(dev), "test": str(test)},
+        ),
+    )
     examples, labels = load_task_examples(spec, ("dev", "test"))
     assert labels == ["0", "1"]
     assert [e["label"] for e in examples["dev"]] == [1]
@@ -261,8 +311,9 @@ def test_load_task_examples_reads_given_splits_only(tmp_path: Path) -> None:
 
 
 def test_load_task_examples_regression_has_no_labels(tmp_path: Path) -> None:
-    train = write(tmp_path / "tr.jsonl", "".join(f'{{"a": "s{i}", "label": {i / 2}}}\n'
-                                                for i in range(10)))
+    train = write(
+        tmp_path / "tr.jsonl", "".join(f'{{"a": "s{i}", "label": {i / 2}}}\n' for i in range(10))
+    )
     spec = spec_of(TaskType.REGRESSION, ["a"], source=SourceSpec(paths={"train": str(train)}))
     examples, labels = load_task_examples(spec, ("train", "dev"))
     assert labels == [] and len(examples["dev"]) == 1 and len(examples["train"]) == 9

@@ -15,22 +15,46 @@ from tests.test_tokenize import qa_example
 
 SPECS_AND_EXAMPLES = {
     "classification": (
-        TaskSpec(name="c", type=TaskType.CLASSIFICATION, text_columns=["a", "b"],
-                 label_column="label", labels=["no", "yes"]),
-        [{"text_a": "the movie is good", "text_b": "it is", "label": 1},
-         {"text_a": "bad", "text_b": "very bad film", "label": 0}]),
+        TaskSpec(
+            name="c",
+            type=TaskType.CLASSIFICATION,
+            text_columns=["a", "b"],
+            label_column="label",
+            labels=["no", "yes"],
+        ),
+        [
+            {"text_a": "the movie is good", "text_b": "it is", "label": 1},
+            {"text_a": "bad", "text_b": "very bad film", "label": 0},
+        ],
+    ),
     "regression": (
         TaskSpec(name="r", type=TaskType.REGRESSION, text_columns=["a"], label_column="y"),
-        [{"text_a": "good good", "text_b": None, "label": 0.1 + 0.2},
-         {"text_a": "awful", "text_b": None, "label": -1.5}]),
+        [
+            {"text_a": "good good", "text_b": None, "label": 0.1 + 0.2},
+            {"text_a": "awful", "text_b": None, "label": -1.5},
+        ],
+    ),
     "tagging": (
-        TaskSpec(name="t", type=TaskType.TOKEN_TAGGING, text_columns=["tokens"],
-                 label_column="tags", labels=["O", "B-PER"]),
-        [{"tokens": ["john", "is", "good"], "tags": [1, 0, 0]}]),
+        TaskSpec(
+            name="t",
+            type=TaskType.TOKEN_TAGGING,
+            text_columns=["tokens"],
+            label_column="tags",
+            labels=["O", "B-PER"],
+        ),
+        [{"tokens": ["john", "is", "good"], "tags": [1, 0, 0]}],
+    ),
     "span_qa": (
-        TaskSpec(name="q", type=TaskType.SPAN_QA, text_columns=["question", "context"],
-                 label_column="answers", max_length=16, doc_stride=4),
-        [qa_example("who", "the good film with john and mary in paris", "john")]),
+        TaskSpec(
+            name="q",
+            type=TaskType.SPAN_QA,
+            text_columns=["question", "context"],
+            label_column="answers",
+            max_length=16,
+            doc_stride=4,
+        ),
+        [qa_example("who", "the good film with john and mary in paris", "john")],
+    ),
 }
 
 
@@ -60,8 +84,7 @@ def test_hit_equals_fresh_encoding(tiny_tokenizer, cache: Path, kind: str) -> No
     assert second.features == fresh.features  # floats, None and lists round-trip exactly
 
 
-def test_changed_inputs_are_never_served_stale(tiny_tokenizer, cache: Path,
-                                              tmp_path: Path) -> None:
+def test_changed_inputs_are_never_served_stale(tiny_tokenizer, cache: Path, tmp_path: Path) -> None:
     spec, examples = SPECS_AND_EXAMPLES["classification"]
     cached_encode(spec, examples, tiny_tokenizer, 0)
     edited = copy.deepcopy(examples)
@@ -74,8 +97,9 @@ def test_changed_inputs_are_never_served_stale(tiny_tokenizer, cache: Path,
     assert got.truncated == 2 and all(len(f["input_ids"]) == 4 for f in got.features)
     other = copy.deepcopy(tiny_tokenizer)  # a changed tokenizer
     other.backend_tokenizer.normalizer = None  # cased: no lower-casing any more
-    assert feature_cache.tokenizer_fingerprint(other) != \
-        feature_cache.tokenizer_fingerprint(tiny_tokenizer)
+    assert feature_cache.tokenizer_fingerprint(other) != feature_cache.tokenizer_fingerprint(
+        tiny_tokenizer
+    )
     cached_encode(spec, examples, other, 0)
     assert len(entries(cache)) == 4
 
@@ -90,8 +114,9 @@ def test_a_damaged_entry_is_encoded_again(tiny_tokenizer, cache: Path) -> None:
     assert entry.read_text(encoding="utf-8").startswith('{"features":[{')  # rewritten whole
 
 
-def test_cache_can_be_turned_off(tiny_tokenizer, cache: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_can_be_turned_off(
+    tiny_tokenizer, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(feature_cache.ENV, "0")
     spec, examples = SPECS_AND_EXAMPLES["classification"]
     cached_encode(spec, examples, tiny_tokenizer, 0)

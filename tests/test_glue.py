@@ -13,13 +13,18 @@ from camtl.tasks import registry
 from camtl.tasks.glue import GLUE_FILES, GLUE_HUB, GLUE_TASKS, glue_task
 from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
 
-MNLI_TRAIN_HEAD = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\t"
-                   "sentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\t"
-                   "sentence2\tlabel1\tgold_label")
-MNLI_DEV_HEAD = MNLI_TRAIN_HEAD.replace("label1\tgold_label",
-                                        "label1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label")
-SNLI_HEAD = ("gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
-             "sentence2_parse\tsentence1\tsentence2\tcaptionID\tpairID\tlabel1")
+MNLI_TRAIN_HEAD = (
+    "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\t"
+    "sentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\t"
+    "sentence2\tlabel1\tgold_label"
+)
+MNLI_DEV_HEAD = MNLI_TRAIN_HEAD.replace(
+    "label1\tgold_label", "label1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label"
+)
+SNLI_HEAD = (
+    "gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
+    "sentence2_parse\tsentence1\tsentence2\tcaptionID\tpairID\tlabel1"
+)
 
 
 def mnli_row(i: int, a: str, b: str, label: str, dev: bool = False) -> str:
@@ -31,111 +36,164 @@ def mnli_row(i: int, a: str, b: str, label: str, dev: bool = False) -> str:
 # folder -> file -> lines; every dev file has 2 rows, every train file 3.
 GLUE_DATA: dict[str, dict[str, list[str]]] = {
     "CoLA": {
-        "train.tsv": ["src1\t1\t\tThe cat sat on the mat.",
-                      "src1\t0\t*\tCat the mat on sat.",
-                      "src2\t1\t\tShe reads \"old\" books."],
+        "train.tsv": [
+            "src1\t1\t\tThe cat sat on the mat.",
+            "src1\t0\t*\tCat the mat on sat.",
+            'src2\t1\t\tShe reads "old" books.',
+        ],
         "dev.tsv": ["src3\t0\t*\tBooks reads she.", "src3\t1\t\tHe left early."],
     },
     "SST-2": {
-        "train.tsv": ["sentence\tlabel", "a warm , funny film \t1", "dull and long \t0",
-                      "it 's \"fine\" \t1"],
+        "train.tsv": [
+            "sentence\tlabel",
+            "a warm , funny film \t1",
+            "dull and long \t0",
+            'it \'s "fine" \t1',
+        ],
         "dev.tsv": ["sentence\tlabel", "bright work \t1", "a mess \t0"],
     },
     "MRPC": {
-        "train.tsv": ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
-                      "1\t11\t12\tThe firm grew fast.\tThe company expanded quickly.",
-                      "0\t13\t14\tRain fell.\tPrices rose.",
-                      "1\t15\t16\tHe won.\tHe was the winner."],
-        "dev.tsv": ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
-                    "0\t17\t18\tA dog ran.\tThe vote failed.",
-                    "1\t19\t20\tShe said yes.\tShe agreed."],
+        "train.tsv": [
+            "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+            "1\t11\t12\tThe firm grew fast.\tThe company expanded quickly.",
+            "0\t13\t14\tRain fell.\tPrices rose.",
+            "1\t15\t16\tHe won.\tHe was the winner.",
+        ],
+        "dev.tsv": [
+            "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+            "0\t17\t18\tA dog ran.\tThe vote failed.",
+            "1\t19\t20\tShe said yes.\tShe agreed.",
+        ],
     },
     "QQP": {
-        "train.tsv": ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
-                      "1\t1\t2\tHow do I cook rice?\tWhat is the way to cook rice?\t1",
-                      "2\t3\t4\tWhy is the sky blue?\tHow tall is a giraffe?\t0",
-                      "3\t5\t6\tWhat is AI?\tWhat does AI mean?\t1"],
-        "dev.tsv": ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
-                    "4\t7\t8\tIs tea healthy?\tIs tea good for you?\t1",
-                    "5\t9\t10\tWhere is Oslo?\tWho wrote Hamlet?\t0"],
+        "train.tsv": [
+            "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
+            "1\t1\t2\tHow do I cook rice?\tWhat is the way to cook rice?\t1",
+            "2\t3\t4\tWhy is the sky blue?\tHow tall is a giraffe?\t0",
+            "3\t5\t6\tWhat is AI?\tWhat does AI mean?\t1",
+        ],
+        "dev.tsv": [
+            "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
+            "4\t7\t8\tIs tea healthy?\tIs tea good for you?\t1",
+            "5\t9\t10\tWhere is Oslo?\tWho wrote Hamlet?\t0",
+        ],
     },
     "STS-B": {
-        "train.tsv": ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\t"
-                      "sentence1\tsentence2\tscore",
-                      "0\tmain\tf\t2012\t1\tnone\tnone\tA man plays.\tA man is playing.\t4.800",
-                      "1\tmain\tf\t2012\t2\tnone\tnone\tA cat eats.\tA car drives.\t0.250",
-                      "2\tmain\tf\t2012\t3\tnone\tnone\tKids run.\tChildren run.\t5.000"],
-        "dev.tsv": ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\t"
-                    "sentence1\tsentence2\tscore",
-                    "0\tmain\tf\t2013\t1\tnone\tnone\tA bird sings.\tA bird is singing.\t4.000",
-                    "1\tmain\tf\t2013\t2\tnone\tnone\tIt rains.\tShe cooks.\t0.000"],
+        "train.tsv": [
+            "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\t"
+            "sentence1\tsentence2\tscore",
+            "0\tmain\tf\t2012\t1\tnone\tnone\tA man plays.\tA man is playing.\t4.800",
+            "1\tmain\tf\t2012\t2\tnone\tnone\tA cat eats.\tA car drives.\t0.250",
+            "2\tmain\tf\t2012\t3\tnone\tnone\tKids run.\tChildren run.\t5.000",
+        ],
+        "dev.tsv": [
+            "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\t"
+            "sentence1\tsentence2\tscore",
+            "0\tmain\tf\t2013\t1\tnone\tnone\tA bird sings.\tA bird is singing.\t4.000",
+            "1\tmain\tf\t2013\t2\tnone\tnone\tIt rains.\tShe cooks.\t0.000",
+        ],
     },
     "MNLI": {
-        "train.tsv": [MNLI_TRAIN_HEAD,
-                      mnli_row(0, "He ran home.", "He moved.", "entailment"),
-                      mnli_row(1, "She is \"tall\".", "She is short.", "contradiction"),
-                      mnli_row(2, "They met.", "They met twice.", "neutral")],
-        "dev_matched.tsv": [MNLI_DEV_HEAD,
-                            mnli_row(3, "The shop opened.", "It opened.", "entailment", True),
-                            mnli_row(4, "The shop closed.", "It is open.", "contradiction",
-                                     True)],
-        "dev_mismatched.tsv": [MNLI_DEV_HEAD,
-                               mnli_row(5, "A letter came.", "Mail came.", "entailment", True),
-                               mnli_row(6, "A letter came.", "It was late.", "neutral", True)],
+        "train.tsv": [
+            MNLI_TRAIN_HEAD,
+            mnli_row(0, "He ran home.", "He moved.", "entailment"),
+            mnli_row(1, 'She is "tall".', "She is short.", "contradiction"),
+            mnli_row(2, "They met.", "They met twice.", "neutral"),
+        ],
+        "dev_matched.tsv": [
+            MNLI_DEV_HEAD,
+            mnli_row(3, "The shop opened.", "It opened.", "entailment", True),
+            mnli_row(4, "The shop closed.", "It is open.", "contradiction", True),
+        ],
+        "dev_mismatched.tsv": [
+            MNLI_DEV_HEAD,
+            mnli_row(5, "A letter came.", "Mail came.", "entailment", True),
+            mnli_row(6, "A letter came.", "It was late.", "neutral", True),
+        ],
     },
     "QNLI": {
-        "train.tsv": ["index\tquestion\tsentence\tlabel",
-                      "0\tWho built it?\tIt was built by Ann.\tentailment",
-                      "1\tWhen was it built?\tIt is red.\tnot_entailment",
-                      "2\tWhere is it?\tIt stands in Rome.\tentailment"],
-        "dev.tsv": ["index\tquestion\tsentence\tlabel",
-                    "0\tWho won?\tBen won the race.\tentailment",
-                    "1\tWhy?\tThe sky is grey.\tnot_entailment"],
+        "train.tsv": [
+            "index\tquestion\tsentence\tlabel",
+            "0\tWho built it?\tIt was built by Ann.\tentailment",
+            "1\tWhen was it built?\tIt is red.\tnot_entailment",
+            "2\tWhere is it?\tIt stands in Rome.\tentailment",
+        ],
+        "dev.tsv": [
+            "index\tquestion\tsentence\tlabel",
+            "0\tWho won?\tBen won the race.\tentailment",
+            "1\tWhy?\tThe sky is grey.\tnot_entailment",
+        ],
     },
     "RTE": {
-        "train.tsv": ["index\tsentence1\tsentence2\tlabel",
-                      "0\tAnn bought a car.\tAnn owns a car.\tentailment",
-                      "1\tBen slept.\tBen ran a race.\tnot_entailment",
-                      "2\tThe team won.\tThe team played.\tentailment"],
-        "dev.tsv": ["index\tsentence1\tsentence2\tlabel",
-                    "0\tIt snowed.\tIt was cold.\tentailment",
-                    "1\tIt snowed.\tIt was hot.\tnot_entailment"],
+        "train.tsv": [
+            "index\tsentence1\tsentence2\tlabel",
+            "0\tAnn bought a car.\tAnn owns a car.\tentailment",
+            "1\tBen slept.\tBen ran a race.\tnot_entailment",
+            "2\tThe team won.\tThe team played.\tentailment",
+        ],
+        "dev.tsv": [
+            "index\tsentence1\tsentence2\tlabel",
+            "0\tIt snowed.\tIt was cold.\tentailment",
+            "1\tIt snowed.\tIt was hot.\tnot_entailment",
+        ],
     },
     "WNLI": {
-        "train.tsv": ["index\tsentence1\tsentence2\tlabel",
-                      "0\tThe cup fell on the plate and it broke.\tThe plate broke.\t1",
-                      "1\tAnn thanked Sue because she helped.\tAnn helped.\t0",
-                      "2\tThe box would not fit in the car because it was big.\t"
-                      "The box was big.\t1"],
-        "dev.tsv": ["index\tsentence1\tsentence2\tlabel",
-                    "0\tTom called Jim because he was lonely.\tTom was lonely.\t1",
-                    "1\tTom called Jim because he was lonely.\tJim was lonely.\t0"],
+        "train.tsv": [
+            "index\tsentence1\tsentence2\tlabel",
+            "0\tThe cup fell on the plate and it broke.\tThe plate broke.\t1",
+            "1\tAnn thanked Sue because she helped.\tAnn helped.\t0",
+            "2\tThe box would not fit in the car because it was big.\tThe box was big.\t1",
+        ],
+        "dev.tsv": [
+            "index\tsentence1\tsentence2\tlabel",
+            "0\tTom called Jim because he was lonely.\tTom was lonely.\t1",
+            "1\tTom called Jim because he was lonely.\tJim was lonely.\t0",
+        ],
     },
     "snli_1.0": {
-        "snli_1.0_train.txt": [SNLI_HEAD,
-                               "entailment\tp\th\tp\th\tA man sits.\tA person sits.\tc1\tp1\te",
-                               "-\tp\th\tp\th\tA man sits.\tNobody sits.\tc1\tp2\tn",
-                               "neutral\tp\th\tp\th\tA man sits.\tA man waits.\tc1\tp3\tn",
-                               "contradiction\tp\th\tp\th\tA dog runs.\tA cat runs.\tc2\tp4\tc"],
-        "snli_1.0_dev.txt": [SNLI_HEAD,
-                             "neutral\tp\th\tp\th\tKids play.\tKids laugh.\tc3\tp5\tn",
-                             "entailment\tp\th\tp\th\tKids play.\tKids move.\tc3\tp6\te"],
+        "snli_1.0_train.txt": [
+            SNLI_HEAD,
+            "entailment\tp\th\tp\th\tA man sits.\tA person sits.\tc1\tp1\te",
+            "-\tp\th\tp\th\tA man sits.\tNobody sits.\tc1\tp2\tn",
+            "neutral\tp\th\tp\th\tA man sits.\tA man waits.\tc1\tp3\tn",
+            "contradiction\tp\th\tp\th\tA dog runs.\tA cat runs.\tc2\tp4\tc",
+        ],
+        "snli_1.0_dev.txt": [
+            SNLI_HEAD,
+            "neutral\tp\th\tp\th\tKids play.\tKids laugh.\tc3\tp5\tn",
+            "entailment\tp\th\tp\th\tKids play.\tKids move.\tc3\tp6\te",
+        ],
     },
     "tsv_format": {
-        "scitail_1.0_train.tsv": ["Plants need light.\tLight helps plants grow.\tentails",
-                                  "Iron rusts.\tGold is soft.\tneutral",
-                                  "Ice melts.\tHeat melts ice.\tentails"],
-        "scitail_1.0_dev.tsv": ["Water boils.\tWater gets hot.\tentails",
-                                "Rocks erode.\tBirds fly.\tneutral"],
-        "scitail_1.0_test.tsv": ["Sound travels.\tSound moves.\tentails",
-                                 "Cells divide.\tStars shine.\tneutral"],
+        "scitail_1.0_train.tsv": [
+            "Plants need light.\tLight helps plants grow.\tentails",
+            "Iron rusts.\tGold is soft.\tneutral",
+            "Ice melts.\tHeat melts ice.\tentails",
+        ],
+        "scitail_1.0_dev.tsv": [
+            "Water boils.\tWater gets hot.\tentails",
+            "Rocks erode.\tBirds fly.\tneutral",
+        ],
+        "scitail_1.0_test.tsv": [
+            "Sound travels.\tSound moves.\tentails",
+            "Cells divide.\tStars shine.\tneutral",
+        ],
     },
 }
 
 EXPECTED_DEV_LABELS = {
-    "cola": [0, 1], "sst2": [1, 0], "mrpc": [0, 1], "qqp": [1, 0], "stsb": [4.0, 0.0],
-    "mnli": [0, 2], "mnli_mm": [0, 1], "qnli": [0, 1], "rte": [0, 1], "wnli": [1, 0],
-    "snli_hub": [1, 0], "scitail": [0, 1],
+    "cola": [0, 1],
+    "sst2": [1, 0],
+    "mrpc": [0, 1],
+    "qqp": [1, 0],
+    "stsb": [4.0, 0.0],
+    "mnli": [0, 2],
+    "mnli_mm": [0, 1],
+    "qnli": [0, 1],
+    "rte": [0, 1],
+    "wnli": [1, 0],
+    "snli_hub": [1, 0],
+    "scitail": [0, 1],
 }
 
 
@@ -150,8 +208,20 @@ def glue_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_all_recipes_are_registered() -> None:
-    expected = {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "mnli_mm", "qnli", "rte", "wnli",
-                "snli_hub", "scitail"}
+    expected = {
+        "cola",
+        "sst2",
+        "mrpc",
+        "qqp",
+        "stsb",
+        "mnli",
+        "mnli_mm",
+        "qnli",
+        "rte",
+        "wnli",
+        "snli_hub",
+        "scitail",
+    }
     assert set(GLUE_TASKS) == expected
     assert set(GLUE_FILES) == expected
     for name in expected:
@@ -218,11 +288,15 @@ def test_root_may_be_the_task_folder(glue_root: Path) -> None:
     assert len(records) == 2
 
 
-def test_yaml_override_selects_the_glue_folder(glue_root: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_yaml_override_selects_the_glue_folder(
+    glue_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(registry, "_loaded", True)  # only the GLUE catalog is needed here
-    entry = {"name": "sst2", "source": {"kind": "glue_dir", "root": str(glue_root)},
-             "max_train_examples": 2}
+    entry = {
+        "name": "sst2",
+        "source": {"kind": "glue_dir", "root": str(glue_root)},
+        "max_train_examples": 2,
+    }
     spec = registry.resolve_task(entry, "tasks[0]")
     assert spec.labels == ["negative", "positive"] and spec.metrics == ["accuracy"]
     examples, labels = load_task_examples(spec)
@@ -253,8 +327,9 @@ def test_short_glue_row_names_file_and_line(tmp_path: Path) -> None:
 
 def test_unknown_label_in_glue_folder(tmp_path: Path) -> None:
     (tmp_path / "RTE").mkdir()
-    (tmp_path / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n"
-                                              "0\tA.\tB.\tmaybe\n")
+    (tmp_path / "RTE" / "dev.tsv").write_text(
+        "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tmaybe\n"
+    )
     with pytest.raises(DataError) as info:
         load_task_examples(glue_task("rte", str(tmp_path)), ("dev",))
     assert "RTE/dev.tsv, row 2" in str(info.value) and "'maybe'" in str(info.value)
@@ -262,9 +337,13 @@ def test_unknown_label_in_glue_folder(tmp_path: Path) -> None:
 
 def test_glue_dir_for_another_task_uses_paths(tmp_path: Path) -> None:
     (tmp_path / "mine.tsv").write_text("text\tlabel\nhello\tgreet\n")
-    spec = TaskSpec(name="greetings", type=TaskType.CLASSIFICATION, text_columns=["text"],
-                    label_column="label", source=SourceSpec(kind="glue_dir", root=str(tmp_path),
-                                                            paths={"train": "mine.tsv"}))
+    spec = TaskSpec(
+        name="greetings",
+        type=TaskType.CLASSIFICATION,
+        text_columns=["text"],
+        label_column="label",
+        source=SourceSpec(kind="glue_dir", root=str(tmp_path), paths={"train": "mine.tsv"}),
+    )
     assert read_split(spec, "train")[0]["text"] == "hello"
     assert read_split(spec, "dev") is None
     spec.source.paths = {}
@@ -280,13 +359,23 @@ def test_glue_task_unknown_name() -> None:
 
 def test_hub_and_folder_labels_agree(glue_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     datasets = pytest.importorskip("datasets")
-    features = datasets.Features({
-        "premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
-        "idx": datasets.Value("int32")})
-    table = datasets.Dataset.from_dict({"premise": ["The shop opened.", "The shop closed."],
-                                        "hypothesis": ["It opened.", "It is open."],
-                                        "label": [0, 2], "idx": [0, 1]}, features=features)
+    features = datasets.Features(
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+            "idx": datasets.Value("int32"),
+        }
+    )
+    table = datasets.Dataset.from_dict(
+        {
+            "premise": ["The shop opened.", "The shop closed."],
+            "hypothesis": ["It opened.", "It is open."],
+            "label": [0, 2],
+            "idx": [0, 1],
+        },
+        features=features,
+    )
     calls = []
 
     def fake_load(name, config=None, **kwargs):

@@ -24,8 +24,14 @@ PREDS3 = [r if RNG.random() < 0.6 else int(RNG.integers(0, 3)) for r in REFS3]
 
 def spec(kind: TaskType, metrics: list[str] | None = None, **kwargs) -> TaskSpec:
     columns = ["q", "c"] if kind == TaskType.SPAN_QA else ["a"]
-    return TaskSpec(name="t", type=kind, text_columns=columns, label_column="label",
-                    metrics=metrics or [], **kwargs)
+    return TaskSpec(
+        name="t",
+        type=kind,
+        text_columns=columns,
+        label_column="label",
+        metrics=metrics or [],
+        **kwargs,
+    )
 
 
 # ----------------------------------------------------------------------------- classification
@@ -47,7 +53,8 @@ def test_f1_on_multiclass_is_f1_of_class_one():
 
 def test_macro_f1_and_mcc_match_sklearn():
     assert m.macro_f1(PREDS3, REFS3) == pytest.approx(
-        100 * f1_score(REFS3, PREDS3, average="macro"))
+        100 * f1_score(REFS3, PREDS3, average="macro")
+    )
     assert m.mcc(PREDS3, REFS3) == pytest.approx(100 * matthews_corrcoef(REFS3, PREDS3))
     assert m.mcc(PREDS, REFS) == pytest.approx(100 * matthews_corrcoef(REFS, PREDS))
 
@@ -89,8 +96,7 @@ TAG_PREDS = [["B-PER", "I-PER", "O", "O"], ["O", "B-ORG", "O", "O", "B-LOC"]]
 
 
 def test_entity_f1_matches_seqeval():
-    assert m.entity_f1(TAG_PREDS, TAG_REFS) == pytest.approx(
-        100 * seqeval_f1(TAG_REFS, TAG_PREDS))
+    assert m.entity_f1(TAG_PREDS, TAG_REFS) == pytest.approx(100 * seqeval_f1(TAG_REFS, TAG_PREDS))
     # by hand: 1 of 4 gold entities found, 1 of 3 predicted correct -> F1 = 2/7
     assert m.entity_f1(TAG_PREDS, TAG_REFS) == pytest.approx(100 * 2 / 7)
 
@@ -141,12 +147,14 @@ def test_squad_empty_answers():
 
 
 def test_compute_metrics_by_type():
-    scores = m.compute_metrics(spec(TaskType.CLASSIFICATION, ["mcc", "accuracy", "f1"]),
-                               PREDS, REFS)
+    scores = m.compute_metrics(
+        spec(TaskType.CLASSIFICATION, ["mcc", "accuracy", "f1"]), PREDS, REFS
+    )
     assert list(scores) == ["mcc", "accuracy", "f1"]
     assert scores["accuracy"] == m.accuracy(PREDS, REFS)
-    scores = m.compute_metrics(spec(TaskType.REGRESSION, ["pearson", "spearman", "mse"]),
-                               X.tolist(), Y.tolist())
+    scores = m.compute_metrics(
+        spec(TaskType.REGRESSION, ["pearson", "spearman", "mse"]), X.tolist(), Y.tolist()
+    )
     assert scores["mse"] == pytest.approx(float(np.mean((X - Y) ** 2)))
     scores = m.compute_metrics(spec(TaskType.TOKEN_TAGGING), TAG_PREDS, TAG_REFS)
     assert set(scores) == {"entity_f1", "token_accuracy"}
@@ -161,16 +169,18 @@ def test_compute_metrics_by_type():
 def test_baseline_classification_majority():
     train = [{"label": 1}, {"label": 1}, {"label": 0}]
     dev = [{"label": 1}, {"label": 0}, {"label": 1}, {"label": 1}]
-    scores = m.trivial_baseline(spec(TaskType.CLASSIFICATION, ["accuracy", "mcc"]), train,
-                                dev, ["neg", "pos"])
+    scores = m.trivial_baseline(
+        spec(TaskType.CLASSIFICATION, ["accuracy", "mcc"]), train, dev, ["neg", "pos"]
+    )
     assert scores == {"accuracy": 75.0, "mcc": 0.0}
 
 
 def test_baseline_regression_mean_scores_zero_correlation():
     train = [{"label": 1.0}, {"label": 3.0}]
     dev = [{"label": 0.0}, {"label": 4.0}]
-    scores = m.trivial_baseline(spec(TaskType.REGRESSION, ["pearson", "spearman", "mse"]),
-                                train, dev, None)
+    scores = m.trivial_baseline(
+        spec(TaskType.REGRESSION, ["pearson", "spearman", "mse"]), train, dev, None
+    )
     assert scores == {"pearson": 0.0, "spearman": 0.0, "mse": pytest.approx(4.0)}
 
 
@@ -178,14 +188,15 @@ def test_baseline_tagging_majority_tag():
     labels = ["O", "B-PER", "I-PER"]
     train = [{"tokens": ["a", "b", "c"], "tags": [0, 1, 0]}]
     dev = [{"tokens": ["a", "b"], "tags": [1, 0]}, {"tokens": ["c"], "tags": [0]}]
-    scores = m.trivial_baseline(spec(TaskType.TOKEN_TAGGING, labels=labels), train, dev,
-                                labels)
+    scores = m.trivial_baseline(spec(TaskType.TOKEN_TAGGING, labels=labels), train, dev, labels)
     assert scores == {"entity_f1": 0.0, "token_accuracy": pytest.approx(100 * 2 / 3)}
 
 
 def test_baseline_span_qa_first_word():
-    dev = [{"context": "Paris is big.", "answers": [{"text": "Paris", "start": 0}]},
-           {"context": "the cat sits", "answers": [{"text": "cat", "start": 4}]}]
+    dev = [
+        {"context": "Paris is big.", "answers": [{"text": "Paris", "start": 0}]},
+        {"context": "the cat sits", "answers": [{"text": "cat", "start": 4}]},
+    ]
     scores = m.trivial_baseline(spec(TaskType.SPAN_QA), [], dev, None)
     assert scores == {"squad_f1": 50.0, "exact_match": 50.0}
 

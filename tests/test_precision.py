@@ -16,12 +16,15 @@ from tests.test_camtl import build, randomize_conditional
 from tests.test_model import mixed_batch
 
 
-@pytest.mark.parametrize(("flags", "expected"), [
-    ("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile", True),
-    ("flags\t\t: fpu sse avx2 avx512f amx_bf16", True),
-    ("Features\t: fp asimd bf16 i8mm", True),  # Arm
-    ("flags\t\t: fpu sse avx2 avx512f avx512bw", False),
-])
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile", True),
+        ("flags\t\t: fpu sse avx2 avx512f amx_bf16", True),
+        ("Features\t: fp asimd bf16 i8mm", True),  # Arm
+        ("flags\t\t: fpu sse avx2 avx512f avx512bw", False),
+    ],
+)
 def test_cpuinfo_flags(tmp_path: Path, flags: str, expected: bool) -> None:
     path = tmp_path / "cpuinfo"
     path.write_text(f"processor\t: 0\nmodel name\t: some cpu\n{flags}\n\nprocessor\t: 1\n")
@@ -33,16 +36,17 @@ def test_missing_cpuinfo_means_no_bf16(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("fast", "expected"), [(True, "bf16"), (False, "no")])
-def test_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, fast: bool, expected: str
-                              ) -> None:
+def test_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, fast: bool, expected: str) -> None:
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: fast)
     assert resolve_precision("auto", "cpu") == expected
     for explicit in ("no", "bf16", "fp16"):
         assert resolve_precision(explicit, "cpu") == explicit
 
 
-@pytest.mark.parametrize(("written", "expected"), [
-    ("no", "no"), ('"no"', "no"), ("false", "no"), ("bf16", "bf16"), ("auto", "auto")])
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [("no", "no"), ('"no"', "no"), ("false", "no"), ("bf16", "bf16"), ("auto", "auto")],
+)
 def test_unquoted_no_in_yaml_means_fp32(tmp_path: Path, written: str, expected: str) -> None:
     path = tmp_path / "run.yaml"
     path.write_text(f"tasks: [snli]\ntraining:\n  mixed_precision: {written}\n")
@@ -92,18 +96,24 @@ def test_bf16_mixed_tasks_match_each_task_alone(encoder_dir_bert: Path) -> None:
         for index, name in enumerate(["cls", "reg", "tag", "qa"]):
             rows = (batch["task_ids"] == index).nonzero(as_tuple=True)[0]
             alone = model(**{k: v[rows] for k, v in batch.items()})
-            assert torch.allclose(alone.logits[name].float(), mixed.logits[name].float(),
-                                  atol=BF16_ATOL), name
+            assert torch.allclose(
+                alone.logits[name].float(), mixed.logits[name].float(), atol=BF16_ATOL
+            ), name
 
 
 def test_run_model_returns_fp32_in_bf16(encoder_dir_bert: Path) -> None:
     model = build(encoder_dir_bert)
     batch = mixed_batch()
     rows = (batch["task_ids"] == 0).nonzero(as_tuple=True)[0].tolist()
-    features = [{"input_ids": batch["input_ids"][r].tolist(),
-                 "attention_mask": batch["attention_mask"][r].tolist(),
-                 "token_type_ids": batch["token_type_ids"][r].tolist(), "task_id": 0}
-                for r in rows]
+    features = [
+        {
+            "input_ids": batch["input_ids"][r].tolist(),
+            "attention_mask": batch["attention_mask"][r].tolist(),
+            "token_type_ids": batch["token_type_ids"][r].tolist(),
+            "task_id": 0,
+        }
+        for r in rows
+    ]
     fp32 = run_model(model, features, "cls", 2, 0)
     bf16 = run_model(model, features, "cls", 2, 0, precision="bf16")
     for a, b in zip(fp32, bf16):

@@ -11,13 +11,18 @@ from camtl.tasks.spec import TaskSpec, TaskType
 
 
 def qa_spec(**kwargs) -> TaskSpec:
-    return TaskSpec(name="qa", type=TaskType.SPAN_QA, text_columns=["q", "c"],
-                    label_column="answers", **kwargs)
+    return TaskSpec(
+        name="qa", type=TaskType.SPAN_QA, text_columns=["q", "c"], label_column="answers", **kwargs
+    )
 
 
 def example(question: str, context: str, answer: str) -> dict:
-    return {"id": question, "question": question, "context": context,
-            "answers": [{"text": answer, "start": context.index(answer)}]}
+    return {
+        "id": question,
+        "question": question,
+        "context": context,
+        "answers": [{"text": answer, "start": context.index(answer)}],
+    }
 
 
 def one_hot_logits(features: list[dict], pad_to: int | None = None):
@@ -41,8 +46,9 @@ def encoded(tiny_tokenizer):
         example("where?", "mary lives in new york city today.", "new york city"),
         example("what is red?", "the big apple, not google, is red.", "the big apple"),
     ]
-    features = encode_examples(qa_spec(max_length=24, doc_stride=8), examples, tiny_tokenizer,
-                               task_id=0).features
+    features = encode_examples(
+        qa_spec(max_length=24, doc_stride=8), examples, tiny_tokenizer, task_id=0
+    ).features
     return examples, features
 
 
@@ -51,7 +57,10 @@ def test_one_hot_logits_recover_gold(encoded):
     assert len(features) > len(examples)  # the first context needs several windows
     starts, ends = one_hot_logits(features)
     assert postprocess_span_predictions(examples, features, starts, ends) == [
-        "john", "new york city", "the big apple"]
+        "john",
+        "new york city",
+        "the big apple",
+    ]
 
 
 def test_padded_logits_give_the_same_answers(encoded):
@@ -60,10 +69,9 @@ def test_padded_logits_give_the_same_answers(encoded):
     starts, ends = one_hot_logits(features, pad_to=longest + 5)
     # padded positions get the highest logits: they must never be picked
     for start, end, feature in zip(starts, ends, features):
-        start[len(feature["input_ids"]):] = 100.0
-        end[len(feature["input_ids"]):] = 100.0
-    predictions = postprocess_span_predictions(examples, features, np.stack(starts),
-                                               np.stack(ends))
+        start[len(feature["input_ids"]) :] = 100.0
+        end[len(feature["input_ids"]) :] = 100.0
+    predictions = postprocess_span_predictions(examples, features, np.stack(starts), np.stack(ends))
     assert predictions == ["john", "new york city", "the big apple"]
 
 
@@ -75,7 +83,10 @@ def test_question_and_special_tokens_are_never_answers(encoded):
             if span is None:  # question tokens and specials score highest
                 start[i] = end[i] = 50.0
     assert postprocess_span_predictions(examples, features, starts, ends) == [
-        "john", "new york city", "the big apple"]
+        "john",
+        "new york city",
+        "the big apple",
+    ]
 
 
 def test_span_constraints():

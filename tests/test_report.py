@@ -58,8 +58,7 @@ def _results(split: str = "dev") -> dict[str, Any]:
             },
         },
         "aggregate": {"mean": 47.5, "worst": 0.0, "worst_task": "wnut16", "spread": 34.6},
-        "baseline_aggregate": {"mean": 21.6, "worst": 0.0, "worst_task": "stsb",
-                               "spread": 22.0},
+        "baseline_aggregate": {"mean": 21.6, "worst": 0.0, "worst_task": "stsb", "spread": 22.0},
     }
 
 
@@ -68,9 +67,16 @@ def _history(n: int = 4) -> list[dict[str, Any]]:
     for i in range(1, n + 1):
         tasks = {"sst2": 50 + 7 * i, "stsb": 10 + 17 * i, "wnut16": 0.0, "squad": 5 + 6 * i}
         mean = sum(tasks.values()) / len(tasks)
-        records.append({"step": 100 * i, "tasks": tasks, "mean": mean,
-                        "worst": min(tasks.values()), "spread": 0.0,
-                        "train_loss": {t: 1.0 / i for t in tasks}})
+        records.append(
+            {
+                "step": 100 * i,
+                "tasks": tasks,
+                "mean": mean,
+                "worst": min(tasks.values()),
+                "spread": 0.0,
+                "train_loss": {t: 1.0 / i for t in tasks},
+            }
+        )
     return records
 
 
@@ -151,8 +157,7 @@ def test_format_table_columns_are_aligned() -> None:
     end_of_score = header.index("score") + len("score")
     rows = [line for line in lines if line.split() and line.split()[0] in _results()["tasks"]]
     # Right-aligned numbers: every score ends at the header's "score" column.
-    assert {line[:end_of_score].split()[-1] for line in rows} == {"81.20", "78.50", "0.00",
-                                                                   "30.20"}
+    assert {line[:end_of_score].split()[-1] for line in rows} == {"81.20", "78.50", "0.00", "30.20"}
 
 
 def test_lower_is_better_metric_direction() -> None:

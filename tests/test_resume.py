@@ -29,13 +29,22 @@ MAX_STEPS, CHECKPOINT_EVERY, EVAL_EVERY, KILL_AFTER = 8, 3, 4, 5
 
 def camtl_train(*args: str, kill_after: int | None = None) -> subprocess.Popen[str]:
     # One thread each: two runs go side by side on small machines. Same env for every run.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("CAMTL_KILL_AFTER_STEP", None)
     if kill_after is not None:
         env["CAMTL_KILL_AFTER_STEP"] = str(kill_after)
-    return subprocess.Popen([sys.executable, "-m", "camtl.cli", "train", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "camtl.cli", "train", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait(proc: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str]:
@@ -60,16 +69,23 @@ def without_timing(records: list[dict]) -> list[dict]:
 
 
 @pytest.fixture(scope="module", params=["no", "bf16"])
-def config(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           tiny_encoder_dir: Path) -> Path:
+def config(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path
+) -> Path:
     """Four tasks (classification, regression, tagging, span QA), dropout on (the default
     0.1), 8 steps, a checkpoint every 3 steps, a dev evaluation every 4, a log every step;
     in fp32 and in bf16 autocast (resume is exact in both)."""
     root = tmp_path_factory.mktemp("resume")
     write_task_files(root)
-    return write_config(root, tiny_encoder_dir, max_steps=MAX_STEPS,
-                        checkpoint_every=CHECKPOINT_EVERY, eval_every=EVAL_EVERY, log_every=1,
-                        mixed_precision=request.param)
+    return write_config(
+        root,
+        tiny_encoder_dir,
+        max_steps=MAX_STEPS,
+        checkpoint_every=CHECKPOINT_EVERY,
+        eval_every=EVAL_EVERY,
+        log_every=1,
+        mixed_precision=request.param,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +111,10 @@ def runs(config: Path) -> dict[str, Path]:
         before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
         code, lines = main_stderr(["train", str(config), "--output-dir", str(run)])
         assert code == 2
-        assert lines == [f"error: {run}: holds an unfinished run; pass --resume to continue "
-                         "it or --overwrite to start again"]
+        assert lines == [
+            f"error: {run}: holds an unfinished run; pass --resume to continue "
+            "it or --overwrite to start again"
+        ]
         assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
 
         code, err = wait(camtl_train(str(config), "--output-dir", str(run), "--resume"))
@@ -122,12 +140,13 @@ def test_resume_refuses_a_changed_model_in_one_line(config: Path, tmp_path: Path
     camtl_config.write_text(yaml.safe_dump(data))
     (run / "config.yaml").write_text(yaml.safe_dump({**data, "output_dir": str(run)}))
     before = sorted(p.name for p in run.iterdir())
-    code, lines = main_stderr(["train", str(camtl_config), "--output-dir", str(run),
-                               "--resume"])
+    code, lines = main_stderr(["train", str(camtl_config), "--output-dir", str(run), "--resume"])
     assert code == 2
-    assert lines == [f"error: key 'model.camtl.generators': 'shared' here, but the run in "
-                     f"{run} started with 'per_layer'; its checkpoint holds that model (set "
-                     "it back to resume)"]
+    assert lines == [
+        f"error: key 'model.camtl.generators': 'shared' here, but the run in "
+        f"{run} started with 'per_layer'; its checkpoint holds that model (set "
+        "it back to resume)"
+    ]
     assert sorted(p.name for p in run.iterdir()) == before  # nothing touched
 
 
@@ -171,11 +190,13 @@ def test_resumed_run_equals_uninterrupted_run_exactly(runs: dict[str, Path]) -> 
     weights_resumed = load_file(str(resumed / "model.safetensors"))
     weights_straight = load_file(str(straight / "model.safetensors"))
     assert weights_resumed.keys() == weights_straight.keys()
-    differ = [k for k in weights_resumed if not torch.equal(weights_resumed[k],
-                                                             weights_straight[k])]
+    differ = [
+        k for k in weights_resumed if not torch.equal(weights_resumed[k], weights_straight[k])
+    ]
     assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
     # ... and the same final reports.
     for name in ("report.json", "report_test.json"):
-        results: list[Any] = [json.loads((r / name).read_text())["results"]
-                              for r in (resumed, straight)]
+        results: list[Any] = [
+            json.loads((r / name).read_text())["results"] for r in (resumed, straight)
+        ]
         assert results[0] == results[1], name

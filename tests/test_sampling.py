@@ -11,13 +11,15 @@ from camtl.sampling import BatchScheduler, build_sampler
 SIZES = [1000, 100, 10]
 
 
-@pytest.mark.parametrize(("name", "options", "expected"), [
-    ("uniform", {}, [1 / 3, 1 / 3, 1 / 3]),
-    ("proportional", {}, [1000 / 1110, 100 / 1110, 10 / 1110]),
-    ("temperature", {"temperature": 1.0}, [1000 / 1110, 100 / 1110, 10 / 1110]),
-    ("temperature", {"temperature": 2.0},
-     list(np.sqrt(SIZES) / np.sqrt(SIZES).sum())),
-])
+@pytest.mark.parametrize(
+    ("name", "options", "expected"),
+    [
+        ("uniform", {}, [1 / 3, 1 / 3, 1 / 3]),
+        ("proportional", {}, [1000 / 1110, 100 / 1110, 10 / 1110]),
+        ("temperature", {"temperature": 1.0}, [1000 / 1110, 100 / 1110, 10 / 1110]),
+        ("temperature", {"temperature": 2.0}, list(np.sqrt(SIZES) / np.sqrt(SIZES).sum())),
+    ],
+)
 def test_probabilities(name: str, options: dict, expected: list[float]) -> None:
     sampler = build_sampler(name, options, SIZES, total_steps=10)
     assert np.allclose(sampler.probabilities(0), expected)

@@ -41,26 +41,62 @@ def error_of(func, *args) -> str:
 
 
 def pair_spec(**source) -> TaskSpec:
-    return TaskSpec(name="pairs", type=TaskType.CLASSIFICATION, text_columns=["a", "b"],
-                    label_column="label", source=SourceSpec(**source))
+    return TaskSpec(
+        name="pairs",
+        type=TaskType.CLASSIFICATION,
+        text_columns=["a", "b"],
+        label_column="label",
+        source=SourceSpec(**source),
+    )
 
 
-SQUAD = {"version": "1.1", "data": [
-    {"title": "Rivers", "paragraphs": [
-        {"context": "The river runs north past the old mill.",
-         "qas": [{"id": "q1", "question": "Which way does it run?",
-                  "answers": [{"text": "north", "answer_start": 15}]},
-                 {"id": "q2", "question": "What does it pass?",
-                  "answers": [{"text": "the old mill", "answer_start": 26},
-                              {"text": "old mill", "answer_start": 30}]}]}]},
-    {"title": "Hills", "paragraphs": [
-        {"context": "Green hills rise behind the town.",
-         "qas": [{"id": "q3", "question": "What rises?",
-                  "answers": [{"text": "Green hills", "answer_start": 0}]}]}]},
-]}
+SQUAD = {
+    "version": "1.1",
+    "data": [
+        {
+            "title": "Rivers",
+            "paragraphs": [
+                {
+                    "context": "The river runs north past the old mill.",
+                    "qas": [
+                        {
+                            "id": "q1",
+                            "question": "Which way does it run?",
+                            "answers": [{"text": "north", "answer_start": 15}],
+                        },
+                        {
+                            "id": "q2",
+                            "question": "What does it pass?",
+                            "answers": [
+                                {"text": "the old mill", "answer_start": 26},
+                                {"text": "old mill", "answer_start": 30},
+                            ],
+                        },
+                    ],
+                }
+            ],
+        },
+        {
+            "title": "Hills",
+            "paragraphs": [
+                {
+                    "context": "Green hills rise behind the town.",
+                    "qas": [
+                        {
+                            "id": "q3",
+                            "question": "What rises?",
+                            "answers": [{"text": "Green hills", "answer_start": 0}],
+                        }
+                    ],
+                }
+            ],
+        },
+    ],
+}
 
 
 # ----------------------------------------------------------------------------- csv / tsv
+
 
 def test_csv_rows_are_strings_with_line_numbers(tmp_path: Path) -> None:
     path = write(tmp_path / "d.csv", 'a,b,label\n"one, two",x,1\n\n"multi\nline",y,0\n')
@@ -99,6 +135,7 @@ def test_empty_file_gives_no_records(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- json
+
 
 def test_jsonl_rows_and_blank_lines(tmp_path: Path) -> None:
     path = write(tmp_path / "d.jsonl", '{"a": "x", "label": 1}\n\n{"a": "y\\u2028z", "label": 0}\n')
@@ -139,12 +176,14 @@ def test_json_errors(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- parquet
 
+
 def test_parquet(tmp_path: Path) -> None:
     import pandas as pd
 
     path = tmp_path / "d.parquet"
-    pd.DataFrame({"a": ["x", "y"], "score": [1.5, float("nan")],
-                  "tokens": [["a", "b"], ["c"]]}).to_parquet(path)
+    pd.DataFrame(
+        {"a": ["x", "y"], "score": [1.5, float("nan")], "tokens": [["a", "b"], ["c"]]}
+    ).to_parquet(path)
     records = read_parquet(path)
     assert records[0]["a"] == "x" and records[0]["tokens"] == ["a", "b"]
     assert records[1]["score"] is None
@@ -159,11 +198,14 @@ def test_parquet_errors(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- conll
 
+
 def test_conll(tmp_path: Path) -> None:
-    path = write(tmp_path / "ner.conll",
-                 "-DOCSTART- -X- -X- O\n\n"
-                 "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n\n"
-                 "Peter\tB-PER\nBlack Jr\tI-PER\n")
+    path = write(
+        tmp_path / "ner.conll",
+        "-DOCSTART- -X- -X- O\n\n"
+        "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n\n"
+        "Peter\tB-PER\nBlack Jr\tI-PER\n",
+    )
     records = read_conll(path)
     assert records[0]["tokens"] == ["EU", "rejects"] and records[0]["tags"] == ["B-ORG", "O"]
     assert records[1]["tokens"] == ["Peter", "Black Jr"]
@@ -178,12 +220,12 @@ def test_conll_line_without_tag(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- squad
 
+
 def test_squad(tmp_path: Path) -> None:
     path = write(tmp_path / "squad.json", json.dumps(SQUAD))
     records = read_squad(path)
     assert [r["id"] for r in records] == ["q1", "q2", "q3"]
-    assert records[1]["answers"] == {"text": ["the old mill", "old mill"],
-                                     "answer_start": [26, 30]}
+    assert records[1]["answers"] == {"text": ["the old mill", "old mill"], "answer_start": [26, 30]}
     assert records[2]["context"].startswith("Green")
     assert [r["_row"] for r in records] == [1, 2, 3]
     assert read_json(path) == records  # recognised by shape, too
@@ -200,6 +242,7 @@ def test_squad_structure_errors(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- dispatch
+
 
 def test_format_from_suffix_or_spec(tmp_path: Path) -> None:
     assert detect_format("a/b.tsv") == "tsv"
@@ -219,6 +262,7 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- read_split
+
 
 def test_read_split_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path / "data" / "train.csv", "a,b,label\nx,y,1\n")
@@ -247,6 +291,7 @@ def test_read_split_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 # --- hub
 
+
 @pytest.fixture
 def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     datasets = pytest.importorskip("datasets")
@@ -255,11 +300,12 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_hub_packaged_builder_over_local_files(hub_cache: Path) -> None:
-    train = write(hub_cache / "tr.jsonl", '{"a": "x", "b": "y", "label": 1}\n'
-                                          '{"a": "p", "b": "q", "label": 0}\n')
+    train = write(
+        hub_cache / "tr.jsonl",
+        '{"a": "x", "b": "y", "label": 1}\n{"a": "p", "b": "q", "label": 0}\n',
+    )
     dev = write(hub_cache / "dv.jsonl", '{"a": "m", "b": "n", "label": 0}\n')
-    spec = pair_spec(kind="hub", hub_name="json",
-                     paths={"train": str(train), "dev": str(dev)})
+    spec = pair_spec(kind="hub", hub_name="json", paths={"train": str(train), "dev": str(dev)})
     records = read_split(spec, "train")
     assert [(r["a"], r["label"], r["_row"]) for r in records] == [("x", 1, 1), ("p", 0, 2)]
     assert records[0]["_file"] == "json/train"
@@ -284,10 +330,16 @@ def test_hub_unknown_split_is_absent(hub_cache: Path, monkeypatch: pytest.Monkey
 
 def test_hub_class_labels_become_names(monkeypatch: pytest.MonkeyPatch) -> None:
     datasets = pytest.importorskip("datasets")
-    features = datasets.Features({"a": datasets.Value("string"), "b": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["no", "yes"])})
-    table = datasets.Dataset.from_dict({"a": ["x", "y", "z"], "b": ["1", "2", "3"],
-                                        "label": [1, -1, 0]}, features=features)
+    features = datasets.Features(
+        {
+            "a": datasets.Value("string"),
+            "b": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["no", "yes"]),
+        }
+    )
+    table = datasets.Dataset.from_dict(
+        {"a": ["x", "y", "z"], "b": ["1", "2", "3"], "label": [1, -1, 0]}, features=features
+    )
     calls = []
 
     def fake_load(name, config=None, **kwargs):
@@ -295,8 +347,12 @@ def test_hub_class_labels_become_names(monkeypatch: pytest.MonkeyPatch) -> None:
         return table
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    spec = pair_spec(kind="hub", hub_name="org/pairs", hub_config="main",
-                     split_names={"train": "train", "dev": "valid"})
+    spec = pair_spec(
+        kind="hub",
+        hub_name="org/pairs",
+        hub_config="main",
+        split_names={"train": "train", "dev": "valid"},
+    )
     records = read_split(spec, "dev")
     assert calls == [("org/pairs", "main", {"split": "valid"})]
     assert [(r["label"], r["_row"]) for r in records] == [("yes", 1), ("no", 3)]
@@ -308,14 +364,23 @@ def test_hub_class_labels_become_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_hub_tagging_class_labels(monkeypatch: pytest.MonkeyPatch) -> None:
     datasets = pytest.importorskip("datasets")
-    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
-                                  "tags": datasets.Sequence(datasets.ClassLabel(
-                                      names=["O", "B-X"]))})
-    table = datasets.Dataset.from_dict({"tokens": [["a", "b"]], "tags": [[1, 0]]},
-                                       features=features)
+    features = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-X"])),
+        }
+    )
+    table = datasets.Dataset.from_dict(
+        {"tokens": [["a", "b"]], "tags": [[1, 0]]}, features=features
+    )
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: table)
-    spec = TaskSpec(name="tag", type=TaskType.TOKEN_TAGGING, text_columns=["tokens"],
-                    label_column="tags", source=SourceSpec(kind="hub", hub_name="org/ner"))
+    spec = TaskSpec(
+        name="tag",
+        type=TaskType.TOKEN_TAGGING,
+        text_columns=["tokens"],
+        label_column="tags",
+        source=SourceSpec(kind="hub", hub_name="org/ner"),
+    )
     assert read_split(spec, "train")[0]["tags"] == ["B-X", "O"]
 
 
@@ -323,8 +388,9 @@ def test_hub_failure_is_one_line_with_hint(monkeypatch: pytest.MonkeyPatch) -> N
     datasets = pytest.importorskip("datasets")
 
     def offline(*args, **kwargs):
-        raise ConnectionError("Couldn't reach 'org/pairs' on the Hub (OfflineModeIsEnabled)\n"
-                              "more detail")
+        raise ConnectionError(
+            "Couldn't reach 'org/pairs' on the Hub (OfflineModeIsEnabled)\nmore detail"
+        )
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     spec = pair_spec(kind="hub", hub_name="org/pairs")
@@ -337,10 +403,17 @@ def test_headerless_csv_and_tsv_with_source_columns(tmp_path: Path) -> None:
 
     write(tmp_path / "train.tsv", 'a "quoted" film\t1\nbad\t0\n')
     write(tmp_path / "dev.csv", "fine,1\n")
-    spec = TaskSpec("mine", TaskType.CLASSIFICATION, ["text"], "label",
-                    source=SourceSpec(kind="files", columns=["text", "label"],
-                                      paths={"train": str(tmp_path / "train.tsv"),
-                                             "dev": str(tmp_path / "dev.csv")}))
+    spec = TaskSpec(
+        "mine",
+        TaskType.CLASSIFICATION,
+        ["text"],
+        "label",
+        source=SourceSpec(
+            kind="files",
+            columns=["text", "label"],
+            paths={"train": str(tmp_path / "train.tsv"), "dev": str(tmp_path / "dev.csv")},
+        ),
+    )
     examples, labels = load_task_examples(spec, ("train", "dev"))
     assert [e["text_a"] for e in examples["train"]] == ['a "quoted" film', "bad"]
     assert labels == ["0", "1"] and examples["dev"][0]["label"] == 1

@@ -19,21 +19,35 @@ def qa_example(question: str, context: str, answer: str, occurrence: int = 0) ->
     start = -1
     for _ in range(occurrence + 1):
         start = context.index(answer, start + 1)
-    return {"id": "q", "question": question, "context": context,
-            "answers": [{"text": answer, "start": start}], "_file": "f", "_row": 1}
+    return {
+        "id": "q",
+        "question": question,
+        "context": context,
+        "answers": [{"text": answer, "start": start}],
+        "_file": "f",
+        "_row": 1,
+    }
 
 
 def test_single_sentence_classification(tiny_tokenizer):
     spec = make_spec(TaskType.CLASSIFICATION)
-    examples = [{"text_a": "the movie is good", "text_b": None, "label": 1},
-                {"text_a": "bad", "text_b": None, "label": 0}]
+    examples = [
+        {"text_a": "the movie is good", "text_b": None, "label": 1},
+        {"text_a": "bad", "text_b": None, "label": 0},
+    ]
     result = encode_examples(spec, examples, tiny_tokenizer, task_id=3)
     assert isinstance(result, EncodeResult)
     assert result.truncated == 0
     first, second = result.features
     assert set(first) == COMMON_KEYS | {"label"}
     assert tiny_tokenizer.convert_ids_to_tokens(first["input_ids"]) == [
-        "[CLS]", "the", "movie", "is", "good", "[SEP]"]
+        "[CLS]",
+        "the",
+        "movie",
+        "is",
+        "good",
+        "[SEP]",
+    ]
     assert first["token_type_ids"] == [0] * 6 and first["attention_mask"] == [1] * 6
     assert (first["label"], second["label"]) == (1, 0)
     assert (first["task_id"], first["example_index"], second["example_index"]) == (3, 0, 1)
@@ -50,9 +64,11 @@ def test_pair_gets_segment_ids(tiny_tokenizer):
 
 def test_regression_label_is_float_and_truncation_counted(tiny_tokenizer):
     spec = make_spec(TaskType.REGRESSION, columns=2, max_length=10)
-    examples = [{"text_a": "the cat", "text_b": "a dog", "label": 3},
-                {"text_a": "the cat " * 10, "text_b": "a dog " * 10, "label": 1.5},
-                {"text_a": "one two", "text_b": "red " * 20, "label": 0.0}]
+    examples = [
+        {"text_a": "the cat", "text_b": "a dog", "label": 3},
+        {"text_a": "the cat " * 10, "text_b": "a dog " * 10, "label": 1.5},
+        {"text_a": "one two", "text_b": "red " * 20, "label": 0.0},
+    ]
     result = encode_examples(spec, examples, tiny_tokenizer, task_id=1)
     assert result.truncated == 2
     lengths = [len(f["input_ids"]) for f in result.features]
@@ -67,9 +83,11 @@ def test_regression_label_is_float_and_truncation_counted(tiny_tokenizer):
 
 def test_mixed_single_and_pair_examples_keep_order(tiny_tokenizer):
     spec = make_spec(TaskType.CLASSIFICATION, columns=2)
-    examples = [{"text_a": "good", "text_b": "bad", "label": 0},
-                {"text_a": "great", "text_b": None, "label": 1},
-                {"text_a": "awful", "text_b": "sad", "label": 0}]
+    examples = [
+        {"text_a": "good", "text_b": "bad", "label": 0},
+        {"text_a": "great", "text_b": None, "label": 1},
+        {"text_a": "awful", "text_b": "sad", "label": 0},
+    ]
     features = encode_examples(spec, examples, tiny_tokenizer, task_id=0).features
     decoded = [tiny_tokenizer.convert_ids_to_tokens(f["input_ids"])[1] for f in features]
     assert decoded == ["good", "great", "awful"]
@@ -90,8 +108,10 @@ def test_tagging_labels_first_subtoken_only(tiny_tokenizer):
 def test_tagging_truncation_drops_words_and_counts(tiny_tokenizer):
     spec = make_spec(TaskType.TOKEN_TAGGING, max_length=8, labels=["O", "B-LOC"])
     long_words = ["paris", "is", "a", "big", "city", "and", "london", "is", "big"]
-    examples = [{"tokens": long_words, "tags": [1, 0, 0, 0, 0, 0, 1, 0, 0]},
-                {"tokens": ["paris"], "tags": [1]}]
+    examples = [
+        {"tokens": long_words, "tags": [1, 0, 0, 0, 0, 0, 1, 0, 0]},
+        {"tokens": ["paris"], "tags": [1]},
+    ]
     result = encode_examples(spec, examples, tiny_tokenizer, task_id=0)
     assert result.truncated == 1
     cut = result.features[0]
@@ -110,8 +130,9 @@ def _answer_text(example: dict, feature: dict) -> str:
 
 def test_qa_positions_map_back_to_answer(tiny_tokenizer):
     spec = make_spec(TaskType.SPAN_QA, columns=2, max_length=64, doc_stride=16)
-    example = qa_example("who sits in paris?", "Today the big cat sits in Paris, with Mary.",
-                         "Mary")
+    example = qa_example(
+        "who sits in paris?", "Today the big cat sits in Paris, with Mary.", "Mary"
+    )
     result = encode_examples(spec, [example], tiny_tokenizer, task_id=4)
     assert result.truncated == 0
     [feature] = result.features
@@ -128,8 +149,10 @@ def test_qa_windows_with_stride(tiny_tokenizer):
     spec = make_spec(TaskType.SPAN_QA, columns=2, max_length=24, doc_stride=6)
     filler = " ".join(["the dog eats food"] * 12)
     context = f"{filler} john lives in london today. {filler}"
-    examples = [qa_example("where?", "paris is big.", "paris"),
-                qa_example("who lives in london?", context, "john")]
+    examples = [
+        qa_example("where?", "paris is big.", "paris"),
+        qa_example("who lives in london?", context, "john"),
+    ]
     result = encode_examples(spec, examples, tiny_tokenizer, task_id=0)
     assert result.truncated == 0
     assert result.features[0]["example_index"] == 0
@@ -180,8 +203,10 @@ def test_qa_answer_split_by_window_edges(tiny_tokenizer):
 def test_qa_long_question_is_cut_and_counted(tiny_tokenizer):
     spec = make_spec(TaskType.SPAN_QA, columns=2, max_length=20, doc_stride=8)
     long_question = " ".join(["who is the man in the city"] * 5)
-    examples = [qa_example(long_question, "john is the man in the city of paris.", "john"),
-                qa_example("who?", "mary is happy.", "mary")]
+    examples = [
+        qa_example(long_question, "john is the man in the city of paris.", "john"),
+        qa_example("who?", "mary is happy.", "mary"),
+    ]
     result = encode_examples(spec, examples, tiny_tokenizer, task_id=0)
     assert result.truncated == 1
     for feature in result.features:
@@ -204,8 +229,10 @@ def test_example_index_across_chunks(tiny_tokenizer, monkeypatch):
 
     monkeypatch.setattr(tokenize, "CHUNK_SIZE", 2)
     spec = make_spec(TaskType.CLASSIFICATION)
-    examples = [{"text_a": word, "text_b": None, "label": i}
-                for i, word in enumerate(["good", "bad", "great", "awful", "happy"])]
+    examples = [
+        {"text_a": word, "text_b": None, "label": i}
+        for i, word in enumerate(["good", "bad", "great", "awful", "happy"])
+    ]
     features = encode_examples(spec, examples, tiny_tokenizer, task_id=0).features
     assert [f["example_index"] for f in features] == [0, 1, 2, 3, 4]
     assert [f["label"] for f in features] == [0, 1, 2, 3, 4]

@@ -38,16 +38,30 @@ def write_task_files(root: Path) -> None:
     with (root / "ner.conll").open("w") as f:
         for _ in range(60):
             for word in sentence().split():
-                tag = "B-PER" if word in ("john", "mary") else "B-LOC" if word in (
-                    "paris", "london") else "O"
+                tag = (
+                    "B-PER"
+                    if word in ("john", "mary")
+                    else "B-LOC"
+                    if word in ("paris", "london")
+                    else "O"
+                )
                 f.write(f"{word}\t{tag}\n")
             f.write("\n")
     with (root / "qa.jsonl").open("w") as f:
         for i in range(60):
             context = sentence(8) + " john"
             start = context.index("john")
-            f.write(json.dumps({"id": str(i), "question": "who is mentioned", "context": context,
-                                "answers": {"text": ["john"], "answer_start": [start]}}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": str(i),
+                        "question": "who is mentioned",
+                        "context": context,
+                        "answers": {"text": ["john"], "answer_start": [start]},
+                    }
+                )
+                + "\n"
+            )
 
 
 def write_config(root: Path, encoder: Path, **training: object) -> Path:
@@ -56,18 +70,45 @@ def write_config(root: Path, encoder: Path, **training: object) -> Path:
         "seed": 3,
         "model": {"encoder": str(encoder)},
         "tasks": [
-            {"name": "pairs", "type": "classification", "text_columns": ["premise", "hypothesis"],
-             "label_column": "label", "source": {"paths": {"train": "pairs.jsonl"}}},
-            {"name": "scores", "type": "regression", "text_columns": ["text"],
-             "label_column": "score", "source": {"paths": {"train": "scores.csv"}}},
-            {"name": "ner", "type": "token_tagging", "text_columns": ["tokens"],
-             "label_column": "tags", "source": {"paths": {"train": "ner.conll"}}},
-            {"name": "qa", "type": "span_qa", "text_columns": ["question", "context"],
-             "label_column": "answers", "max_length": 32, "doc_stride": 8,
-             "source": {"paths": {"train": "qa.jsonl", "test": "qa.jsonl"}}},
+            {
+                "name": "pairs",
+                "type": "classification",
+                "text_columns": ["premise", "hypothesis"],
+                "label_column": "label",
+                "source": {"paths": {"train": "pairs.jsonl"}},
+            },
+            {
+                "name": "scores",
+                "type": "regression",
+                "text_columns": ["text"],
+                "label_column": "score",
+                "source": {"paths": {"train": "scores.csv"}},
+            },
+            {
+                "name": "ner",
+                "type": "token_tagging",
+                "text_columns": ["tokens"],
+                "label_column": "tags",
+                "source": {"paths": {"train": "ner.conll"}},
+            },
+            {
+                "name": "qa",
+                "type": "span_qa",
+                "text_columns": ["question", "context"],
+                "label_column": "answers",
+                "max_length": 32,
+                "doc_stride": 8,
+                "source": {"paths": {"train": "qa.jsonl", "test": "qa.jsonl"}},
+            },
         ],
-        "training": {"max_steps": 6, "batch_size": 8, "eval_every": 3, "log_every": 2,
-                     "learning_rate": 1e-3, **training},
+        "training": {
+            "max_steps": 6,
+            "batch_size": 8,
+            "eval_every": 3,
+            "log_every": 2,
+            "learning_rate": 1e-3,
+            **training,
+        },
     }
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -83,9 +124,19 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path
 
 
 def test_run_directory_holds_everything(trained_run: Path) -> None:
-    for name in ("config.yaml", "camtl_model.json", "model.safetensors", "report.json",
-                 "report.md", "report_test.json", "metrics.jsonl", "train_log.jsonl",
-                 "status.json", "tokenizer.json", "dev_curves.png"):
+    for name in (
+        "config.yaml",
+        "camtl_model.json",
+        "model.safetensors",
+        "report.json",
+        "report.md",
+        "report_test.json",
+        "metrics.jsonl",
+        "train_log.jsonl",
+        "status.json",
+        "tokenizer.json",
+        "dev_curves.png",
+    ):
         assert (trained_run / name).exists(), name
     assert not (trained_run / "checkpoint").exists()
     status = json.loads((trained_run / "status.json").read_text())
@@ -109,29 +160,73 @@ def test_resolved_config_reloads_and_labels_are_recorded(trained_run: Path) -> N
     assert Path(config.task("pairs").source.paths["train"]).is_absolute()
 
 
-def test_evaluate_and_predict_commands(trained_run: Path, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_and_predict_commands(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["evaluate", str(trained_run), "--split", "test"]) == 0
     assert "qa" in capsys.readouterr().out
     assert (trained_run / "eval_test.json").exists()
     inputs = tmp_path / "in.jsonl"
-    inputs.write_text(json.dumps({"premise": "good movie", "hypothesis": "bad food"}) + "\n"
-                      + json.dumps({"premise": "the dog", "hypothesis": "the cat"}) + "\n")
+    inputs.write_text(
+        json.dumps({"premise": "good movie", "hypothesis": "bad food"})
+        + "\n"
+        + json.dumps({"premise": "the dog", "hypothesis": "the cat"})
+        + "\n"
+    )
     out = tmp_path / "out.jsonl"
-    assert main(["predict", str(trained_run), "--task", "pairs", "--input", str(inputs),
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(trained_run),
+                "--task",
+                "pairs",
+                "--input",
+                str(inputs),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["label"] in ("same", "different")
     assert abs(sum(rows[0]["probabilities"].values()) - 1) < 1e-4
     ner_in = tmp_path / "ner.jsonl"
     ner_in.write_text(json.dumps({"tokens": ["john", "likes", "paris"]}) + "\n")
-    assert main(["predict", str(trained_run), "--task", "ner", "--input", str(ner_in),
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(trained_run),
+                "--task",
+                "ner",
+                "--input",
+                str(ner_in),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert len(json.loads(out.read_text())["tags"]) == 3
     qa_in = tmp_path / "qa.jsonl"
     qa_in.write_text(json.dumps({"question": "who", "context": "the dog saw mary"}) + "\n")
-    assert main(["predict", str(trained_run), "--task", "qa", "--input", str(qa_in),
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(trained_run),
+                "--task",
+                "qa",
+                "--input",
+                str(qa_in),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "answer" in json.loads(out.read_text())
 
 
@@ -140,8 +235,9 @@ def test_from_pretrained_in_python(trained_run: Path) -> None:
     assert sorted(model.task_index) == ["ner", "pairs", "qa", "scores"]
 
 
-def test_finished_run_is_not_overwritten_silently(trained_run: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_finished_run_is_not_overwritten_silently(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = (trained_run / "model.safetensors").read_bytes()
     assert main(["train", str(trained_run.parent / "config.yaml")]) == 2
     assert "holds a finished run" in capsys.readouterr().err

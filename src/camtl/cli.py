@@ -53,11 +53,23 @@ def cmd_add_task(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     task_file = Path(args.task_file)
     output = Path(args.output or f"{run_dir.as_posix().rstrip('/')}+{task_file.stem}")
-    opts = AdaptOptions(init=args.init, fraction=args.fraction, steps=args.steps,
-                        batch_size=args.batch_size, learning_rate=args.lr, joint=args.joint,
-                        seed=args.seed)
-    add_task(run_dir, task_file, output, opts, overwrite=args.overwrite,
-             command="camtl " + " ".join(sys.argv[1:]))
+    opts = AdaptOptions(
+        init=args.init,
+        fraction=args.fraction,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        joint=args.joint,
+        seed=args.seed,
+    )
+    add_task(
+        run_dir,
+        task_file,
+        output,
+        opts,
+        overwrite=args.overwrite,
+        command="camtl " + " ".join(sys.argv[1:]),
+    )
     print(f"\nrun directory: {output}")
     return 0
 
@@ -65,8 +77,9 @@ def cmd_add_task(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from camtl.predict import predict_file
 
-    count = predict_file(Path(args.run_dir), args.task, Path(args.input), Path(args.output),
-                         args.batch_size)
+    count = predict_file(
+        Path(args.run_dir), args.task, Path(args.input), Path(args.output), args.batch_size
+    )
     print(f"wrote {count} predictions to {args.output}")
     return 0
 
@@ -74,8 +87,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from camtl.evaluation.compare import format_comparison
 
-    print(format_comparison([Path(d) for d in args.run_dirs], args.split, args.markdown,
-                            args.by_seed))
+    print(
+        format_comparison([Path(d) for d in args.run_dirs], args.split, args.markdown, args.by_seed)
+    )
     return 0
 
 
@@ -89,8 +103,9 @@ def cmd_analyze_covsim(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from camtl.evaluation.html_report import screenshot, write_html_report
 
-    path = write_html_report([Path(d) for d in args.run_dirs], Path(args.output), args.split,
-                             args.title, args.by_seed)
+    path = write_html_report(
+        [Path(d) for d in args.run_dirs], Path(args.output), args.split, args.title, args.by_seed
+    )
     print(f"wrote {path}")
     if args.screenshot:
         print(f"wrote {screenshot(path, Path(args.screenshot))}")
@@ -103,8 +118,11 @@ def cmd_params(args: argparse.Namespace) -> int:
     from camtl.config import CamtlConfig
     from camtl.modeling.accounting import count_parameters, format_counts
 
-    cam = CamtlConfig(max_length=args.max_length, generators=args.generators,
-                      task_embedding_dim=args.task_embedding_dim)
+    cam = CamtlConfig(
+        max_length=args.max_length,
+        generators=args.generators,
+        task_embedding_dim=args.task_embedding_dim,
+    )
     cam.validate("model.camtl", "params")
     counts = count_parameters(args.model, args.tasks, args.architecture, args.labels, cam)
     print(json.dumps(counts) if args.json else format_counts(counts))
@@ -117,8 +135,10 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
     unknown = [t for t in args.tasks if t not in (*OFFLINE_TASKS, DEFAULT_ENCODER_ALIAS)]
     if unknown:
-        raise CamtlError(f"unknown offline task {unknown[0]!r} (offline tasks: "
-                         f"{', '.join(OFFLINE_TASKS)}; the encoder: {DEFAULT_ENCODER_ALIAS})")
+        raise CamtlError(
+            f"unknown offline task {unknown[0]!r} (offline tasks: "
+            f"{', '.join(OFFLINE_TASKS)}; the encoder: {DEFAULT_ENCODER_ALIAS})"
+        )
     fetch_tasks(args.tasks or None)
     return 0
 
@@ -137,8 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a multi-task model from a YAML config")
     p.add_argument("config", help="run config YAML (see configs/)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set training.max_steps=50")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set training.max_steps=50",
+    )
     p.add_argument("--output-dir", help="run directory (overrides output_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
@@ -148,21 +172,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--zero-shot", metavar="TASK.yaml",
-                   help="score a new task's dev split with each trained task embedding")
+    p.add_argument(
+        "--zero-shot",
+        metavar="TASK.yaml",
+        help="score a new task's dev split with each trained task embedding",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("add-task", help="add a task to a trained model and adapt to it")
     p.add_argument("run_dir")
     p.add_argument("task_file", help="the task: a YAML definition, or {name: KNOWN_TASK}")
-    p.add_argument("--init", default="auto", help="new task embedding: random, xavier, "
-                   "copy:TASK, or auto (best zero-shot dev score; default)")
+    p.add_argument(
+        "--init",
+        default="auto",
+        help="new task embedding: random, xavier, "
+        "copy:TASK, or auto (best zero-shot dev score; default)",
+    )
     p.add_argument("--fraction", type=float, help="share of the task's training data (0-1]")
     p.add_argument("--steps", type=int, help="optimizer steps (default: 3 epochs, 10-300)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3; joint: the run's)")
-    p.add_argument("--joint", action="store_true", help="also train the run's shared "
-                   "parameters with its own tasks (changes their predictions)")
+    p.add_argument(
+        "--joint",
+        action="store_true",
+        help="also train the run's shared "
+        "parameters with its own tasks (changes their predictions)",
+    )
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--output", help="new run directory (default: RUN_DIR+TASKFILE)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -180,21 +215,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
-    p.add_argument("--by-seed", action="store_true", help="one row per configuration: runs "
-                   "differing only in their seed shown as mean ± standard deviation")
+    p.add_argument(
+        "--by-seed",
+        action="store_true",
+        help="one row per configuration: runs "
+        "differing only in their seed shown as mean ± standard deviation",
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("params", help="parameter counts of a model for N tasks (no weights)")
-    p.add_argument("--model", default="minilm", help="hub name, folder with config.json, "
-                   "or minilm")
+    p.add_argument("--model", default="minilm", help="hub name, folder with config.json, or minilm")
     p.add_argument("--tasks", type=int, default=9, help="number of tasks")
     p.add_argument("--architecture", choices=("camtl", "plain"), default="camtl")
     p.add_argument("--labels", type=int, default=3, help="classes per task head")
     p.add_argument("--max-length", type=int, default=128, help="L for the attention blocks")
-    p.add_argument("--generators", choices=("shared", "per_layer"), default="shared",
-                   help="FiLM generators shared across layers (default) or one per layer")
-    p.add_argument("--task-embedding-dim", type=int, default=None, metavar="N",
-                   help="width of the task embedding z (default: the hidden size)")
+    p.add_argument(
+        "--generators",
+        choices=("shared", "per_layer"),
+        default="shared",
+        help="FiLM generators shared across layers (default) or one per layer",
+    )
+    p.add_argument(
+        "--task-embedding-dim",
+        type=int,
+        default=None,
+        metavar="N",
+        help="width of the task embedding z (default: the hidden size)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_params)
 
@@ -203,10 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="report.html", help="HTML file to write")
     p.add_argument("--split", choices=("dev", "test"), default="dev")
     p.add_argument("--title", default="camtl experiment report")
-    p.add_argument("--by-seed", action="store_true",
-                   help="comparison table: runs differing only in their seed as one row")
-    p.add_argument("--screenshot", metavar="PNG", help="also render the page in headless "
-                   "Chromium and save a screenshot (needs chromium)")
+    p.add_argument(
+        "--by-seed",
+        action="store_true",
+        help="comparison table: runs differing only in their seed as one row",
+    )
+    p.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        help="also render the page in headless Chromium and save a screenshot (needs chromium)",
+    )
     p.set_defaults(func=cmd_report)
 
     analyze = sub.add_parser("analyze", help="analyses of a trained run")
@@ -229,8 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="camtl: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="camtl: %(message)s",
+        stream=sys.stderr,
+    )
     _quiet_libraries()
     try:
         return int(args.func(args) or 0)

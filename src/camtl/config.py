@@ -60,16 +60,27 @@ class CamtlConfig:
         return self.attention_blocks or max(1, round(hidden_size / self.max_length))
 
     def validate(self, path: str, where: str) -> None:
-        choices = {"attention_form": ("paper", "authors"),
-                   "alignment_form": ("matrix", "elementwise"),
-                   "generators": ("per_layer", "shared"),
-                   "bottleneck": ("none", "base", "large")}
+        choices = {
+            "attention_form": ("paper", "authors"),
+            "alignment_form": ("matrix", "elementwise"),
+            "generators": ("per_layer", "shared"),
+            "bottleneck": ("none", "base", "large"),
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise _err(where, f"key '{path}.{key}': {getattr(self, key)!r} is not "
-                                  f"allowed (allowed: {', '.join(map(repr, allowed))})")
-        for key in ("task_embedding_dim", "layer_embedding_dim", "attention_blocks", "max_length",
-                    "bottleneck_layers", "bottleneck_reduction"):
+                raise _err(
+                    where,
+                    f"key '{path}.{key}': {getattr(self, key)!r} is not "
+                    f"allowed (allowed: {', '.join(map(repr, allowed))})",
+                )
+        for key in (
+            "task_embedding_dim",
+            "layer_embedding_dim",
+            "attention_blocks",
+            "max_length",
+            "bottleneck_layers",
+            "bottleneck_reduction",
+        ):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise _err(where, f"key '{path}.{key}': must be a positive integer")
@@ -97,17 +108,23 @@ class ModelConfig:
         nothing frozen for ``plain``, embeddings and the bottom half for ``camtl``."""
         camtl = self.architecture == "camtl"
         embeddings = camtl if self.freeze_embeddings is None else self.freeze_embeddings
-        layers = (num_layers // 2 if camtl else 0) if self.freeze_layers is None \
-            else self.freeze_layers
+        layers = (
+            (num_layers // 2 if camtl else 0) if self.freeze_layers is None else self.freeze_layers
+        )
         return embeddings, layers
 
     def validate(self, path: str, where: str) -> None:
         if self.pooling not in ("mean", "cls"):
-            raise _err(where, f"key '{path}.pooling': {self.pooling!r} is not allowed "
-                              "(allowed: 'mean', 'cls')")
+            raise _err(
+                where,
+                f"key '{path}.pooling': {self.pooling!r} is not allowed (allowed: 'mean', 'cls')",
+            )
         if self.architecture not in ("plain", "camtl"):
-            raise _err(where, f"key '{path}.architecture': {self.architecture!r} is not "
-                              "allowed (allowed: 'plain', 'camtl')")
+            raise _err(
+                where,
+                f"key '{path}.architecture': {self.architecture!r} is not "
+                "allowed (allowed: 'plain', 'camtl')",
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise _err(where, f"key '{path}.dropout': must be in [0, 1)")
         if self.freeze_layers is not None and self.freeze_layers < 0:
@@ -155,15 +172,26 @@ class TrainingConfig:
     def validate(self, path: str, where: str) -> None:
         if self.mixed_precision is False:
             self.mixed_precision = "no"
-        choices = {"mixed_precision": ("auto", "no", "bf16", "fp16"),
-                   "batch_mode": ("mixed", "single_task"),
-                   "select_by": ("mean", "worst")}
+        choices = {
+            "mixed_precision": ("auto", "no", "bf16", "fp16"),
+            "batch_mode": ("mixed", "single_task"),
+            "select_by": ("mean", "worst"),
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise _err(where, f"key '{path}.{key}': {getattr(self, key)!r} is not "
-                                  f"allowed (allowed: {', '.join(map(repr, allowed))})")
-        for key in ("max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
-                    "eval_every", "log_every"):
+                raise _err(
+                    where,
+                    f"key '{path}.{key}': {getattr(self, key)!r} is not "
+                    f"allowed (allowed: {', '.join(map(repr, allowed))})",
+                )
+        for key in (
+            "max_steps",
+            "batch_size",
+            "eval_batch_size",
+            "gradient_accumulation_steps",
+            "eval_every",
+            "log_every",
+        ):
             if getattr(self, key) < 1:
                 raise _err(where, f"key '{path}.{key}': must be a positive integer")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
@@ -195,8 +223,9 @@ class RunConfig:
         for task in self.tasks:
             if task.name == name:
                 return task
-        raise ConfigError(f"unknown task {name!r} for this run (tasks: "
-                          f"{', '.join(t.name for t in self.tasks)})")
+        raise ConfigError(
+            f"unknown task {name!r} for this run (tasks: {', '.join(t.name for t in self.tasks)})"
+        )
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -258,8 +287,10 @@ def anchor_paths(task: TaskSpec, base_dir: Path) -> None:
     resolved config saved in a run directory works from anywhere)."""
     source = task.source
     if source.kind in ("files", "hub"):  # glue_dir paths are relative to its root
-        source.paths = {split: str(base_dir / p) if not Path(p).is_absolute() else p
-                        for split, p in source.paths.items()}
+        source.paths = {
+            split: str(base_dir / p) if not Path(p).is_absolute() else p
+            for split, p in source.paths.items()
+        }
     if source.root and not Path(source.root).is_absolute():
         source.root = str(base_dir / source.root)
 
@@ -319,8 +350,7 @@ def _override_child(node: dict[str, Any], part: str, item: str) -> dict[str, Any
     items = node.get(name)
     if not isinstance(items, list) or index >= len(items):
         size = len(items) if isinstance(items, list) else 0
-        raise ConfigError(f"override {item!r}: key '{name}' has no item {index} "
-                          f"({size} items)")
+        raise ConfigError(f"override {item!r}: key '{name}' has no item {index} ({size} items)")
     if isinstance(items[index], str):
         items[index] = {"name": items[index]}
     if not isinstance(items[index], dict):

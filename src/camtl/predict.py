@@ -23,27 +23,39 @@ def run_precision(run_dir: Path) -> str:
     """The precision a saved run was configured with, resolved for this machine."""
     from camtl.config import load_saved_config
 
-    setting = (load_saved_config(run_dir).training.mixed_precision
-               if (run_dir / "config.yaml").is_file() else "auto")
+    setting = (
+        load_saved_config(run_dir).training.mixed_precision
+        if (run_dir / "config.yaml").is_file()
+        else "auto"
+    )
     return resolve_precision(setting)
 
 
-def predict_file(run_dir: Path, task_name: str, input_path: Path, output_path: Path,
-                 batch_size: int = 64) -> int:
+def predict_file(
+    run_dir: Path, task_name: str, input_path: Path, output_path: Path, batch_size: int = 64
+) -> int:
     """Write one JSON line per input record; returns how many. Output appears only whole."""
     from transformers import AutoTokenizer
 
     model = MultiTaskModel.from_pretrained(run_dir)
     if task_name not in model.task_index:
-        raise CamtlError(f"--task: unknown task {task_name!r} for {run_dir} "
-                         f"(tasks: {', '.join(model.task_index)})")
+        raise CamtlError(
+            f"--task: unknown task {task_name!r} for {run_dir} "
+            f"(tasks: {', '.join(model.task_index)})"
+        )
     spec = next(t for t in model.tasks if t.name == task_name)
     labels = model.labels.get(task_name) or []
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     examples = to_examples(spec, read_records(input_path), "input", labelled=False)
     encoded = encode_examples(spec, examples, tokenizer, model.task_index[task_name])
-    outputs = run_model(model, encoded.features, task_name, batch_size,
-                        tokenizer.pad_token_id, precision=run_precision(run_dir))
+    outputs = run_model(
+        model,
+        encoded.features,
+        task_name,
+        batch_size,
+        tokenizer.pad_token_id,
+        precision=run_precision(run_dir),
+    )
     predictions = decode(spec, labels, examples, encoded.features, outputs)
     per_example = outputs if spec.type != TaskType.SPAN_QA else [None] * len(examples)
     lines = []
@@ -57,5 +69,8 @@ def predict_file(run_dir: Path, task_name: str, input_path: Path, output_path: P
     if encoded.truncated:
         log.warning(
             "%d of %d inputs were longer than max_length=%d tokens and were truncated",
-            encoded.truncated, len(examples), spec.max_length)
+            encoded.truncated,
+            len(examples),
+            spec.max_length,
+        )
     return len(lines)

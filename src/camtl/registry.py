@@ -42,7 +42,9 @@ class Registry(Generic[T]):
         """(the class, its validated options); an unknown name lists the known ones."""
         if name not in self._classes:
             prefix = f"{where}: " if where else ""
-            raise ConfigError(f"{prefix}key '{self.key}.name': unknown {self.kind} {name!r} "
-                              f"(known: {', '.join(self.names())})")
+            raise ConfigError(
+                f"{prefix}key '{self.key}.name': unknown {self.kind} {name!r} "
+                f"(known: {', '.join(self.names())})"
+            )
         cls = self._classes[name]
         return cls, from_dict(cls.Options, options, f"{self.key}.options", where)  # type: ignore[attr-defined]

@@ -42,14 +42,19 @@ def convert(tp: Any, value: Any, path: str, where: str = "") -> Any:
                 return convert(arg, value, path, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[-1] if len(errors) == 1 else
-                          f"{prefix}key '{path}': {value!r} is not a valid value "
-                          f"(expected {' or '.join(_describe(a) for a in args)})")
+        raise ConfigError(
+            errors[-1]
+            if len(errors) == 1
+            else f"{prefix}key '{path}': {value!r} is not a valid value "
+            f"(expected {' or '.join(_describe(a) for a in args)})"
+        )
     if origin is typing.Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            raise ConfigError(f"{prefix}key '{path}': {value!r} is not allowed "
-                              f"(allowed: {', '.join(map(repr, allowed))})")
+            raise ConfigError(
+                f"{prefix}key '{path}': {value!r} is not allowed "
+                f"(allowed: {', '.join(map(repr, allowed))})"
+            )
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
@@ -68,8 +73,10 @@ def convert(tp: Any, value: Any, path: str, where: str = "") -> Any:
         try:
             return tp(value)
         except ValueError:
-            raise ConfigError(f"{prefix}key '{path}': {value!r} is not allowed "
-                              f"(allowed: {', '.join(repr(m.value) for m in tp)})") from None
+            raise ConfigError(
+                f"{prefix}key '{path}': {value!r} is not allowed "
+                f"(allowed: {', '.join(repr(m.value) for m in tp)})"
+            ) from None
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{prefix}key '{path}': expected true or false, got {value!r}")

@@ -60,17 +60,23 @@ def check_init(init: str, model: MultiTaskModel) -> None:
     if init.startswith("copy:") and init[5:] in model.task_index:
         return
     known = ", ".join(f"copy:{t}" for t in model.task_index)
-    raise ConfigError(f"--init {init!r}: expected random, xavier, auto or copy:TASK "
-                      f"({known})")
+    raise ConfigError(f"--init {init!r}: expected random, xavier, auto or copy:TASK ({known})")
 
 
-def load_new_task(path: Path, model: MultiTaskModel, tokenizer: Any, fraction: float | None,
-                  splits: tuple[str, ...] = ("train", "dev", "test")) -> TaskData:
+def load_new_task(
+    path: Path,
+    model: MultiTaskModel,
+    tokenizer: Any,
+    fraction: float | None,
+    splits: tuple[str, ...] = ("train", "dev", "test"),
+) -> TaskData:
     """The new task's data, tokenized with the task index it will have in the model."""
     spec = load_task_file(path)
     if spec.name in model.task_index:
-        raise ConfigError(f"{path}: task {spec.name!r} is already in the model "
-                          f"(tasks: {', '.join(model.task_index)})")
+        raise ConfigError(
+            f"{path}: task {spec.name!r} is already in the model "
+            f"(tasks: {', '.join(model.task_index)})"
+        )
     if fraction is not None:
         if not 0.0 < fraction <= 1.0:
             raise ConfigError(f"--fraction {fraction}: must be in (0, 1]")
@@ -96,16 +102,23 @@ def _compatible_head(model: MultiTaskModel, spec: TaskSpec, labels: list[str]) -
     return next((t.name for t in model.tasks if _head_fits(model, t.name, spec, labels)), None)
 
 
-def zero_shot_scores(model: MultiTaskModel, task: TaskData, pad_token_id: int,
-                     batch_size: int = 128, seed: int = 12, precision: str = "no"
-                     ) -> list[dict[str, Any]]:
+def zero_shot_scores(
+    model: MultiTaskModel,
+    task: TaskData,
+    pad_token_id: int,
+    batch_size: int = 128,
+    seed: int = 12,
+    precision: str = "no",
+) -> list[dict[str, Any]]:
     """Dev score of the new task with each trained task's embedding row (and a random row).
 
     The model is left unchanged: scoring runs on a copy with one extra row and head.
     """
     if model.config.architecture != "camtl":
-        raise CamtlError("zero-shot scores compare task embeddings: this run's model is "
-                         "plain (architecture: camtl has them)")
+        raise CamtlError(
+            "zero-shot scores compare task embeddings: this run's model is "
+            "plain (architecture: camtl has them)"
+        )
     probe = copy.deepcopy(model)
     torch.manual_seed(seed)  # one fresh head, the same for every candidate row
     index = probe.add_task(task.spec, task.labels)
@@ -119,25 +132,38 @@ def zero_shot_scores(model: MultiTaskModel, task: TaskData, pad_token_id: int,
     for name, row in [*rows, ("random", random_row)]:
         with torch.no_grad():
             table[index] = row
-        scores = evaluate_tasks(probe, [task], "dev", batch_size, pad_token_id,
-                                with_baselines=False, precision=precision
-                                )["tasks"][task.spec.name]
-        results.append({"embedding": name, "head": reused or "new",
-                        "metric": scores["primary_metric"],
-                        "score": scores["scores"][scores["primary_metric"]]})
+        scores = evaluate_tasks(
+            probe,
+            [task],
+            "dev",
+            batch_size,
+            pad_token_id,
+            with_baselines=False,
+            precision=precision,
+        )["tasks"][task.spec.name]
+        results.append(
+            {
+                "embedding": name,
+                "head": reused or "new",
+                "metric": scores["primary_metric"],
+                "score": scores["scores"][scores["primary_metric"]],
+            }
+        )
     return results
 
 
-def initial_row(init: str, model: MultiTaskModel, zero_shot: list[dict[str, Any]] | None
-                ) -> tuple[torch.Tensor | None, str]:
+def initial_row(
+    init: str, model: MultiTaskModel, zero_shot: list[dict[str, Any]] | None
+) -> tuple[torch.Tensor | None, str]:
     """(row to start from, the init actually used)."""
     if model.config.architecture != "camtl":
         return None, "none (plain model: no task embedding)"
     table = model.encoder.task_embedding.table.weight.detach()
     if init == "auto":
         assert zero_shot is not None
-        best = max((r for r in zero_shot if r["embedding"] in model.task_index),
-                   key=lambda r: r["score"])
+        best = max(
+            (r for r in zero_shot if r["embedding"] in model.task_index), key=lambda r: r["score"]
+        )
         return table[model.task_index[best["embedding"]]].clone(), f"copy:{best['embedding']}"
     if init.startswith("copy:"):
         return table[model.task_index[init[5:]]].clone(), init
@@ -165,9 +191,16 @@ def _freeze_all_but_new(model: MultiTaskModel, name: str) -> list[torch.nn.Param
     return params
 
 
-def _train(model: MultiTaskModel, tasks: list[TaskData], params: list[torch.nn.Parameter],
-           steps: int, opts: AdaptOptions, lr: float, pad_token_id: int,
-           precision: str = "no") -> list[float]:
+def _train(
+    model: MultiTaskModel,
+    tasks: list[TaskData],
+    params: list[torch.nn.Parameter],
+    steps: int,
+    opts: AdaptOptions,
+    lr: float,
+    pad_token_id: int,
+    precision: str = "no",
+) -> list[float]:
     """Plain AdamW steps on uniformly mixed batches of ``tasks``; no weight decay, so
     parameters whose gradient is masked to zero do not move."""
     from transformers import get_linear_schedule_with_warmup
@@ -176,8 +209,9 @@ def _train(model: MultiTaskModel, tasks: list[TaskData], params: list[torch.nn.P
     schedule = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps)
     sizes = [len(t.features["train"]) for t in tasks]
     batch = min(opts.batch_size, sum(sizes))
-    scheduler = BatchScheduler(build_sampler("uniform", {}, sizes, steps), sizes, batch,
-                               "mixed", opts.seed)
+    scheduler = BatchScheduler(
+        build_sampler("uniform", {}, sizes, steps), sizes, batch, "mixed", opts.seed
+    )
     losses = []
     device = next(model.parameters()).device
     model.train()
@@ -186,8 +220,7 @@ def _train(model: MultiTaskModel, tasks: list[TaskData], params: list[torch.nn.P
         feats = [tasks[t].features["train"][i] for t, i in chosen]
         inputs = collate_features(feats, pad_token_id)
         with autocast(precision, device):
-            out = model(**{k: v.to(device) if v is not None else None
-                           for k, v in inputs.items()})
+            out = model(**{k: v.to(device) if v is not None else None for k, v in inputs.items()})
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -202,16 +235,24 @@ def default_steps(examples: int, batch_size: int) -> int:
     return max(10, min(300, math.ceil(3 * examples / batch_size)))
 
 
-def add_task(run_dir: Path, task_file: Path, output: Path, opts: AdaptOptions,
-             overwrite: bool = False, command: str = "") -> dict[str, Any]:
+def add_task(
+    run_dir: Path,
+    task_file: Path,
+    output: Path,
+    opts: AdaptOptions,
+    overwrite: bool = False,
+    command: str = "",
+) -> dict[str, Any]:
     """Add the task of ``task_file`` to the model of ``run_dir``; write a new run to
     ``output`` (the source run is never modified)."""
     config, model, tokenizer = load_run(run_dir)
     precision = resolve_precision(config.training.mixed_precision)  # the source run's
     check_init(opts.init, model)
     if opts.init != "random" and model.config.architecture != "camtl":
-        raise ConfigError(f"--init {opts.init}: the model of {run_dir} is plain (no task "
-                          "embedding to initialise); use --init random")
+        raise ConfigError(
+            f"--init {opts.init}: the model of {run_dir} is plain (no task "
+            "embedding to initialise); use --init random"
+        )
     task = load_new_task(task_file, model, tokenizer, opts.fraction)
     if output.resolve() == run_dir.resolve():
         raise CamtlError(f"--output {output}: must differ from the source run")
@@ -219,9 +260,13 @@ def add_task(run_dir: Path, task_file: Path, output: Path, opts: AdaptOptions,
     write_status(output, "running")  # a failed attempt can then be replaced (--overwrite)
     started = time.perf_counter()
     torch.manual_seed(opts.seed)
-    zero_shot = (zero_shot_scores(model, task, tokenizer.pad_token_id, opts.eval_batch_size,
-                                  opts.seed, precision)
-                 if opts.init == "auto" else None)
+    zero_shot = (
+        zero_shot_scores(
+            model, task, tokenizer.pad_token_id, opts.eval_batch_size, opts.seed, precision
+        )
+        if opts.init == "auto"
+        else None
+    )
     row, init_used = initial_row(opts.init, model, zero_shot)
     torch.manual_seed(opts.seed)
     model.add_task(task.spec, task.labels, row)
@@ -244,20 +289,40 @@ def add_task(run_dir: Path, task_file: Path, output: Path, opts: AdaptOptions,
     new_config = _extended_config(config, task.spec, output)
     save_config(new_config, output / "config.yaml")
     model.save_pretrained(output, tokenizer)
-    info = {"encoder": config.model.encoder, "architecture": config.model.architecture,
-            "source_run": str(run_dir), "task": task.spec.name, "init": init_used,
-            "fraction": opts.fraction, "train_examples": n_train, "steps": steps,
-            "learning_rate": lr, "joint": opts.joint, "final_train_loss": losses[-1],
-            "zero_shot": zero_shot, "wall_time_s": wall, "precision": precision,
-            "parameters": model.parameter_counts(), "command": command}
+    info = {
+        "encoder": config.model.encoder,
+        "architecture": config.model.architecture,
+        "source_run": str(run_dir),
+        "task": task.spec.name,
+        "init": init_used,
+        "fraction": opts.fraction,
+        "train_examples": n_train,
+        "steps": steps,
+        "learning_rate": lr,
+        "joint": opts.joint,
+        "final_train_loss": losses[-1],
+        "zero_shot": zero_shot,
+        "wall_time_s": wall,
+        "precision": precision,
+        "parameters": model.parameter_counts(),
+        "command": command,
+    }
     for split in ("dev", "test"):
         if task.examples.get(split):
-            results = evaluate_tasks(model, [task], split, opts.eval_batch_size,
-                                     tokenizer.pad_token_id, precision=precision)
+            results = evaluate_tasks(
+                model,
+                [task],
+                split,
+                opts.eval_batch_size,
+                tokenizer.pad_token_id,
+                precision=precision,
+            )
             results.update(step=steps, select_by="last")
             write_report(output, results, [], info, name=report_name(split))
-            print(f"\n{task.spec.name} {split} after adaptation ({init_used}, "
-                  f"{n_train} training examples, {steps} steps):")
+            print(
+                f"\n{task.spec.name} {split} after adaptation ({init_used}, "
+                f"{n_train} training examples, {steps} steps):"
+            )
             print(format_table(results))
     atomic_write_text(output / "transfer.json", json.dumps(info, indent=2))
     write_status(output, "completed", step=steps, best_step=steps, wall_time_s=wall)
@@ -275,10 +340,19 @@ def zero_shot_report(run_dir: Path, task_file: Path, batch_size: int = 128) -> l
     """`camtl evaluate RUN --zero-shot TASK.yaml`: print and save the scores per row."""
     config, model, tokenizer = load_run(run_dir)
     task = load_new_task(task_file, model, tokenizer, None, ("train", "dev"))
-    results = zero_shot_scores(model, task, tokenizer.pad_token_id, batch_size,
-                               precision=resolve_precision(config.training.mixed_precision))
-    lines = [f"zero-shot dev {results[0]['metric']} of {task.spec.name} "
-             f"(head: {results[0]['head']})", "", "| embedding | score |", "|---|---:|"]
+    results = zero_shot_scores(
+        model,
+        task,
+        tokenizer.pad_token_id,
+        batch_size,
+        precision=resolve_precision(config.training.mixed_precision),
+    )
+    lines = [
+        f"zero-shot dev {results[0]['metric']} of {task.spec.name} (head: {results[0]['head']})",
+        "",
+        "| embedding | score |",
+        "|---|---:|",
+    ]
     lines += [f"| {r['embedding']} | {r['score']:.2f} |" for r in results]
     text = "\n".join(lines)
     print(text)

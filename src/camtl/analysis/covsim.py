@@ -64,9 +64,14 @@ def _first_layer(model: MultiTaskModel) -> torch.nn.Module:
 
 
 @torch.inference_mode()
-def first_layer_inputs(model: MultiTaskModel, task: TaskData, split: str,
-                       max_examples: int, pad_token_id: int, batch_size: int = 64
-                       ) -> np.ndarray:
+def first_layer_inputs(
+    model: MultiTaskModel,
+    task: TaskData,
+    split: str,
+    max_examples: int,
+    pad_token_id: int,
+    batch_size: int = 64,
+) -> np.ndarray:
     """[examples, d]: the first layer's input, mean over each example's real tokens."""
     captured: list[torch.Tensor] = []
 
@@ -79,10 +84,14 @@ def first_layer_inputs(model: MultiTaskModel, task: TaskData, split: str,
         model.eval()
         features = task.features[split][:max_examples]
         for start in range(0, len(features), batch_size):
-            batch = collate_features(features[start:start + batch_size], pad_token_id)
+            batch = collate_features(features[start : start + batch_size], pad_token_id)
             captured.clear()
-            model.encode(batch["input_ids"], batch["attention_mask"],
-                         batch["token_type_ids"], batch["task_ids"])
+            model.encode(
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch["token_type_ids"],
+                batch["task_ids"],
+            )
             mask = batch["attention_mask"].unsqueeze(-1).to(captured[0].dtype)
             rows.append(((captured[0] * mask).sum(1) / mask.sum(1)).float().numpy())
     finally:
@@ -90,34 +99,46 @@ def first_layer_inputs(model: MultiTaskModel, task: TaskData, split: str,
     return np.concatenate(rows)
 
 
-def analyze_covsim(run_dir: Path, split: str = "dev", max_examples: int = 500,
-                   energy: float = 0.99) -> dict[str, Any]:
+def analyze_covsim(
+    run_dir: Path, split: str = "dev", max_examples: int = 500, energy: float = 0.99
+) -> dict[str, Any]:
     """Write covsim.json, covsim.md and covsim.png into ``run_dir``; return the result."""
     _, model, tokenizer = load_run(run_dir)
-    tasks = prepare_tasks(model.tasks, tokenizer, ("train", split), labels=model.labels,
-                          encode=(split,))
+    tasks = prepare_tasks(
+        model.tasks, tokenizer, ("train", split), labels=model.labels, encode=(split,)
+    )
     tasks = [t for t in tasks if t.features.get(split)]
     if len(tasks) < 2:
-        raise CamtlError(f"{run_dir}: covariance similarity needs two tasks with a "
-                         f"{split!r} split")
-    factors = [covariance_factor(first_layer_inputs(model, t, split, max_examples,
-                                                    tokenizer.pad_token_id), energy)
-               for t in tasks]
+        raise CamtlError(f"{run_dir}: covariance similarity needs two tasks with a {split!r} split")
+    factors = [
+        covariance_factor(
+            first_layer_inputs(model, t, split, max_examples, tokenizer.pad_token_id), energy
+        )
+        for t in tasks
+    ]
     matrix = covsim_matrix(factors)
     names = [t.spec.name for t in tasks]
     per_task = task_covsim(matrix)
-    result = {"split": split, "max_examples": max_examples, "energy": energy,
-              "tasks": names, "ranks": [int(a.shape[1]) for a in factors],
-              "matrix": matrix.round(4).tolist(),
-              "covsim": {n: round(float(v), 4) for n, v in zip(names, per_task)},
-              "mean_covsim": round(float(per_task.mean()), 4)}
+    result = {
+        "split": split,
+        "max_examples": max_examples,
+        "energy": energy,
+        "tasks": names,
+        "ranks": [int(a.shape[1]) for a in factors],
+        "matrix": matrix.round(4).tolist(),
+        "covsim": {n: round(float(v), 4) for n, v in zip(names, per_task)},
+        "mean_covsim": round(float(per_task.mean()), 4),
+    }
     atomic_write_text(run_dir / "covsim.json", json.dumps(result, indent=2))
     lines = ["| task | CovSim_i | rank |", "|---|---:|---:|"]
-    lines += [f"| {n} | {result['covsim'][n]:.4f} | {r} |"
-              for n, r in zip(names, result["ranks"])]
+    lines += [f"| {n} | {result['covsim'][n]:.4f} | {r} |" for n, r in zip(names, result["ranks"])]
     lines.append(f"| mean | {result['mean_covsim']:.4f} | |")
     atomic_write_text(run_dir / "covsim.md", "\n".join(lines) + "\n")
-    plot_heatmap(matrix.tolist(), names, f"covariance similarity ({run_dir.name}, {split})",
-                 run_dir / "covsim.png")
+    plot_heatmap(
+        matrix.tolist(),
+        names,
+        f"covariance similarity ({run_dir.name}, {split})",
+        run_dir / "covsim.png",
+    )
     print("\n".join(lines))
     return result

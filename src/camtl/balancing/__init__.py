@@ -10,5 +10,11 @@ from camtl.balancing.base import (
 )
 from camtl.balancing.methods import shared_parameters
 
-__all__ = ["BalanceContext", "LossBalancer", "balancer_names", "build_balancer",
-           "register_balancer", "shared_parameters"]
+__all__ = [
+    "BalanceContext",
+    "LossBalancer",
+    "balancer_names",
+    "build_balancer",
+    "register_balancer",
+    "shared_parameters",
+]

@@ -46,16 +46,18 @@ class LossBalancer(nn.Module):
         self.task_names = list(task_names)
         self.options = options
 
-    def combine(self, task_losses: dict[str, torch.Tensor],
-                context: BalanceContext) -> torch.Tensor:
+    def combine(
+        self, task_losses: dict[str, torch.Tensor], context: BalanceContext
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def weights(self) -> dict[str, float]:
         return {}
 
 
-def build_balancer(name: str, options: dict[str, Any], task_names: list[str],
-                   where: str = "") -> LossBalancer:
+def build_balancer(
+    name: str, options: dict[str, Any], task_names: list[str], where: str = ""
+) -> LossBalancer:
     """Look a balancer up by name and validate its options (errors name the key path)."""
     cls, opts = BALANCERS.lookup(name, options, where)
     return cls(task_names, opts)

@@ -46,13 +46,18 @@ class FixedWeights(LossBalancer):
         super().__init__(task_names, options)
         unknown = [t for t in options.weights if t not in task_names]
         if unknown:
-            raise ConfigError(f"key 'training.balancer.options.weights.{unknown[0]}': no such "
-                              f"task in this run (tasks: {', '.join(task_names)})")
+            raise ConfigError(
+                f"key 'training.balancer.options.weights.{unknown[0]}': no such "
+                f"task in this run (tasks: {', '.join(task_names)})"
+            )
 
     def combine(self, task_losses, context):
         names, losses = _stack(task_losses)
-        w = torch.tensor([self.options.weights.get(n, 1.0) for n in names], dtype=losses.dtype,
-                         device=losses.device)
+        w = torch.tensor(
+            [self.options.weights.get(n, 1.0) for n in names],
+            dtype=losses.dtype,
+            device=losses.device,
+        )
         return (w * losses).sum() / w.sum().clamp(min=1e-12)
 
     def weights(self) -> dict[str, float]:
@@ -96,8 +101,9 @@ class _SimplexWeights(LossBalancer):
     def __init__(self, task_names: list[str], options: Any) -> None:
         super().__init__(task_names, options)
         # a buffer: saved in checkpoints with the balancer's state_dict
-        self.register_buffer("q", torch.full((len(task_names),), 1.0 / len(task_names),
-                                             dtype=torch.float64))
+        self.register_buffer(
+            "q", torch.full((len(task_names),), 1.0 / len(task_names), dtype=torch.float64)
+        )
         # each task's first observed loss (0: not seen yet), for ``relative_losses``
         self.register_buffer("initial", torch.zeros(len(task_names), dtype=torch.float64))
 
@@ -108,8 +114,9 @@ class _SimplexWeights(LossBalancer):
                 self.initial[t] = max(float(losses[t]), 1e-8)
         return losses[seen] / self.initial[seen].to(losses)
 
-    def _present(self, task_losses: dict[str, torch.Tensor],
-                 context: BalanceContext) -> tuple[list[int], torch.Tensor]:
+    def _present(
+        self, task_losses: dict[str, torch.Tensor], context: BalanceContext
+    ) -> tuple[list[int], torch.Tensor]:
         """Indices and loss values of the tasks present, averaged over DDP ranks."""
         index = {n: i for i, n in enumerate(self.task_names)}
         first = next(iter(task_losses.values()))
@@ -167,9 +174,11 @@ class LookaheadOptions:
     def validate(self, path: str, where: str) -> None:
         prefix = f"{where}: " if where else ""
         if self.parameters not in ("top_layer", "heads_and_top_layer", "all_shared"):
-            raise ConfigError(f"{prefix}key '{path}.parameters': {self.parameters!r} is not "
-                              "allowed (allowed: 'top_layer', 'heads_and_top_layer', "
-                              "'all_shared')")
+            raise ConfigError(
+                f"{prefix}key '{path}.parameters': {self.parameters!r} is not "
+                "allowed (allowed: 'top_layer', 'heads_and_top_layer', "
+                "'all_shared')"
+            )
         for key in ("every", "iterations"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{prefix}key '{path}.{key}': must be a positive integer")
@@ -188,23 +197,31 @@ class LookaheadDRO(_SimplexWeights):
 
     Options = LookaheadOptions
 
-    def _task_gradients(self, task_losses: dict[str, torch.Tensor],
-                        context: BalanceContext) -> torch.Tensor:
+    def _task_gradients(
+        self, task_losses: dict[str, torch.Tensor], context: BalanceContext
+    ) -> torch.Tensor:
         """[T, P] task gradients in task order, zero rows for tasks absent from this rank."""
         params = [p for p in context.shared_parameters if p.requires_grad]
         if not params:
-            raise ConfigError("key 'training.balancer.options.parameters': lookahead_dro "
-                              "needs trainable shared parameters, and these are all frozen")
+            raise ConfigError(
+                "key 'training.balancer.options.parameters': lookahead_dro "
+                "needs trainable shared parameters, and these are all frozen"
+            )
         size = sum(p.numel() for p in params)
         first = next(iter(task_losses.values()))
         grads = torch.zeros(len(self.task_names), size, device=first.device)
         for row, name in enumerate(self.task_names):
             if name not in task_losses:
                 continue
-            parts = torch.autograd.grad(task_losses[name], params, retain_graph=True,
-                                        allow_unused=True)
-            grads[row] = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
-                                    for g, p in zip(parts, params)])
+            parts = torch.autograd.grad(
+                task_losses[name], params, retain_graph=True, allow_unused=True
+            )
+            grads[row] = torch.cat(
+                [
+                    (g if g is not None else torch.zeros_like(p)).flatten()
+                    for g, p in zip(parts, params)
+                ]
+            )
         return grads
 
     def solve(self, losses: torch.Tensor, gram: torch.Tensor, eta: float) -> torch.Tensor:
@@ -261,6 +278,3 @@ def shared_parameters(model: Any, which: str) -> list[nn.Parameter]:
     elif which == "all_shared":
         params = list(model.encoder.parameters())
     return [p for p in params if p.requires_grad]
-
-
-

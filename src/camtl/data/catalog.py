@@ -20,16 +20,27 @@ def task_rows() -> list[dict[str, str]]:
         source = spec.source
         if source.kind == "offline":
             meta = task_meta(name)
-            sizes = ("/".join(str(meta["sizes"].get(s, 0)) for s in ("train", "dev", "test"))
-                     if meta else "not fetched")
+            sizes = (
+                "/".join(str(meta["sizes"].get(s, 0)) for s in ("train", "dev", "test"))
+                if meta
+                else "not fetched"
+            )
             origin = f"PyPI {source.package}"
         else:
             sizes = "-"
-            origin = (f"hub {source.hub_name}" + (f"/{source.hub_config}"
-                                                   if source.hub_config else ""))
-        rows.append({"task": name, "type": spec.type.value, "train/dev/test": sizes,
-                     "labels": _labels(spec.labels), "source": origin,
-                     "licence": source.license or "-"})
+            origin = f"hub {source.hub_name}" + (
+                f"/{source.hub_config}" if source.hub_config else ""
+            )
+        rows.append(
+            {
+                "task": name,
+                "type": spec.type.value,
+                "train/dev/test": sizes,
+                "labels": _labels(spec.labels),
+                "source": origin,
+                "licence": source.license or "-",
+            }
+        )
     return rows
 
 
@@ -37,13 +48,17 @@ def format_task_list() -> str:
     rows = task_rows()
     columns = ["task", "type", "train/dev/test", "labels", "source"]
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns),
-             "  ".join("-" * widths[c] for c in columns)]
+    lines = [
+        "  ".join(c.ljust(widths[c]) for c in columns),
+        "  ".join("-" * widths[c] for c in columns),
+    ]
     lines += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
     lines.append("")
     lines.append("licence notes:")
     lines += [f"  {r['task']}: {r['licence']}" for r in rows if r["licence"] != "-"]
     lines.append("")
-    lines.append("Offline tasks: `camtl data fetch [TASK...]`. Hub tasks need a network, or a "
-                 "local GLUE folder: see docs/tasks.md.")
+    lines.append(
+        "Offline tasks: `camtl data fetch [TASK...]`. Hub tasks need a network, or a "
+        "local GLUE folder: see docs/tasks.md."
+    )
     return "\n".join(lines)

@@ -14,12 +14,22 @@ import numpy as np
 import torch
 
 IGNORE_INDEX = -100
-BATCH_KEYS = ("input_ids", "attention_mask", "token_type_ids", "task_ids", "cls_labels",
-              "reg_labels", "tag_labels", "start_positions", "end_positions")
+BATCH_KEYS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "task_ids",
+    "cls_labels",
+    "reg_labels",
+    "tag_labels",
+    "start_positions",
+    "end_positions",
+)
 
 
-def collate_features(features: Sequence[dict[str, Any]],
-                     pad_token_id: int) -> dict[str, torch.Tensor]:
+def collate_features(
+    features: Sequence[dict[str, Any]], pad_token_id: int
+) -> dict[str, torch.Tensor]:
     """Pad ``features`` to the longest one and stack them into the Batch tensors."""
     if not features:
         raise ValueError("collate_features: got an empty list of features")
@@ -32,8 +42,9 @@ def collate_features(features: Sequence[dict[str, Any]],
         columns["attention_mask"].append([*feature["attention_mask"], *[0] * pad])
         columns["token_type_ids"].append([*feature["token_type_ids"], *[0] * pad])
         tags = feature.get("tag_labels")
-        columns["tag_labels"].append([IGNORE_INDEX] * length if tags is None
-                                     else [*tags, *[IGNORE_INDEX] * pad])
+        columns["tag_labels"].append(
+            [IGNORE_INDEX] * length if tags is None else [*tags, *[IGNORE_INDEX] * pad]
+        )
         columns["task_ids"].append(feature["task_id"])
         label = feature.get("label")
         regression = _is_float(label)
@@ -41,8 +52,11 @@ def collate_features(features: Sequence[dict[str, Any]],
         columns["reg_labels"].append(float(label) if regression else math.nan)
         columns["start_positions"].append(_position(feature.get("start_position")))
         columns["end_positions"].append(_position(feature.get("end_position")))
-    batch = {key: torch.tensor(values, dtype=torch.long) for key, values in columns.items()
-             if key != "reg_labels"}
+    batch = {
+        key: torch.tensor(values, dtype=torch.long)
+        for key, values in columns.items()
+        if key != "reg_labels"
+    }
     batch["reg_labels"] = torch.tensor(columns["reg_labels"], dtype=torch.float)
     return {key: batch[key] for key in BATCH_KEYS}
 

@@ -24,6 +24,7 @@ _LABELLED = (TaskType.CLASSIFICATION, TaskType.TOKEN_TAGGING)
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def _where(record: Record) -> str:
     return f"{record.get('_file', '<records>')}, row {record.get('_row', '?')}"
 
@@ -32,8 +33,7 @@ def _field(record: Record, column: str) -> Any:
     """A record's value; a missing column names the columns that are there."""
     if column not in record:
         present = ", ".join(str(k) for k in record if k not in META_KEYS) or "none"
-        raise DataError(f"{_where(record)}: missing column '{column}' "
-                        f"(columns present: {present})")
+        raise DataError(f"{_where(record)}: missing column '{column}' (columns present: {present})")
     return record[column]
 
 
@@ -70,6 +70,7 @@ def _seed_for(name: str) -> int:
 
 # ----------------------------------------------------------------------------- labels
 
+
 def _as_list(record: Record, column: str) -> list[Any]:
     """A list column; a string is split on whitespace (handy for CSV files)."""
     value = _field(record, column)
@@ -77,8 +78,9 @@ def _as_list(record: Record, column: str) -> list[Any]:
         return value.split()
     if isinstance(value, (list, tuple)):
         return list(value)
-    raise DataError(f"{_where(record)}: column '{column}' must hold a list, "
-                    f"got {type(value).__name__}")
+    raise DataError(
+        f"{_where(record)}: column '{column}' must hold a list, got {type(value).__name__}"
+    )
 
 
 def infer_labels(spec: TaskSpec, records: list[Record]) -> list[str]:
@@ -88,21 +90,22 @@ def infer_labels(spec: TaskSpec, records: list[Record]) -> list[str]:
         for record in records:
             key = label_key(_field(record, spec.label_column))
             if key is None:
-                raise DataError(f"{_where(record)}: missing label in column "
-                                f"'{spec.label_column}'")
+                raise DataError(f"{_where(record)}: missing label in column '{spec.label_column}'")
             seen.add(key)
     elif spec.type == TaskType.TOKEN_TAGGING:
         for record in records:
             for tag in _as_list(record, spec.label_column):
                 key = label_key(tag)
                 if key is None:
-                    raise DataError(f"{_where(record)}: missing tag in column "
-                                    f"'{spec.label_column}'")
+                    raise DataError(
+                        f"{_where(record)}: missing tag in column '{spec.label_column}'"
+                    )
                 seen.add(key)
     return _sort_labels(seen)
 
 
 # ----------------------------------------------------------------------------- fields
+
 
 def _text(record: Record, column: str) -> str:
     value = _field(record, column)
@@ -111,21 +114,23 @@ def _text(record: Record, column: str) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise DataError(f"{_where(record)}: column '{column}' must hold text, "
-                        f"got {type(value).__name__}")
+        raise DataError(
+            f"{_where(record)}: column '{column}' must hold text, got {type(value).__name__}"
+        )
     if not value.strip():
         raise DataError(f"{_where(record)}: empty text in column '{column}'")
     return value
 
 
-def _class_index(record: Record, column: str, index: dict[str, int],
-                 labels: Sequence[str]) -> int:
+def _class_index(record: Record, column: str, index: dict[str, int], labels: Sequence[str]) -> int:
     key = label_key(_field(record, column))
     if key is None:
         raise DataError(f"{_where(record)}: missing label in column '{column}'")
     if key not in index:
-        raise DataError(f"{_where(record)}: label {key!r} in column '{column}' is not one of "
-                        f"the task's labels ({_show(labels)})")
+        raise DataError(
+            f"{_where(record)}: label {key!r} in column '{column}' is not one of "
+            f"the task's labels ({_show(labels)})"
+        )
     return index[key]
 
 
@@ -136,16 +141,20 @@ def _target(record: Record, column: str) -> float:
             raise ValueError
         number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        raise DataError(f"{_where(record)}: regression target {value!r} in column "
-                        f"'{column}' is not a number") from None
+        raise DataError(
+            f"{_where(record)}: regression target {value!r} in column '{column}' is not a number"
+        ) from None
     if not math.isfinite(number):
-        raise DataError(f"{_where(record)}: regression target {value!r} in column "
-                        f"'{column}' is not a finite number")
+        raise DataError(
+            f"{_where(record)}: regression target {value!r} in column "
+            f"'{column}' is not a finite number"
+        )
     return number
 
 
-def _sentence_example(spec: TaskSpec, record: Record, index: dict[str, int],
-                      labels: Sequence[str]) -> dict[str, Any]:
+def _sentence_example(
+    spec: TaskSpec, record: Record, index: dict[str, int], labels: Sequence[str]
+) -> dict[str, Any]:
     text_a = _text(record, spec.text_columns[0])
     text_b = _text(record, spec.text_columns[1]) if spec.is_pair else None
     if spec.type == TaskType.REGRESSION:
@@ -155,32 +164,39 @@ def _sentence_example(spec: TaskSpec, record: Record, index: dict[str, int],
     return {"text_a": text_a, "text_b": text_b, "label": label}
 
 
-def _tagging_example(spec: TaskSpec, record: Record, index: dict[str, int],
-                     labels: Sequence[str]) -> dict[str, Any]:
+def _tagging_example(
+    spec: TaskSpec, record: Record, index: dict[str, int], labels: Sequence[str]
+) -> dict[str, Any]:
     column = spec.text_columns[0]
     tokens = _as_list(record, column)
     tags = _as_list(record, spec.label_column)
     if not tokens:
         raise DataError(f"{_where(record)}: empty text in column '{column}' (no tokens)")
     if len(tokens) != len(tags):
-        raise DataError(f"{_where(record)}: {len(tokens)} tokens in column '{column}' but "
-                        f"{len(tags)} tags in column '{spec.label_column}'")
+        raise DataError(
+            f"{_where(record)}: {len(tokens)} tokens in column '{column}' but "
+            f"{len(tags)} tags in column '{spec.label_column}'"
+        )
     words = [str(token) for token in tokens]
     for i, word in enumerate(words):
         if not word.strip():
-            raise DataError(f"{_where(record)}: empty token at position {i + 1} in column "
-                            f"'{column}'")
+            raise DataError(
+                f"{_where(record)}: empty token at position {i + 1} in column '{column}'"
+            )
     ids = []
     for i, tag in enumerate(tags):
         key = label_key(tag)
         if key not in index:
-            raise DataError(f"{_where(record)}: tag {key!r} at position {i + 1} is not one "
-                            f"of the task's labels ({_show(labels)})")
+            raise DataError(
+                f"{_where(record)}: tag {key!r} at position {i + 1} is not one "
+                f"of the task's labels ({_show(labels)})"
+            )
         ids.append(index[key])
     return {"tokens": words, "tags": ids}
 
 
 # --- span QA
+
 
 def _answer_pairs(record: Record, column: str) -> list[tuple[Any, Any]]:
     """(text, start) pairs from ``{"text": [...], "answer_start": [...]}`` or a list of
@@ -190,25 +206,30 @@ def _answer_pairs(record: Record, column: str) -> list[tuple[Any, Any]]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise DataError(f"{_where(record)}: column '{column}' is not valid JSON "
-                            "answers") from None
+            raise DataError(
+                f"{_where(record)}: column '{column}' is not valid JSON answers"
+            ) from None
     if isinstance(value, dict) and "text" in value:
         texts, starts = value.get("text"), value.get("answer_start", value.get("start"))
         if not isinstance(texts, list):
             texts, starts = [texts], [starts]
         if not isinstance(starts, list) or len(starts) != len(texts):
-            raise DataError(f"{_where(record)}: column '{column}' needs as many "
-                            "'answer_start' values as answer texts")
+            raise DataError(
+                f"{_where(record)}: column '{column}' needs as many "
+                "'answer_start' values as answer texts"
+            )
         return list(zip(texts, starts))
     if isinstance(value, list) and all(isinstance(a, dict) for a in value):
         return [(a.get("text"), a.get("answer_start", a.get("start"))) for a in value]
-    raise DataError(f"{_where(record)}: column '{column}' must hold answers like "
-                    "{\"text\": [...], \"answer_start\": [...]}")
+    raise DataError(
+        f"{_where(record)}: column '{column}' must hold answers like "
+        '{"text": [...], "answer_start": [...]}'
+    )
 
 
 def _locate(context: str, text: str, start: int) -> int | None:
     """``start`` if the answer is there, else the nearest place the text occurs."""
-    if start >= 0 and context[start:start + len(text)] == text:
+    if start >= 0 and context[start : start + len(text)] == text:
         return start
     found, position = [], context.find(text)
     while position != -1:
@@ -225,12 +246,14 @@ def _answers(record: Record, column: str, context: str) -> list[dict[str, Any]]:
         try:
             offset = int(start)
         except (TypeError, ValueError):
-            raise DataError(f"{_where(record)}: answer start {start!r} in column '{column}' "
-                            "is not an integer") from None
+            raise DataError(
+                f"{_where(record)}: answer start {start!r} in column '{column}' is not an integer"
+            ) from None
         located = _locate(context, text, offset)
         if located is None:
-            raise DataError(f"{_where(record)}: answer {text[:60]!r} (offset {offset}) is not "
-                            "in the context")
+            raise DataError(
+                f"{_where(record)}: answer {text[:60]!r} (offset {offset}) is not in the context"
+            )
         answers.append({"text": text, "start": located})
     return answers
 
@@ -240,12 +263,16 @@ def _qa_example(spec: TaskSpec, record: Record, split: str) -> dict[str, Any]:
     context = _text(record, spec.text_columns[1])
     answers = _answers(record, spec.label_column, context)
     raw_id = record.get("id")
-    qid = str(raw_id) if not _is_missing(raw_id) and str(raw_id) else \
-        f"{split}-{record.get('_row', '?')}"
+    qid = (
+        str(raw_id)
+        if not _is_missing(raw_id) and str(raw_id)
+        else f"{split}-{record.get('_row', '?')}"
+    )
     return {"id": qid, "question": question, "context": context, "answers": answers}
 
 
 # ----------------------------------------------------------------------------- splits
+
 
 def subsample(records: list[Record], limit: int | None, name: str) -> list[Record]:
     """At most ``limit`` records: a random subset seeded by the task name, in file order."""
@@ -255,8 +282,9 @@ def subsample(records: list[Record], limit: int | None, name: str) -> list[Recor
     return [records[i] for i in keep]
 
 
-def to_examples(spec: TaskSpec, records: list[Record], split: str,
-                labelled: bool = True) -> list[dict[str, Any]]:
+def to_examples(
+    spec: TaskSpec, records: list[Record], split: str, labelled: bool = True
+) -> list[dict[str, Any]]:
     """Validated canonical examples of one split (subsampled to ``spec.max_examples``).
 
     Class labels and tags index ``spec.labels``; when it is None they are inferred from
@@ -291,25 +319,29 @@ def _unlabelled_example(spec: TaskSpec, record: Record, split: str) -> dict[str,
         column = spec.text_columns[0]
         words = [str(token) for token in _as_list(record, column)]
         if not words or not all(w.strip() for w in words):
-            raise DataError(f"{_where(record)}: empty token list or token in column "
-                            f"'{column}'")
+            raise DataError(f"{_where(record)}: empty token list or token in column '{column}'")
         example: dict[str, Any] = {"tokens": words, "tags": None}
     elif spec.type == TaskType.SPAN_QA:
         raw_id = record.get("id")
-        example = {"id": str(raw_id) if not _is_missing(raw_id) else
-                   f"{split}-{record.get('_row', '?')}",
-                   "question": _text(record, spec.text_columns[0]),
-                   "context": _text(record, spec.text_columns[1]), "answers": []}
+        example = {
+            "id": str(raw_id) if not _is_missing(raw_id) else f"{split}-{record.get('_row', '?')}",
+            "question": _text(record, spec.text_columns[0]),
+            "context": _text(record, spec.text_columns[1]),
+            "answers": [],
+        }
     else:
-        example = {"text_a": _text(record, spec.text_columns[0]),
-                   "text_b": _text(record, spec.text_columns[1]) if spec.is_pair else None,
-                   "label": None}
+        example = {
+            "text_a": _text(record, spec.text_columns[0]),
+            "text_b": _text(record, spec.text_columns[1]) if spec.is_pair else None,
+            "label": None,
+        }
     example.update(_file=record.get("_file", "<records>"), _row=record.get("_row", 0))
     return example
 
 
-def carve_dev(records: list[Record], fraction: float = 0.1,
-              seed: int = SEED) -> tuple[list[Record], list[Record]]:
+def carve_dev(
+    records: list[Record], fraction: float = 0.1, seed: int = SEED
+) -> tuple[list[Record], list[Record]]:
     """Split records into (train, dev) deterministically; both keep file order."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
@@ -323,8 +355,9 @@ def carve_dev(records: list[Record], fraction: float = 0.1,
     return train, dev
 
 
-def load_task_examples(spec: TaskSpec, splits: Sequence[str] = SPLITS
-                       ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+def load_task_examples(
+    spec: TaskSpec, splits: Sequence[str] = SPLITS
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """Read, validate and subsample a task's splits -> (examples by split, labels).
 
     Labels are ``spec.labels`` or, when None, inferred from train ([] for regression and
@@ -346,16 +379,20 @@ def load_task_examples(spec: TaskSpec, splits: Sequence[str] = SPLITS
     if "dev" in splits and records["dev"] is None:
         records["train"], records["dev"] = carve_dev(train)
     resolved = dataclasses.replace(spec, labels=labels) if spec.type in _LABELLED else spec
-    examples = {split: to_examples(resolved, records[split] or [], split)
-                for split in splits if records[split] is not None}
+    examples = {
+        split: to_examples(resolved, records[split] or [], split)
+        for split in splits
+        if records[split] is not None
+    }
     return examples, labels
 
 
 def _read_train(spec: TaskSpec) -> list[Record]:
     train = read_split(spec, "train")
     if train is None:
-        raise DataError(f"task '{spec.name}': its source ({source_label(spec, 'train')}) "
-                        "has no train split")
+        raise DataError(
+            f"task '{spec.name}': its source ({source_label(spec, 'train')}) has no train split"
+        )
     if not train:
         raise DataError(f"{source_label(spec, 'train')}: split 'train' has no examples")
     return train

@@ -30,8 +30,13 @@ FORMAT = 1
 ENV = "CAMTL_FEATURE_CACHE"
 DIR_ENV = "CAMTL_FEATURE_CACHE_DIR"
 # spec keys that only choose which examples are loaded: the examples are hashed themselves
-_SELECTION_KEYS = ("source", "max_train_examples", "max_dev_examples", "max_test_examples",
-                   "train_fraction")
+_SELECTION_KEYS = (
+    "source",
+    "max_train_examples",
+    "max_dev_examples",
+    "max_test_examples",
+    "train_fraction",
+)
 
 
 def enabled() -> bool:
@@ -54,11 +59,14 @@ def tokenizer_fingerprint(tokenizer: Any) -> str | None:
     # state of the last use, not of the tokenizer; every call here passes its own
     for transient in ("truncation", "padding"):
         backend_state.pop(transient, None)
-    state = {"class": type(tokenizer).__name__, "backend": backend_state,
-             "special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()},
-             "padding_side": tokenizer.padding_side,
-             "truncation_side": getattr(tokenizer, "truncation_side", None),
-             "model_max_length": tokenizer.model_max_length}
+    state = {
+        "class": type(tokenizer).__name__,
+        "backend": backend_state,
+        "special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()},
+        "padding_side": tokenizer.padding_side,
+        "truncation_side": getattr(tokenizer, "truncation_side", None),
+        "model_max_length": tokenizer.model_max_length,
+    }
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
@@ -68,9 +76,14 @@ def cache_key(spec: TaskSpec, examples: list[dict], tokenizer_hash: str) -> str:
 
     spec_state = {k: v for k, v in to_dict(spec).items() if k not in _SELECTION_KEYS}
     digest = hashlib.sha256()
-    header = {"format": FORMAT, "tokenizer": tokenizer_hash, "spec": spec_state,
-              "encoder_code": _encoding_code_hash(),
-              "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}
+    header = {
+        "format": FORMAT,
+        "tokenizer": tokenizer_hash,
+        "spec": spec_state,
+        "encoder_code": _encoding_code_hash(),
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+    }
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
     digest.update(json.dumps(examples, sort_keys=True, default=str).encode())
     return digest.hexdigest()
@@ -85,8 +98,13 @@ def _encoding_code_hash() -> str:
     return hashlib.sha256(Path(tokenize.__file__).read_bytes()).hexdigest()
 
 
-def cached_encode(spec: TaskSpec, examples: list[dict], tokenizer: Any, task_id: int,
-                  fingerprint: str | None = None) -> EncodeResult:
+def cached_encode(
+    spec: TaskSpec,
+    examples: list[dict],
+    tokenizer: Any,
+    task_id: int,
+    fingerprint: str | None = None,
+) -> EncodeResult:
     """``encode_examples``, served from the cache when the same input was encoded before.
 
     ``fingerprint``: the tokenizer's, when the caller computed it already (it takes about a
@@ -120,8 +138,11 @@ def _read(path: Path) -> EncodeResult | None:
 
 def _write(path: Path, result: EncodeResult) -> None:
     try:
-        atomic_write_text(path, json.dumps({"features": result.features,
-                                            "truncated": result.truncated},
-                                           separators=(",", ":")))
+        atomic_write_text(
+            path,
+            json.dumps(
+                {"features": result.features, "truncated": result.truncated}, separators=(",", ":")
+            ),
+        )
     except OSError as exc:  # a read-only or full cache only costs the next run its time
         log.warning("could not write the feature cache entry %s: %s", path, exc)

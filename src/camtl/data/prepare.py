@@ -22,19 +22,30 @@ class TaskData:
     features: dict[str, list[dict]] = field(default_factory=dict)
 
 
-def encode_split(task: TaskData, split: str, tokenizer: Any, task_id: int,
-                 fingerprint: str | None = None) -> None:
+def encode_split(
+    task: TaskData, split: str, tokenizer: Any, task_id: int, fingerprint: str | None = None
+) -> None:
     result = cached_encode(task.spec, task.examples[split], tokenizer, task_id, fingerprint)
     if result.truncated:
-        log.warning("task %s, split %s: %d of %d examples were longer than max_length=%d "
-                    "tokens and were truncated", task.spec.name, split, result.truncated,
-                    len(task.examples[split]), task.spec.max_length)
+        log.warning(
+            "task %s, split %s: %d of %d examples were longer than max_length=%d "
+            "tokens and were truncated",
+            task.spec.name,
+            split,
+            result.truncated,
+            len(task.examples[split]),
+            task.spec.max_length,
+        )
     task.features[split] = result.features
 
 
-def prepare_tasks(specs: list[TaskSpec], tokenizer: Any, splits: Iterable[str],
-                  labels: dict[str, list[str]] | None = None,
-                  encode: Iterable[str] | None = None) -> list[TaskData]:
+def prepare_tasks(
+    specs: list[TaskSpec],
+    tokenizer: Any,
+    splits: Iterable[str],
+    labels: dict[str, list[str]] | None = None,
+    encode: Iterable[str] | None = None,
+) -> list[TaskData]:
     """Load, validate and tokenize every task.
 
     ``labels`` pins the label lists (those of a saved model); ``encode`` names the splits to

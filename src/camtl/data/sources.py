@@ -23,15 +23,24 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 
-SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-                  ".json": "json", ".parquet": "parquet", ".pq": "parquet",
-                  ".conll": "conll", ".bio": "conll"}
+SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".conll": "conll",
+    ".bio": "conll",
+}
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 META_KEYS = ("_file", "_row")
 _FIELD_LIMIT = 2**31 - 1
 
 
 # ----------------------------------------------------------------------------- files
+
 
 def detect_format(path: str | Path, fmt: str | None = None) -> str:
     """The file format: ``fmt`` when given, else from the suffix."""
@@ -41,24 +50,40 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
         return fmt
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIX_FORMATS:
-        raise DataError(f"{path}: cannot tell the format from the suffix {suffix!r}; set "
-                        f"source.format (one of {', '.join(FILE_FORMATS)})")
+        raise DataError(
+            f"{path}: cannot tell the format from the suffix {suffix!r}; set "
+            f"source.format (one of {', '.join(FILE_FORMATS)})"
+        )
     return SUFFIX_FORMATS[suffix]
 
 
-def read_records(path: str | Path, fmt: str | None = None,
-                 columns: list[str] | None = None) -> list[Record]:
+def read_records(
+    path: str | Path, fmt: str | None = None, columns: list[str] | None = None
+) -> list[Record]:
     """Read one file into records (format from ``fmt`` or the suffix). ``columns`` names the
     fields of a CSV/TSV file that has no header row."""
-    readers = {"csv": read_csv, "tsv": read_tsv, "jsonl": read_jsonl, "json": read_json,
-               "parquet": read_parquet, "conll": read_conll, "squad": read_squad}
+    readers = {
+        "csv": read_csv,
+        "tsv": read_tsv,
+        "jsonl": read_jsonl,
+        "json": read_json,
+        "parquet": read_parquet,
+        "conll": read_conll,
+        "squad": read_squad,
+    }
     fmt = detect_format(path, fmt)
     if columns:
         if fmt not in ("csv", "tsv"):
-            raise DataError(f"{path}: source.columns names the fields of a header-less CSV or "
-                            f"TSV file; this file is {fmt}")
-        return _read_delimited(path, "," if fmt == "csv" else "\t",
-                               csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE, columns)
+            raise DataError(
+                f"{path}: source.columns names the fields of a header-less CSV or "
+                f"TSV file; this file is {fmt}"
+            )
+        return _read_delimited(
+            path,
+            "," if fmt == "csv" else "\t",
+            csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
+            columns,
+        )
     return readers[fmt](path)
 
 
@@ -83,14 +108,16 @@ def _read_text(path: str | Path) -> str:
         return handle.read()
 
 
-def iter_delimited(path: str | Path, delimiter: str,
-                   quoting: int = csv.QUOTE_MINIMAL) -> Iterator[tuple[int, list[str]]]:
+def iter_delimited(
+    path: str | Path, delimiter: str, quoting: int = csv.QUOTE_MINIMAL
+) -> Iterator[tuple[int, list[str]]]:
     """(first line number, fields) of each non-blank row of a CSV/TSV file, streamed."""
     kind = "CSV" if delimiter == "," else "delimited"
     csv.field_size_limit(_FIELD_LIMIT)  # long documents in one cell are fine
     with _reading(path), open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting,
-                            strict=quoting != csv.QUOTE_NONE)
+        reader = csv.reader(
+            handle, delimiter=delimiter, quoting=quoting, strict=quoting != csv.QUOTE_NONE
+        )
         line = 0
         while True:
             start = line + 1
@@ -99,15 +126,17 @@ def iter_delimited(path: str | Path, delimiter: str,
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise DataError(f"{path}, line {reader.line_num}: malformed {kind} row "
-                                f"({exc})") from None
+                raise DataError(
+                    f"{path}, line {reader.line_num}: malformed {kind} row ({exc})"
+                ) from None
             line = reader.line_num
             if any(cell.strip() for cell in row):
                 yield start, row
 
 
-def _read_delimited(path: str | Path, delimiter: str, quoting: int,
-                    columns: list[str] | None = None) -> list[Record]:
+def _read_delimited(
+    path: str | Path, delimiter: str, quoting: int, columns: list[str] | None = None
+) -> list[Record]:
     rows = iter_delimited(path, delimiter, quoting)
     if columns:
         header, like = list(columns), "source.columns"
@@ -120,8 +149,9 @@ def _read_delimited(path: str | Path, delimiter: str, quoting: int,
     records = []
     for line, row in rows:
         if len(row) != len(header):
-            raise DataError(f"{path}, line {line}: expected {len(header)} fields like "
-                            f"{like}, found {len(row)}")
+            raise DataError(
+                f"{path}, line {line}: expected {len(header)} fields like {like}, found {len(row)}"
+            )
         record: Record = dict(zip(header, row))
         record.update(_file=str(path), _row=line)
         records.append(record)
@@ -144,8 +174,9 @@ def _lines(path: str | Path) -> list[str]:
 
 
 def _json_error(path: str | Path, exc: json.JSONDecodeError, line: int | None = None) -> DataError:
-    return DataError(f"{path}, line {line or exc.lineno}: malformed JSON ({exc.msg} at "
-                     f"column {exc.colno})")
+    return DataError(
+        f"{path}, line {line or exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno})"
+    )
 
 
 def read_jsonl(path: str | Path) -> list[Record]:
@@ -159,8 +190,9 @@ def read_jsonl(path: str | Path) -> list[Record]:
         except json.JSONDecodeError as exc:
             raise _json_error(path, exc, number) from None
         if not isinstance(value, dict):
-            raise DataError(f"{path}, line {number}: expected a JSON object, got "
-                            f"{type(value).__name__}")
+            raise DataError(
+                f"{path}, line {number}: expected a JSON object, got {type(value).__name__}"
+            )
         records.append({**value, "_file": str(path), "_row": number})
     return records
 
@@ -178,8 +210,9 @@ def read_json(path: str | Path) -> list[Record]:
     records = []
     for number, value in enumerate(data, start=1):
         if not isinstance(value, dict):
-            raise DataError(f"{path}, row {number}: expected a JSON object, got "
-                            f"{type(value).__name__}")
+            raise DataError(
+                f"{path}, row {number}: expected a JSON object, got {type(value).__name__}"
+            )
         records.append({**value, "_file": str(path), "_row": number})
     return records
 
@@ -203,8 +236,10 @@ def read_parquet(path: str | Path) -> list[Record]:
     except (pa.ArrowException, OSError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise DataError(f"{path}: cannot read as Parquet ({message})") from None
-    return [{**{k: _plain(v) for k, v in row.items()}, "_file": str(path), "_row": number}
-            for number, row in enumerate(rows, start=1)]
+    return [
+        {**{k: _plain(v) for k, v in row.items()}, "_file": str(path), "_row": number}
+        for number, row in enumerate(rows, start=1)
+    ]
 
 
 def read_conll(path: str | Path) -> list[Record]:
@@ -257,8 +292,9 @@ def read_squad(path: str | Path) -> list[Record]:
 def _need(path: str | Path, where: str, node: Any, key: str, kind: type) -> Any:
     value = node.get(key) if isinstance(node, dict) else None
     if not isinstance(value, kind):
-        raise DataError(f"{path}: {where}: expected '{key}' to be a {kind.__name__}, "
-                        f"got {type(value).__name__}")
+        raise DataError(
+            f"{path}: {where}: expected '{key}' to be a {kind.__name__}, got {type(value).__name__}"
+        )
     return value
 
 
@@ -270,33 +306,41 @@ def _squad_records(path: str | Path, data: dict[str, Any]) -> list[Record]:
             where = f"data[{a}].paragraphs[{p}]"
             context = _need(path, where, para, "context", str)
             for q, qa in enumerate(_need(path, where, para, "qas", list)):
-                records.append(_squad_question(path, f"{where}.qas[{q}]", qa, context, title,
-                                               len(records) + 1))
+                records.append(
+                    _squad_question(path, f"{where}.qas[{q}]", qa, context, title, len(records) + 1)
+                )
     return records
 
 
-def _squad_question(path: str | Path, where: str, qa: Any, context: str, title: str,
-                    number: int) -> Record:
+def _squad_question(
+    path: str | Path, where: str, qa: Any, context: str, title: str, number: int
+) -> Record:
     question = _need(path, where, qa, "question", str)
     answers = _need(path, where, qa, "answers", list)
     texts, starts = [], []
     for i, answer in enumerate(answers):
         texts.append(_need(path, f"{where}.answers[{i}]", answer, "text", str))
         starts.append(_need(path, f"{where}.answers[{i}]", answer, "answer_start", int))
-    return {"id": str(qa.get("id", f"q{number}")), "title": title, "question": question,
-            "context": context, "answers": {"text": texts, "answer_start": starts},
-            "_file": str(path), "_row": number}
+    return {
+        "id": str(qa.get("id", f"q{number}")),
+        "title": title,
+        "question": question,
+        "context": context,
+        "answers": {"text": texts, "answer_start": starts},
+        "_file": str(path),
+        "_row": number,
+    }
 
 
 # ----------------------------------------------------------------------------- splits
+
 
 def read_split(spec: TaskSpec, split: str) -> list[Record] | None:
     """The records of one split, or None when the task's source has no such split."""
     kind = spec.source.kind
     if kind == "files":
         path = spec.source.paths.get(split)
-        return None if path is None else read_records(path, spec.source.format,
-                                                      spec.source.columns)
+        return None if path is None else read_records(path, spec.source.format, spec.source.columns)
     if kind == "glue_dir":
         return _read_glue_dir(spec, split)
     if kind == "hub":
@@ -322,6 +366,7 @@ def source_label(spec: TaskSpec, split: str) -> str:
 
 # --- offline cache
 
+
 def _read_offline(spec: TaskSpec, split: str) -> list[Record] | None:
     from camtl.data.offline import task_split_path  # written by the offline builders
 
@@ -330,6 +375,7 @@ def _read_offline(spec: TaskSpec, split: str) -> list[Record] | None:
 
 
 # --- GLUE-format folders
+
 
 def _glue_layout(spec: TaskSpec) -> GlueLayout | None:
     from camtl.tasks.glue import GLUE_FILES
@@ -353,17 +399,21 @@ def _read_glue_dir(spec: TaskSpec, split: str) -> list[Record] | None:
     if layout is None and not spec.source.paths:
         from camtl.tasks.glue import GLUE_FILES
 
-        raise DataError(f"task '{spec.name}': source kind 'glue_dir' knows the files of "
-                        f"{', '.join(GLUE_FILES)}; for another task set source.paths "
-                        "(split -> TSV file inside source.root)")
+        raise DataError(
+            f"task '{spec.name}': source kind 'glue_dir' knows the files of "
+            f"{', '.join(GLUE_FILES)}; for another task set source.paths "
+            "(split -> TSV file inside source.root)"
+        )
     path = _glue_path(spec, split)
     if path is None:
         return None
     if not path.exists() and split == "test" and "test" not in spec.source.paths:
         return None  # an optional test file of the recipe that this folder lacks
     if not path.exists():
-        raise DataError(f"{path}: file not found (task '{spec.name}', split '{split}', "
-                        f"source.root {spec.source.root})")
+        raise DataError(
+            f"{path}: file not found (task '{spec.name}', split '{split}', "
+            f"source.root {spec.source.root})"
+        )
     if layout is None:
         return read_tsv(path)
     return _glue_records(path, layout)
@@ -377,8 +427,9 @@ def _glue_records(path: Path, layout: GlueLayout) -> list[Record]:
         header = next(rows, (0, []))[1]
         for field_name, column in layout.columns.items():
             if column not in header:
-                raise DataError(f"{path}: missing column '{column}' (columns present: "
-                                f"{', '.join(header)})")
+                raise DataError(
+                    f"{path}: missing column '{column}' (columns present: {', '.join(header)})"
+                )
             index[field_name] = header.index(column)
     else:
         index = {field_name: int(column) for field_name, column in layout.columns.items()}
@@ -386,8 +437,10 @@ def _glue_records(path: Path, layout: GlueLayout) -> list[Record]:
     records = []
     for line, row in rows:
         if len(row) < width:
-            raise DataError(f"{path}, line {line}: expected at least {width} tab-separated "
-                            f"fields, found {len(row)}")
+            raise DataError(
+                f"{path}, line {line}: expected at least {width} tab-separated "
+                f"fields, found {len(row)}"
+            )
         record: Record = {field_name: row[i] for field_name, i in index.items()}
         label = record.get(layout.label_field)
         if label in layout.label_map:
@@ -400,6 +453,7 @@ def _glue_records(path: Path, layout: GlueLayout) -> list[Record]:
 
 
 # --- the Hugging Face hub
+
 
 def _hub_split(spec: TaskSpec, split: str) -> str | None:
     """Our split's name on the hub; None when the source does not offer it.
@@ -423,9 +477,11 @@ def _hub_label(spec: TaskSpec, hub_split: str) -> str:
 def _hub_error(spec: TaskSpec, hub_split: str, exc: BaseException) -> DataError:
     lines = str(exc).strip().splitlines()
     detail = f"{exc.__class__.__name__}: {lines[0][:200]}" if lines else exc.__class__.__name__
-    return DataError(f"hub dataset {_hub_label(spec, hub_split)}: cannot load ({detail}); "
-                     "without a network, download the data and use a local source "
-                     "(source kind 'glue_dir' for GLUE-format folders, or 'files')")
+    return DataError(
+        f"hub dataset {_hub_label(spec, hub_split)}: cannot load ({detail}); "
+        "without a network, download the data and use a local source "
+        "(source kind 'glue_dir' for GLUE-format folders, or 'files')"
+    )
 
 
 def _read_hub(spec: TaskSpec, split: str) -> list[Record] | None:
@@ -435,8 +491,10 @@ def _read_hub(spec: TaskSpec, split: str) -> list[Record] | None:
     try:
         import datasets
     except ImportError:
-        raise DataError(f"task '{spec.name}': reading from the hub needs the 'datasets' "
-                        "package (pip install 'camtl[hub]')") from None
+        raise DataError(
+            f"task '{spec.name}': reading from the hub needs the 'datasets' "
+            "package (pip install 'camtl[hub]')"
+        ) from None
     kwargs: dict[str, Any] = {"split": hub_split}
     if spec.source.paths:  # packaged builders (json, csv, parquet) over local files
         kwargs["data_files"] = {_hub_split(spec, s) or s: p for s, p in spec.source.paths.items()}
@@ -480,8 +538,11 @@ def hub_records(spec: TaskSpec, dataset: Any, label: str) -> list[Record]:
         record: Record = dict(row)
         for column, (names, is_list) in converters.items():
             value = record.get(column)
-            record[column] = ([_name_of(names, v) for v in value] if is_list and value is not None
-                              else _name_of(names, value))
+            record[column] = (
+                [_name_of(names, v) for v in value]
+                if is_list and value is not None
+                else _name_of(names, value)
+            )
         if spec.label_column in converters and record.get(spec.label_column) is None:
             continue
         record.update(_file=label, _row=number)

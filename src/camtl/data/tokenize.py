@@ -33,8 +33,9 @@ class EncodeResult:
     truncated: int = 0
 
 
-def encode_examples(spec: TaskSpec, examples: list[dict], tokenizer: Any,
-                    task_id: int) -> EncodeResult:
+def encode_examples(
+    spec: TaskSpec, examples: list[dict], tokenizer: Any, task_id: int
+) -> EncodeResult:
     """Encode canonical examples of ``spec`` into features (one per model input window)."""
     encoder = _ENCODERS[TaskType(spec.type)]
     if spec.type in (TaskType.TOKEN_TAGGING, TaskType.SPAN_QA):
@@ -42,7 +43,7 @@ def encode_examples(spec: TaskSpec, examples: list[dict], tokenizer: Any,
     result = EncodeResult()
     with _gc_paused():
         for start in range(0, len(examples), CHUNK_SIZE):
-            features, truncated = encoder(spec, examples[start:start + CHUNK_SIZE], tokenizer)
+            features, truncated = encoder(spec, examples[start : start + CHUNK_SIZE], tokenizer)
             for feature in features:
                 feature["task_id"] = task_id
                 feature["example_index"] += start
@@ -69,23 +70,37 @@ def _gc_paused() -> Iterator[None]:
 
 def _require_fast(tokenizer: Any, spec: TaskSpec) -> None:
     if not getattr(tokenizer, "is_fast", False):
-        raise CamtlError(f"task '{spec.name}': {spec.type.value} needs a fast tokenizer "
-                         f"(word ids and offsets), got {type(tokenizer).__name__}")
+        raise CamtlError(
+            f"task '{spec.name}': {spec.type.value} needs a fast tokenizer "
+            f"(word ids and offsets), got {type(tokenizer).__name__}"
+        )
 
 
 def _inputs(encoding: Any, index: int, example_index: int) -> Feature:
     """The model inputs of row ``index`` of a BatchEncoding (token type ids default to 0)."""
     input_ids = list(encoding["input_ids"][index])
-    mask = (list(encoding["attention_mask"][index]) if "attention_mask" in encoding
-            else [1] * len(input_ids))
-    types = (list(encoding["token_type_ids"][index]) if "token_type_ids" in encoding
-             else [0] * len(input_ids))
-    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types,
-            "task_id": -1, "example_index": example_index}
+    mask = (
+        list(encoding["attention_mask"][index])
+        if "attention_mask" in encoding
+        else [1] * len(input_ids)
+    )
+    types = (
+        list(encoding["token_type_ids"][index])
+        if "token_type_ids" in encoding
+        else [0] * len(input_ids)
+    )
+    return {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "token_type_ids": types,
+        "task_id": -1,
+        "example_index": example_index,
+    }
 
 
-def _encode_capped(tokenizer: Any, first: list, second: list | None, max_length: int,
-                   **kwargs: Any) -> tuple[list[Row], int]:
+def _encode_capped(
+    tokenizer: Any, first: list, second: list | None, max_length: int, **kwargs: Any
+) -> tuple[list[Row], int]:
     """Encode without truncation, re-encode only what exceeds ``max_length`` (longest_first).
 
     Returns one (encoding, index) row per input and the number of inputs that were cut.
@@ -94,9 +109,13 @@ def _encode_capped(tokenizer: Any, first: list, second: list | None, max_length:
     rows: list[Row] = [(full, i) for i in range(len(first))]
     long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > max_length]
     if long:
-        cut = tokenizer([first[i] for i in long],
-                        None if second is None else [second[i] for i in long],
-                        truncation="longest_first", max_length=max_length, **kwargs)
+        cut = tokenizer(
+            [first[i] for i in long],
+            None if second is None else [second[i] for i in long],
+            truncation="longest_first",
+            max_length=max_length,
+            **kwargs,
+        )
         for j, i in enumerate(long):
             rows[i] = (cut, j)
     return rows, len(long)
@@ -105,8 +124,9 @@ def _encode_capped(tokenizer: Any, first: list, second: list | None, max_length:
 # ----------------------------------------------------------------------------- sequences
 
 
-def _encode_sequences(spec: TaskSpec, examples: list[dict],
-                      tokenizer: Any) -> tuple[list[Feature], int]:
+def _encode_sequences(
+    spec: TaskSpec, examples: list[dict], tokenizer: Any
+) -> tuple[list[Feature], int]:
     """Classification and regression: a text or a text pair and one label."""
     singles = [i for i, ex in enumerate(examples) if ex.get("text_b") is None]
     pairs = [i for i, ex in enumerate(examples) if ex.get("text_b") is not None]
@@ -133,12 +153,14 @@ def _encode_sequences(spec: TaskSpec, examples: list[dict],
 # ----------------------------------------------------------------------------- tagging
 
 
-def _encode_tagging(spec: TaskSpec, examples: list[dict],
-                    tokenizer: Any) -> tuple[list[Feature], int]:
+def _encode_tagging(
+    spec: TaskSpec, examples: list[dict], tokenizer: Any
+) -> tuple[list[Feature], int]:
     """Token tagging: words in, the tag on each word's first sub-token, -100 elsewhere."""
     words = [list(ex["tokens"]) for ex in examples]
-    rows, truncated = _encode_capped(tokenizer, words, None, spec.max_length,
-                                     is_split_into_words=True)
+    rows, truncated = _encode_capped(
+        tokenizer, words, None, spec.max_length, is_split_into_words=True
+    )
     features = []
     for i, (example, (encoding, row)) in enumerate(zip(examples, rows)):
         feature = _inputs(encoding, row, example_index=i)
@@ -149,8 +171,7 @@ def _encode_tagging(spec: TaskSpec, examples: list[dict],
     return features, truncated
 
 
-def _first_subtoken_labels(word_ids: Sequence[int | None],
-                           tags: Sequence[int] | None) -> list[int]:
+def _first_subtoken_labels(word_ids: Sequence[int | None], tags: Sequence[int] | None) -> list[int]:
     labels = []
     previous = None
     for word in word_ids:
@@ -165,21 +186,31 @@ def _first_subtoken_labels(word_ids: Sequence[int | None],
 # ----------------------------------------------------------------------------- span QA
 
 
-def _encode_span_qa(spec: TaskSpec, examples: list[dict],
-                    tokenizer: Any) -> tuple[list[Feature], int]:
+def _encode_span_qa(
+    spec: TaskSpec, examples: list[dict], tokenizer: Any
+) -> tuple[list[Feature], int]:
     """Span QA: question + context windows with stride, answer token positions, offsets."""
     room = spec.max_length - tokenizer.num_special_tokens_to_add(pair=True)
     question_limit, stride = _qa_budget(room, spec.doc_stride)
-    questions, truncated = _cap_questions(tokenizer, [ex["question"] for ex in examples],
-                                          question_limit)
-    encoding = tokenizer(questions, [ex["context"] for ex in examples],
-                         truncation="only_second", max_length=spec.max_length, stride=stride,
-                         return_overflowing_tokens=True, return_offsets_mapping=True)
+    questions, truncated = _cap_questions(
+        tokenizer, [ex["question"] for ex in examples], question_limit
+    )
+    encoding = tokenizer(
+        questions,
+        [ex["context"] for ex in examples],
+        truncation="only_second",
+        max_length=spec.max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
     features = []
     for row, example_index in enumerate(encoding["overflow_to_sample_mapping"]):
         feature = _inputs(encoding, row, example_index=int(example_index))
-        offsets = [list(span) if sequence == 1 else None for span, sequence
-                   in zip(encoding["offset_mapping"][row], encoding.sequence_ids(row))]
+        offsets = [
+            list(span) if sequence == 1 else None
+            for span, sequence in zip(encoding["offset_mapping"][row], encoding.sequence_ids(row))
+        ]
         answers = examples[example_index].get("answers") or []
         start, end = _answer_positions(answers[0] if answers else None, offsets)
         feature.update(start_position=start, end_position=end, offsets=offsets)
@@ -204,8 +235,12 @@ def _cap_questions(tokenizer: Any, questions: list[str], limit: int) -> tuple[li
     cut: set[int] = set()
     todo = list(range(len(questions)))
     while todo:  # usually one pass; a second checks that re-tokenised cuts fit
-        encoding = tokenizer([questions[i] for i in todo], add_special_tokens=False,
-                             return_offsets_mapping=True, verbose=False)
+        encoding = tokenizer(
+            [questions[i] for i in todo],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            verbose=False,
+        )
         still_long = []
         for offsets, i in zip(encoding["offset_mapping"], todo):
             if len(offsets) <= limit:
@@ -220,8 +255,9 @@ def _cap_questions(tokenizer: Any, questions: list[str], limit: int) -> tuple[li
     return questions, len(cut)
 
 
-def _answer_positions(answer: dict | None,
-                      offsets: Sequence[Sequence[int] | None]) -> tuple[int, int]:
+def _answer_positions(
+    answer: dict | None, offsets: Sequence[Sequence[int] | None]
+) -> tuple[int, int]:
     """Token indices of ``answer`` if it lies fully in this window's context, else (0, 0)."""
     if not answer or not answer.get("text"):
         return 0, 0

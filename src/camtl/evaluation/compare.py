@@ -27,14 +27,21 @@ def load_report(run_dir: Path, split: str = "dev") -> dict[str, Any]:
 def _row(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     results, info = report["results"], report.get("run_info", {})
     params = info.get("parameters", {})
-    return {"run": run_dir.name or str(run_dir),
-            "scores": {name: entry["scores"][entry["primary_metric"]]
-                       for name, entry in results["tasks"].items()},
-            **{k: results["aggregate"][k] for k in ("mean", "worst", "worst_task", "spread")},
-            "total_params": params.get("total"), "encoder_params": params.get("encoder"),
-            "wall_time_s": info.get("wall_time_s"),
-            "data_used": info.get("examples_used_total_fraction"), "models": 1,
-            "single": is_single_task(report), "seeds": 1}
+    return {
+        "run": run_dir.name or str(run_dir),
+        "scores": {
+            name: entry["scores"][entry["primary_metric"]]
+            for name, entry in results["tasks"].items()
+        },
+        **{k: results["aggregate"][k] for k in ("mean", "worst", "worst_task", "spread")},
+        "total_params": params.get("total"),
+        "encoder_params": params.get("encoder"),
+        "wall_time_s": info.get("wall_time_s"),
+        "data_used": info.get("examples_used_total_fraction"),
+        "models": 1,
+        "single": is_single_task(report),
+        "seeds": 1,
+    }
 
 
 def _config_without_seed(run_dir: Path) -> str | None:
@@ -80,11 +87,17 @@ def seed_group_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     times = [r["wall_time_s"] for r in rows]
     used = [r["data_used"] for r in rows]
     name = re.sub(r"[_-]seed\d+$", "", first["run"])
-    return {**first, "run": f"{name} ({len(rows)} seeds)", "scores": scores, **summary,
-            "worst_task": Counter(r["worst_task"] for r in rows).most_common(1)[0][0],
-            "wall_time_s": None if None in times else statistics.fmean(times),
-            "data_used": None if None in used else statistics.fmean(used),
-            "sd": sd, "seeds": len(rows)}
+    return {
+        **first,
+        "run": f"{name} ({len(rows)} seeds)",
+        "scores": scores,
+        **summary,
+        "worst_task": Counter(r["worst_task"] for r in rows).most_common(1)[0][0],
+        "wall_time_s": None if None in times else statistics.fmean(times),
+        "data_used": None if None in used else statistics.fmean(used),
+        "sd": sd,
+        "seeds": len(rows),
+    }
 
 
 def group_by_seed(run_dirs: list[Path], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -108,16 +121,21 @@ def single_task_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     agg = aggregate(scores)
     totals = [r["total_params"] for r in rows]
     times = [r["wall_time_s"] for r in rows]
-    return {"run": f"single-task ({len(rows)} models)", "scores": scores,
-            **{k: agg[k] for k in ("mean", "worst", "worst_task", "spread")},
-            "total_params": None if None in totals else sum(totals),
-            "encoder_params": rows[0]["encoder_params"],
-            "wall_time_s": None if None in times else sum(times), "data_used": None,
-            "models": len(rows)}
+    return {
+        "run": f"single-task ({len(rows)} models)",
+        "scores": scores,
+        **{k: agg[k] for k in ("mean", "worst", "worst_task", "spread")},
+        "total_params": None if None in totals else sum(totals),
+        "encoder_params": rows[0]["encoder_params"],
+        "wall_time_s": None if None in times else sum(times),
+        "data_used": None,
+        "models": len(rows),
+    }
 
 
-def compare_rows(run_dirs: list[Path], split: str = "dev", by_seed: bool = False
-                 ) -> tuple[list[str], list[dict]]:
+def compare_rows(
+    run_dirs: list[Path], split: str = "dev", by_seed: bool = False
+) -> tuple[list[str], list[dict]]:
     """(task names in first-seen order, one row per run with scores and aggregates).
 
     ``by_seed``: runs whose saved configs differ only in the seed become one row (means
@@ -133,7 +151,7 @@ def compare_rows(run_dirs: list[Path], split: str = "dev", by_seed: bool = False
     single = [row for row in all_rows if row["single"]]
     single_tasks = [t for row in single for t in row["scores"]]
     if len(set(single_tasks)) < len(single_tasks):  # e.g. one task at several budgets:
-        multi, single = single + multi, []          # no one single-task system to compare to
+        multi, single = single + multi, []  # no one single-task system to compare to
     rows = ([single_task_row(single)] if single else []) + multi
     tasks: list[str] = []
     for row in rows:
@@ -143,48 +161,74 @@ def compare_rows(run_dirs: list[Path], split: str = "dev", by_seed: bool = False
         for row in rows:
             shared = [t for t in row["scores"] if t in reference]
             row["reaches_single_task"] = (
-                sum(row["scores"][t] >= reference[t] for t in shared), len(shared))
+                sum(row["scores"][t] >= reference[t] for t in shared),
+                len(shared),
+            )
     return tasks, rows
 
 
-def comparison_table(run_dirs: list[Path], split: str = "dev", by_seed: bool = False
-                     ) -> tuple[list[str], list[list[str]]]:
+def comparison_table(
+    run_dirs: list[Path], split: str = "dev", by_seed: bool = False
+) -> tuple[list[str], list[list[str]]]:
     """(header, formatted rows) of the comparison, for text, Markdown or HTML; a row of
     several seeds shows each score as mean ± standard deviation."""
     tasks, rows = compare_rows(run_dirs, split, by_seed)
     with_single = "reaches_single_task" in rows[0]
-    header = ["run", *tasks, "mean", "worst", "spread",
-              *(["tasks >= single-task"] if with_single else []),
-              "data used", "params", "x encoder", "train s"]
+    header = [
+        "run",
+        *tasks,
+        "mean",
+        "worst",
+        "spread",
+        *(["tasks >= single-task"] if with_single else []),
+        "data used",
+        "params",
+        "x encoder",
+        "train s",
+    ]
     body = []
     for row in rows:
         reach = row.get("reaches_single_task")
-        ratio = (row["total_params"] / row["encoder_params"]
-                 if row["total_params"] and row["encoder_params"] else None)
+        ratio = (
+            row["total_params"] / row["encoder_params"]
+            if row["total_params"] and row["encoder_params"]
+            else None
+        )
         sd = row.get("sd", {})
-        body.append([row["run"], *(_num(row["scores"].get(t), sd=sd.get(t)) for t in tasks),
-                     _num(row["mean"], sd=sd.get("mean")),
-                     f"{_num(row['worst'], sd=sd.get('worst'))} ({row['worst_task']})",
-                     _num(row["spread"], sd=sd.get("spread")),
-                     *([f"{reach[0]}/{reach[1]}"] if with_single else []),
-                     _percent(row["data_used"]), _millions(row["total_params"]),
-                     _num(ratio), _num(row["wall_time_s"], 0)])
+        body.append(
+            [
+                row["run"],
+                *(_num(row["scores"].get(t), sd=sd.get(t)) for t in tasks),
+                _num(row["mean"], sd=sd.get("mean")),
+                f"{_num(row['worst'], sd=sd.get('worst'))} ({row['worst_task']})",
+                _num(row["spread"], sd=sd.get("spread")),
+                *([f"{reach[0]}/{reach[1]}"] if with_single else []),
+                _percent(row["data_used"]),
+                _millions(row["total_params"]),
+                _num(ratio),
+                _num(row["wall_time_s"], 0),
+            ]
+        )
     return header, body
 
 
-def format_comparison(run_dirs: list[Path], split: str = "dev", markdown: bool = False,
-                      by_seed: bool = False) -> str:
+def format_comparison(
+    run_dirs: list[Path], split: str = "dev", markdown: bool = False, by_seed: bool = False
+) -> str:
     header, body = comparison_table(run_dirs, split, by_seed)
     if markdown:
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        ]
         lines += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(lines)
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in body)])
 

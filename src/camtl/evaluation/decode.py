@@ -14,9 +14,15 @@ from camtl.tasks.spec import TaskSpec, TaskType
 
 
 @torch.inference_mode()
-def run_model(model: Any, features: list[dict], task_name: str, batch_size: int,
-              pad_token_id: int, device: torch.device | str = "cpu",
-              precision: str = "no") -> list[np.ndarray]:
+def run_model(
+    model: Any,
+    features: list[dict],
+    task_name: str,
+    batch_size: int,
+    pad_token_id: int,
+    device: torch.device | str = "cpu",
+    precision: str = "no",
+) -> list[np.ndarray]:
     """Per-feature logits (unpadded, fp32), in feature order; batches are length-sorted so
     that each pads little. ``precision``: the autocast setting (camtl.precision)."""
     was_training = model.training
@@ -24,13 +30,15 @@ def run_model(model: Any, features: list[dict], task_name: str, batch_size: int,
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     outputs: list[np.ndarray | None] = [None] * len(features)
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         batch = collate_features([features[i] for i in idx], pad_token_id)
         with autocast(precision, device):
-            out = model(input_ids=batch["input_ids"].to(device),
-                        attention_mask=batch["attention_mask"].to(device),
-                        token_type_ids=batch["token_type_ids"].to(device),
-                        task_ids=batch["task_ids"].to(device))
+            out = model(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                token_type_ids=batch["token_type_ids"].to(device),
+                task_ids=batch["task_ids"].to(device),
+            )
         logits = out.logits[task_name].float().cpu().numpy()
         rows = out.rows[task_name].cpu().numpy()
         for row, logit in zip(rows, logits):
@@ -50,16 +58,22 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def decode(spec: TaskSpec, labels: list[str], examples: list[dict], features: list[dict],
-           outputs: list[np.ndarray]) -> list[Any]:
+def decode(
+    spec: TaskSpec,
+    labels: list[str],
+    examples: list[dict],
+    features: list[dict],
+    outputs: list[np.ndarray],
+) -> list[Any]:
     """Predictions in the form compute_metrics expects (indices, values, tag names, text)."""
     if spec.type == TaskType.CLASSIFICATION:
         return [int(np.argmax(o)) for o in outputs]
     if spec.type == TaskType.REGRESSION:
         return [float(o) for o in outputs]
     if spec.type == TaskType.TOKEN_TAGGING:
-        return [_word_tags(ex, feat, out, labels) for ex, feat, out in
-                zip(examples, features, outputs)]
+        return [
+            _word_tags(ex, feat, out, labels) for ex, feat, out in zip(examples, features, outputs)
+        ]
     start = [o[:, 0] for o in outputs]
     end = [o[:, 1] for o in outputs]
     return postprocess_span_predictions(examples, features, start, end)
@@ -86,13 +100,16 @@ def references(spec: TaskSpec, labels: list[str], examples: list[dict]) -> list[
     return [[a["text"] for a in ex["answers"]] for ex in examples]
 
 
-def readable(spec: TaskSpec, labels: list[str], example: dict, prediction: Any,
-             output: np.ndarray | None) -> dict[str, Any]:
+def readable(
+    spec: TaskSpec, labels: list[str], example: dict, prediction: Any, output: np.ndarray | None
+) -> dict[str, Any]:
     """A prediction as written by ``camtl predict``."""
     if spec.type == TaskType.CLASSIFICATION:
         probs = softmax(np.asarray(output, dtype=np.float64))
-        return {"label": labels[prediction],
-                "probabilities": {name: round(float(p), 6) for name, p in zip(labels, probs)}}
+        return {
+            "label": labels[prediction],
+            "probabilities": {name: round(float(p), 6) for name, p in zip(labels, probs)},
+        }
     if spec.type == TaskType.REGRESSION:
         return {"score": prediction}
     if spec.type == TaskType.TOKEN_TAGGING:

@@ -12,9 +12,16 @@ from camtl.evaluation.decode import decode, references, run_model
 from camtl.evaluation.metrics import aggregate, compute_metrics, trivial_baseline
 
 
-def evaluate_tasks(model: Any, tasks: list[TaskData], split: str, batch_size: int,
-                   pad_token_id: int, device: torch.device | str = "cpu",
-                   with_baselines: bool = True, precision: str = "no") -> dict[str, Any]:
+def evaluate_tasks(
+    model: Any,
+    tasks: list[TaskData],
+    split: str,
+    batch_size: int,
+    pad_token_id: int,
+    device: torch.device | str = "cpu",
+    with_baselines: bool = True,
+    precision: str = "no",
+) -> dict[str, Any]:
     """Scores of every task that has ``split``; see camtl.evaluation.report for the shape.
 
     ``precision``: the autocast setting the model runs in (camtl.precision)."""
@@ -24,28 +31,33 @@ def evaluate_tasks(model: Any, tasks: list[TaskData], split: str, batch_size: in
         if not examples:
             continue
         spec = task.spec
-        outputs = run_model(model, task.features[split], spec.name, batch_size,
-                            pad_token_id, device, precision)
+        outputs = run_model(
+            model, task.features[split], spec.name, batch_size, pad_token_id, device, precision
+        )
         preds = decode(spec, task.labels, examples, task.features[split], outputs)
         scores = compute_metrics(spec, preds, references(spec, task.labels, examples))
-        results["tasks"][spec.name] = {"type": spec.type.value,
-                                       "primary_metric": spec.primary_metric,
-                                       "scores": scores, "n_examples": len(examples)}
+        results["tasks"][spec.name] = {
+            "type": spec.type.value,
+            "primary_metric": spec.primary_metric,
+            "scores": scores,
+            "n_examples": len(examples),
+        }
     primary = {n: e["scores"][e["primary_metric"]] for n, e in results["tasks"].items()}
     results["aggregate"] = aggregate(primary) if primary else {}
     return add_baselines(results, tasks, split) if with_baselines else results
 
 
-def add_baselines(results: dict[str, Any], tasks: list[TaskData], split: str
-                  ) -> dict[str, Any]:
+def add_baselines(results: dict[str, Any], tasks: list[TaskData], split: str) -> dict[str, Any]:
     """Trivial-baseline scores beside ``results`` of ``split`` (no model run needed)."""
     results = copy.deepcopy(results)
     for task in tasks:
         entry = results["tasks"].get(task.spec.name)
         if entry is not None:
-            entry["baseline"] = trivial_baseline(task.spec, task.examples["train"],
-                                                 task.examples[split], task.labels)
+            entry["baseline"] = trivial_baseline(
+                task.spec, task.examples["train"], task.examples[split], task.labels
+            )
     if results["tasks"]:
         results["baseline_aggregate"] = aggregate(
-            {n: e["baseline"][e["primary_metric"]] for n, e in results["tasks"].items()})
+            {n: e["baseline"][e["primary_metric"]] for n, e in results["tasks"].items()}
+        )
     return results

@@ -34,8 +34,9 @@ def f1(predictions: Sequence[int], references: Sequence[int]) -> float:
     _check_lengths(predictions, references)
     # labels=[1] with micro averaging is binary F1 of class 1, and also works when a
     # multi-class task asks for it (sklearn's average="binary" would refuse).
-    return 100.0 * float(f1_score(references, predictions, labels=[1], average="micro",
-                                  zero_division=0))
+    return 100.0 * float(
+        f1_score(references, predictions, labels=[1], average="micro", zero_division=0)
+    )
 
 
 def macro_f1(predictions: Sequence[int], references: Sequence[int]) -> float:
@@ -71,8 +72,9 @@ def spearman(predictions: Sequence[float], references: Sequence[float]) -> float
     return _correlation(spearmanr, predictions, references)
 
 
-def _correlation(function: Callable, predictions: Sequence[float],
-                 references: Sequence[float]) -> float:
+def _correlation(
+    function: Callable, predictions: Sequence[float], references: Sequence[float]
+) -> float:
     _check_lengths(predictions, references)
     pred = np.asarray(predictions, dtype=np.float64)
     ref = np.asarray(references, dtype=np.float64)
@@ -106,8 +108,7 @@ def _iob_tag(tag: str) -> str:
     return f"I-{tag}"
 
 
-def entity_f1(predictions: Sequence[Sequence[str]],
-              references: Sequence[Sequence[str]]) -> float:
+def entity_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:
     """Entity-level micro F1 (seqeval, IOB2 tags; un-prefixed tags read as IO tags)."""
     from seqeval.metrics import f1_score
 
@@ -117,8 +118,9 @@ def entity_f1(predictions: Sequence[Sequence[str]],
     return 100.0 * float(f1_score(ref, pred, zero_division=0))
 
 
-def token_accuracy(predictions: Sequence[Sequence[str]],
-                   references: Sequence[Sequence[str]]) -> float:
+def token_accuracy(
+    predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]
+) -> float:
     """Share of words whose predicted tag equals the reference tag."""
     _check_sequences(predictions, references)
     total = sum(len(sentence) for sentence in references)
@@ -153,8 +155,11 @@ def _answer_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _best_over_golds(score: Callable[[str, str], float], predictions: Sequence[str],
-                     references: Sequence[Sequence[str]]) -> float:
+def _best_over_golds(
+    score: Callable[[str, str], float],
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+) -> float:
     _check_lengths(predictions, references)
     total = 0.0
     for prediction, golds in zip(predictions, references):
@@ -165,7 +170,8 @@ def _best_over_golds(score: Callable[[str, str], float], predictions: Sequence[s
 def exact_match(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
     """SQuAD exact match: normalised prediction equals any normalised gold answer."""
     return _best_over_golds(
-        lambda p, g: float(normalize_answer(p) == normalize_answer(g)), predictions, references)
+        lambda p, g: float(normalize_answer(p) == normalize_answer(g)), predictions, references
+    )
 
 
 def squad_f1(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
@@ -183,8 +189,9 @@ def _check_lengths(predictions: Sequence[Any], references: Sequence[Any]) -> Non
         raise ValueError("no predictions to score")
 
 
-def _check_sequences(predictions: Sequence[Sequence[str]],
-                     references: Sequence[Sequence[str]]) -> None:
+def _check_sequences(
+    predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]
+) -> None:
     _check_lengths(predictions, references)
     for i, (pred, ref) in enumerate(zip(predictions, references)):
         if len(pred) != len(ref):
@@ -194,15 +201,23 @@ def _check_sequences(predictions: Sequence[Sequence[str]],
 # ----------------------------------------------------------------------------- per task
 
 METRICS: dict[str, Callable[[Any, Any], float]] = {
-    "accuracy": accuracy, "f1": f1, "macro_f1": macro_f1, "mcc": mcc,
-    "pearson": pearson, "spearman": spearman, "mse": mse,
-    "entity_f1": entity_f1, "token_accuracy": token_accuracy,
-    "squad_f1": squad_f1, "exact_match": exact_match,
+    "accuracy": accuracy,
+    "f1": f1,
+    "macro_f1": macro_f1,
+    "mcc": mcc,
+    "pearson": pearson,
+    "spearman": spearman,
+    "mse": mse,
+    "entity_f1": entity_f1,
+    "token_accuracy": token_accuracy,
+    "squad_f1": squad_f1,
+    "exact_match": exact_match,
 }
 
 
-def compute_metrics(spec: TaskSpec, predictions: Sequence[Any],
-                    references: Sequence[Any]) -> dict[str, float]:
+def compute_metrics(
+    spec: TaskSpec, predictions: Sequence[Any], references: Sequence[Any]
+) -> dict[str, float]:
     """Every metric in ``spec.metrics`` (the task type's defaults when empty).
 
     classification: lists of int; regression: lists of float; token_tagging: lists of lists
@@ -212,9 +227,12 @@ def compute_metrics(spec: TaskSpec, predictions: Sequence[Any],
     return {name: METRICS[name](predictions, references) for name in names}
 
 
-def trivial_baseline(spec: TaskSpec, train_examples: Sequence[dict],
-                     eval_examples: Sequence[dict],
-                     labels: Sequence[str] | None) -> dict[str, float]:
+def trivial_baseline(
+    spec: TaskSpec,
+    train_examples: Sequence[dict],
+    eval_examples: Sequence[dict],
+    labels: Sequence[str] | None,
+) -> dict[str, float]:
     """Metrics of a trivial predictor on ``eval_examples``.
 
     classification: the majority train class; regression: the mean train value;
@@ -268,7 +286,9 @@ def aggregate(primary_by_task: dict[str, float]) -> dict[str, Any]:
         raise ValueError("aggregate: no task scores")
     values = list(primary_by_task.values())
     worst_task = min(primary_by_task, key=primary_by_task.__getitem__)
-    return {"mean": float(statistics.fmean(values)),
-            "worst": float(primary_by_task[worst_task]),
-            "worst_task": worst_task,
-            "spread": float(statistics.pstdev(values))}
+    return {
+        "mean": float(statistics.fmean(values)),
+        "worst": float(primary_by_task[worst_task]),
+        "worst_task": worst_task,
+        "spread": float(statistics.pstdev(values)),
+    }

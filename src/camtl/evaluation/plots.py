@@ -84,8 +84,9 @@ def plot_task_shares(shares: Sequence[Mapping[str, Any]], path: Path) -> Path | 
     return _save(fig, path)
 
 
-def plot_heatmap(matrix: Sequence[Sequence[float]], labels: Sequence[str], title: str,
-                 path: Path) -> Path:
+def plot_heatmap(
+    matrix: Sequence[Sequence[float]], labels: Sequence[str], title: str, path: Path
+) -> Path:
     """A labelled square matrix with its values written in the cells (e.g. CovSim)."""
     fig = Figure(figsize=(1.2 + 0.8 * len(labels), 0.8 + 0.7 * len(labels)), dpi=_DPI)
     FigureCanvasAgg(fig)
@@ -95,8 +96,15 @@ def plot_heatmap(matrix: Sequence[Sequence[float]], labels: Sequence[str], title
     ax.set_yticks(range(len(labels)), labels)
     for i, row in enumerate(matrix):
         for j, value in enumerate(row):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                    color="black" if value > 0.6 else "white")
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if value > 0.6 else "white",
+            )
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
@@ -155,8 +163,14 @@ def _legend_outside(ax: Axes, reverse: bool = False) -> None:
     if reverse:
         handles, labels = handles[::-1], labels[::-1]
     if handles:
-        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  fontsize="small", frameon=False)
+        ax.legend(
+            handles,
+            labels,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize="small",
+            frameon=False,
+        )
 
 
 def _save(fig: Figure, path: Path) -> Path:

@@ -46,8 +46,16 @@ DEV_CURVES_FILE = "dev_curves.png"
 BELOW_BASELINE_MARK = "!!"
 # Metrics where smaller is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({"mse"})
-_RUN_INFO_ORDER = ("encoder", "architecture", "sampler", "max_steps", "precision", "wall_time_s",
-                   "parameters", "command")
+_RUN_INFO_ORDER = (
+    "encoder",
+    "architecture",
+    "sampler",
+    "max_steps",
+    "precision",
+    "wall_time_s",
+    "parameters",
+    "command",
+)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -110,8 +118,10 @@ def format_table(results: Mapping[str, Any]) -> str:
     numeric = {3, 4, 5}
 
     def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if i in numeric else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(cells, widths))]
+        parts = [
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths))
+        ]
         return "  ".join(parts).rstrip()
 
     rule = "-" * len(line(["-" * w for w in widths]))
@@ -172,15 +182,29 @@ def _task_row(task: str, entry: Mapping[str, Any]) -> _TaskRow:
     metric = str(entry.get("primary_metric") or next(iter(scores), "-"))
     score, base = _number(scores.get(metric)), _number(baseline.get(metric))
     others = {str(k): _number(v) for k, v in scores.items() if k != metric}
-    return _TaskRow(task, str(entry.get("type", "-")), metric, score, base,
-                    beats_baseline(metric, score, base), others)
+    return _TaskRow(
+        task,
+        str(entry.get("type", "-")),
+        metric,
+        score,
+        base,
+        beats_baseline(metric, score, base),
+        others,
+    )
 
 
 def _task_cells(row: _TaskRow, mark_md: bool) -> list[str]:
     """Cells for task, type, metric, score, baseline, margin, marker."""
     mark = BELOW_BASELINE_MARK if row.beats is False else ""
-    cells = [row.task, row.type, row.metric, _fmt(row.score, row.metric),
-             _fmt(row.baseline, row.metric), _fmt_margin(row.margin, row.metric), mark]
+    cells = [
+        row.task,
+        row.type,
+        row.metric,
+        _fmt(row.score, row.metric),
+        _fmt(row.baseline, row.metric),
+        _fmt_margin(row.margin, row.metric),
+        mark,
+    ]
     if mark_md:
         cells[5] = f"{cells[5]} {mark}".strip()
         cells[6] = ", ".join(f"{k} {_fmt(v, k)}" for k, v in row.others.items()) or "-"
@@ -195,12 +219,23 @@ def _aggregate_cells(results: Mapping[str, Any]) -> list[list[str]]:
         return []
     worst_label = f"worst ({agg['worst_task']})" if agg.get("worst_task") else "worst"
     rows = []
-    for label, key, with_margin in (("mean", "mean", True), (worst_label, "worst", True),
-                                    ("spread", "spread", False)):
+    for label, key, with_margin in (
+        ("mean", "mean", True),
+        (worst_label, "worst", True),
+        ("spread", "spread", False),
+    ):
         value, baseline = _number(agg.get(key)), _number(base.get(key))
         margin = None if value is None or baseline is None else value - baseline
-        rows.append([label, "", "", _fmt(value, key), _fmt(baseline, key),
-                     _fmt_margin(margin, key) if with_margin else ""])
+        rows.append(
+            [
+                label,
+                "",
+                "",
+                _fmt(value, key),
+                _fmt(baseline, key),
+                _fmt_margin(margin, key) if with_margin else "",
+            ]
+        )
     return rows
 
 
@@ -236,8 +271,10 @@ def _baseline_summary(results: Mapping[str, Any], markdown: bool = False) -> lis
 def _markdown_table(results: Mapping[str, Any]) -> list[str]:
     """The per-task Markdown table, with mean / worst / spread rows at the bottom."""
     header = ["task", "type", "primary metric", "score", "baseline", "margin", "other metrics"]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(["---", "---", "---", "---:", "---:", "---:", "---"]) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", "---", "---", "---:", "---:", "---:", "---"]) + "|",
+    ]
     for row in _task_rows(results):
         lines.append(_md_row(_task_cells(row, mark_md=True)))
     for cells in _aggregate_cells(results):

@@ -30,17 +30,23 @@ def load_run(run_dir: Path) -> tuple[Any, MultiTaskModel, Any]:
 def evaluate_run(run_dir: Path, split: str = "dev", batch_size: int = 64) -> dict[str, Any]:
     """Evaluate the saved model of ``run_dir`` and write ``eval_<split>.{json,md}``."""
     config, model, tokenizer = load_run(run_dir)
-    tasks = prepare_tasks(model.tasks, tokenizer, ("train", split), labels=model.labels,
-                          encode=(split,))
+    tasks = prepare_tasks(
+        model.tasks, tokenizer, ("train", split), labels=model.labels, encode=(split,)
+    )
     if not any(t.examples.get(split) for t in tasks):
         raise CamtlError(f"{run_dir}: no task of this run has a {split!r} split")
     # the precision the run was configured with ("auto" resolves for this machine)
     precision = resolve_precision(config.training.mixed_precision)
-    results = evaluate_tasks(model, tasks, split, batch_size, tokenizer.pad_token_id,
-                             precision=precision)
-    info = {"encoder": config.model.encoder, "architecture": config.model.architecture,
-            "parameters": model.parameter_counts(), "precision": precision,
-            "command": f"camtl evaluate {run_dir}"}
+    results = evaluate_tasks(
+        model, tasks, split, batch_size, tokenizer.pad_token_id, precision=precision
+    )
+    info = {
+        "encoder": config.model.encoder,
+        "architecture": config.model.architecture,
+        "parameters": model.parameter_counts(),
+        "precision": precision,
+        "command": f"camtl evaluate {run_dir}",
+    }
     write_report(run_dir, results, [], info, name=f"eval_{split}")
     print(format_table(results))
     return results

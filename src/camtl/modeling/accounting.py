@@ -11,9 +11,14 @@ from camtl.errors import ConfigError
 from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
 
 
-def count_parameters(model_name: str, num_tasks: int, architecture: str = "camtl",
-                     num_labels: int = 3, camtl: CamtlConfig | None = None,
-                     max_length: int = 128) -> dict[str, Any]:
+def count_parameters(
+    model_name: str,
+    num_tasks: int,
+    architecture: str = "camtl",
+    num_labels: int = 3,
+    camtl: CamtlConfig | None = None,
+    max_length: int = 128,
+) -> dict[str, Any]:
     """Total, trainable, encoder, per-task counts and total/encoder ratio.
 
     Only ``config.json`` is read (a folder holding nothing else will do, or a hub name);
@@ -28,36 +33,59 @@ def count_parameters(model_name: str, num_tasks: int, architecture: str = "camtl
         raise ConfigError("--tasks: must be at least 1")
     _, config = load_encoder_config(model_name, "--model")
     cam = camtl or CamtlConfig(max_length=max_length)
-    tasks = [TaskSpec(f"task{i}", TaskType.CLASSIFICATION, ["text"], "label",
-                      [str(c) for c in range(num_labels)],
-                      source=SourceSpec(kind="files", paths={"train": "-"}))
-             for i in range(num_tasks)]
+    tasks = [
+        TaskSpec(
+            f"task{i}",
+            TaskType.CLASSIFICATION,
+            ["text"],
+            "label",
+            [str(c) for c in range(num_labels)],
+            source=SourceSpec(kind="files", paths={"train": "-"}),
+        )
+        for i in range(num_tasks)
+    ]
     labels = {t.name: list(t.labels or []) for t in tasks}
     with torch.device("meta"):
         encoder = AutoModel.from_config(config)
-        model = MultiTaskModel(encoder, tasks, labels,
-                               ModelConfig(encoder=model_name, architecture=architecture,
-                                           camtl=cam))
+        model = MultiTaskModel(
+            encoder,
+            tasks,
+            labels,
+            ModelConfig(encoder=model_name, architecture=architecture, camtl=cam),
+        )
     counts = model.parameter_counts()
-    counts.update(model=model_name, architecture=architecture, tasks=num_tasks,
-                  model_type=config.model_type, hidden_size=config.hidden_size,
-                  layers=config.num_hidden_layers)
+    counts.update(
+        model=model_name,
+        architecture=architecture,
+        tasks=num_tasks,
+        model_type=config.model_type,
+        hidden_size=config.hidden_size,
+        layers=config.num_hidden_layers,
+    )
     if architecture == "camtl":
-        counts.update(generators=cam.generators,
-                      task_embedding_dim=cam.task_embedding_dim or config.hidden_size)
+        counts.update(
+            generators=cam.generators,
+            task_embedding_dim=cam.task_embedding_dim or config.hidden_size,
+        )
     return counts
 
 
 def format_counts(counts: dict[str, Any]) -> str:
-    lines = [f"model:        {counts['model']} ({counts['model_type']}, "
-             f"{counts['layers']} layers, hidden {counts['hidden_size']})",
-             f"architecture: {counts['architecture']}, {counts['tasks']} tasks"
-             + (f" ({counts['generators']} FiLM generators, task embedding "
-                f"{counts['task_embedding_dim']})" if "generators" in counts else ""),
-             f"encoder:      {counts['encoder']:>12,}  (the bare pretrained encoder)",
-             f"total:        {counts['total']:>12,}",
-             f"trainable:    {counts['trainable']:>12,}",
-             f"heads:        {counts['heads']:>12,}",
-             f"per task:     {counts['per_task']:>12,}  (a head and a task embedding row)",
-             f"ratio:        {counts['ratio']:.4f}  (total / encoder)"]
+    lines = [
+        f"model:        {counts['model']} ({counts['model_type']}, "
+        f"{counts['layers']} layers, hidden {counts['hidden_size']})",
+        f"architecture: {counts['architecture']}, {counts['tasks']} tasks"
+        + (
+            f" ({counts['generators']} FiLM generators, task embedding "
+            f"{counts['task_embedding_dim']})"
+            if "generators" in counts
+            else ""
+        ),
+        f"encoder:      {counts['encoder']:>12,}  (the bare pretrained encoder)",
+        f"total:        {counts['total']:>12,}",
+        f"trainable:    {counts['trainable']:>12,}",
+        f"heads:        {counts['heads']:>12,}",
+        f"per task:     {counts['per_task']:>12,}  (a head and a task embedding row)",
+        f"ratio:        {counts['ratio']:.4f}  (total / encoder)",
+    ]
     return "\n".join(lines)

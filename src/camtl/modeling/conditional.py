@@ -85,19 +85,26 @@ class TaskRows:
         return x.split(list(self.counts))
 
 
-def per_task_linear(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None,
-                    rows: TaskRows) -> torch.Tensor:
+def per_task_linear(
+    x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None, rows: TaskRows
+) -> torch.Tensor:
     """x W_t^T + b with each task's own weight (``weights`` [T, out, in]), one matmul per
     task's run of examples."""
     if weights.shape[0] == 1:
         return F.linear(x, weights[0], bias)
-    return torch.cat([F.linear(part, w, bias) for part, w in zip(rows.split(x), weights)
-                      if part.shape[0]])
+    return torch.cat(
+        [F.linear(part, w, bias) for part, w in zip(rows.split(x), weights) if part.shape[0]]
+    )
 
 
-def modulated_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                     gamma: torch.Tensor, beta: torch.Tensor, rows: TaskRows
-                     ) -> torch.Tensor:
+def modulated_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    rows: TaskRows,
+) -> torch.Tensor:
     """x W'^T + b with W' = diag(1+gamma) W + beta 1^T per task (W: [out, in]; gamma, beta:
     [T, out]), i.e. each output unit's weights scaled by 1+gamma and shifted by beta.
 
@@ -109,8 +116,9 @@ def modulated_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return per_task_linear(x, folded, bias, rows)
 
 
-def _film(z_dim: int, shape: tuple[int, ...],
-          shared: FiLMGenerator | None) -> FiLMGenerator | SharedFiLM:
+def _film(
+    z_dim: int, shape: tuple[int, ...], shared: FiLMGenerator | None
+) -> FiLMGenerator | SharedFiLM:
     """The layer's own generator, or a handle on one shared across layers."""
     if shared is None:
         return FiLMGenerator(z_dim, shape)
@@ -132,8 +140,9 @@ class LayerConditioner(nn.Module):
         super().__init__()
         self.layer_embedding = nn.Embedding(num_layers, layer_dim)
         nn.init.normal_(self.layer_embedding.weight, std=0.02)
-        self.mlp = nn.Sequential(nn.Linear(z_dim + layer_dim, z_dim), nn.ReLU(),
-                                 nn.Linear(z_dim, z_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(z_dim + layer_dim, z_dim), nn.ReLU(), nn.Linear(z_dim, z_dim)
+        )
 
     def forward(self, z: torch.Tensor, layer: int) -> torch.Tensor:
         with _per_task_precision(z):  # one row per task: see FiLMGenerator
@@ -179,16 +188,23 @@ class ConditionalAttentionBias(nn.Module):
     Under dynamic padding the bias is sliced to the batch length l: M[:l, :l].
     """
 
-    def __init__(self, z_dim: int, max_length: int, num_blocks: int, form: str = "paper",
-                 shared: FiLMGenerator | None = None) -> None:
+    def __init__(
+        self,
+        z_dim: int,
+        max_length: int,
+        num_blocks: int,
+        form: str = "paper",
+        shared: FiLMGenerator | None = None,
+    ) -> None:
         super().__init__()
         self.num_blocks = num_blocks
         self.block = math.ceil(max_length / num_blocks)
         self.form = form
         if form not in ("paper", "authors"):
             raise ValueError(f"unknown conditional attention form {form!r}")
-        self.blocks = nn.Parameter(torch.zeros(num_blocks if form == "paper" else 1,
-                                               self.block, self.block))
+        self.blocks = nn.Parameter(
+            torch.zeros(num_blocks if form == "paper" else 1, self.block, self.block)
+        )
         self.film = _film(z_dim, self.film_shape(max_length, num_blocks, form), shared)
 
     @staticmethod
@@ -196,19 +212,20 @@ class ConditionalAttentionBias(nn.Module):
         block = math.ceil(max_length / num_blocks)
         return (block, block) if form == "paper" else (block,)
 
-    def forward(self, z: torch.Tensor, rows: TaskRows, length: int,
-                mask_bias: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, rows: TaskRows, length: int, mask_bias: torch.Tensor
+    ) -> torch.Tensor:
         """The attention mask of a batch of length l: ``mask_bias`` [B, 1, 1, l] (padding)
         plus M(z), built once per task; [B, 1, l, l] in ``mask_bias``'s dtype."""
         gamma, beta = self.film(z)
         # only the blocks that reach into the first l positions
         n, b = min(self.num_blocks, math.ceil(length / self.block)), self.block
         if self.form == "paper":  # [T, n, b, b]
-            blocks = self.blocks[:n].unsqueeze(0) * (1 + gamma.unsqueeze(1)) \
-                + beta.unsqueeze(1)
+            blocks = self.blocks[:n].unsqueeze(0) * (1 + gamma.unsqueeze(1)) + beta.unsqueeze(1)
         else:  # columns of the shared block scaled and shifted: [T, 1, b, b] -> n copies
-            blocks = self.blocks.unsqueeze(0) * (1 + gamma[:, None, None, :]) \
-                + beta[:, None, None, :]
+            blocks = (
+                self.blocks.unsqueeze(0) * (1 + gamma[:, None, None, :]) + beta[:, None, None, :]
+            )
             blocks = blocks.expand(-1, n, -1, -1)
         # direct sum, written blockwise: block i at rows and columns i*b..(i+1)*b
         full = blocks.new_zeros(blocks.shape[0], n, b, n, b, dtype=mask_bias.dtype)
@@ -258,13 +275,17 @@ class ConditionalLayerNorm(nn.Module):
         super().__init__()
         self.film = _film(z_dim, (hidden,), shared)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor, rows: TaskRows,
-                base: nn.LayerNorm) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, z: torch.Tensor, rows: TaskRows, base: nn.LayerNorm
+    ) -> torch.Tensor:
         gamma, beta = self.film(z)
         weight, bias = base.weight * (1 + gamma), base.bias + beta  # once per task: [T, d]
         # one LayerNorm kernel per task's run of examples, its affine applied inside
-        parts = [F.layer_norm(part, base.normalized_shape, w, b, base.eps)
-                 for part, w, b in zip(rows.split(x), weight, bias) if part.shape[0]]
+        parts = [
+            F.layer_norm(part, base.normalized_shape, w, b, base.eps)
+            for part, w, b in zip(rows.split(x), weight, bias)
+            if part.shape[0]
+        ]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
@@ -275,8 +296,14 @@ class ConditionalBottleneck(nn.Module):
     W_up with gamma_u, beta_u in R^d. W_up starts at zero, so the module adds nothing at init.
     """
 
-    def __init__(self, z_dim: int, hidden: int, reduction: int = 3, dropout: float = 0.1,
-                 shared: tuple[FiLMGenerator, FiLMGenerator] | None = None) -> None:
+    def __init__(
+        self,
+        z_dim: int,
+        hidden: int,
+        reduction: int = 3,
+        dropout: float = 0.1,
+        shared: tuple[FiLMGenerator, FiLMGenerator] | None = None,
+    ) -> None:
         super().__init__()
         inner = self.inner_size(hidden, reduction)
         self.down = nn.Linear(hidden, inner)
@@ -292,7 +319,9 @@ class ConditionalBottleneck(nn.Module):
         return max(1, hidden // reduction)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, rows: TaskRows) -> torch.Tensor:
-        inner = F.gelu(modulated_linear(x, self.down.weight, self.down.bias,
-                                        *self.film_down(z), rows))
-        return self.dropout(modulated_linear(inner, self.up.weight, self.up.bias,
-                                             *self.film_up(z), rows))
+        inner = F.gelu(
+            modulated_linear(x, self.down.weight, self.down.bias, *self.film_down(z), rows)
+        )
+        return self.dropout(
+            modulated_linear(inner, self.up.weight, self.up.bias, *self.film_up(z), rows)
+        )

@@ -37,9 +37,17 @@ def _activation(name: Any) -> Any:
 class ConditionalLayer(nn.Module):
     """One Transformer layer: pretrained weights, optional conditional bias / CLN / bottleneck."""
 
-    def __init__(self, base: nn.Module, config: Any, z_dim: int, cam: CamtlConfig,
-                 use_attention: bool, use_cln: bool, use_bottleneck: bool,
-                 shared: nn.ModuleDict | None = None) -> None:
+    def __init__(
+        self,
+        base: nn.Module,
+        config: Any,
+        z_dim: int,
+        cam: CamtlConfig,
+        use_attention: bool,
+        use_cln: bool,
+        use_bottleneck: bool,
+        shared: nn.ModuleDict | None = None,
+    ) -> None:
         super().__init__()
         gen = _SharedLookup(shared)
         self.base = base  # the pretrained layer: its submodules are used, its forward is not
@@ -48,46 +56,78 @@ class ConditionalLayer(nn.Module):
         self.head_size = attn.attention_head_size
         self.attn_dropout = config.attention_probs_dropout_prob
         self.act = _activation(config.hidden_act)
-        self.cond_attention = (ConditionalAttentionBias(z_dim, cam.max_length,
-                                                        cam.blocks(config.hidden_size),
-                                                        cam.attention_form, gen("attention"))
-                               if use_attention else None)
+        self.cond_attention = (
+            ConditionalAttentionBias(
+                z_dim,
+                cam.max_length,
+                cam.blocks(config.hidden_size),
+                cam.attention_form,
+                gen("attention"),
+            )
+            if use_attention
+            else None
+        )
         d = config.hidden_size
-        self.cln_attention = (ConditionalLayerNorm(d, z_dim, gen("cln_attention"))
-                              if use_cln else None)
+        self.cln_attention = (
+            ConditionalLayerNorm(d, z_dim, gen("cln_attention")) if use_cln else None
+        )
         self.cln_output = ConditionalLayerNorm(d, z_dim, gen("cln_output")) if use_cln else None
-        self.bottleneck = (ConditionalBottleneck(z_dim, d, cam.bottleneck_reduction,
-                                                 config.hidden_dropout_prob,
-                                                 gen.pair("bottleneck"))
-                           if use_bottleneck else None)
+        self.bottleneck = (
+            ConditionalBottleneck(
+                z_dim,
+                d,
+                cam.bottleneck_reduction,
+                config.hidden_dropout_prob,
+                gen.pair("bottleneck"),
+            )
+            if use_bottleneck
+            else None
+        )
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, length, _ = x.shape
         return x.view(b, length, self.heads, self.head_size).transpose(1, 2)
 
     @staticmethod
-    def _norm(cln: ConditionalLayerNorm | None, base: nn.LayerNorm, x: torch.Tensor,
-              z: torch.Tensor, rows: TaskRows) -> torch.Tensor:
+    def _norm(
+        cln: ConditionalLayerNorm | None,
+        base: nn.LayerNorm,
+        x: torch.Tensor,
+        z: torch.Tensor,
+        rows: TaskRows,
+    ) -> torch.Tensor:
         return cln(x, z, rows, base) if cln is not None else base(x)
 
-    def forward(self, hidden: torch.Tensor, mask_bias: torch.Tensor, z: torch.Tensor,
-                rows: TaskRows) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, mask_bias: torch.Tensor, z: torch.Tensor, rows: TaskRows
+    ) -> torch.Tensor:
         """``z`` [T, d_z]: one vector per task in the batch; ``rows``: each example's task
         (the batch sorted by task)."""
         base = self.base
         attn = base.attention.self
-        q, k, v = (self._split(attn.query(hidden)), self._split(attn.key(hidden)),
-                   self._split(attn.value(hidden)))
+        q, k, v = (
+            self._split(attn.query(hidden)),
+            self._split(attn.key(hidden)),
+            self._split(attn.value(hidden)),
+        )
         # mask_bias arrives in the attention's dtype: no cast per layer
-        bias = (mask_bias if self.cond_attention is None
-                else self.cond_attention(z, rows, hidden.shape[1], mask_bias))
+        bias = (
+            mask_bias
+            if self.cond_attention is None
+            else self.cond_attention(z, rows, hidden.shape[1], mask_bias)
+        )
         context = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype),
-            dropout_p=self.attn_dropout if self.training else 0.0)
+            q,
+            k,
+            v,
+            attn_mask=bias.to(q.dtype),
+            dropout_p=self.attn_dropout if self.training else 0.0,
+        )
         context = context.transpose(1, 2).reshape(hidden.shape)
         out = base.attention.output
-        attended = self._norm(self.cln_attention, out.LayerNorm,
-                              out.dropout(out.dense(context)) + hidden, z, rows)
+        attended = self._norm(
+            self.cln_attention, out.LayerNorm, out.dropout(out.dense(context)) + hidden, z, rows
+        )
         ffn = base.output.dropout(base.output.dense(self.act(base.intermediate.dense(attended))))
         residual = ffn + attended
         if self.bottleneck is not None:  # "base" variant: added before the layer's norm
@@ -111,21 +151,25 @@ class _SharedLookup:
         return None if down is None or up is None else (down, up)
 
 
-def shared_generators(config: Any, cam: CamtlConfig, z_dim: int, cln_from: int
-                      ) -> nn.ModuleDict | None:
+def shared_generators(
+    config: Any, cam: CamtlConfig, z_dim: int, cln_from: int
+) -> nn.ModuleDict | None:
     """One FiLM generator per kind of conditioned module that occurs in some layer
     (None when no layer has one)."""
     d = config.hidden_size
     gens: dict[str, FiLMGenerator] = {}
     if cam.conditional_attention:
-        gens["attention"] = FiLMGenerator(z_dim, ConditionalAttentionBias.film_shape(
-            cam.max_length, cam.blocks(d), cam.attention_form))
+        gens["attention"] = FiLMGenerator(
+            z_dim,
+            ConditionalAttentionBias.film_shape(cam.max_length, cam.blocks(d), cam.attention_form),
+        )
     if cam.conditional_layer_norm and cln_from < config.num_hidden_layers:
         gens["cln_attention"] = FiLMGenerator(z_dim, (d,))
         gens["cln_output"] = FiLMGenerator(z_dim, (d,))
     if cam.bottleneck == "large" or (cam.bottleneck == "base" and cam.bottleneck_layers > 0):
         gens["bottleneck_down"] = FiLMGenerator(
-            z_dim, (ConditionalBottleneck.inner_size(d, cam.bottleneck_reduction),))
+            z_dim, (ConditionalBottleneck.inner_size(d, cam.bottleneck_reduction),)
+        )
         gens["bottleneck_up"] = FiLMGenerator(z_dim, (d,))
     return nn.ModuleDict(gens) if gens else None
 
@@ -137,8 +181,10 @@ class ConditionalEncoder(nn.Module):
         super().__init__()
         config = hf_model.config
         if getattr(config, "position_embedding_type", "absolute") != "absolute":
-            raise ConfigError("key 'model.encoder': CA-MTL supports absolute position "
-                              f"embeddings only, not {config.position_embedding_type!r}")
+            raise ConfigError(
+                "key 'model.encoder': CA-MTL supports absolute position "
+                f"embeddings only, not {config.position_embedding_type!r}"
+            )
         self.config = config
         self.cam = cam
         self.embeddings = hf_model.embeddings
@@ -146,27 +192,47 @@ class ConditionalEncoder(nn.Module):
         d, n_layers = config.hidden_size, config.num_hidden_layers
         z_dim = cam.task_embedding_dim or d
         self.task_embedding = TaskEmbedding(num_tasks, z_dim)
-        self.alignment = (ConditionalAlignment(z_dim, d, cam.alignment_form)
-                          if cam.conditional_alignment else None)
+        self.alignment = (
+            ConditionalAlignment(z_dim, d, cam.alignment_form)
+            if cam.conditional_alignment
+            else None
+        )
         cln_from = n_layers // 2 if cam.cln_from_layer is None else cam.cln_from_layer
         # shared generators: one per kind of module, read by every layer through c_{t,j}
         # (the alignment sits before the first layer and keeps its own generator)
-        self.generators = (shared_generators(config, cam, z_dim, cln_from)
-                           if cam.generators == "shared" else None)
-        self.conditioner = (LayerConditioner(n_layers, z_dim, cam.layer_embedding_dim)
-                            if self.generators is not None else None)
+        self.generators = (
+            shared_generators(config, cam, z_dim, cln_from) if cam.generators == "shared" else None
+        )
+        self.conditioner = (
+            LayerConditioner(n_layers, z_dim, cam.layer_embedding_dim)
+            if self.generators is not None
+            else None
+        )
         base_top = n_layers - cam.bottleneck_layers
         self.layers = nn.ModuleList(
-            ConditionalLayer(layer, config, z_dim, cam, cam.conditional_attention,
-                             cam.conditional_layer_norm and i >= cln_from,
-                             cam.bottleneck == "base" and i >= base_top, self.generators)
-            for i, layer in enumerate(hf_model.encoder.layer))
+            ConditionalLayer(
+                layer,
+                config,
+                z_dim,
+                cam,
+                cam.conditional_attention,
+                cam.conditional_layer_norm and i >= cln_from,
+                cam.bottleneck == "base" and i >= base_top,
+                self.generators,
+            )
+            for i, layer in enumerate(hf_model.encoder.layer)
+        )
         chain_gens = _SharedLookup(self.generators).pair("bottleneck")
-        self.side_chain = (nn.ModuleList(ConditionalBottleneck(z_dim, d, cam.bottleneck_reduction,
-                                                               config.hidden_dropout_prob,
-                                                               chain_gens)
-                                         for _ in range(n_layers))
-                           if cam.bottleneck == "large" else None)
+        self.side_chain = (
+            nn.ModuleList(
+                ConditionalBottleneck(
+                    z_dim, d, cam.bottleneck_reduction, config.hidden_dropout_prob, chain_gens
+                )
+                for _ in range(n_layers)
+            )
+            if cam.bottleneck == "large"
+            else None
+        )
 
     def conditional_modules(self) -> list[nn.Module]:
         """Every module whose parameters always train, whatever is frozen."""
@@ -185,16 +251,20 @@ class ConditionalEncoder(nn.Module):
                     mods.append(cln)
         return mods
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None, task_ids: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None,
+        task_ids: torch.Tensor,
+    ) -> torch.Tensor:
         # the conditioning is computed once per task present; the batch runs sorted by task
         # (each task's examples one contiguous run) and is put back in order at the end
         tasks, index = torch.unique(task_ids, return_inverse=True)
         order = None
         if tasks.shape[0] > 1 and bool((index[1:] < index[:-1]).any()):
             order = torch.argsort(index, stable=True)
-            index, input_ids, attention_mask = index[order], input_ids[order], \
-                attention_mask[order]
+            index, input_ids, attention_mask = index[order], input_ids[order], attention_mask[order]
             token_type_ids = None if token_type_ids is None else token_type_ids[order]
         rows = TaskRows.of(index, tasks.shape[0])
         z = self.task_embedding(tasks)
@@ -205,10 +275,14 @@ class ConditionalEncoder(nn.Module):
             hidden = self.alignment(hidden, z, rows)
         # additive padding mask [B, 1, 1, l]; half the dtype's range so adding M stays finite
         # in the dtype attention runs in (bf16 under autocast), once for every layer
-        dtype = torch.get_autocast_dtype(hidden.device.type) \
-            if torch.is_autocast_enabled(hidden.device.type) else hidden.dtype
-        mask_bias = ((1.0 - attention_mask[:, None, None, :].to(dtype))
-                     * (torch.finfo(dtype).min / 2))
+        dtype = (
+            torch.get_autocast_dtype(hidden.device.type)
+            if torch.is_autocast_enabled(hidden.device.type)
+            else hidden.dtype
+        )
+        mask_bias = (1.0 - attention_mask[:, None, None, :].to(dtype)) * (
+            torch.finfo(dtype).min / 2
+        )
         chain = None
         for j, layer in enumerate(self.layers):
             c = z if self.conditioner is None else self.conditioner(z, j)

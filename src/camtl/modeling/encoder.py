@@ -29,8 +29,9 @@ def load_encoder_config(name: str, key: str) -> tuple[str, Any]:
         return source, AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
         hint = "" if Path(source).exists() else " (no such folder, and the hub is unreachable?)"
-        raise ConfigError(f"{key}: cannot load {name!r}{hint}: "
-                          f"{str(exc).splitlines()[0]}") from None
+        raise ConfigError(
+            f"{key}: cannot load {name!r}{hint}: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def load_encoder_and_tokenizer(name: str) -> tuple[nn.Module, Any]:
@@ -42,16 +43,20 @@ def load_encoder_and_tokenizer(name: str) -> tuple[nn.Module, Any]:
     encoder = AutoModel.from_pretrained(source, config=config)
     tokenizer = AutoTokenizer.from_pretrained(source)
     if not getattr(tokenizer, "is_fast", False):
-        raise ConfigError(f"key 'model.encoder': {name!r} has no fast tokenizer "
-                          "(tokenizer.json); camtl needs offsets and word ids")
+        raise ConfigError(
+            f"key 'model.encoder': {name!r} has no fast tokenizer "
+            "(tokenizer.json); camtl needs offsets and word ids"
+        )
     disable_pooler(encoder)
     return encoder, tokenizer
 
 
 def check_supported(model_type: str, name: str) -> None:
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError(f"key 'model.encoder': {name!r} is a {model_type!r} model; camtl "
-                          f"supports BERT-family encoders ({', '.join(SUPPORTED_MODEL_TYPES)})")
+        raise ConfigError(
+            f"key 'model.encoder': {name!r} is a {model_type!r} model; camtl "
+            f"supports BERT-family encoders ({', '.join(SUPPORTED_MODEL_TYPES)})"
+        )
 
 
 def disable_pooler(encoder: nn.Module) -> None:
@@ -85,8 +90,10 @@ def freeze_encoder(encoder: nn.Module, freeze_embeddings: bool, freeze_layers: i
     """
     layers = pretrained_layers(encoder)
     if freeze_layers > len(layers):
-        raise ConfigError(f"key 'model.freeze_layers': {freeze_layers} is more than the "
-                          f"encoder's {len(layers)} layers")
+        raise ConfigError(
+            f"key 'model.freeze_layers': {freeze_layers} is more than the "
+            f"encoder's {len(layers)} layers"
+        )
     if freeze_embeddings:
         for param in encoder.embeddings.parameters():
             param.requires_grad_(False)

@@ -21,8 +21,9 @@ def register_head(task_type: TaskType) -> Callable[[type[TaskHead]], type[TaskHe
     return decorate
 
 
-def build_head(task_type: TaskType, hidden_size: int, num_labels: int, dropout: float,
-               pooling: str) -> TaskHead:
+def build_head(
+    task_type: TaskType, hidden_size: int, num_labels: int, dropout: float, pooling: str
+) -> TaskHead:
     return _HEADS[task_type](hidden_size, num_labels, dropout, pooling)
 
 
@@ -45,8 +46,9 @@ class TaskHead(nn.Module):
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor],
-             rows: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor], rows: torch.Tensor
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -94,8 +96,9 @@ class TaggingHead(TaskHead):
     def loss(self, logits, batch, rows):
         labels = batch["tag_labels"][rows][:, : logits.shape[1]]
         if bool((labels != -100).any()):
-            return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
-                                   ignore_index=-100)
+            return F.cross_entropy(
+                logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100
+            )
         return logits.sum() * 0.0  # every word truncated away: no signal, keep the graph
 
 

@@ -41,8 +41,13 @@ class MultiTaskOutput:
 
 
 class MultiTaskModel(nn.Module):
-    def __init__(self, encoder: nn.Module, tasks: list[TaskSpec], labels: dict[str, list[str]],
-                 config: ModelConfig) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        tasks: list[TaskSpec],
+        labels: dict[str, list[str]],
+        config: ModelConfig,
+    ) -> None:
         super().__init__()
         check_supported(encoder.config.model_type, config.encoder)
         self.config = config
@@ -56,24 +61,33 @@ class MultiTaskModel(nn.Module):
         self.labels = {k: list(v) for k, v in labels.items()}
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
         hidden = encoder.config.hidden_size
-        self.heads = nn.ModuleDict({
-            t.name: build_head(t.type, hidden, len(self.labels.get(t.name) or []) or 1,
-                               config.dropout, config.pooling)
-            for t in self.tasks
-        })
+        self.heads = nn.ModuleDict(
+            {
+                t.name: build_head(
+                    t.type,
+                    hidden,
+                    len(self.labels.get(t.name) or []) or 1,
+                    config.dropout,
+                    config.pooling,
+                )
+                for t in self.tasks
+            }
+        )
         freeze_encoder(encoder, *config.resolved_freezing(encoder.config.num_hidden_layers))
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_encoder(cls, config: ModelConfig, tasks: list[TaskSpec],
-                     labels: dict[str, list[str]]) -> tuple[MultiTaskModel, Any]:
+    def from_encoder(
+        cls, config: ModelConfig, tasks: list[TaskSpec], labels: dict[str, list[str]]
+    ) -> tuple[MultiTaskModel, Any]:
         """A fresh model on a pretrained encoder; returns (model, tokenizer)."""
         encoder, tokenizer = load_encoder_and_tokenizer(config.encoder)
         return cls(encoder, tasks, labels, config), tokenizer
 
     @classmethod
-    def from_pretrained(cls, run_dir: str | Path, device: str | torch.device = "cpu"
-                        ) -> MultiTaskModel:
+    def from_pretrained(
+        cls, run_dir: str | Path, device: str | torch.device = "cpu"
+    ) -> MultiTaskModel:
         """Reload a saved model (weights, tasks, label maps) from a run directory."""
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModel
@@ -81,21 +95,27 @@ class MultiTaskModel(nn.Module):
         run_dir = Path(run_dir)
         meta_path = run_dir / MODEL_FILE
         if not meta_path.is_file():
-            raise CamtlError(f"{run_dir}: no saved model here ({MODEL_FILE} missing); is it a "
-                             "finished camtl run directory?")
+            raise CamtlError(
+                f"{run_dir}: no saved model here ({MODEL_FILE} missing); is it a "
+                "finished camtl run directory?"
+            )
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         upgrade_model_section(meta["model"])
         config = from_dict(ModelConfig, meta["model"], "model", str(meta_path))
-        tasks = [from_dict(TaskSpec, t, f"tasks[{i}]", str(meta_path))
-                 for i, t in enumerate(meta["tasks"])]
+        tasks = [
+            from_dict(TaskSpec, t, f"tasks[{i}]", str(meta_path))
+            for i, t in enumerate(meta["tasks"])
+        ]
         enc_config = AutoConfig.from_pretrained(run_dir / ENCODER_CONFIG_DIR)
         encoder = AutoModel.from_config(enc_config)
         model = cls(encoder, tasks, meta["labels"], config)
         state = load_file(str(run_dir / WEIGHTS_FILE), device=str(device))
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if "pooler" not in k]:
-            raise CamtlError(f"{run_dir / WEIGHTS_FILE}: weights do not match the model "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise CamtlError(
+                f"{run_dir / WEIGHTS_FILE}: weights do not match the model "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         return model.to(device).eval()
 
     def save_pretrained(self, run_dir: str | Path, tokenizer: Any = None) -> None:
@@ -109,22 +129,31 @@ class MultiTaskModel(nn.Module):
         self.encoder.config.save_pretrained(run_dir / ENCODER_CONFIG_DIR)
         if tokenizer is not None:
             tokenizer.save_pretrained(run_dir)
-        meta = {"format_version": FORMAT_VERSION, "model": to_dict(self.config),
-                "tasks": [to_dict(t) for t in self.tasks], "labels": self.labels}
-        _atomic(run_dir / MODEL_FILE,
-                lambda p: p.write_text(json.dumps(meta, indent=2), encoding="utf-8"))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": to_dict(self.config),
+            "tasks": [to_dict(t) for t in self.tasks],
+            "labels": self.labels,
+        }
+        _atomic(
+            run_dir / MODEL_FILE,
+            lambda p: p.write_text(json.dumps(meta, indent=2), encoding="utf-8"),
+        )
 
-    def add_task(self, spec: TaskSpec, labels: list[str],
-                 embedding: torch.Tensor | None = None) -> int:
+    def add_task(
+        self, spec: TaskSpec, labels: list[str], embedding: torch.Tensor | None = None
+    ) -> int:
         """Append a task: a fresh head and, for CA-MTL, a task-embedding row (``embedding``,
         or a random one). The other tasks' parameters are untouched. Returns its index."""
         if spec.name in self.task_index:
-            raise CamtlError(f"task {spec.name!r} is already in the model "
-                             f"(tasks: {', '.join(self.task_index)})")
+            raise CamtlError(
+                f"task {spec.name!r} is already in the model (tasks: {', '.join(self.task_index)})"
+            )
         device = next(self.parameters()).device
         hidden = self.encoder.config.hidden_size
-        self.heads[spec.name] = build_head(spec.type, hidden, len(labels) or 1,
-                                           self.config.dropout, self.config.pooling).to(device)
+        self.heads[spec.name] = build_head(
+            spec.type, hidden, len(labels) or 1, self.config.dropout, self.config.pooling
+        ).to(device)
         if self.config.architecture == "camtl":
             self.encoder.task_embedding.add_row(embedding)
         self.tasks.append(spec)
@@ -133,18 +162,29 @@ class MultiTaskModel(nn.Module):
         return len(self.tasks) - 1
 
     # -- forward ------------------------------------------------------------------------
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-               token_type_ids: torch.Tensor | None, task_ids: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None,
+        task_ids: torch.Tensor,
+    ) -> torch.Tensor:
         """Hidden states [B, L, d] of the shared encoder (task_ids unused by the plain one)."""
         if self.config.architecture == "camtl":
             return self.encoder(input_ids, attention_mask, token_type_ids, task_ids)
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                           token_type_ids=token_type_ids)
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        )
         return out.last_hidden_state
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                task_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                **labels: torch.Tensor) -> MultiTaskOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        task_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        **labels: torch.Tensor,
+    ) -> MultiTaskOutput:
         hidden = self.encode(input_ids, attention_mask, token_type_ids, task_ids)
         batch = {"attention_mask": attention_mask, **labels}
         output = MultiTaskOutput(loss=None)
@@ -166,18 +206,28 @@ class MultiTaskModel(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         encoder = pretrained_parameter_count(self.encoder)
-        heads = {name: sum(p.numel() for p in head.parameters())
-                 for name, head in self.heads.items()}
+        heads = {
+            name: sum(p.numel() for p in head.parameters()) for name, head in self.heads.items()
+        }
         per_task = sum(heads.values()) / max(1, len(heads))
         if self.config.architecture == "camtl":
             per_task += self.encoder.task_embedding.table.embedding_dim
-        return {"total": total, "trainable": trainable, "encoder": encoder,
-                "heads": sum(heads.values()), "per_task": round(per_task),
-                "ratio": round(total / encoder, 4)}
+        return {
+            "total": total,
+            "trainable": trainable,
+            "encoder": encoder,
+            "heads": sum(heads.values()),
+            "per_task": round(per_task),
+            "ratio": round(total / encoder, 4),
+        }
 
 
-_LABEL_KEYS = {TaskType.CLASSIFICATION: "cls_labels", TaskType.REGRESSION: "reg_labels",
-               TaskType.TOKEN_TAGGING: "tag_labels", TaskType.SPAN_QA: "start_positions"}
+_LABEL_KEYS = {
+    TaskType.CLASSIFICATION: "cls_labels",
+    TaskType.REGRESSION: "reg_labels",
+    TaskType.TOKEN_TAGGING: "tag_labels",
+    TaskType.SPAN_QA: "start_positions",
+}
 
 
 def _has_labels(task_type: TaskType, labels: dict[str, torch.Tensor]) -> bool:

@@ -4,5 +4,4 @@ from camtl.sampling import basic, mt_uncertainty  # noqa: F401  (register the sa
 from camtl.sampling.base import TaskSampler, build_sampler, register_sampler, sampler_names
 from camtl.sampling.schedule import BatchScheduler
 
-__all__ = ["BatchScheduler", "TaskSampler", "build_sampler", "register_sampler",
-           "sampler_names"]
+__all__ = ["BatchScheduler", "TaskSampler", "build_sampler", "register_sampler", "sampler_names"]

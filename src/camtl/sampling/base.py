@@ -39,8 +39,9 @@ class TaskSampler:
         del state
 
 
-def build_sampler(name: str, options: dict[str, Any], task_sizes: list[int],
-                  total_steps: int, where: str = "") -> TaskSampler:
+def build_sampler(
+    name: str, options: dict[str, Any], task_sizes: list[int], total_steps: int, where: str = ""
+) -> TaskSampler:
     """Look a sampler up by name and validate its options (errors name the key path)."""
     cls, opts = SAMPLERS.lookup(name, options, where)
     return cls(task_sizes, total_steps, opts)

@@ -43,11 +43,15 @@ class MTUncertaintyOptions:
 
     def validate(self, path: str, where: str) -> None:
         prefix = f"{where}: " if where else ""
-        for key, allowed in (("score_form", ("authors", "paper")),
-                             ("mode", ("exact", "amortized"))):
+        for key, allowed in (
+            ("score_form", ("authors", "paper")),
+            ("mode", ("exact", "amortized")),
+        ):
             if getattr(self, key) not in allowed:
-                raise ConfigError(f"{prefix}key '{path}.{key}': {getattr(self, key)!r} is not "
-                                  f"allowed (allowed: {', '.join(map(repr, allowed))})")
+                raise ConfigError(
+                    f"{prefix}key '{path}.{key}': {getattr(self, key)!r} is not "
+                    f"allowed (allowed: {', '.join(map(repr, allowed))})"
+                )
         for key in ("pool_factor", "mc_samples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{prefix}key '{path}.{key}': must be a positive integer")
@@ -55,8 +59,9 @@ class MTUncertaintyOptions:
             raise ConfigError(f"{prefix}key '{path}.refresh_fraction': must be > 0")
 
 
-def uncertainty_scores(normalized: np.ndarray, raw: np.ndarray, tasks: np.ndarray,
-                       form: str) -> np.ndarray:
+def uncertainty_scores(
+    normalized: np.ndarray, raw: np.ndarray, tasks: np.ndarray, form: str
+) -> np.ndarray:
     """U per candidate from H/H' (``normalized``), H (``raw``) and each candidate's task."""
     present = np.unique(tasks)
     if form == "paper":
@@ -86,8 +91,9 @@ class MTUncertaintySampler(TaskSampler):
     def select(self, scheduler: Any, step: int, batch_size: int) -> list[tuple[int, int]]:
         if self.options.mode == "amortized":
             return self._select_amortized(scheduler, step, batch_size)
-        candidates = [(t, i) for t in range(len(self.task_sizes))
-                      for i in scheduler.take(t, batch_size)]
+        candidates = [
+            (t, i) for t in range(len(self.task_sizes)) for i in scheduler.take(t, batch_size)
+        ]
         normalized, raw = scheduler.score(candidates)
         self.scored += len(candidates)
         tasks = np.array([t for t, _ in candidates])
@@ -103,11 +109,11 @@ class MTUncertaintySampler(TaskSampler):
             self.cache += [[task, i, None, None, -1] for i in scheduler.take(task, n)]
 
     def _rescore(self, scheduler: Any, step: int, count: int) -> None:
-        order = sorted(range(len(self.cache)),
-                       key=lambda k: (self.cache[k][2] is not None, self.cache[k][4]))
+        order = sorted(
+            range(len(self.cache)), key=lambda k: (self.cache[k][2] is not None, self.cache[k][4])
+        )
         chosen = order[:count]
-        normalized, raw = scheduler.score([(self.cache[k][0], self.cache[k][1])
-                                           for k in chosen])
+        normalized, raw = scheduler.score([(self.cache[k][0], self.cache[k][1]) for k in chosen])
         self.scored += len(chosen)
         for k, n, r in zip(chosen, normalized, raw):
             self.cache[k][2:5] = [float(n), float(r), step]
@@ -124,8 +130,9 @@ class MTUncertaintySampler(TaskSampler):
             raw[rows & np.isnan(raw)] = raw[known].mean() if known.any() else 1.0
         return uncertainty_scores(norm, raw, tasks, self.options.score_form)
 
-    def _select_amortized(self, scheduler: Any, step: int,
-                          batch_size: int) -> list[tuple[int, int]]:
+    def _select_amortized(
+        self, scheduler: Any, step: int, batch_size: int
+    ) -> list[tuple[int, int]]:
         target = self.options.pool_factor * len(self.task_sizes) * batch_size
         if not self.cache:  # first step: fill and score the whole cache once
             self._refill(scheduler, target)

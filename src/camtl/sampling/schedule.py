@@ -19,8 +19,14 @@ MODES = ("mixed", "single_task")
 
 
 class BatchScheduler:
-    def __init__(self, sampler: TaskSampler, pool_sizes: list[int], batch_size: int,
-                 mode: str = "mixed", seed: int = 12) -> None:
+    def __init__(
+        self,
+        sampler: TaskSampler,
+        pool_sizes: list[int],
+        batch_size: int,
+        mode: str = "mixed",
+        seed: int = 12,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"batch mode must be one of {MODES}, got {mode!r}")
         if min(pool_sizes) < 1:
@@ -38,8 +44,7 @@ class BatchScheduler:
         self.seen = [np.zeros(n, dtype=bool) for n in pool_sizes]  # ever trained on
         # Set by the trainer for samplers that select examples (MT-Uncertainty): maps
         # candidates to (H / H', H) arrays.
-        self.scorer: Callable[[list[tuple[int, int]]], tuple[np.ndarray, np.ndarray]] | None \
-            = None
+        self.scorer: Callable[[list[tuple[int, int]]], tuple[np.ndarray, np.ndarray]] | None = None
 
     def task_counts(self, step: int) -> np.ndarray:
         """How many examples of each task the next global batch holds."""
@@ -72,8 +77,9 @@ class BatchScheduler:
 
     def score(self, candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         if self.scorer is None:
-            raise RuntimeError("this sampler scores candidates: the trainer must set "
-                               "BatchScheduler.scorer")
+            raise RuntimeError(
+                "this sampler scores candidates: the trainer must set BatchScheduler.scorer"
+            )
         return self.scorer(candidates)
 
     def next_batch(self, step: int) -> list[tuple[int, int]]:
@@ -100,12 +106,16 @@ class BatchScheduler:
         return batch[rank::world_size]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state,
-                "orders": [o.tolist() for o in self.orders], "cursors": list(self.cursors),
-                "passes": list(self.passes), "drawn": list(self.drawn),
-                "returned": [list(r) for r in self.returned],
-                "seen": [np.flatnonzero(s).tolist() for s in self.seen],
-                "sampler": self.sampler.state_dict()}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "orders": [o.tolist() for o in self.orders],
+            "cursors": list(self.cursors),
+            "passes": list(self.passes),
+            "drawn": list(self.drawn),
+            "returned": [list(r) for r in self.returned],
+            "seen": [np.flatnonzero(s).tolist() for s in self.seen],
+            "sampler": self.sampler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]

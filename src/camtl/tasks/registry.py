@@ -52,8 +52,10 @@ def get_task(name: str, path: str = "tasks", where: str = "") -> TaskSpec:
         prefix = f"{where}: " if where else ""
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"{prefix}key '{path}': unknown task {name!r}{hint}; "
-                          "'camtl data list' shows the known tasks")
+        raise ConfigError(
+            f"{prefix}key '{path}': unknown task {name!r}{hint}; "
+            "'camtl data list' shows the known tasks"
+        )
     return copy.deepcopy(_REGISTRY[name])
 
 

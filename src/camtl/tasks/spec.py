@@ -62,15 +62,21 @@ class SourceSpec:
     def validate(self, path: str, where: str) -> None:
         prefix = f"{where}: " if where else ""
         if self.kind not in SOURCE_KINDS:
-            raise ConfigError(f"{prefix}key '{path}.kind': {self.kind!r} is not allowed "
-                              f"(allowed: {', '.join(SOURCE_KINDS)})")
+            raise ConfigError(
+                f"{prefix}key '{path}.kind': {self.kind!r} is not allowed "
+                f"(allowed: {', '.join(SOURCE_KINDS)})"
+            )
         if self.format is not None and self.format not in FILE_FORMATS:
-            raise ConfigError(f"{prefix}key '{path}.format': {self.format!r} is not allowed "
-                              f"(allowed: {', '.join(FILE_FORMATS)})")
+            raise ConfigError(
+                f"{prefix}key '{path}.format': {self.format!r} is not allowed "
+                f"(allowed: {', '.join(FILE_FORMATS)})"
+            )
         for split in self.paths:
             if split not in SPLITS:
-                raise ConfigError(f"{prefix}key '{path}.paths.{split}': unknown split "
-                                  f"(allowed: {', '.join(SPLITS)})")
+                raise ConfigError(
+                    f"{prefix}key '{path}.paths.{split}': unknown split "
+                    f"(allowed: {', '.join(SPLITS)})"
+                )
         if self.kind == "files" and "train" not in self.paths:
             raise ConfigError(f"{prefix}key '{path}.paths.train' is required for kind 'files'")
         if self.kind == "hub" and not self.hub_name:
@@ -113,36 +119,47 @@ class TaskSpec:
     def validate(self, path: str, where: str) -> None:
         prefix = f"{where}: " if where else ""
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"{prefix}key '{path}.name': {self.name!r} must be letters, "
-                              "digits, '_' or '-'")
-        n_text = {TaskType.CLASSIFICATION: (1, 2), TaskType.REGRESSION: (1, 2),
-                  TaskType.TOKEN_TAGGING: (1,), TaskType.SPAN_QA: (2,)}[self.type]
+            raise ConfigError(
+                f"{prefix}key '{path}.name': {self.name!r} must be letters, digits, '_' or '-'"
+            )
+        n_text = {
+            TaskType.CLASSIFICATION: (1, 2),
+            TaskType.REGRESSION: (1, 2),
+            TaskType.TOKEN_TAGGING: (1,),
+            TaskType.SPAN_QA: (2,),
+        }[self.type]
         if len(self.text_columns) not in n_text:
-            raise ConfigError(f"{prefix}key '{path}.text_columns': a {self.type.value} task "
-                              f"takes {' or '.join(map(str, n_text))} column(s), "
-                              f"got {self.text_columns!r}")
+            raise ConfigError(
+                f"{prefix}key '{path}.text_columns': a {self.type.value} task "
+                f"takes {' or '.join(map(str, n_text))} column(s), "
+                f"got {self.text_columns!r}"
+            )
         if not self.metrics:
             self.metrics = list(DEFAULT_METRICS[self.type])
         for i, metric in enumerate(self.metrics):
             if metric not in METRICS_BY_TYPE[self.type]:
-                raise ConfigError(f"{prefix}key '{path}.metrics[{i}]': {metric!r} is not a "
-                                  f"{self.type.value} metric (allowed: "
-                                  f"{', '.join(METRICS_BY_TYPE[self.type])})")
+                raise ConfigError(
+                    f"{prefix}key '{path}.metrics[{i}]': {metric!r} is not a "
+                    f"{self.type.value} metric (allowed: "
+                    f"{', '.join(METRICS_BY_TYPE[self.type])})"
+                )
         if self.type == TaskType.REGRESSION and self.labels:
             raise ConfigError(f"{prefix}key '{path}.labels': a regression task has no labels")
         if self.max_length < 8:
             raise ConfigError(f"{prefix}key '{path}.max_length': must be at least 8")
         # doc_stride only matters to span QA: a short max_length elsewhere must not trip it
         if self.type == TaskType.SPAN_QA and not 0 < self.doc_stride < self.max_length:
-            raise ConfigError(f"{prefix}key '{path}.doc_stride': must be between 1 and "
-                              "max_length - 1")
+            raise ConfigError(
+                f"{prefix}key '{path}.doc_stride': must be between 1 and max_length - 1"
+            )
         for key in ("max_train_examples", "max_dev_examples", "max_test_examples"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"{prefix}key '{path}.{key}': must be a positive integer")
         if self.train_fraction is not None and not 0.0 < self.train_fraction <= 1.0:
-            raise ConfigError(f"{prefix}key '{path}.train_fraction': must be in (0, 1], "
-                              f"got {self.train_fraction}")
+            raise ConfigError(
+                f"{prefix}key '{path}.train_fraction': must be in (0, 1], got {self.train_fraction}"
+            )
 
     @property
     def primary_metric(self) -> str:

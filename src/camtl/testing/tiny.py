@@ -44,8 +44,14 @@ def make_tiny_tokenizer(folder: str | Path):
     return tokenizer
 
 
-def make_tiny_encoder(folder: str | Path, model_type: str = "bert", hidden_size: int = 32,
-                      num_layers: int = 4, num_heads: int = 4, seed: int = 0) -> Path:
+def make_tiny_encoder(
+    folder: str | Path,
+    model_type: str = "bert",
+    hidden_size: int = 32,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    seed: int = 0,
+) -> Path:
     """Write a tiny random encoder of ``model_type`` (bert, roberta, electra, xlm-roberta).
 
     The tokenizer is always the tiny WordPiece one: these models test code paths, not

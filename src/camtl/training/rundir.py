@@ -1,15 +1,15 @@
 """The run directory: what a finished or unfinished run looks like on disk.
 
-    config.yaml            resolved config (every task spelled out)
-    camtl_model.json       tasks, label maps, model config   } the best model so far,
-    model.safetensors      weights                           } reloadable with
-    encoder_config/        encoder architecture              } MultiTaskModel.from_pretrained
-    tokenizer files
-    checkpoint/            latest training state (model, optimizer, scheduler, sampler, RNG)
-    metrics.jsonl          one line per evaluation;  train_log.jsonl: one per logged step
-    tb/                    TensorBoard events
-    report.{json,md}, dev_curves.png, report_test.{json,md}
-    status.json            {"status": "running" | "completed", ...} -- written last
+config.yaml            resolved config (every task spelled out)
+camtl_model.json       tasks, label maps, model config   } the best model so far,
+model.safetensors      weights                           } reloadable with
+encoder_config/        encoder architecture              } MultiTaskModel.from_pretrained
+tokenizer files
+checkpoint/            latest training state (model, optimizer, scheduler, sampler, RNG)
+metrics.jsonl          one line per evaluation;  train_log.jsonl: one per logged step
+tb/                    TensorBoard events
+report.{json,md}, dev_curves.png, report_test.{json,md}
+status.json            {"status": "running" | "completed", ...} -- written last
 """
 
 from __future__ import annotations
@@ -62,16 +62,22 @@ def _run_dir_state(run_dir: Path, resume: bool, overwrite: bool, apply: bool) ->
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
             if status is None and not has_checkpoint:
-                raise CamtlError(f"{run_dir}: not a camtl run directory; refusing to "
-                                 "overwrite it (choose another output_dir)")
+                raise CamtlError(
+                    f"{run_dir}: not a camtl run directory; refusing to "
+                    "overwrite it (choose another output_dir)"
+                )
             if apply:
                 shutil.rmtree(run_dir)
         elif status and status.get("status") == "completed":
-            raise CamtlError(f"{run_dir}: holds a finished run; pass --overwrite to replace it "
-                             "or set output_dir elsewhere")
+            raise CamtlError(
+                f"{run_dir}: holds a finished run; pass --overwrite to replace it "
+                "or set output_dir elsewhere"
+            )
         elif has_checkpoint or status:
-            raise CamtlError(f"{run_dir}: holds an unfinished run; pass --resume to continue "
-                             "it or --overwrite to start again")
+            raise CamtlError(
+                f"{run_dir}: holds an unfinished run; pass --resume to continue "
+                "it or --overwrite to start again"
+            )
         else:
             raise CamtlError(f"{run_dir}: folder is not empty; choose another output_dir")
     if apply:

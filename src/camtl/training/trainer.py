@@ -70,10 +70,12 @@ def build_accelerator(config: RunConfig, precision: str) -> Any:
     try:
         # cpu=True without a GPU: under torchrun the ranks then form a gloo group (without it,
         # accelerate on a CPU-only machine runs each rank alone, racing on one run dir).
-        return Accelerator(cpu=not torch.cuda.is_available(),
-                           mixed_precision=precision,
-                           kwargs_handlers=[ddp],
-                           dataloader_config=DataLoaderConfiguration(split_batches=True))
+        return Accelerator(
+            cpu=not torch.cuda.is_available(),
+            mixed_precision=precision,
+            kwargs_handlers=[ddp],
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
+        )
     except ValueError as exc:
         raise ConfigError(f"key 'training.mixed_precision': {exc}") from None
 
@@ -85,14 +87,21 @@ def build_optimizer(model: MultiTaskModel, config: RunConfig) -> torch.optim.Opt
         if not param.requires_grad:
             continue
         (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": config.training.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": config.training.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=config.training.learning_rate)
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, resume: bool = False, overwrite: bool = False,
-                 command: str | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        resume: bool = False,
+        overwrite: bool = False,
+        command: str | None = None,
+    ) -> None:
         from accelerate.utils import set_seed
 
         self.config = config
@@ -102,8 +111,9 @@ class Trainer:
         if config.training.num_threads:
             torch.set_num_threads(config.training.num_threads)
         # "auto" resolved once for this machine; evaluation and MT-U scoring use it too
-        self.precision = resolve_precision(config.training.mixed_precision,
-                                           "cuda" if torch.cuda.is_available() else "cpu")
+        self.precision = resolve_precision(
+            config.training.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu"
+        )
         self.accelerator = build_accelerator(config, self.precision)
         self.is_main = self.accelerator.is_main_process
         if self.is_main:  # fail fast (finished run, non-empty folder) before loading data
@@ -115,14 +125,18 @@ class Trainer:
         # directory is made (or an old one replaced under --overwrite): a bad data file or
         # option must not leave a half-made run behind that blocks the next attempt.
         self.tasks, self.model, self.tokenizer = self._build_model_and_data()
-        self.sampler = build_sampler(config.training.sampler.name,
-                                     config.training.sampler.options,
-                                     [len(t.features["train"]) for t in self.tasks],
-                                     config.training.max_steps)
+        self.sampler = build_sampler(
+            config.training.sampler.name,
+            config.training.sampler.options,
+            [len(t.features["train"]) for t in self.tasks],
+            config.training.max_steps,
+        )
         self.proxies = resolve_proxies(self.tasks, getattr(self.sampler.options, "proxies", {}))
-        self.balancer = build_balancer(config.training.balancer.name,
-                                       config.training.balancer.options,
-                                       [t.spec.name for t in self.tasks])
+        self.balancer = build_balancer(
+            config.training.balancer.name,
+            config.training.balancer.options,
+            [t.spec.name for t in self.tasks],
+        )
         self.resuming = resume
         if self.is_main:
             self.resuming = prepare_run_dir(self.run_dir, resume, overwrite)
@@ -155,25 +169,39 @@ class Trainer:
             optimizer.add_param_group({"params": balancer_params, "weight_decay": 0.0})
         self.balance_context = BalanceContext(
             shared_parameters=shared_parameters(
-                self.model, cfg.balancer.options.get("parameters", "top_layer")),
-            all_reduce_mean=self._all_reduce_mean)
+                self.model, cfg.balancer.options.get("parameters", "top_layer")
+            ),
+            all_reduce_mean=self._all_reduce_mean,
+        )
         from transformers import get_linear_schedule_with_warmup
 
         lr_schedule = get_linear_schedule_with_warmup(
-            optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
+            optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps
+        )
         self.ddp_model, self.optimizer, self.lr_schedule = self.accelerator.prepare(
-            self.model, optimizer, lr_schedule)
+            self.model, optimizer, lr_schedule
+        )
         self.world = self.accelerator.num_processes
-        self.scheduler = BatchScheduler(self.sampler,
-                                        [len(t.features["train"]) for t in self.tasks],
-                                        cfg.batch_size * self.world, cfg.batch_mode,
-                                        self.config.seed)
+        self.scheduler = BatchScheduler(
+            self.sampler,
+            [len(t.features["train"]) for t in self.tasks],
+            cfg.batch_size * self.world,
+            cfg.batch_mode,
+            self.config.seed,
+        )
         if getattr(self.sampler, "selects_examples", False):
             self.scheduler.scorer = make_scorer(
-                self.accelerator.unwrap_model(self.ddp_model), self.tasks,
-                self.tokenizer.pad_token_id, self.accelerator.device, cfg.eval_batch_size,
-                self.sampler.options.mc_samples, self.config.seed,
-                lambda: self.sampler.scored, self.proxies, self.precision)
+                self.accelerator.unwrap_model(self.ddp_model),
+                self.tasks,
+                self.tokenizer.pad_token_id,
+                self.accelerator.device,
+                cfg.eval_batch_size,
+                self.sampler.options.mc_samples,
+                self.config.seed,
+                lambda: self.sampler.scored,
+                self.proxies,
+                self.precision,
+            )
         self.accelerator.register_for_checkpointing(_SchedulerState(self.scheduler))
         self.accelerator.register_for_checkpointing(self.balancer)
 
@@ -188,9 +216,13 @@ class Trainer:
         self.accelerator.save_state(str(tmp), safe_serialization=True)
         self.accelerator.wait_for_everyone()  # every rank's RNG state is in tmp before the swap
         if self.is_main:
-            state = {"step": self.step, "best_score": self.best_score,
-                     "elapsed": self.elapsed, "overhead": self.overhead,
-                     "history": self.history}
+            state = {
+                "step": self.step,
+                "best_score": self.best_score,
+                "elapsed": self.elapsed,
+                "overhead": self.overhead,
+                "history": self.history,
+            }
             (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
             old = self.run_dir / (CHECKPOINT_DIR + ".old")
             if final.exists():
@@ -212,8 +244,10 @@ class Trainer:
             lines = "".join(json.dumps(r) + "\n" for r in self.history)
             atomic_write_text(self.run_dir / "metrics.jsonl", lines)
             logged = read_jsonl(self.run_dir / "train_log.jsonl")
-            atomic_write_text(self.run_dir / "train_log.jsonl", "".join(
-                json.dumps(r) + "\n" for r in logged if r["step"] <= self.step))
+            atomic_write_text(
+                self.run_dir / "train_log.jsonl",
+                "".join(json.dumps(r) + "\n" for r in logged if r["step"] <= self.step),
+            )
         log.info("resumed from step %d", self.step)
 
     # -- the loop ------------------------------------------------------------------------
@@ -248,8 +282,9 @@ class Trainer:
                 if param.grad is not None:
                     param.grad = self._all_reduce_mean(param.grad)
         if self.train_cfg.max_grad_norm > 0:
-            self.accelerator.clip_grad_norm_(self.ddp_model.parameters(),
-                                             self.train_cfg.max_grad_norm)
+            self.accelerator.clip_grad_norm_(
+                self.ddp_model.parameters(), self.train_cfg.max_grad_norm
+            )
         self.optimizer.step()
         self.lr_schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -265,19 +300,29 @@ class Trainer:
         """Dev evaluation on the main process; saves the model when the aggregate improves."""
         if self.is_main:
             model = self.accelerator.unwrap_model(self.ddp_model)
-            results = evaluate_tasks(model, self.tasks, "dev", self.train_cfg.eval_batch_size,
-                                     self.tokenizer.pad_token_id, self.accelerator.device,
-                                     with_baselines=False, precision=self.precision)
+            results = evaluate_tasks(
+                model,
+                self.tasks,
+                "dev",
+                self.train_cfg.eval_batch_size,
+                self.tokenizer.pad_token_id,
+                self.accelerator.device,
+                with_baselines=False,
+                precision=self.precision,
+            )
             agg = results["aggregate"]
-            record = {"step": self.step,
-                      "tasks": {n: e["scores"][e["primary_metric"]]
-                                for n, e in results["tasks"].items()},
-                      "scores": {n: e["scores"] for n, e in results["tasks"].items()},
-                      "mean": agg["mean"], "worst": agg["worst"],
-                      "worst_task": agg["worst_task"], "spread": agg["spread"],
-                      # training seconds so far, evaluations and checkpoints excluded: the
-                      # clock for "reaches a dev score in no more time"
-                      "train_s": round(self.elapsed - self.overhead, 2)}
+            record = {
+                "step": self.step,
+                "tasks": {n: e["scores"][e["primary_metric"]] for n, e in results["tasks"].items()},
+                "scores": {n: e["scores"] for n, e in results["tasks"].items()},
+                "mean": agg["mean"],
+                "worst": agg["worst"],
+                "worst_task": agg["worst_task"],
+                "spread": agg["spread"],
+                # training seconds so far, evaluations and checkpoints excluded: the
+                # clock for "reaches a dev score in no more time"
+                "train_s": round(self.elapsed - self.overhead, 2),
+            }
             self.history.append(record)
             append_jsonl(self.run_dir / "metrics.jsonl", record)
             score = agg[self.train_cfg.select_by]
@@ -286,8 +331,14 @@ class Trainer:
                 self.best_score = score
                 self.best_dev_results = results
                 model.save_pretrained(self.run_dir, self.tokenizer)
-            log.info("step %d dev: mean %.2f worst %.2f (%s)%s", self.step, agg["mean"],
-                     agg["worst"], agg["worst_task"], "  [best, saved]" if improved else "")
+            log.info(
+                "step %d dev: mean %.2f worst %.2f (%s)%s",
+                self.step,
+                agg["mean"],
+                agg["worst"],
+                agg["worst_task"],
+                "  [best, saved]" if improved else "",
+            )
             if self.writer is not None:
                 for name, value in record["tasks"].items():
                     self.writer.add_scalar(f"dev/{name}", value, self.step)
@@ -309,8 +360,14 @@ class Trainer:
         kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
         checkpoint_every = cfg.checkpoint_every or cfg.eval_every
         running: dict[str, float] = {}
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.is_main,
-                   desc="train", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            disable=not self.is_main,
+            desc="train",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
         self.ddp_model.train()
         started = time.perf_counter() - self.elapsed
         while self.step < cfg.max_steps:
@@ -319,8 +376,14 @@ class Trainer:
             for key, value in logs.items():  # exponential moving average per task loss
                 running[key] = value if key not in running else 0.9 * running[key] + 0.1 * value
             bar.update(1)
-            bar.set_postfix({k.removeprefix("loss/"): f"{v:.3f}" for k, v in running.items()
-                             if k.startswith("loss/")}, refresh=False)
+            bar.set_postfix(
+                {
+                    k.removeprefix("loss/"): f"{v:.3f}"
+                    for k, v in running.items()
+                    if k.startswith("loss/")
+                },
+                refresh=False,
+            )
             if self.is_main and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
                 self._log_step(logs)
             paused = time.perf_counter()
@@ -346,14 +409,21 @@ class Trainer:
         except ImportError:  # tensorboard is a dependency, but stay usable without it
             return None
         # purge_step: on resume, drop the events the killed run logged after the checkpoint
-        return SummaryWriter(str(self.run_dir / "tb"),
-                             purge_step=self.step + 1 if self.resuming else None)
+        return SummaryWriter(
+            str(self.run_dir / "tb"), purge_step=self.step + 1 if self.resuming else None
+        )
 
     def _log_step(self, logs: dict[str, float]) -> None:
         lr = self.lr_schedule.get_last_lr()[0]
         drawn = dict(zip([t.spec.name for t in self.tasks], self.scheduler.drawn))
-        record = {"step": self.step, "lr": lr, "elapsed_s": round(self.elapsed, 2), **logs,
-                  "examples_drawn": drawn, "task_weights": self.balancer.weights()}
+        record = {
+            "step": self.step,
+            "lr": lr,
+            "elapsed_s": round(self.elapsed, 2),
+            **logs,
+            "examples_drawn": drawn,
+            "task_weights": self.balancer.weights(),
+        }
         append_jsonl(self.run_dir / "train_log.jsonl", record)
         if self.writer is not None:
             for key, value in logs.items():
@@ -378,38 +448,62 @@ class Trainer:
             if split == "dev" and self.best_dev_results is not None:
                 results = add_baselines(self.best_dev_results, self.tasks, split)
             else:
-                results = evaluate_tasks(best, self.tasks, split, self.train_cfg.eval_batch_size,
-                                         self.tokenizer.pad_token_id, device,
-                                         precision=self.precision)
+                results = evaluate_tasks(
+                    best,
+                    self.tasks,
+                    split,
+                    self.train_cfg.eval_batch_size,
+                    self.tokenizer.pad_token_id,
+                    device,
+                    precision=self.precision,
+                )
             results.update(step=best_step, select_by=self.train_cfg.select_by)
-            write_report(self.run_dir, results, self.history if split == "dev" else [], info,
-                         name=report_name(split))
+            write_report(
+                self.run_dir,
+                results,
+                self.history if split == "dev" else [],
+                info,
+                name=report_name(split),
+            )
             print(f"\n{split} scores of the best checkpoint (step {best_step}):")
             print(format_table(results))
         self._plot_task_shares()
         shutil.rmtree(self.run_dir / CHECKPOINT_DIR, ignore_errors=True)
-        write_status(self.run_dir, "completed", step=self.step, best_step=best_step,
-                     wall_time_s=round(self.elapsed, 1))
+        write_status(
+            self.run_dir,
+            "completed",
+            step=self.step,
+            best_step=best_step,
+            wall_time_s=round(self.elapsed, 1),
+        )
         print(f"\nrun directory: {self.run_dir}")
 
     def run_info(self, model: MultiTaskModel) -> dict[str, Any]:
-        return {"encoder": self.config.model.encoder,
-                "architecture": self.config.model.architecture,
-                "sampler": self.train_cfg.sampler.name,
-                "balancer": self.train_cfg.balancer.name, "batch_mode": self.train_cfg.batch_mode,
-                "max_steps": self.train_cfg.max_steps, "batch_size": self.train_cfg.batch_size,
-                "precision": self.precision,
-                "wall_time_s": round(self.elapsed, 1), "parameters": model.parameter_counts(),
-                "processes": self.accelerator.num_processes, "command": self.command,
-                "examples_drawn": dict(zip([t.spec.name for t in self.tasks],
-                                           self.scheduler.drawn)),
-                "examples_used_total_fraction": round(
-                    sum(int(s.sum()) for s in self.scheduler.seen)
-                    / sum(len(s) for s in self.scheduler.seen), 4),
-                "examples_used_fraction": {
-                    self.tasks[t].spec.name: round(f, 4)
-                    for t, f in self.scheduler.used_fraction().items()},
-                "candidates_scored": getattr(self.sampler, "scored", None)}
+        return {
+            "encoder": self.config.model.encoder,
+            "architecture": self.config.model.architecture,
+            "sampler": self.train_cfg.sampler.name,
+            "balancer": self.train_cfg.balancer.name,
+            "batch_mode": self.train_cfg.batch_mode,
+            "max_steps": self.train_cfg.max_steps,
+            "batch_size": self.train_cfg.batch_size,
+            "precision": self.precision,
+            "wall_time_s": round(self.elapsed, 1),
+            "parameters": model.parameter_counts(),
+            "processes": self.accelerator.num_processes,
+            "command": self.command,
+            "examples_drawn": dict(zip([t.spec.name for t in self.tasks], self.scheduler.drawn)),
+            "examples_used_total_fraction": round(
+                sum(int(s.sum()) for s in self.scheduler.seen)
+                / sum(len(s) for s in self.scheduler.seen),
+                4,
+            ),
+            "examples_used_fraction": {
+                self.tasks[t].spec.name: round(f, 4)
+                for t, f in self.scheduler.used_fraction().items()
+            },
+            "candidates_scored": getattr(self.sampler, "scored", None),
+        }
 
     def _plot_task_shares(self) -> None:
         """Share of each task per logging window (the paper's Figure 3.8), from the log."""
@@ -445,8 +539,10 @@ def check_same_model(run_dir: Path, config: RunConfig) -> None:
     difference = _first_difference(before, to_dict(config.model), "model")
     if difference:
         key, old, new = difference
-        raise ConfigError(f"key '{key}': {new!r} here, but the run in {run_dir} started with "
-                          f"{old!r}; its checkpoint holds that model (set it back to resume)")
+        raise ConfigError(
+            f"key '{key}': {new!r} here, but the run in {run_dir} started with "
+            f"{old!r}; its checkpoint holds that model (set it back to resume)"
+        )
 
 
 def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
@@ -459,7 +555,8 @@ def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
     return None if a == b else (path, a, b)
 
 
-def train(config: RunConfig, resume: bool = False, overwrite: bool = False,
-          command: str | None = None) -> Path:
+def train(
+    config: RunConfig, resume: bool = False, overwrite: bool = False, command: str | None = None
+) -> Path:
     """Train a multi-task model as ``config`` says; returns the run directory."""
     return Trainer(config, resume=resume, overwrite=overwrite, command=command).fit()

@@ -37,8 +37,9 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-def _mc_dropout(head: Any, hidden: torch.Tensor, mask: torch.Tensor, samples: int,
-                generator: torch.Generator) -> torch.Tensor:
+def _mc_dropout(
+    head: Any, hidden: torch.Tensor, mask: torch.Tensor, samples: int, generator: torch.Generator
+) -> torch.Tensor:
     """Predictions [samples, rows] of a pooled regression head with dropout masks drawn
     from ``generator`` (rank-identical), not from the global RNG."""
     p = head.dropout.p
@@ -52,15 +53,21 @@ def _mc_dropout(head: Any, hidden: torch.Tensor, mask: torch.Tensor, samples: in
     return torch.stack(preds)
 
 
-def _task_entropy(task: TaskData, head: Any, hidden: torch.Tensor, mask: torch.Tensor,
-                  features: list[dict], samples: int, target_var: float,
-                  generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _task_entropy(
+    task: TaskData,
+    head: Any,
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    features: list[dict],
+    samples: int,
+    target_var: float,
+    generator: torch.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     kind = task.spec.type
     if kind == TaskType.REGRESSION:
         var = _mc_dropout(head, hidden, mask, samples, generator).var(0).clamp(min=1e-12)
         raw = 0.5 * torch.log(2 * math.pi * math.e * var)
-        return ((var / max(target_var, 1e-12)).clamp(max=1.0).cpu().numpy(),
-                raw.cpu().numpy())
+        return ((var / max(target_var, 1e-12)).clamp(max=1.0).cpu().numpy(), raw.cpu().numpy())
     logits = head(hidden, mask).float().cpu()
     n_classes = max(2, len(task.labels))
     if kind == TaskType.CLASSIFICATION:
@@ -87,35 +94,50 @@ def _task_entropy(task: TaskData, head: Any, hidden: torch.Tensor, mask: torch.T
     return np.asarray(norm), np.asarray(raw)
 
 
-def resolve_proxies(tasks: list[TaskData], proxies: dict[str, str],
-                    key: str = "training.sampler.options.proxies") -> dict[int, int]:
+def resolve_proxies(
+    tasks: list[TaskData], proxies: dict[str, str], key: str = "training.sampler.options.proxies"
+) -> dict[int, int]:
     """{task index: proxy index}; the proxy must be another classification task."""
     index = {t.spec.name: i for i, t in enumerate(tasks)}
     resolved = {}
     for name, proxy in proxies.items():
         for role, value in (("task", name), ("proxy", proxy)):
             if value not in index:
-                raise ConfigError(f"key '{key}.{name}': {role} {value!r} is not a task of "
-                                  f"this run (tasks: {', '.join(index)})")
+                raise ConfigError(
+                    f"key '{key}.{name}': {role} {value!r} is not a task of "
+                    f"this run (tasks: {', '.join(index)})"
+                )
         if proxy == name or tasks[index[proxy]].spec.type != TaskType.CLASSIFICATION:
-            raise ConfigError(f"key '{key}.{name}': the proxy {proxy!r} must be another "
-                              "classification task")
+            raise ConfigError(
+                f"key '{key}.{name}': the proxy {proxy!r} must be another classification task"
+            )
         resolved[index[name]] = index[proxy]
     return resolved
 
 
-def make_scorer(model: Any, tasks: list[TaskData], pad_token_id: int,
-                device: torch.device | str, batch_size: int, mc_samples: int,
-                seed: int, scored_so_far: Callable[[], int],
-                proxies: dict[int, int] | None = None, precision: str = "no") -> Scorer:
+def make_scorer(
+    model: Any,
+    tasks: list[TaskData],
+    pad_token_id: int,
+    device: torch.device | str,
+    batch_size: int,
+    mc_samples: int,
+    seed: int,
+    scored_so_far: Callable[[], int],
+    proxies: dict[int, int] | None = None,
+    precision: str = "no",
+) -> Scorer:
     """A function scoring (task, feature index) candidates of the training pools.
 
     ``proxies`` maps a task to a classification task whose head scores its candidates (on
     the candidate's own task-conditioned hidden states): the paper's regression work-around.
     """
     proxies = proxies or {}
-    target_var = {i: float(np.var([ex["label"] for ex in t.examples["train"]]))
-                  for i, t in enumerate(tasks) if t.spec.type == TaskType.REGRESSION}
+    target_var = {
+        i: float(np.var([ex["label"] for ex in t.examples["train"]]))
+        for i, t in enumerate(tasks)
+        if t.spec.type == TaskType.REGRESSION
+    }
 
     @torch.inference_mode()
     def score(candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -125,23 +147,32 @@ def make_scorer(model: Any, tasks: list[TaskData], pad_token_id: int,
         norm = np.zeros(len(candidates))
         raw = np.zeros(len(candidates))
         for start in range(0, len(candidates), batch_size):
-            chunk = candidates[start:start + batch_size]
+            chunk = candidates[start : start + batch_size]
             feats = [tasks[t].features["train"][i] for t, i in chunk]
             batch = collate_features(feats, pad_token_id)
             with autocast(precision, device):
-                hidden = model.encode(batch["input_ids"].to(device),
-                                      batch["attention_mask"].to(device),
-                                      batch["token_type_ids"].to(device),
-                                      batch["task_ids"].to(device)).float()
+                hidden = model.encode(
+                    batch["input_ids"].to(device),
+                    batch["attention_mask"].to(device),
+                    batch["token_type_ids"].to(device),
+                    batch["task_ids"].to(device),
+                ).float()
             mask = batch["attention_mask"].to(device)
             task_ids = np.array([t for t, _ in chunk])
             for t in np.unique(task_ids):
                 rows = np.flatnonzero(task_ids == t)
                 sel = torch.as_tensor(rows, device=hidden.device)
                 scorer_task = tasks[proxies.get(int(t), int(t))]
-                n, r = _task_entropy(scorer_task, model.heads[scorer_task.spec.name],
-                                     hidden[sel], mask[sel], [feats[k] for k in rows],
-                                     mc_samples, target_var.get(int(t), 1.0), generator)
+                n, r = _task_entropy(
+                    scorer_task,
+                    model.heads[scorer_task.spec.name],
+                    hidden[sel],
+                    mask[sel],
+                    [feats[k] for k in rows],
+                    mc_samples,
+                    target_var.get(int(t), 1.0),
+                    generator,
+                )
                 norm[start + rows] = n
                 raw[start + rows] = r
         if was_training:
