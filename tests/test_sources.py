@@ -261,6 +261,47 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     assert "UTF-8" in error_of(read_csv, tmp_path / "latin.csv")
 
 
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "conll"])
+def test_source_encoding_reads_latin1_files(tmp_path: Path, fmt: str) -> None:
+    """A Latin-1 file fails in one line that names the fix; with source.encoding it reads."""
+    content = {
+        "csv": "text,label\ncaf\u00e9,1\n",
+        "tsv": "text\tlabel\ncaf\u00e9\t1\n",
+        "jsonl": '{"text": "caf\u00e9", "label": 1}\n',
+        "conll": "caf\u00e9\tO\n",
+    }[fmt]
+    path = tmp_path / f"latin.{fmt}"
+    path.write_bytes(content.encode("latin-1"))
+    message = error_of(read_records, path)
+    offset = content.index("\u00e9")
+    assert message == (
+        f"{path}: not valid UTF-8 text (byte offset {offset}); "
+        "if the file is in another encoding, name it in the task's "
+        "source.encoding (for example latin-1, cp1252 or utf-16)"
+    )
+    record = read_records(path, encoding="latin-1")[0]
+    assert (record["tokens"][0] if fmt == "conll" else record["text"]) == "caf\u00e9"
+
+
+def test_utf8_byte_order_mark_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes("text,label\nx,1\n".encode("utf-8-sig"))
+    assert list(read_records(path)[0])[:2] == ["text", "label"]
+    assert list(read_records(path, encoding="UTF8")[0])[:2] == ["text", "label"]
+
+
+def test_unknown_source_encoding_names_the_key() -> None:
+    from camtl.errors import ConfigError
+    from camtl.structured import from_dict
+
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'source.encoding': unknown text encoding "
+        r"'latin-9x'",
+    ):
+        from_dict(SourceSpec, {"paths": {"train": "x.csv"}, "encoding": "latin-9x"}, "source")
+
+
 # ----------------------------------------------------------------------------- read_split
 
 

@@ -7,6 +7,7 @@ position of the record in JSON/Parquet/SQuAD files and hub splits).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import json
@@ -58,10 +59,14 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
 
 
 def read_records(
-    path: str | Path, fmt: str | None = None, columns: list[str] | None = None
+    path: str | Path,
+    fmt: str | None = None,
+    columns: list[str] | None = None,
+    encoding: str = "utf-8",
 ) -> list[Record]:
     """Read one file into records (format from ``fmt`` or the suffix). ``columns`` names the
-    fields of a CSV/TSV file that has no header row."""
+    fields of a CSV/TSV file that has no header row; ``encoding`` is the text files'
+    (a UTF-8 byte-order mark is dropped either way)."""
     readers = {
         "csv": read_csv,
         "tsv": read_tsv,
@@ -83,12 +88,18 @@ def read_records(
             "," if fmt == "csv" else "\t",
             csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
             columns,
+            encoding,
         )
-    return readers[fmt](path)
+    return readers[fmt](path) if fmt == "parquet" else readers[fmt](path, encoding)
+
+
+def _codec(encoding: str) -> str:
+    """The codec to open a text file with: UTF-8 drops a byte-order mark if there is one."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
 
 
 @contextlib.contextmanager
-def _reading(path: str | Path) -> Iterator[None]:
+def _reading(path: str | Path, encoding: str = "utf-8") -> Iterator[None]:
     """Turn the ways reading a text file fails into one-line DataErrors."""
     try:
         yield
@@ -97,24 +108,32 @@ def _reading(path: str | Path) -> Iterator[None]:
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, expected a file") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 text (byte offset {exc.start})") from None
+        shown = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
+        raise DataError(
+            f"{path}: not valid {shown} text (byte offset {exc.start}); if the file is in "
+            "another encoding, name it in the task's source.encoding (for example latin-1, "
+            "cp1252 or utf-16)"
+        ) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _read_text(path: str | Path) -> str:
-    """The whole file as text (UTF-8, BOM dropped, newlines kept)."""
-    with _reading(path), open(path, encoding="utf-8-sig", newline="") as handle:
+def _read_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """The whole file as text (UTF-8 by default, BOM dropped, newlines kept)."""
+    with _reading(path, encoding), open(path, encoding=_codec(encoding), newline="") as handle:
         return handle.read()
 
 
 def iter_delimited(
-    path: str | Path, delimiter: str, quoting: int = csv.QUOTE_MINIMAL
+    path: str | Path, delimiter: str, quoting: int = csv.QUOTE_MINIMAL, encoding: str = "utf-8"
 ) -> Iterator[tuple[int, list[str]]]:
     """(first line number, fields) of each non-blank row of a CSV/TSV file, streamed."""
     kind = "CSV" if delimiter == "," else "delimited"
     csv.field_size_limit(_FIELD_LIMIT)  # long documents in one cell are fine
-    with _reading(path), open(path, encoding="utf-8-sig", newline="") as handle:
+    with (
+        _reading(path, encoding),
+        open(path, encoding=_codec(encoding), newline="") as handle,
+    ):
         reader = csv.reader(
             handle, delimiter=delimiter, quoting=quoting, strict=quoting != csv.QUOTE_NONE
         )
@@ -135,9 +154,13 @@ def iter_delimited(
 
 
 def _read_delimited(
-    path: str | Path, delimiter: str, quoting: int, columns: list[str] | None = None
+    path: str | Path,
+    delimiter: str,
+    quoting: int,
+    columns: list[str] | None = None,
+    encoding: str = "utf-8",
 ) -> list[Record]:
-    rows = iter_delimited(path, delimiter, quoting)
+    rows = iter_delimited(path, delimiter, quoting, encoding)
     if columns:
         header, like = list(columns), "source.columns"
     else:
@@ -158,19 +181,19 @@ def _read_delimited(
     return records
 
 
-def read_csv(path: str | Path) -> list[Record]:
+def read_csv(path: str | Path, encoding: str = "utf-8") -> list[Record]:
     """A comma-separated file with a header row; values stay strings."""
-    return _read_delimited(path, ",", csv.QUOTE_MINIMAL)
+    return _read_delimited(path, ",", csv.QUOTE_MINIMAL, encoding=encoding)
 
 
-def read_tsv(path: str | Path) -> list[Record]:
+def read_tsv(path: str | Path, encoding: str = "utf-8") -> list[Record]:
     """A tab-separated file with a header row, quoting off (quotes are text, as in GLUE)."""
-    return _read_delimited(path, "\t", csv.QUOTE_NONE)
+    return _read_delimited(path, "\t", csv.QUOTE_NONE, encoding=encoding)
 
 
-def _lines(path: str | Path) -> list[str]:
+def _lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
     """Lines split on \n only (JSON strings may hold other line separators)."""
-    return [line.rstrip("\r") for line in _read_text(path).split("\n")]
+    return [line.rstrip("\r") for line in _read_text(path, encoding).split("\n")]
 
 
 def _json_error(path: str | Path, exc: json.JSONDecodeError, line: int | None = None) -> DataError:
@@ -179,10 +202,10 @@ def _json_error(path: str | Path, exc: json.JSONDecodeError, line: int | None = 
     )
 
 
-def read_jsonl(path: str | Path) -> list[Record]:
+def read_jsonl(path: str | Path, encoding: str = "utf-8") -> list[Record]:
     """One JSON object per line; blank lines are skipped."""
     records = []
-    for number, line in enumerate(_lines(path), start=1):
+    for number, line in enumerate(_lines(path, encoding), start=1):
         if not line.strip():
             continue
         try:
@@ -197,10 +220,10 @@ def read_jsonl(path: str | Path) -> list[Record]:
     return records
 
 
-def read_json(path: str | Path) -> list[Record]:
+def read_json(path: str | Path, encoding: str = "utf-8") -> list[Record]:
     """A JSON list of objects (a SQuAD-format file is recognised and read as SQuAD)."""
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(_read_text(path, encoding))
     except json.JSONDecodeError as exc:
         raise _json_error(path, exc) from None
     if _is_squad(data):
@@ -242,7 +265,7 @@ def read_parquet(path: str | Path) -> list[Record]:
     ]
 
 
-def read_conll(path: str | Path) -> list[Record]:
+def read_conll(path: str | Path, encoding: str = "utf-8") -> list[Record]:
     """``token<TAB or space>tag`` per line (the tag is the last field), blank line between
     sentences, ``-DOCSTART-`` lines skipped -> ``{"tokens": [...], "tags": [...]}``."""
     records: list[Record] = []
@@ -256,7 +279,7 @@ def read_conll(path: str | Path) -> list[Record]:
             records.append({"tokens": tokens, "tags": tags, "_file": str(path), "_row": start})
         tokens, tags = [], []
 
-    for number, line in enumerate(_lines(path), start=1):
+    for number, line in enumerate(_lines(path, encoding), start=1):
         if not line.strip() or line.startswith("-DOCSTART-"):
             flush()
             continue
@@ -276,12 +299,12 @@ def _is_squad(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("data"), list)
 
 
-def read_squad(path: str | Path) -> list[Record]:
+def read_squad(path: str | Path, encoding: str = "utf-8") -> list[Record]:
     """SQuAD v1.1 JSON -> one record per question:
     ``{"id", "title", "question", "context", "answers": {"text": [...], "answer_start": [...]}}``.
     """
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(_read_text(path, encoding))
     except json.JSONDecodeError as exc:
         raise _json_error(path, exc) from None
     if not _is_squad(data):
@@ -340,7 +363,11 @@ def read_split(spec: TaskSpec, split: str) -> list[Record] | None:
     kind = spec.source.kind
     if kind == "files":
         path = spec.source.paths.get(split)
-        return None if path is None else read_records(path, spec.source.format, spec.source.columns)
+        return (
+            None
+            if path is None
+            else read_records(path, spec.source.format, spec.source.columns, spec.source.encoding)
+        )
     if kind == "glue_dir":
         return _read_glue_dir(spec, split)
     if kind == "hub":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import enum
 from dataclasses import dataclass, field
 
@@ -55,6 +56,8 @@ class SourceSpec:
     split_names: dict[str, str] = field(default_factory=dict)
     # files: the field names of header-less CSV/TSV files, in order
     columns: list[str] | None = None
+    # files: the text encoding of the files (a UTF-8 byte-order mark is dropped either way)
+    encoding: str = "utf-8"
     # Offline tasks: dev/test carved from train when the source lacks them.
     package: str | None = None
     license: str | None = None
@@ -71,6 +74,13 @@ class SourceSpec:
                 f"{prefix}key '{path}.format': {self.format!r} is not allowed "
                 f"(allowed: {', '.join(FILE_FORMATS)})"
             )
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(
+                f"{prefix}key '{path}.encoding': unknown text encoding {self.encoding!r} "
+                "(for example utf-8, latin-1, cp1252, utf-16)"
+            ) from None
         for split in self.paths:
             if split not in SPLITS:
                 raise ConfigError(
