@@ -324,3 +324,41 @@ def test_load_task_examples_empty_train(tmp_path: Path) -> None:
     spec = pair_spec(source=SourceSpec(paths={"train": str(train)}))
     with pytest.raises(DataError, match=r"tr.csv: split 'train' has no examples"):
         load_task_examples(spec)
+
+
+# ----------------------------------------------------------------------------- bad rows
+
+
+# rows 3 (empty text) and 5 (empty label: missing, not a class named "") are bad
+BAD_ROWS_CSV = "a,b,label\nx,y,pos\n,y,neg\np,q,neg\nr,s,\nt,u,pos\n"
+
+
+@pytest.mark.parametrize("mode", ["error", "skip"])
+def test_on_bad_rows(tmp_path: Path, mode: str) -> None:
+    """error (the default) stops at the first bad row, naming it; skip leaves the bad rows
+    out, infers labels from the good ones and lists every skipped row."""
+    path = write(tmp_path / "train.csv", BAD_ROWS_CSV)
+    spec = pair_spec(source=SourceSpec(paths={"train": str(path)}, on_bad_rows=mode))
+    skipped: list[dict] = []
+    if mode == "error":
+        # labels are inferred first, so the missing label (row 5) is what stops the run
+        with pytest.raises(DataError, match=rf"{path}, row 5: missing label in column 'label'"):
+            load_task_examples(spec, ["train"], skipped)
+        return
+    examples, labels = load_task_examples(spec, ["train"], skipped)
+    assert labels == ["neg", "pos"]
+    assert [e["_row"] for e in examples["train"]] == [2, 4, 6]
+    assert [(s["row"], s["split"], s["file"]) for s in skipped] == [
+        (3, "train", str(path)),
+        (5, "train", str(path)),
+    ]
+    assert all(s["error"].startswith(f"{path}, row") for s in skipped)
+
+
+def test_skip_with_every_row_bad_still_fails(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.csv", "a,b,label\n,y,neg\n")
+    spec = pair_spec(
+        labels=["neg"], source=SourceSpec(paths={"train": str(path)}, on_bad_rows="skip")
+    )
+    with pytest.raises(DataError, match="no valid examples"):
+        load_task_examples(spec, ["train"], [])

@@ -242,3 +242,27 @@ def test_finished_run_is_not_overwritten_silently(
     assert main(["train", str(trained_run.parent / "config.yaml")]) == 2
     assert "holds a finished run" in capsys.readouterr().err
     assert (trained_run / "model.safetensors").read_bytes() == before
+
+
+def test_bad_rows_skipped_are_listed_in_the_run(
+    tmp_path: Path, tiny_encoder_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """source.on_bad_rows: skip trains on the good rows, says how many were left out and
+    writes each skipped file/row into the run directory."""
+    write_task_files(tmp_path)
+    with (tmp_path / "scores.csv").open("a") as f:
+        f.write(",3\n")  # an empty text: a bad row
+        f.write("good film,\n")  # an empty score: another
+    path = write_config(tmp_path, tiny_encoder_dir, max_steps=2, eval_every=2)
+    config = yaml.safe_load(path.read_text())
+    config["tasks"][1]["source"]["on_bad_rows"] = "skip"
+    path.write_text(yaml.safe_dump(config))
+    with caplog.at_level("WARNING", logger="camtl"):
+        assert main(["train", str(path)]) == 0
+    assert "task scores: 2 bad rows skipped" in caplog.text
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "skipped_rows.jsonl").read_text().splitlines()
+    ]
+    assert [(r["task"], r["row"]) for r in rows] == [("scores", 62), ("scores", 63)]
+    assert rows[0]["file"].endswith("scores.csv") and "empty text" in rows[0]["error"]

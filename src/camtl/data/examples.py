@@ -43,8 +43,8 @@ def _is_missing(value: Any) -> bool:
 
 def label_key(value: Any) -> str | None:
     """The string form a class label or tag is matched by (``1``, ``1.0`` and ``"1"`` agree)."""
-    if _is_missing(value):
-        return None
+    if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+        return None  # an empty CSV cell is a missing label, not a class named ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -83,25 +83,36 @@ def _as_list(record: Record, column: str) -> list[Any]:
     )
 
 
-def infer_labels(spec: TaskSpec, records: list[Record]) -> list[str]:
-    """Sorted distinct class labels (classification) or tags (tagging); [] for other types."""
+def infer_labels(spec: TaskSpec, records: list[Record], skip_bad: bool = False) -> list[str]:
+    """Sorted distinct class labels (classification) or tags (tagging); [] for other types.
+
+    ``skip_bad``: a record without a usable label is passed over (``to_examples`` then
+    skips and reports it) instead of stopping the run."""
     seen: set[str] = set()
-    if spec.type == TaskType.CLASSIFICATION:
-        for record in records:
-            key = label_key(_field(record, spec.label_column))
-            if key is None:
-                raise DataError(f"{_where(record)}: missing label in column '{spec.label_column}'")
-            seen.add(key)
-    elif spec.type == TaskType.TOKEN_TAGGING:
-        for record in records:
-            for tag in _as_list(record, spec.label_column):
-                key = label_key(tag)
-                if key is None:
-                    raise DataError(
-                        f"{_where(record)}: missing tag in column '{spec.label_column}'"
-                    )
-                seen.add(key)
+    for record in records:
+        try:
+            seen.update(_record_labels(spec, record))
+        except DataError:
+            if not skip_bad:
+                raise
     return _sort_labels(seen)
+
+
+def _record_labels(spec: TaskSpec, record: Record) -> list[str]:
+    if spec.type == TaskType.CLASSIFICATION:
+        key = label_key(_field(record, spec.label_column))
+        if key is None:
+            raise DataError(f"{_where(record)}: missing label in column '{spec.label_column}'")
+        return [key]
+    if spec.type == TaskType.TOKEN_TAGGING:
+        keys = []
+        for tag in _as_list(record, spec.label_column):
+            key = label_key(tag)
+            if key is None:
+                raise DataError(f"{_where(record)}: missing tag in column '{spec.label_column}'")
+            keys.append(key)
+        return keys
+    return []
 
 
 # ----------------------------------------------------------------------------- fields
@@ -283,13 +294,19 @@ def subsample(records: list[Record], limit: int | None, name: str) -> list[Recor
 
 
 def to_examples(
-    spec: TaskSpec, records: list[Record], split: str, labelled: bool = True
+    spec: TaskSpec,
+    records: list[Record],
+    split: str,
+    labelled: bool = True,
+    skipped: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Validated canonical examples of one split (subsampled to ``spec.max_examples``).
 
     Class labels and tags index ``spec.labels``; when it is None they are inferred from
     ``records`` (``load_task_examples`` infers them from train instead). With
     ``labelled=False`` (prediction inputs) only the text columns are read and validated.
+    ``skipped``: when given, a record that fails validation is appended to it (file, row,
+    split, error) and left out, instead of stopping with its error.
     """
     if not records:
         raise DataError(f"{source_label(spec, split)}: split '{split}' has no examples")
@@ -302,14 +319,32 @@ def to_examples(
     index = {label: i for i, label in enumerate(labels)}
     examples = []
     for record in records:
-        if spec.type == TaskType.TOKEN_TAGGING:
-            example = _tagging_example(spec, record, index, labels)
-        elif spec.type == TaskType.SPAN_QA:
-            example = _qa_example(spec, record, split)
-        else:
-            example = _sentence_example(spec, record, index, labels)
+        try:
+            if spec.type == TaskType.TOKEN_TAGGING:
+                example = _tagging_example(spec, record, index, labels)
+            elif spec.type == TaskType.SPAN_QA:
+                example = _qa_example(spec, record, split)
+            else:
+                example = _sentence_example(spec, record, index, labels)
+        except DataError as exc:
+            if skipped is None:
+                raise
+            skipped.append(
+                {
+                    "file": record.get("_file", "<records>"),
+                    "row": record.get("_row", 0),
+                    "split": split,
+                    "error": str(exc),
+                }
+            )
+            continue
         example.update(_file=record.get("_file", "<records>"), _row=record.get("_row", 0))
         examples.append(example)
+    if not examples:
+        raise DataError(
+            f"{source_label(spec, split)}: split '{split}' has no valid examples "
+            f"({len(records)} rows, every one skipped as bad)"
+        )
     return examples
 
 
@@ -356,14 +391,19 @@ def carve_dev(
 
 
 def load_task_examples(
-    spec: TaskSpec, splits: Sequence[str] = SPLITS
+    spec: TaskSpec,
+    splits: Sequence[str] = SPLITS,
+    skipped: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """Read, validate and subsample a task's splits -> (examples by split, labels).
 
     Labels are ``spec.labels`` or, when None, inferred from train ([] for regression and
     span QA). A source without dev gets one carved from train (10%); a missing test split
-    is left out of the result.
+    is left out of the result. With ``source.on_bad_rows: skip`` rows that fail validation
+    are left out and appended to ``skipped`` (file, row, split, error).
     """
+    skip_bad = spec.source.on_bad_rows == "skip"
+    bad: list[dict[str, Any]] | None = ([] if skipped is None else skipped) if skip_bad else None
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"unknown split(s) {unknown} (known: {', '.join(SPLITS)})")
@@ -375,12 +415,12 @@ def load_task_examples(
     if "train" in splits or infer or ("dev" in splits and records["dev"] is None):
         records["train"] = _read_train(spec)
     train = records["train"] or []
-    labels = infer_labels(spec, train) if infer else list(spec.labels or [])
+    labels = infer_labels(spec, train, skip_bad) if infer else list(spec.labels or [])
     if "dev" in splits and records["dev"] is None:
         records["train"], records["dev"] = carve_dev(train)
     resolved = dataclasses.replace(spec, labels=labels) if spec.type in _LABELLED else spec
     examples = {
-        split: to_examples(resolved, records[split] or [], split)
+        split: to_examples(resolved, records[split] or [], split, skipped=bad)
         for split in splits
         if records[split] is not None
     }

@@ -20,6 +20,8 @@ class TaskData:
     labels: list[str]
     examples: dict[str, list[dict]] = field(default_factory=dict)
     features: dict[str, list[dict]] = field(default_factory=dict)
+    # rows left out under source.on_bad_rows: skip (file, row, split, error)
+    skipped: list[dict] = field(default_factory=list)
 
 
 def encode_split(
@@ -58,8 +60,16 @@ def prepare_tasks(
     for task_id, spec in enumerate(specs):
         if labels and labels.get(spec.name) is not None:
             spec.labels = list(labels[spec.name])
-        examples, task_labels = load_task_examples(spec, splits)
-        task = TaskData(spec, task_labels or [], examples)
+        skipped: list[dict] = []
+        examples, task_labels = load_task_examples(spec, splits, skipped)
+        if skipped:
+            log.warning(
+                "task %s: %d bad rows skipped (source.on_bad_rows: skip), e.g. %s",
+                spec.name,
+                len(skipped),
+                skipped[0]["error"],
+            )
+        task = TaskData(spec, task_labels or [], examples, skipped=skipped)
         for split in examples:
             if split in to_encode:
                 encode_split(task, split, tokenizer, task_id, fingerprint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import enum
 from dataclasses import dataclass, field
+from typing import Literal
 
 from camtl.errors import ConfigError
 
@@ -58,6 +59,9 @@ class SourceSpec:
     columns: list[str] | None = None
     # files: the text encoding of the files (a UTF-8 byte-order mark is dropped either way)
     encoding: str = "utf-8"
+    # a row that fails validation (an empty text, a missing label): stop with its error, or
+    # leave it out, count it in the log and list it in the run directory (skipped_rows.jsonl)
+    on_bad_rows: Literal["error", "skip"] = "error"
     # Offline tasks: dev/test carved from train when the source lacks them.
     package: str | None = None
     license: str | None = None

@@ -140,6 +140,7 @@ class Trainer:
         self.resuming = resume
         if self.is_main:
             self.resuming = prepare_run_dir(self.run_dir, resume, overwrite)
+            write_skipped_rows(self.run_dir, self.tasks)
         self.accelerator.wait_for_everyone()
         self.history: list[dict[str, Any]] = []
         self.step = 0
@@ -525,6 +526,19 @@ class _null:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+SKIPPED_ROWS_FILE = "skipped_rows.jsonl"
+
+
+def write_skipped_rows(run_dir: Path, tasks: list[TaskData]) -> None:
+    """List the rows that source.on_bad_rows: skip left out, one JSON line each."""
+    rows = [{"task": t.spec.name, **row} for t in tasks for row in t.skipped]
+    if rows:
+        atomic_write_text(
+            run_dir / SKIPPED_ROWS_FILE,
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+        )
 
 
 def check_same_model(run_dir: Path, config: RunConfig) -> None:
