@@ -1,30 +1,56 @@
-"""Atomic file writes: a reader (or a kill midway) never sees half a file."""
+"""Writing files so that a reader (or a kill midway) never sees half a file, and the JSONL
+logs a run appends to. Every module that writes a file camtl owns goes through here."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file next to ``path``, then rename it into place."""
+@contextlib.contextmanager
+def atomic_target(path: str | Path) -> Iterator[Path]:
+    """A temporary path next to ``path`` for a writer that needs a file name (safetensors,
+    a tokenizer); renamed into place when the block ends without error, removed if not."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        if hasattr(os, "fchmod"):  # mkstemp creates 0600; our files are meant to be read
-            os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; our files are meant to be read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file next to ``path``, then rename it into place."""
+    with atomic_target(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """One JSON line appended to a run's log (metrics.jsonl, train_log.jsonl)."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """A run's JSONL log as a list ([] when the file does not exist yet). User data files
+    are read by camtl.data.sources instead, which names bad rows."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

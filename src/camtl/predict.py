@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from camtl.data.examples import to_examples
@@ -12,6 +11,7 @@ from camtl.data.sources import read_records
 from camtl.data.tokenize import encode_examples
 from camtl.errors import CamtlError
 from camtl.evaluation.decode import decode, readable, run_model
+from camtl.fileio import atomic_write_text
 from camtl.modeling.model import MultiTaskModel
 from camtl.precision import resolve_precision
 from camtl.tasks.spec import TaskType
@@ -62,10 +62,7 @@ def predict_file(
     for example, prediction, output in zip(examples, predictions, per_example):
         record = {"row": example["_row"], **readable(spec, labels, example, prediction, output)}
         lines.append(json.dumps(record, ensure_ascii=False))
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output_path.with_name(output_path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, output_path)
+    atomic_write_text(output_path, "\n".join(lines) + "\n")
     if encoded.truncated:
         log.warning(
             "%d of %d inputs were longer than max_length=%d tokens and were truncated",

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from camtl.errors import DataError
+from camtl.fileio import atomic_write_text
 
 CACHE_ENV = "CAMTL_CACHE"
 META_FILE = "meta.json"
@@ -70,10 +71,8 @@ def sha256_file(path: Path) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and ``os.replace`` (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically (never half-written)."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_meta(folder: Path) -> dict[str, Any] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from torch import nn
 
 from camtl.config import ModelConfig, upgrade_model_section
 from camtl.errors import CamtlError
+from camtl.fileio import atomic_target, atomic_write_text
 from camtl.modeling.encoder import (
     check_supported,
     disable_pooler,
@@ -125,7 +125,8 @@ class MultiTaskModel(nn.Module):
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        _atomic(run_dir / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
+        with atomic_target(run_dir / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp))
         self.encoder.config.save_pretrained(run_dir / ENCODER_CONFIG_DIR)
         if tokenizer is not None:
             tokenizer.save_pretrained(run_dir)
@@ -135,10 +136,7 @@ class MultiTaskModel(nn.Module):
             "tasks": [to_dict(t) for t in self.tasks],
             "labels": self.labels,
         }
-        _atomic(
-            run_dir / MODEL_FILE,
-            lambda p: p.write_text(json.dumps(meta, indent=2), encoding="utf-8"),
-        )
+        atomic_write_text(run_dir / MODEL_FILE, json.dumps(meta, indent=2))
 
     def add_task(
         self, spec: TaskSpec, labels: list[str], embedding: torch.Tensor | None = None
@@ -232,9 +230,3 @@ _LABEL_KEYS = {
 
 def _has_labels(task_type: TaskType, labels: dict[str, torch.Tensor]) -> bool:
     return labels.get(_LABEL_KEYS[task_type]) is not None
-
-
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)

@@ -83,14 +83,3 @@ def _run_dir_state(run_dir: Path, resume: bool, overwrite: bool, apply: bool) ->
     if apply:
         run_dir.mkdir(parents=True, exist_ok=True)
     return False
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

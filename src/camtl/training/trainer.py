@@ -20,17 +20,16 @@ from camtl.data.collate import collate_features
 from camtl.data.prepare import TaskData, prepare_tasks
 from camtl.errors import ConfigError
 from camtl.evaluation.evaluate import add_baselines, evaluate_tasks
+from camtl.fileio import append_jsonl, read_jsonl
 from camtl.modeling.encoder import load_encoder_and_tokenizer
 from camtl.modeling.model import MultiTaskModel
 from camtl.precision import resolve_precision
 from camtl.sampling import BatchScheduler, build_sampler
 from camtl.training.rundir import (
     CHECKPOINT_DIR,
-    append_jsonl,
     atomic_write_text,
     check_run_dir,
     prepare_run_dir,
-    read_jsonl,
     write_status,
 )
 from camtl.training.uncertainty import make_scorer, resolve_proxies
