@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-IGNORE_INDEX = -100
+from camtl.constants import IGNORE_INDEX
+
 BATCH_KEYS = (
     "input_ids",
     "attention_mask",

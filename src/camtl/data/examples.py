@@ -14,11 +14,11 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from camtl.constants import DATA_SEED, SPLITS
 from camtl.data.sources import META_KEYS, Record, read_split, source_label
 from camtl.errors import DataError
-from camtl.tasks.spec import SPLITS, TaskSpec, TaskType
+from camtl.tasks.spec import TaskSpec, TaskType
 
-SEED = 12
 _LABELLED = (TaskType.CLASSIFICATION, TaskType.TOKEN_TAGGING)
 
 
@@ -65,7 +65,7 @@ def _sort_labels(keys: Iterable[str]) -> list[str]:
 
 
 def _seed_for(name: str) -> int:
-    return SEED + zlib.crc32(name.encode("utf-8"))
+    return DATA_SEED + zlib.crc32(name.encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------- labels
@@ -375,7 +375,7 @@ def _unlabelled_example(spec: TaskSpec, record: Record, split: str) -> dict[str,
 
 
 def carve_dev(
-    records: list[Record], fraction: float = 0.1, seed: int = SEED
+    records: list[Record], fraction: float = 0.1, seed: int = DATA_SEED
 ) -> tuple[list[Record], list[Record]]:
     """Split records into (train, dev) deterministically; both keep file order."""
     if not 0.0 < fraction < 1.0:

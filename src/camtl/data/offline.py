@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from camtl.constants import DATA_SEED, SPLITS
 from camtl.data import assets
 from camtl.errors import DataError
 
-SEED = 12
-SPLITS = ("train", "dev", "test")
 FORMAT_VERSION = 1
 DEV_FRACTION = 0.1
 TEST_FRACTION = 0.1
@@ -231,7 +230,7 @@ def carve(
     records: list[Record],
     sizes: dict[str, int],
     group: Callable[[Record], Hashable] | None = None,
-    seed: int = SEED,
+    seed: int = DATA_SEED,
 ) -> Splits:
     """Shuffle whole groups with ``seed`` and fill the splits named in ``sizes``; rest -> train.
 
@@ -517,7 +516,7 @@ def write_task(task: OfflineTask, splits: Splits, cache: Path | None = None) -> 
             {
                 "name": task.name,
                 "format_version": FORMAT_VERSION,
-                "seed": SEED,
+                "seed": DATA_SEED,
                 "sizes": {split: len(splits[split]) for split in SPLITS},
                 "labels": task.labels,
                 "fields": list(task.fields),

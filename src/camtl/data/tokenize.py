@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from camtl.constants import IGNORE_INDEX
 from camtl.errors import CamtlError
 from camtl.tasks.spec import TaskSpec, TaskType
 
-IGNORE_INDEX = -100
 # Examples per tokenizer call: big enough for the fast tokenizer's parallelism, small
 # enough to keep its intermediate objects from piling up on large datasets.
 CHUNK_SIZE = 2048

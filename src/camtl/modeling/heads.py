@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from camtl.constants import IGNORE_INDEX
 from camtl.tasks.spec import TaskType
 
 _HEADS: dict[TaskType, type[TaskHead]] = {}
@@ -95,9 +96,9 @@ class TaggingHead(TaskHead):
 
     def loss(self, logits, batch, rows):
         labels = batch["tag_labels"][rows][:, : logits.shape[1]]
-        if bool((labels != -100).any()):
+        if bool((labels != IGNORE_INDEX).any()):
             return F.cross_entropy(
-                logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100
+                logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
             )
         return logits.sum() * 0.0  # every word truncated away: no signal, keep the graph
 

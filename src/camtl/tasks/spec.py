@@ -7,9 +7,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
+from camtl.constants import SPLITS
 from camtl.errors import ConfigError
-
-SPLITS = ("train", "dev", "test")
 
 
 class TaskType(str, enum.Enum):

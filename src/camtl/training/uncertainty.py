@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from camtl.constants import IGNORE_INDEX
 from camtl.data.collate import collate_features
 from camtl.data.prepare import TaskData
 from camtl.errors import ConfigError
@@ -77,7 +78,7 @@ def _task_entropy(
         per_token = _entropy(logits)
         raw = []
         for row, feature in enumerate(features):
-            starts = [i for i, tag in enumerate(feature["tag_labels"]) if tag != -100]
+            starts = [i for i, tag in enumerate(feature["tag_labels"]) if tag != IGNORE_INDEX]
             raw.append(float(per_token[row, starts].mean()) if starts else 0.0)
         raw_arr = np.asarray(raw)
         return raw_arr / math.log(n_classes), raw_arr
