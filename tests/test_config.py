@@ -285,3 +285,31 @@ def test_apply_override_indexes_lists() -> None:
     ]
     with pytest.raises(ConfigError, match=r"key 'tasks' has no item 2 \(2 items\)"):
         apply_override(data, "tasks[2].max_length=64")
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"model": {"camtl": {"generators": "shard"}}},
+            "key 'model.camtl.generators': 'shard' is not allowed (allowed: 'per_layer', 'shared')",
+        ),
+        (
+            {"model": {"architecture": "ca-mtl"}},
+            "key 'model.architecture': 'ca-mtl' is not allowed (allowed: 'plain', 'camtl')",
+        ),
+        (
+            {"training": {"batch_mode": "single"}},
+            "key 'training.batch_mode': 'single' is not allowed (allowed: 'mixed', 'single_task')",
+        ),
+        (
+            {"training": {"select_by": "best"}},
+            "key 'training.select_by': 'best' is not allowed (allowed: 'mean', 'worst')",
+        ),
+    ],
+)
+def test_choices_are_checked_by_their_types(section: dict, message: str) -> None:
+    """Option choices are Literal types: the converter names the key and the choices."""
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"tasks": ["snli"], **section})
+    assert str(info.value) == message

@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -42,17 +42,17 @@ class CamtlConfig:
     """
 
     task_embedding_dim: int | None = None
-    generators: str = "shared"
+    generators: Literal["per_layer", "shared"] = "shared"
     layer_embedding_dim: int = 64
     conditional_attention: bool = True
-    attention_form: str = "paper"
+    attention_form: Literal["paper", "authors"] = "paper"
     attention_blocks: int | None = None
     max_length: int = 128
     conditional_alignment: bool = True
-    alignment_form: str = "matrix"
+    alignment_form: Literal["matrix", "elementwise"] = "matrix"
     conditional_layer_norm: bool = True
     cln_from_layer: int | None = None
-    bottleneck: str = "base"
+    bottleneck: Literal["none", "base", "large"] = "base"
     bottleneck_layers: int = 1
     bottleneck_reduction: int = 3
 
@@ -60,19 +60,6 @@ class CamtlConfig:
         return self.attention_blocks or max(1, round(hidden_size / self.max_length))
 
     def validate(self, path: str, where: str) -> None:
-        choices = {
-            "attention_form": ("paper", "authors"),
-            "alignment_form": ("matrix", "elementwise"),
-            "generators": ("per_layer", "shared"),
-            "bottleneck": ("none", "base", "large"),
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise _err(
-                    where,
-                    f"key '{path}.{key}': {getattr(self, key)!r} is not "
-                    f"allowed (allowed: {', '.join(map(repr, allowed))})",
-                )
         for key in (
             "task_embedding_dim",
             "layer_embedding_dim",
@@ -96,8 +83,8 @@ class ModelConfig:
     """
 
     encoder: str = DEFAULT_ENCODER
-    architecture: str = "plain"
-    pooling: str = "mean"
+    architecture: Literal["plain", "camtl"] = "plain"
+    pooling: Literal["mean", "cls"] = "mean"
     dropout: float = 0.1
     freeze_embeddings: bool | None = None
     freeze_layers: int | None = None
@@ -114,17 +101,6 @@ class ModelConfig:
         return embeddings, layers
 
     def validate(self, path: str, where: str) -> None:
-        if self.pooling not in ("mean", "cls"):
-            raise _err(
-                where,
-                f"key '{path}.pooling': {self.pooling!r} is not allowed (allowed: 'mean', 'cls')",
-            )
-        if self.architecture not in ("plain", "camtl"):
-            raise _err(
-                where,
-                f"key '{path}.architecture': {self.architecture!r} is not "
-                "allowed (allowed: 'plain', 'camtl')",
-            )
         if not 0.0 <= self.dropout < 1.0:
             raise _err(where, f"key '{path}.dropout': must be in [0, 1)")
         if self.freeze_layers is not None and self.freeze_layers < 0:
@@ -160,30 +136,26 @@ class TrainingConfig:
     # auto: bf16 where the hardware runs it fast, else fp32 (camtl.precision); YAML reads an
     # unquoted `no` as false, which means fp32 too
     mixed_precision: str | bool = "auto"
-    batch_mode: str = "mixed"
+    batch_mode: Literal["mixed", "single_task"] = "mixed"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     balancer: BalancerConfig = field(default_factory=BalancerConfig)
     eval_every: int = 200
     checkpoint_every: int | None = None
     log_every: int = 10
-    select_by: str = "mean"
+    select_by: Literal["mean", "worst"] = "mean"
     num_threads: int | None = None
 
     def validate(self, path: str, where: str) -> None:
+        # not a Literal: YAML reads an unquoted `no` as false, which must mean fp32
         if self.mixed_precision is False:
             self.mixed_precision = "no"
-        choices = {
-            "mixed_precision": ("auto", "no", "bf16", "fp16"),
-            "batch_mode": ("mixed", "single_task"),
-            "select_by": ("mean", "worst"),
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise _err(
-                    where,
-                    f"key '{path}.{key}': {getattr(self, key)!r} is not "
-                    f"allowed (allowed: {', '.join(map(repr, allowed))})",
-                )
+        allowed = ("auto", "no", "bf16", "fp16")
+        if self.mixed_precision not in allowed:
+            raise _err(
+                where,
+                f"key '{path}.mixed_precision': {self.mixed_precision!r} is not "
+                f"allowed (allowed: {', '.join(map(repr, allowed))})",
+            )
         for key in (
             "max_steps",
             "batch_size",
