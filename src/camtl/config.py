@@ -11,6 +11,7 @@ from typing import Any, Literal
 import yaml
 
 from camtl.errors import ConfigError
+from camtl.runfiles import CONFIG_FILE
 from camtl.structured import from_dict, to_dict
 from camtl.tasks.registry import resolve_task
 from camtl.tasks.spec import TaskSpec
@@ -247,7 +248,7 @@ def upgrade_model_section(model: dict[str, Any]) -> None:
 
 def load_saved_config(run_dir: Path) -> RunConfig:
     """The resolved config a run directory holds, read as the version that wrote it meant."""
-    path = run_dir / "config.yaml"
+    path = run_dir / CONFIG_FILE
     raw = read_yaml(path)
     if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
         upgrade_model_section(raw["model"])

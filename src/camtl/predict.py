@@ -14,6 +14,7 @@ from camtl.evaluation.decode import decode, readable, run_model
 from camtl.fileio import atomic_write_text
 from camtl.modeling.model import MultiTaskModel
 from camtl.precision import resolve_precision
+from camtl.runfiles import CONFIG_FILE
 from camtl.tasks.spec import TaskType
 
 log = logging.getLogger("camtl")
@@ -25,7 +26,7 @@ def run_precision(run_dir: Path) -> str:
 
     setting = (
         load_saved_config(run_dir).training.mixed_precision
-        if (run_dir / "config.yaml").is_file()
+        if (run_dir / CONFIG_FILE).is_file()
         else "auto"
     )
     return resolve_precision(setting)

@@ -35,6 +35,7 @@ from camtl.evaluation.runs import load_run
 from camtl.fileio import atomic_write_text
 from camtl.modeling.model import MultiTaskModel
 from camtl.precision import autocast, resolve_precision
+from camtl.runfiles import CONFIG_FILE, TRANSFER_FILE
 from camtl.sampling import BatchScheduler, build_sampler
 from camtl.tasks.spec import TaskSpec
 from camtl.training.rundir import prepare_run_dir, write_status
@@ -287,7 +288,7 @@ def add_task(
     wall = round(time.perf_counter() - started, 1)
 
     new_config = _extended_config(config, task.spec, output)
-    save_config(new_config, output / "config.yaml")
+    save_config(new_config, output / CONFIG_FILE)
     model.save_pretrained(output, tokenizer)
     info = {
         "encoder": config.model.encoder,
@@ -324,7 +325,7 @@ def add_task(
                 f"{n_train} training examples, {steps} steps):"
             )
             print(format_table(results))
-    atomic_write_text(output / "transfer.json", json.dumps(info, indent=2))
+    atomic_write_text(output / TRANSFER_FILE, json.dumps(info, indent=2))
     write_status(output, "completed", step=steps, best_step=steps, wall_time_s=wall)
     return info
 

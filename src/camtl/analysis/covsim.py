@@ -24,6 +24,7 @@ from camtl.evaluation.plots import plot_heatmap
 from camtl.evaluation.runs import load_run
 from camtl.fileio import atomic_write_text
 from camtl.modeling.model import MultiTaskModel
+from camtl.runfiles import COVSIM_FILE
 
 
 def covariance_factor(x: np.ndarray, energy: float = 0.99) -> np.ndarray:
@@ -129,7 +130,7 @@ def analyze_covsim(
         "covsim": {n: round(float(v), 4) for n, v in zip(names, per_task)},
         "mean_covsim": round(float(per_task.mean()), 4),
     }
-    atomic_write_text(run_dir / "covsim.json", json.dumps(result, indent=2))
+    atomic_write_text(run_dir / COVSIM_FILE, json.dumps(result, indent=2))
     lines = ["| task | CovSim_i | rank |", "|---|---:|---:|"]
     lines += [f"| {n} | {result['covsim'][n]:.4f} | {r} |" for n, r in zip(names, result["ranks"])]
     lines.append(f"| mean | {result['mean_covsim']:.4f} | |")

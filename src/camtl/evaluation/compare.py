@@ -14,6 +14,7 @@ import yaml
 from camtl.errors import CamtlError
 from camtl.evaluation.metrics import aggregate
 from camtl.evaluation.report import report_name
+from camtl.runfiles import CONFIG_FILE
 
 
 def load_report(run_dir: Path, split: str = "dev") -> dict[str, Any]:
@@ -50,7 +51,7 @@ def _config_without_seed(run_dir: Path) -> str | None:
     from camtl.config import load_saved_config, upgrade_model_section
     from camtl.structured import to_dict
 
-    path = run_dir / "config.yaml"
+    path = run_dir / CONFIG_FILE
     if not path.is_file():
         return None
     try:

@@ -16,10 +16,11 @@ from typing import Any
 from camtl.errors import CamtlError
 from camtl.evaluation.compare import comparison_table, load_report
 from camtl.fileio import atomic_write_text
+from camtl.runfiles import COVSIM_FILE, DEV_CURVES_FILE, TASK_SHARES_FILE
 
 FIGURES = (
-    ("dev_curves.png", "dev scores during training"),
-    ("task_shares.png", "task composition of the batches over time"),
+    (DEV_CURVES_FILE, "dev scores during training"),
+    (TASK_SHARES_FILE, "task composition of the batches over time"),
     ("covsim.png", "covariance similarity between tasks (eq. 3.7)"),
 )
 
@@ -80,7 +81,7 @@ def _run_section(run_dir: Path, split: str) -> dict[str, Any]:
     tables = [_scores_table(f"{split} scores", report)]
     if split == "dev" and (run_dir / "report_test.json").is_file():
         tables.append(_scores_table("test scores", load_report(run_dir, "test")))
-    covsim = run_dir / "covsim.json"
+    covsim = run_dir / COVSIM_FILE
     if covsim.is_file():
         data = json.loads(covsim.read_text(encoding="utf-8"))
         tables.append(

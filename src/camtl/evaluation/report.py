@@ -25,6 +25,7 @@ from typing import Any
 
 from camtl.evaluation.plots import plot_dev_curves
 from camtl.fileio import atomic_write_text
+from camtl.runfiles import DEV_CURVES_FILE
 
 __all__ = [
     "BELOW_BASELINE_MARK",
@@ -41,7 +42,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 REPORT_FORMAT_VERSION = 1
-DEV_CURVES_FILE = "dev_curves.png"
 # Marks a task whose score does not beat its trivial baseline (terminal and Markdown).
 BELOW_BASELINE_MARK = "!!"
 # Metrics where smaller is better; every other metric is higher-is-better.

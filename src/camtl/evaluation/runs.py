@@ -12,13 +12,14 @@ from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.evaluation.report import format_table, write_report
 from camtl.modeling.model import MultiTaskModel
 from camtl.precision import resolve_precision
+from camtl.runfiles import CONFIG_FILE
 
 
 def load_run(run_dir: Path) -> tuple[Any, MultiTaskModel, Any]:
     """(resolved config, best model, tokenizer) of a run directory."""
     from transformers import AutoTokenizer
 
-    config_path = run_dir / "config.yaml"
+    config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise CamtlError(f"{run_dir}: not a camtl run directory (config.yaml missing)")
     config = load_saved_config(run_dir)

@@ -21,12 +21,10 @@ from camtl.modeling.encoder import (
     pretrained_parameter_count,
 )
 from camtl.modeling.heads import TaskHead, build_head
+from camtl.runfiles import ENCODER_CONFIG_DIR, MODEL_FILE, WEIGHTS_FILE
 from camtl.structured import from_dict, to_dict
 from camtl.tasks.spec import TaskSpec, TaskType
 
-MODEL_FILE = "camtl_model.json"
-WEIGHTS_FILE = "model.safetensors"
-ENCODER_CONFIG_DIR = "encoder_config"
 FORMAT_VERSION = 1
 
 

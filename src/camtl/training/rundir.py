@@ -22,9 +22,7 @@ from typing import Any
 
 from camtl.errors import CamtlError
 from camtl.fileio import atomic_write_text
-
-STATUS_FILE = "status.json"
-CHECKPOINT_DIR = "checkpoint"
+from camtl.runfiles import CHECKPOINT_DIR, STATUS_FILE
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:

@@ -24,6 +24,14 @@ from camtl.fileio import append_jsonl, read_jsonl
 from camtl.modeling.encoder import load_encoder_and_tokenizer
 from camtl.modeling.model import MultiTaskModel
 from camtl.precision import resolve_precision
+from camtl.runfiles import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    SKIPPED_ROWS_FILE,
+    TASK_SHARES_FILE,
+    TRAIN_LOG_FILE,
+    TRAINER_STATE_FILE,
+)
 from camtl.sampling import BatchScheduler, build_sampler
 from camtl.training.rundir import (
     CHECKPOINT_DIR,
@@ -37,7 +45,6 @@ from camtl.training.uncertainty import make_scorer, resolve_proxies
 log = logging.getLogger("camtl")
 # Test hook: hard-kill the process (no cleanup, like SIGKILL) right after this optimizer step.
 KILL_ENV = "CAMTL_KILL_AFTER_STEP"
-STATE_FILE = "trainer_state.json"
 
 
 class _SchedulerState:
@@ -223,7 +230,7 @@ class Trainer:
                 "overhead": self.overhead,
                 "history": self.history,
             }
-            (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+            (tmp / TRAINER_STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
             old = self.run_dir / (CHECKPOINT_DIR + ".old")
             if final.exists():
                 os.replace(final, old)
@@ -234,7 +241,7 @@ class Trainer:
     def load_checkpoint(self) -> None:
         folder = self.run_dir / CHECKPOINT_DIR
         self.accelerator.load_state(str(folder))
-        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        state = json.loads((folder / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
         self.step = state["step"]
         self.best_score = state["best_score"]
         self.elapsed = state["elapsed"]
@@ -242,10 +249,10 @@ class Trainer:
         self.history = state["history"]
         if self.is_main:  # drop evaluations and train logs written after the checkpoint
             lines = "".join(json.dumps(r) + "\n" for r in self.history)
-            atomic_write_text(self.run_dir / "metrics.jsonl", lines)
-            logged = read_jsonl(self.run_dir / "train_log.jsonl")
+            atomic_write_text(self.run_dir / METRICS_FILE, lines)
+            logged = read_jsonl(self.run_dir / TRAIN_LOG_FILE)
             atomic_write_text(
-                self.run_dir / "train_log.jsonl",
+                self.run_dir / TRAIN_LOG_FILE,
                 "".join(json.dumps(r) + "\n" for r in logged if r["step"] <= self.step),
             )
         log.info("resumed from step %d", self.step)
@@ -324,7 +331,7 @@ class Trainer:
                 "train_s": round(self.elapsed - self.overhead, 2),
             }
             self.history.append(record)
-            append_jsonl(self.run_dir / "metrics.jsonl", record)
+            append_jsonl(self.run_dir / METRICS_FILE, record)
             score = agg[self.train_cfg.select_by]
             improved = score > self.best_score
             if improved:
@@ -352,7 +359,7 @@ class Trainer:
         cfg = self.train_cfg
         self._setup_training()
         if self.is_main and not self.resuming:
-            save_config(self.config, self.run_dir / "config.yaml")
+            save_config(self.config, self.run_dir / CONFIG_FILE)
             write_status(self.run_dir, "running")
         if self.resuming:
             self.load_checkpoint()
@@ -424,7 +431,7 @@ class Trainer:
             "examples_drawn": drawn,
             "task_weights": self.balancer.weights(),
         }
-        append_jsonl(self.run_dir / "train_log.jsonl", record)
+        append_jsonl(self.run_dir / TRAIN_LOG_FILE, record)
         if self.writer is not None:
             for key, value in logs.items():
                 self.writer.add_scalar(f"train/{key}", value, self.step)
@@ -509,14 +516,14 @@ class Trainer:
         """Share of each task per logging window (the paper's Figure 3.8), from the log."""
         from camtl.evaluation.plots import plot_task_shares
 
-        log = read_jsonl(self.run_dir / "train_log.jsonl")
+        log = read_jsonl(self.run_dir / TRAIN_LOG_FILE)
         shares, previous = [], None
         for record in log:
             drawn = record["examples_drawn"]
             window = {k: v - (previous or {}).get(k, 0) for k, v in drawn.items()}
             shares.append({"step": record["step"], "shares": window})
             previous = drawn
-        plot_task_shares(shares, self.run_dir / "task_shares.png")
+        plot_task_shares(shares, self.run_dir / TASK_SHARES_FILE)
 
 
 class _null:
@@ -525,9 +532,6 @@ class _null:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-SKIPPED_ROWS_FILE = "skipped_rows.jsonl"
 
 
 def write_skipped_rows(run_dir: Path, tasks: list[TaskData]) -> None:
@@ -546,7 +550,7 @@ def check_same_model(run_dir: Path, config: RunConfig) -> None:
     from camtl.config import load_saved_config
     from camtl.structured import to_dict
 
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         return
     before = to_dict(load_saved_config(run_dir).model)
     difference = _first_difference(before, to_dict(config.model), "model")
