@@ -14,7 +14,8 @@ from camtl.errors import ConfigError
 from camtl.runfiles import CONFIG_FILE
 from camtl.structured import from_dict, to_dict
 from camtl.tasks.registry import resolve_task
-from camtl.tasks.spec import TaskSpec
+from camtl.tasks.spec import TaskSpec, anchor_paths
+from camtl.yamlio import read_yaml
 
 DEFAULT_ENCODER = "minilm"  # alias of the offline all-MiniLM-L6-v2 package (see camtl.data.assets)
 
@@ -201,24 +202,6 @@ class RunConfig:
         )
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; missing, unreadable or malformed files fail in one line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
-
-
 def config_from_dict(data: Any, where: str = "", base_dir: Path | None = None) -> RunConfig:
     """Build a RunConfig; task entries may be names, overrides, inline specs or files."""
     if data is None:
@@ -253,19 +236,6 @@ def load_saved_config(run_dir: Path) -> RunConfig:
     if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
         upgrade_model_section(raw["model"])
     return config_from_dict(raw, str(path), run_dir)
-
-
-def anchor_paths(task: TaskSpec, base_dir: Path) -> None:
-    """Relative data paths are relative to the config file's folder (made absolute, so the
-    resolved config saved in a run directory works from anywhere)."""
-    source = task.source
-    if source.kind in ("files", "hub"):  # glue_dir paths are relative to its root
-        source.paths = {
-            split: str(base_dir / p) if not Path(p).is_absolute() else p
-            for split, p in source.paths.items()
-        }
-    if source.root and not Path(source.root).is_absolute():
-        source.root = str(base_dir / source.root)
 
 
 def load_task_file(path: str | Path) -> TaskSpec:

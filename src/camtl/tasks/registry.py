@@ -17,7 +17,8 @@ from typing import Any
 
 from camtl.errors import ConfigError
 from camtl.structured import from_dict, to_dict
-from camtl.tasks.spec import TaskSpec
+from camtl.tasks.spec import TaskSpec, anchor_paths
+from camtl.yamlio import read_yaml
 
 _REGISTRY: dict[str, TaskSpec] = {}
 _CATALOGS = ("camtl.tasks.offline", "camtl.tasks.glue")
@@ -61,8 +62,6 @@ def get_task(name: str, path: str = "tasks", where: str = "") -> TaskSpec:
 
 def resolve_task(ref: Any, path: str, where: str = "", base_dir: Path | None = None) -> TaskSpec:
     """Turn one YAML task entry into a validated TaskSpec."""
-    from camtl.config import anchor_paths, read_yaml  # local: config imports this module
-
     if isinstance(ref, str):
         return get_task(ref, path, where)
     if not isinstance(ref, dict):

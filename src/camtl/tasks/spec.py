@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from camtl.constants import SPLITS
@@ -190,3 +191,16 @@ class TaskSpec:
         if self.train_fraction is None:
             return available
         return max(1, min(available, round(self.train_fraction * available)))
+
+
+def anchor_paths(task: TaskSpec, base_dir: Path) -> None:
+    """Relative data paths are relative to the config file's folder (made absolute, so the
+    resolved config saved in a run directory works from anywhere)."""
+    source = task.source
+    if source.kind in ("files", "hub"):  # glue_dir paths are relative to its root
+        source.paths = {
+            split: str(base_dir / p) if not Path(p).is_absolute() else p
+            for split, p in source.paths.items()
+        }
+    if source.root and not Path(source.root).is_absolute():
+        source.root = str(base_dir / source.root)
