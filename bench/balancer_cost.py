@@ -34,7 +34,7 @@ BALANCERS = {
 class Runner:
     def __init__(self, name: str, tasks: list[Any], tokenizer: Any, batch: int) -> None:
         from camtl.balancing import BalanceContext, build_balancer, shared_parameters
-        from camtl.config import CamtlConfig, ModelConfig
+        from camtl.model_config import CamtlConfig, ModelConfig
         from camtl.modeling import MultiTaskModel
         from camtl.sampling import BatchScheduler, build_sampler
 

@@ -36,7 +36,7 @@ VARIANTS = {
 def build(encoder: str, **camtl: object) -> torch.nn.Module:
     from transformers import AutoModel
 
-    from camtl.config import CamtlConfig
+    from camtl.model_config import CamtlConfig
     from camtl.modeling.conditional_encoder import ConditionalEncoder
     from camtl.modeling.encoder import resolve_encoder_name
 

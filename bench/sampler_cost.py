@@ -59,7 +59,7 @@ class Runner:
     """One model + optimizer + batch scheduler for one sampler."""
 
     def __init__(self, name: str, tasks: list[Any], tokenizer: Any, batch: int) -> None:
-        from camtl.config import CamtlConfig, ModelConfig
+        from camtl.model_config import CamtlConfig, ModelConfig
         from camtl.modeling import MultiTaskModel
         from camtl.sampling import BatchScheduler, build_sampler
         from camtl.training.uncertainty import make_scorer

@@ -65,7 +65,7 @@ DEFAULT = resolve_precision("auto")
 def build(encoder: str, name: str) -> Any:
     from transformers import AutoModel
 
-    from camtl.config import CamtlConfig, ModelConfig
+    from camtl.model_config import CamtlConfig, ModelConfig
     from camtl.modeling import MultiTaskModel
     from camtl.modeling.encoder import resolve_encoder_name
     from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType

@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from camtl.config import CamtlConfig, ModelConfig
 from camtl.errors import ConfigError
+from camtl.model_config import CamtlConfig, ModelConfig
 from camtl.modeling import MultiTaskModel
 from camtl.modeling.conditional_encoder import ConditionalEncoder
 from camtl.modeling.model import MODEL_FILE

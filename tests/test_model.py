@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from camtl.config import ModelConfig
 from camtl.errors import CamtlError, ConfigError
+from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
 from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
 from camtl.testing import make_tiny_encoder

@@ -139,8 +139,9 @@ def tiny_model_and_tasks(encoder_dir: Path, name: str) -> tuple[Any, list[Any], 
     """(untrained tiny model, the four test tasks' training data, tokenizer)."""
     from transformers import AutoTokenizer
 
-    from camtl.config import ModelConfig, load_config
+    from camtl.config import load_config
     from camtl.data.prepare import prepare_tasks
+    from camtl.model_config import ModelConfig
     from camtl.modeling import MultiTaskModel
     from tests.test_train_e2e import write_config, write_task_files
 

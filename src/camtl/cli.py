@@ -115,7 +115,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_params(args: argparse.Namespace) -> int:
     import json
 
-    from camtl.config import CamtlConfig
+    from camtl.model_config import CamtlConfig
     from camtl.modeling.accounting import count_parameters, format_counts
 
     cam = CamtlConfig(

@@ -11,102 +11,19 @@ from typing import Any, Literal
 import yaml
 
 from camtl.errors import ConfigError
+from camtl.model_config import (  # the model's own options, part of a run config
+    ModelConfig,
+    upgrade_model_section,
+)
 from camtl.runfiles import CONFIG_FILE
 from camtl.structured import from_dict, to_dict
 from camtl.tasks.registry import resolve_task
 from camtl.tasks.spec import TaskSpec, anchor_paths
 from camtl.yamlio import read_yaml
 
-DEFAULT_ENCODER = "minilm"  # alias of the offline all-MiniLM-L6-v2 package (see camtl.data.assets)
-
 
 def _err(where: str, message: str) -> ConfigError:
     return ConfigError(f"{where}: {message}" if where else message)
-
-
-@dataclass
-class CamtlConfig:
-    """CA-MTL's conditional modules: one switch per row of the paper's Table 3.1, and the
-    alternative readings in docs/decisions.md (``*_form``). Used when ``model.architecture: camtl``.
-
-    task_embedding_dim: width of z feeding every FiLM generator; None = the hidden size (the
-    paper).
-    generators: "per_layer" (the paper: every conditioned module of every layer has its own
-    FiLM generator) or "shared" (one generator per kind of module, shared by the layers and
-    fed the task vector mixed with a layer embedding, as HyperFormer does). Per-layer
-    generators with a d-wide z cost 1.30x BERT-base's parameters for 9 tasks; shared ones
-    keep a d-wide z at 1.13x.
-    layer_embedding_dim: width of the layer embedding of shared generators.
-    attention_blocks: N diagonal blocks of size ceil(max_length / N); None = hidden / max_length.
-    cln_from_layer: first layer whose LayerNorms are conditional; None = the upper half.
-    bottleneck: "base" (in the top ``bottleneck_layers`` layers), "large" (a side chain
-    across all layers) or "none".
-    """
-
-    task_embedding_dim: int | None = None
-    generators: Literal["per_layer", "shared"] = "shared"
-    layer_embedding_dim: int = 64
-    conditional_attention: bool = True
-    attention_form: Literal["paper", "authors"] = "paper"
-    attention_blocks: int | None = None
-    max_length: int = 128
-    conditional_alignment: bool = True
-    alignment_form: Literal["matrix", "elementwise"] = "matrix"
-    conditional_layer_norm: bool = True
-    cln_from_layer: int | None = None
-    bottleneck: Literal["none", "base", "large"] = "base"
-    bottleneck_layers: int = 1
-    bottleneck_reduction: int = 3
-
-    def blocks(self, hidden_size: int) -> int:
-        return self.attention_blocks or max(1, round(hidden_size / self.max_length))
-
-    def validate(self, path: str, where: str) -> None:
-        for key in (
-            "task_embedding_dim",
-            "layer_embedding_dim",
-            "attention_blocks",
-            "max_length",
-            "bottleneck_layers",
-            "bottleneck_reduction",
-        ):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise _err(where, f"key '{path}.{key}': must be a positive integer")
-
-
-@dataclass
-class ModelConfig:
-    """The shared encoder and the heads.
-
-    encoder: ``minilm`` (the offline default), a Hugging Face hub name, or a local folder.
-    pooling: how classification/regression heads read a sequence (``mean`` or ``cls``).
-    freeze_layers: how many bottom Transformer layers keep their pretrained weights fixed.
-    """
-
-    encoder: str = DEFAULT_ENCODER
-    architecture: Literal["plain", "camtl"] = "plain"
-    pooling: Literal["mean", "cls"] = "mean"
-    dropout: float = 0.1
-    freeze_embeddings: bool | None = None
-    freeze_layers: int | None = None
-    camtl: CamtlConfig = field(default_factory=CamtlConfig)
-
-    def resolved_freezing(self, num_layers: int) -> tuple[bool, int]:
-        """(freeze embeddings, frozen bottom layers); unset means the architecture's default:
-        nothing frozen for ``plain``, embeddings and the bottom half for ``camtl``."""
-        camtl = self.architecture == "camtl"
-        embeddings = camtl if self.freeze_embeddings is None else self.freeze_embeddings
-        layers = (
-            (num_layers // 2 if camtl else 0) if self.freeze_layers is None else self.freeze_layers
-        )
-        return embeddings, layers
-
-    def validate(self, path: str, where: str) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise _err(where, f"key '{path}.dropout': must be in [0, 1)")
-        if self.freeze_layers is not None and self.freeze_layers < 0:
-            raise _err(where, f"key '{path}.freeze_layers': must be >= 0")
 
 
 @dataclass
@@ -219,14 +136,6 @@ def config_from_dict(data: Any, where: str = "", base_dir: Path | None = None) -
         for task in tasks:
             anchor_paths(task, base_dir)
     return from_dict(RunConfig, {**data, "tasks": [to_dict(t) for t in tasks]}, "", where)
-
-
-def upgrade_model_section(model: dict[str, Any]) -> None:
-    """Configs saved before generators could be shared had per-layer generators: say so,
-    since the default is now "shared" (a run's model.json or config.yaml, model section)."""
-    camtl = model.get("camtl")
-    if isinstance(camtl, dict):
-        camtl.setdefault("generators", "per_layer")
 
 
 def load_saved_config(run_dir: Path) -> RunConfig:

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from camtl.config import CamtlConfig, ModelConfig
 from camtl.errors import ConfigError
+from camtl.model_config import CamtlConfig, ModelConfig
 from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
 
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camtl.config import CamtlConfig
 from camtl.errors import ConfigError
+from camtl.model_config import CamtlConfig
 from camtl.modeling.conditional import (
     ConditionalAlignment,
     ConditionalAttentionBias,

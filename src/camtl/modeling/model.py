@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from camtl.config import ModelConfig, upgrade_model_section
 from camtl.errors import CamtlError
 from camtl.fileio import atomic_target, atomic_write_text
+from camtl.model_config import ModelConfig, upgrade_model_section
 from camtl.modeling.encoder import (
     check_supported,
     disable_pooler,
