@@ -33,7 +33,7 @@ BALANCERS = {
 
 class Runner:
     def __init__(self, name: str, tasks: list[Any], tokenizer: Any, batch: int) -> None:
-        from camtl.balancing import BalanceContext, build_balancer, shared_parameters
+        from camtl.balancing import BalanceContext, build_balancer
         from camtl.model_config import CamtlConfig, ModelConfig
         from camtl.modeling import MultiTaskModel
         from camtl.sampling import BatchScheduler, build_sampler
@@ -51,7 +51,7 @@ class Runner:
         params += list(self.balancer.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=1e-5)
         self.context = BalanceContext(
-            learning_rate=1e-5, shared_parameters=shared_parameters(self.model, "top_layer")
+            learning_rate=1e-5, shared_parameters=self.model.shared_parameters("top_layer")
         )
         sizes = [len(t.features["train"]) for t in tasks]
         # every runner draws the same batches: same sampler, same seed

@@ -8,7 +8,6 @@ from camtl.balancing.base import (
     build_balancer,
     register_balancer,
 )
-from camtl.balancing.methods import shared_parameters
 
 __all__ = [
     "BalanceContext",
@@ -16,5 +15,4 @@ __all__ = [
     "balancer_names",
     "build_balancer",
     "register_balancer",
-    "shared_parameters",
 ]

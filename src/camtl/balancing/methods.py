@@ -265,16 +265,3 @@ class LookaheadDRO(_SimplexWeights):
                 mass = float(self.q[seen].sum())
                 self.q[seen] = (q_present * mass).to(self.q)  # absent tasks keep their weight
         return self._weighted(task_losses)
-
-
-def shared_parameters(model: Any, which: str) -> list[nn.Parameter]:
-    """The parameters gradient-based balancers differentiate (trainable ones only)."""
-    from camtl.modeling.encoder import pretrained_layers
-
-    top = pretrained_layers(model.encoder)[-1]
-    params = list(top.parameters())
-    if which == "heads_and_top_layer":
-        params += list(model.heads.parameters())
-    elif which == "all_shared":
-        params = list(model.encoder.parameters())
-    return [p for p in params if p.requires_grad]

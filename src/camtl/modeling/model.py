@@ -18,6 +18,7 @@ from camtl.modeling.encoder import (
     disable_pooler,
     freeze_encoder,
     load_encoder_and_tokenizer,
+    pretrained_layers,
     pretrained_parameter_count,
 )
 from camtl.modeling.heads import TaskHead, build_head
@@ -198,6 +199,17 @@ class MultiTaskModel(nn.Module):
         return output
 
     # -- accounting ---------------------------------------------------------------------
+    def shared_parameters(self, which: str = "top_layer") -> list[nn.Parameter]:
+        """The trainable parameters gradient-based balancers differentiate: the top
+        layer's (``top_layer``), with the heads (``heads_and_top_layer``), or the whole
+        encoder's (``all_shared``)."""
+        params = list(pretrained_layers(self.encoder)[-1].parameters())
+        if which == "heads_and_top_layer":
+            params += list(self.heads.parameters())
+        elif which == "all_shared":
+            params = list(self.encoder.parameters())
+        return [p for p in params if p.requires_grad]
+
     def parameter_counts(self) -> dict[str, int]:
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)

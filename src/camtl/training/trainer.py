@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from camtl.balancing import BalanceContext, build_balancer, shared_parameters
+from camtl.balancing import BalanceContext, build_balancer
 from camtl.config import RunConfig, save_config
 from camtl.data.collate import collate_features
 from camtl.data.prepare import TaskData, prepare_tasks
@@ -175,8 +175,8 @@ class Trainer:
         if balancer_params:  # uncertainty weighting learns its log-variances
             optimizer.add_param_group({"params": balancer_params, "weight_decay": 0.0})
         self.balance_context = BalanceContext(
-            shared_parameters=shared_parameters(
-                self.model, cfg.balancer.options.get("parameters", "top_layer")
+            shared_parameters=self.model.shared_parameters(
+                cfg.balancer.options.get("parameters", "top_layer")
             ),
             all_reduce_mean=self._all_reduce_mean,
         )
