@@ -65,6 +65,13 @@ class TrainingConfig:
     num_threads: int | None = None
 
     def validate(self, path: str, where: str) -> None:
+        if self.batch_mode == "single_task" and self.sampler.name == "mt_uncertainty":
+            raise _err(
+                where,
+                f"key '{path}.batch_mode': 'single_task' cannot be used with the sampler "
+                "'mt_uncertainty', which picks the most uncertain examples across tasks "
+                "(use batch_mode: mixed)",
+            )
         # not a Literal: YAML reads an unquoted `no` as false, which must mean fp32
         if self.mixed_precision is False:
             self.mixed_precision = "no"

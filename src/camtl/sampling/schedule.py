@@ -31,6 +31,11 @@ class BatchScheduler:
             raise ValueError(f"batch mode must be one of {MODES}, got {mode!r}")
         if min(pool_sizes) < 1:
             raise ValueError("every task needs at least one training example")
+        if mode == "single_task" and getattr(sampler, "selects_examples", False):
+            raise ValueError(
+                f"sampler {sampler.name!r} picks examples across tasks; it cannot build "
+                "single-task batches"
+            )
         self.sampler = sampler
         self.pool_sizes = list(pool_sizes)
         self.batch_size = batch_size
