@@ -78,8 +78,7 @@ class Runner:
         )
         sizes = [len(t.features["train"]) for t in tasks]
         self.sampler = build_sampler(sampler_name, options, sizes, 1000)
-        self.scheduler = BatchScheduler(self.sampler, sizes, batch, "mixed", 12)
-        self.scheduler.scorer = make_scorer(
+        scorer = make_scorer(
             self.model,
             tasks,
             tokenizer.pad_token_id,
@@ -89,6 +88,7 @@ class Runner:
             12,
             lambda: self.sampler.scored,
         )
+        self.scheduler = BatchScheduler(self.sampler, sizes, batch, "mixed", 12, scorer)
         self.tasks = tasks
         self.pad = tokenizer.pad_token_id
         self.step_index = 0

@@ -57,9 +57,8 @@ class FakeScorer:
 
 def scheduler(**options) -> tuple[BatchScheduler, FakeScorer]:
     sampler = build_sampler("mt_uncertainty", options, SIZES, total_steps=100)
-    sched = BatchScheduler(sampler, SIZES, 8, "mixed", seed=1)
-    sched.scorer = FakeScorer()
-    return sched, sched.scorer
+    scorer = FakeScorer()
+    return BatchScheduler(sampler, SIZES, 8, "mixed", seed=1, scorer=scorer), scorer
 
 
 def test_exact_mode_keeps_the_top_b_and_returns_the_rest() -> None:

@@ -33,10 +33,9 @@ def test_every_sampler_builds_valid_batches(name: str, mode: str) -> None:
     assert probs.shape == (3,) and math.isclose(float(probs.sum()), 1.0, rel_tol=1e-6)
     if mode == "single_task" and getattr(sampler, "selects_examples", False):
         with pytest.raises(ValueError, match="cannot build single-task batches"):
-            BatchScheduler(sampler, POOLS, batch_size=8, mode=mode, seed=3)
+            BatchScheduler(sampler, POOLS, 8, mode, seed=3, scorer=random_scorer)
         return  # refused: it would silently mix tasks (the config refuses it too)
-    scheduler = BatchScheduler(sampler, POOLS, batch_size=8, mode=mode, seed=3)
-    scheduler.scorer = random_scorer
+    scheduler = BatchScheduler(sampler, POOLS, 8, mode, seed=3, scorer=random_scorer)
     for step in range(20):
         batch = scheduler.next_batch(step)
         assert len(batch) == 8

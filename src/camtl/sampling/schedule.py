@@ -16,6 +16,8 @@ import numpy as np
 from camtl.sampling.base import TaskSampler
 
 MODES = ("mixed", "single_task")
+# candidates (task, index) -> (H / H', H): what MT-Uncertainty ranks them by
+Scorer = Callable[[list[tuple[int, int]]], tuple[np.ndarray, np.ndarray]]
 
 
 class BatchScheduler:
@@ -26,7 +28,10 @@ class BatchScheduler:
         batch_size: int,
         mode: str = "mixed",
         seed: int = 12,
+        scorer: Scorer | None = None,
     ) -> None:
+        """``scorer`` maps candidates to (H / H', H) arrays; required by samplers that select
+        examples (MT-Uncertainty), unused by the others."""
         if mode not in MODES:
             raise ValueError(f"batch mode must be one of {MODES}, got {mode!r}")
         if min(pool_sizes) < 1:
@@ -47,9 +52,9 @@ class BatchScheduler:
         self.drawn = [0] * len(pool_sizes)  # examples trained on, per task
         self.returned: list[list[int]] = [[] for _ in pool_sizes]  # unused candidates
         self.seen = [np.zeros(n, dtype=bool) for n in pool_sizes]  # ever trained on
-        # Set by the trainer for samplers that select examples (MT-Uncertainty): maps
-        # candidates to (H / H', H) arrays.
-        self.scorer: Callable[[list[tuple[int, int]]], tuple[np.ndarray, np.ndarray]] | None = None
+        if getattr(sampler, "selects_examples", False) and scorer is None:
+            raise ValueError(f"sampler {sampler.name!r} scores candidates: pass a scorer")
+        self.scorer = scorer
 
     def task_counts(self, step: int) -> np.ndarray:
         """How many examples of each task the next global batch holds."""
@@ -82,9 +87,7 @@ class BatchScheduler:
 
     def score(self, candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         if self.scorer is None:
-            raise RuntimeError(
-                "this sampler scores candidates: the trainer must set BatchScheduler.scorer"
-            )
+            raise RuntimeError("this sampler scores candidates, but no scorer was passed")
         return self.scorer(candidates)
 
     def next_batch(self, step: int) -> list[tuple[int, int]]:

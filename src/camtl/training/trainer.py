@@ -189,15 +189,9 @@ class Trainer:
             self.model, optimizer, lr_schedule
         )
         self.world = self.accelerator.num_processes
-        self.scheduler = BatchScheduler(
-            self.sampler,
-            [len(t.features["train"]) for t in self.tasks],
-            cfg.batch_size * self.world,
-            cfg.batch_mode,
-            self.config.seed,
-        )
+        scorer = None
         if getattr(self.sampler, "selects_examples", False):
-            self.scheduler.scorer = make_scorer(
+            scorer = make_scorer(
                 self.accelerator.unwrap_model(self.ddp_model),
                 self.tasks,
                 self.tokenizer.pad_token_id,
@@ -209,6 +203,14 @@ class Trainer:
                 self.proxies,
                 self.precision,
             )
+        self.scheduler = BatchScheduler(
+            self.sampler,
+            [len(t.features["train"]) for t in self.tasks],
+            cfg.batch_size * self.world,
+            cfg.batch_mode,
+            self.config.seed,
+            scorer,
+        )
         self.accelerator.register_for_checkpointing(_SchedulerState(self.scheduler))
         self.accelerator.register_for_checkpointing(self.balancer)
 
