@@ -22,10 +22,6 @@ from camtl.tasks.spec import TaskSpec, anchor_paths
 from camtl.yamlio import read_yaml
 
 
-def _err(where: str, message: str) -> ConfigError:
-    return ConfigError(f"{where}: {message}" if where else message)
-
-
 @dataclass
 class SamplerConfig:
     """Which task sampler builds the batches; ``options`` go to its own config dataclass."""
@@ -66,7 +62,7 @@ class TrainingConfig:
 
     def validate(self, path: str, where: str) -> None:
         if self.batch_mode == "single_task" and self.sampler.name == "mt_uncertainty":
-            raise _err(
+            raise ConfigError.at(
                 where,
                 f"key '{path}.batch_mode': 'single_task' cannot be used with the sampler "
                 "'mt_uncertainty', which picks the most uncertain examples across tasks "
@@ -77,7 +73,7 @@ class TrainingConfig:
             self.mixed_precision = "no"
         allowed = ("auto", "no", "bf16", "fp16")
         if self.mixed_precision not in allowed:
-            raise _err(
+            raise ConfigError.at(
                 where,
                 f"key '{path}.mixed_precision': {self.mixed_precision!r} is not "
                 f"allowed (allowed: {', '.join(map(repr, allowed))})",
@@ -91,11 +87,11 @@ class TrainingConfig:
             "log_every",
         ):
             if getattr(self, key) < 1:
-                raise _err(where, f"key '{path}.{key}': must be a positive integer")
+                raise ConfigError.at(where, f"key '{path}.{key}': must be a positive integer")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise _err(where, f"key '{path}.learning_rate': must be a positive number")
+            raise ConfigError.at(where, f"key '{path}.learning_rate': must be a positive number")
         if not 0.0 <= self.warmup_ratio < 1.0:
-            raise _err(where, f"key '{path}.warmup_ratio': must be in [0, 1)")
+            raise ConfigError.at(where, f"key '{path}.warmup_ratio': must be in [0, 1)")
 
 
 @dataclass
@@ -110,11 +106,13 @@ class RunConfig:
 
     def validate(self, path: str, where: str) -> None:
         if not self.tasks:
-            raise _err(where, "key 'tasks': at least one task is required")
+            raise ConfigError.at(where, "key 'tasks': at least one task is required")
         seen: set[str] = set()
         for i, task in enumerate(self.tasks):
             if task.name in seen:
-                raise _err(where, f"key 'tasks[{i}].name': task {task.name!r} appears twice")
+                raise ConfigError.at(
+                    where, f"key 'tasks[{i}].name': task {task.name!r} appears twice"
+                )
             seen.add(task.name)
 
     def task(self, name: str) -> TaskSpec:
@@ -131,13 +129,13 @@ def config_from_dict(data: Any, where: str = "", base_dir: Path | None = None) -
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise _err(where, "expected a mapping at the top level")
+        raise ConfigError.at(where, "expected a mapping at the top level")
     data = dict(data)
     raw_tasks = data.pop("tasks", None)
     if raw_tasks is None or raw_tasks == []:
-        raise _err(where, "key 'tasks': at least one task is required")
+        raise ConfigError.at(where, "key 'tasks': at least one task is required")
     if not isinstance(raw_tasks, list):
-        raise _err(where, "key 'tasks': expected a list of tasks")
+        raise ConfigError.at(where, "key 'tasks': expected a list of tasks")
     tasks = [resolve_task(ref, f"tasks[{i}]", where, base_dir) for i, ref in enumerate(raw_tasks)]
     if base_dir is not None:
         for task in tasks:

@@ -16,6 +16,11 @@ class CamtlError(Exception):
 class ConfigError(CamtlError):
     """Invalid configuration: the message names the key path."""
 
+    @classmethod
+    def at(cls, where: str, message: str) -> ConfigError:
+        """``message`` prefixed by the file it is about, when known."""
+        return cls(f"{where}: {message}" if where else message)
+
 
 class DataError(CamtlError):
     """Invalid data: the message names the file and row."""

@@ -14,10 +14,6 @@ from camtl.errors import ConfigError
 DEFAULT_ENCODER = "minilm"  # alias of the offline all-MiniLM-L6-v2 package (see camtl.data.assets)
 
 
-def _err(where: str, message: str) -> ConfigError:
-    return ConfigError(f"{where}: {message}" if where else message)
-
-
 @dataclass
 class CamtlConfig:
     """CA-MTL's conditional modules: one switch per row of the paper's Table 3.1, and the
@@ -66,7 +62,7 @@ class CamtlConfig:
         ):
             value = getattr(self, key)
             if value is not None and value < 1:
-                raise _err(where, f"key '{path}.{key}': must be a positive integer")
+                raise ConfigError.at(where, f"key '{path}.{key}': must be a positive integer")
 
 
 @dataclass
@@ -98,9 +94,9 @@ class ModelConfig:
 
     def validate(self, path: str, where: str) -> None:
         if not 0.0 <= self.dropout < 1.0:
-            raise _err(where, f"key '{path}.dropout': must be in [0, 1)")
+            raise ConfigError.at(where, f"key '{path}.dropout': must be in [0, 1)")
         if self.freeze_layers is not None and self.freeze_layers < 0:
-            raise _err(where, f"key '{path}.freeze_layers': must be >= 0")
+            raise ConfigError.at(where, f"key '{path}.freeze_layers': must be >= 0")
 
 
 def upgrade_model_section(model: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from camtl.data import feature_cache
 from camtl.data.examples import load_task_examples
 from camtl.data.feature_cache import cached_encode, tokenizer_fingerprint
 from camtl.tasks.spec import TaskSpec
@@ -56,7 +57,8 @@ def prepare_tasks(
     tasks = []
     splits = tuple(splits)
     to_encode = set(splits if encode is None else encode)
-    fingerprint = tokenizer_fingerprint(tokenizer)  # once: every task shares the tokenizer
+    # once: every task shares the tokenizer (and only when the cache is used)
+    fingerprint = tokenizer_fingerprint(tokenizer) if feature_cache.enabled() else None
     for task_id, spec in enumerate(specs):
         if labels and labels.get(spec.name) is not None:
             spec.labels = list(labels[spec.name])

@@ -65,7 +65,8 @@ class SharedFiLM:
 class TaskRows:
     """Which examples of a batch belong to which task. The encoder sorts a batch by task,
     so ``index`` [B] (each example's row of z) is non-decreasing and each task's examples
-    form one contiguous run of ``counts[t]`` examples."""
+    form one contiguous run of ``counts[t]`` examples (at least one: z holds only the tasks
+    present)."""
 
     index: torch.Tensor
     counts: tuple[int, ...]
@@ -92,9 +93,7 @@ def per_task_linear(
     task's run of examples."""
     if weights.shape[0] == 1:
         return F.linear(x, weights[0], bias)
-    return torch.cat(
-        [F.linear(part, w, bias) for part, w in zip(rows.split(x), weights) if part.shape[0]]
-    )
+    return torch.cat([F.linear(part, w, bias) for part, w in zip(rows.split(x), weights)])
 
 
 def modulated_linear(
@@ -284,7 +283,6 @@ class ConditionalLayerNorm(nn.Module):
         parts = [
             F.layer_norm(part, base.normalized_shape, w, b, base.eps)
             for part, w, b in zip(rows.split(x), weight, bias)
-            if part.shape[0]
         ]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
