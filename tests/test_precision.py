@@ -84,6 +84,8 @@ def test_bf16_logits_close_to_fp32(encoder_dir_bert: Path) -> None:
             bf16 = model(**batch)
     for name, logits in fp32.logits.items():
         assert torch.allclose(bf16.logits[name].float(), logits, atol=BF16_ATOL), name
+    # ... and bf16 really ran: the logits are not fp32's to the last bit
+    assert any(not torch.equal(bf16.logits[n].float(), fp32.logits[n]) for n in fp32.logits)
 
 
 def test_bf16_mixed_tasks_match_each_task_alone(encoder_dir_bert: Path) -> None:
@@ -118,6 +120,7 @@ def test_run_model_returns_fp32_in_bf16(encoder_dir_bert: Path) -> None:
     bf16 = run_model(model, features, "cls", 2, 0, precision="bf16")
     for a, b in zip(fp32, bf16):
         assert b.dtype == a.dtype and abs(a - b).max() < BF16_ATOL
+    assert any((a != b).any() for a, b in zip(fp32, bf16))  # the precision was applied
 
 
 @pytest.fixture(scope="module")

@@ -266,3 +266,15 @@ def test_bad_rows_skipped_are_listed_in_the_run(
     ]
     assert [(r["task"], r["row"]) for r in rows] == [("scores", 62), ("scores", 63)]
     assert rows[0]["file"].endswith("scores.csv") and "empty text" in rows[0]["error"]
+
+
+def test_final_dev_report_equals_a_fresh_evaluation(trained_run: Path) -> None:
+    """The final dev report reuses the results of the evaluation that saved the best
+    checkpoint; running the saved model over dev again gives the same scores."""
+    assert main(["evaluate", str(trained_run), "--split", "dev"]) == 0
+    report = json.loads((trained_run / "report.json").read_text())["results"]
+    fresh = json.loads((trained_run / "eval_dev.json").read_text())["results"]
+    assert {n: e["scores"] for n, e in report["tasks"].items()} == {
+        n: e["scores"] for n, e in fresh["tasks"].items()
+    }
+    assert report["baseline_aggregate"] == fresh["baseline_aggregate"]
