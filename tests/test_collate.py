@@ -1,4 +1,4 @@
-"""features -> padded batch tensors for a batch mixing all four task types."""
+"""features -> padded batch tensors for a batch mixing the built-in task kinds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from camtl.data.collate import BATCH_KEYS, Collator, collate_features
+from camtl.data.collate import Collator, batch_keys, collate_features
 from camtl.data.tokenize import encode_examples
 from camtl.tasks.spec import TaskSpec, TaskType
 
@@ -59,7 +59,7 @@ def mixed_features(tiny_tokenizer) -> list[dict]:
 
 def test_mixed_batch_shapes_and_padding(mixed_features):
     batch = collate_features(mixed_features, pad_token_id=PAD)
-    assert tuple(batch) == BATCH_KEYS
+    assert tuple(batch) == batch_keys()
     lengths = [len(f["input_ids"]) for f in mixed_features]
     size, longest = len(mixed_features), max(lengths)
     for key in ("input_ids", "attention_mask", "token_type_ids", "tag_labels"):
@@ -88,9 +88,9 @@ def test_mixed_batch_labels(mixed_features):
     assert tags[2, :n].tolist() == tag_feature["tag_labels"] == [-100, 1, 0, -100, -100, -100]
     assert tags[2, n:].eq(-100).all()
     qa = mixed_features[3]
-    assert batch["start_positions"].tolist() == [-100, -100, -100, qa["start_position"]]
-    assert batch["end_positions"].tolist() == [-100, -100, -100, qa["end_position"]]
-    assert qa["start_position"] > 0
+    assert batch["start_positions"].tolist() == [-100, -100, -100, qa["start_positions"]]
+    assert batch["end_positions"].tolist() == [-100, -100, -100, qa["end_positions"]]
+    assert qa["start_positions"] > 0
 
 
 def test_pad_token_id_is_used_and_collator_matches(mixed_features):
@@ -99,7 +99,7 @@ def test_pad_token_id_is_used_and_collator_matches(mixed_features):
     assert direct["input_ids"][shortest, -1].item() == 7
     collator = Collator(pad_token_id=7)
     via_class = collator(mixed_features)
-    for key in BATCH_KEYS:
+    for key in batch_keys():
         assert torch.equal(direct[key].nan_to_num(-1.0), via_class[key].nan_to_num(-1.0))
     assert "7" in repr(collator)
 
@@ -112,7 +112,7 @@ def test_unlabelled_features_are_ignored():
             "token_type_ids": [0, 0, 0],
             "task_id": 0,
             "example_index": 0,
-            "label": None,
+            "cls_labels": None,
         }
     ]
     batch = collate_features(features, pad_token_id=0)

@@ -90,7 +90,7 @@ def test_round_trip_keeps_types_and_values() -> None:
     assert config.training.sampler.options == {"temperature": 3.0}
     assert config.training.checkpoint_every == 2 and config.training.num_threads == 1
     mine = config.task("mine")
-    assert mine.type is TaskType.CLASSIFICATION and mine.metrics == ["macro_f1"]
+    assert mine.type == TaskType.CLASSIFICATION == "classification" and mine.metrics == ["macro_f1"]
     plain = yaml.safe_load(config_to_yaml(config))
     assert plain["tasks"][2]["type"] == "classification"  # enums are written as values
     assert plain["training"]["learning_rate"] == 1e-4

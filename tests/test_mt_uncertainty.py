@@ -182,7 +182,10 @@ def test_regression_proxy_scores_with_the_proxy_head(tiny_encoder_dir: Path) -> 
     assert resolve_proxies(tasks, {"scores": "pairs"}) == {1: 0}
     with pytest.raises(ConfigError, match=r"proxies\.scores'.*'nope' is not a task"):
         resolve_proxies(tasks, {"scores": "nope"})
-    with pytest.raises(ConfigError, match="must be another classification task"):
+    with pytest.raises(
+        ConfigError,
+        match="must be another task of a kind whose head can score other tasks .classification",
+    ):
         resolve_proxies(tasks, {"scores": "ner"})
     candidates = [(1, i) for i in range(6)]
     plain = make_scorer(model, tasks, tokenizer.pad_token_id, "cpu", 16, 4, 12, lambda: 0)

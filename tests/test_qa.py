@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from camtl.data.tokenize import encode_examples
-from camtl.evaluation.qa import best_span, postprocess_span_predictions
+from camtl.tasks.kinds.span_qa import best_span, postprocess_span_predictions
 from camtl.tasks.spec import TaskSpec, TaskType
 
 
@@ -31,8 +31,8 @@ def one_hot_logits(features: list[dict], pad_to: int | None = None):
     for feature in features:
         length = pad_to or len(feature["input_ids"])
         start, end = np.full(length, -5.0), np.full(length, -5.0)
-        start[feature["start_position"]] = 10.0
-        end[feature["end_position"]] = 10.0
+        start[feature["start_positions"]] = 10.0
+        end[feature["end_positions"]] = 10.0
         starts.append(start)
         ends.append(end)
     return starts, ends

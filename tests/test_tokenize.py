@@ -39,7 +39,7 @@ def test_single_sentence_classification(tiny_tokenizer):
     assert isinstance(result, EncodeResult)
     assert result.truncated == 0
     first, second = result.features
-    assert set(first) == COMMON_KEYS | {"label"}
+    assert set(first) == COMMON_KEYS | {"cls_labels"}
     assert tiny_tokenizer.convert_ids_to_tokens(first["input_ids"]) == [
         "[CLS]",
         "the",
@@ -49,7 +49,7 @@ def test_single_sentence_classification(tiny_tokenizer):
         "[SEP]",
     ]
     assert first["token_type_ids"] == [0] * 6 and first["attention_mask"] == [1] * 6
-    assert (first["label"], second["label"]) == (1, 0)
+    assert (first["cls_labels"], second["cls_labels"]) == (1, 0)
     assert (first["task_id"], first["example_index"], second["example_index"]) == (3, 0, 1)
 
 
@@ -73,8 +73,8 @@ def test_regression_label_is_float_and_truncation_counted(tiny_tokenizer):
     assert result.truncated == 2
     lengths = [len(f["input_ids"]) for f in result.features]
     assert lengths == [7, 10, 10]
-    assert all(isinstance(f["label"], float) for f in result.features)
-    assert result.features[0]["label"] == 3.0
+    assert all(isinstance(f["reg_labels"], float) for f in result.features)
+    assert result.features[0]["reg_labels"] == 3.0
     # longest_first keeps both segments and ends each with [SEP]
     cut = result.features[1]
     assert cut["token_type_ids"].count(1) > 0 and cut["token_type_ids"].count(0) > 0
@@ -123,8 +123,8 @@ def test_tagging_truncation_drops_words_and_counts(tiny_tokenizer):
 
 def _answer_text(example: dict, feature: dict) -> str:
     offsets = feature["offsets"]
-    start = offsets[feature["start_position"]][0]
-    end = offsets[feature["end_position"]][1]
+    start = offsets[feature["start_positions"]][0]
+    end = offsets[feature["end_positions"]][1]
     return example["context"][start:end]
 
 
@@ -136,7 +136,7 @@ def test_qa_positions_map_back_to_answer(tiny_tokenizer):
     result = encode_examples(spec, [example], tiny_tokenizer, task_id=4)
     assert result.truncated == 0
     [feature] = result.features
-    assert set(feature) == COMMON_KEYS | {"start_position", "end_position", "offsets"}
+    assert set(feature) == COMMON_KEYS | {"start_positions", "end_positions", "offsets"}
     assert _answer_text(example, feature) == "Mary"
     # offsets only on context tokens; question and special tokens get None
     sequence = [0 if span is None else 1 for span in feature["offsets"]]
@@ -165,14 +165,14 @@ def test_qa_windows_with_stride(tiny_tokenizer):
     assert spans[0][0][0] == 0 and spans[-1][-1][1] == len(context)
     for previous, current in zip(spans, spans[1:]):
         assert previous[-6:] == current[:6]
-    hits = [f for f in windows if f["start_position"] != 0]
+    hits = [f for f in windows if f["start_positions"] != 0]
     assert hits, "no window holds the answer"
     for feature in hits:
         assert _answer_text(examples[1], feature) == "john"
-        assert feature["end_position"] >= feature["start_position"]
+        assert feature["end_positions"] >= feature["start_positions"]
     for feature in windows:
         if feature not in hits:
-            assert feature["start_position"] == feature["end_position"] == 0
+            assert feature["start_positions"] == feature["end_positions"] == 0
             inside = [s for s in feature["offsets"] if s is not None]
             start = examples[1]["answers"][0]["start"]
             assert not inside[0][0] <= start < start + 4 <= inside[-1][1]
@@ -192,12 +192,12 @@ def test_qa_answer_split_by_window_edges(tiny_tokenizer):
 
     # "h ... m" is only partly inside windows 1 and 2: no window holds it
     _, *features = windows("h i j k l m")
-    assert [(f["start_position"], f["end_position"]) for f in features] == [(0, 0)] * 3
+    assert [(f["start_positions"], f["end_positions"]) for f in features] == [(0, 0)] * 3
     # "j k l" lies in windows 1 and 2, at different positions
     example, first, second, third = windows("j k l")
     assert _answer_text(example, first) == _answer_text(example, second) == "j k l"
-    assert first["start_position"] != second["start_position"]
-    assert (third["start_position"], third["end_position"]) == (0, 0)
+    assert first["start_positions"] != second["start_positions"]
+    assert (third["start_positions"], third["end_positions"]) == (0, 0)
 
 
 def test_qa_long_question_is_cut_and_counted(tiny_tokenizer):
@@ -211,7 +211,7 @@ def test_qa_long_question_is_cut_and_counted(tiny_tokenizer):
     assert result.truncated == 1
     for feature in result.features:
         assert len(feature["input_ids"]) <= 20
-    answered = [f for f in result.features if f["start_position"]]
+    answered = [f for f in result.features if f["start_positions"]]
     assert {f["example_index"] for f in answered} == {0, 1}
     for feature in answered:
         assert _answer_text(examples[feature["example_index"]], feature) in {"john", "mary"}
@@ -221,7 +221,7 @@ def test_qa_without_answers_points_to_cls(tiny_tokenizer):
     spec = make_spec(TaskType.SPAN_QA, columns=2)
     example = {"id": "x", "question": "who?", "context": "the cat sits.", "answers": []}
     [feature] = encode_examples(spec, [example], tiny_tokenizer, task_id=0).features
-    assert (feature["start_position"], feature["end_position"]) == (0, 0)
+    assert (feature["start_positions"], feature["end_positions"]) == (0, 0)
 
 
 def test_example_index_across_chunks(tiny_tokenizer, monkeypatch):
@@ -235,7 +235,7 @@ def test_example_index_across_chunks(tiny_tokenizer, monkeypatch):
     ]
     features = encode_examples(spec, examples, tiny_tokenizer, task_id=0).features
     assert [f["example_index"] for f in features] == [0, 1, 2, 3, 4]
-    assert [f["label"] for f in features] == [0, 1, 2, 3, 4]
+    assert [f["cls_labels"] for f in features] == [0, 1, 2, 3, 4]
 
 
 def test_missing_token_type_ids_become_zeros(tiny_tokenizer):

@@ -15,7 +15,6 @@ from camtl.fileio import atomic_write_text
 from camtl.modeling.model import MultiTaskModel
 from camtl.precision import resolve_precision
 from camtl.runfiles import CONFIG_FILE
-from camtl.tasks.spec import TaskType
 
 log = logging.getLogger("camtl")
 
@@ -58,7 +57,7 @@ def predict_file(
         precision=run_precision(run_dir),
     )
     predictions = decode(spec, labels, examples, encoded.features, outputs)
-    per_example = outputs if spec.type != TaskType.SPAN_QA else [None] * len(examples)
+    per_example = outputs if spec.kind.one_feature_per_example else [None] * len(examples)
     lines = []
     for example, prediction, output in zip(examples, predictions, per_example):
         record = {"row": example["_row"], **readable(spec, labels, example, prediction, output)}

@@ -34,7 +34,7 @@ def task_rows() -> list[dict[str, str]]:
         rows.append(
             {
                 "task": name,
-                "type": spec.type.value,
+                "type": spec.type,
                 "train/dev/test": sizes,
                 "labels": _labels(spec.labels),
                 "source": origin,

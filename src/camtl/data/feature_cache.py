@@ -91,11 +91,16 @@ def cache_key(spec: TaskSpec, examples: list[dict], tokenizer_hash: str) -> str:
 
 @functools.cache
 def _encoding_code_hash() -> str:
-    """sha256 of the module that turns examples into features: a change to it is a change
-    to every entry's content, so it is part of every key."""
+    """sha256 of the modules that turn examples into features (this chunking one and every
+    task kind's): a change to them is a change to every entry's content, so it is part of
+    every key."""
     from camtl.data import tokenize
+    from camtl.tasks import kinds
 
-    return hashlib.sha256(Path(tokenize.__file__).read_bytes()).hexdigest()
+    digest = hashlib.sha256(Path(tokenize.__file__).read_bytes())
+    for module in sorted(Path(kinds.__file__).parent.glob("*.py")):
+        digest.update(module.read_bytes())
+    return digest.hexdigest()
 
 
 def cached_encode(

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from camtl.errors import DataError
+from camtl.tasks.kinds.records import Record
 from camtl.tasks.spec import FILE_FORMATS, TaskSpec
 
 if TYPE_CHECKING:
     from camtl.tasks.glue import GlueLayout
 
-Record = dict[str, Any]
 
 SUFFIX_FORMATS = {
     ".csv": "csv",
@@ -36,7 +36,6 @@ SUFFIX_FORMATS = {
     ".bio": "conll",
 }
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
-META_KEYS = ("_file", "_row")
 _FIELD_LIMIT = 2**31 - 1
 
 

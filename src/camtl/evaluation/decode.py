@@ -7,10 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from camtl.data.collate import collate_features
-from camtl.evaluation.qa import postprocess_span_predictions
+from camtl.data.collate import collate_features, label_keys
 from camtl.precision import autocast
-from camtl.tasks.spec import TaskSpec, TaskType
+from camtl.tasks.spec import TaskSpec
 
 
 @torch.inference_mode()
@@ -28,17 +27,14 @@ def run_model(
     was_training = model.training
     model.eval()
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    no_labels = set(label_keys())
     outputs: list[np.ndarray | None] = [None] * len(features)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = collate_features([features[i] for i in idx], pad_token_id)
+        inputs = {k: v.to(device) for k, v in batch.items() if k not in no_labels}
         with autocast(precision, device):
-            out = model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-                token_type_ids=batch["token_type_ids"].to(device),
-                task_ids=batch["task_ids"].to(device),
-            )
+            out = model(**inputs)
         logits = out.logits[task_name].float().cpu().numpy()
         rows = out.rows[task_name].cpu().numpy()
         for row, logit in zip(rows, logits):
@@ -53,11 +49,6 @@ def run_model(
     return outputs  # type: ignore[return-value]
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
 def decode(
     spec: TaskSpec,
     labels: list[str],
@@ -65,54 +56,17 @@ def decode(
     features: list[dict],
     outputs: list[np.ndarray],
 ) -> list[Any]:
-    """Predictions in the form compute_metrics expects (indices, values, tag names, text)."""
-    if spec.type == TaskType.CLASSIFICATION:
-        return [int(np.argmax(o)) for o in outputs]
-    if spec.type == TaskType.REGRESSION:
-        return [float(o) for o in outputs]
-    if spec.type == TaskType.TOKEN_TAGGING:
-        return [
-            _word_tags(ex, feat, out, labels) for ex, feat, out in zip(examples, features, outputs)
-        ]
-    start = [o[:, 0] for o in outputs]
-    end = [o[:, 1] for o in outputs]
-    return postprocess_span_predictions(examples, features, start, end)
-
-
-def _word_tags(example: dict, feature: dict, logits: np.ndarray, labels: list[str]) -> list[str]:
-    """One tag per word from its first sub-token; words cut by truncation get 'O'."""
-    fallback = "O" if "O" in labels else labels[0]
-    tags = [fallback] * len(example["tokens"])
-    seen: set[int] = set()
-    for position, word in enumerate(feature["word_ids"]):
-        if word is not None and word not in seen and position < len(logits):
-            seen.add(word)
-            tags[word] = labels[int(np.argmax(logits[position]))]
-    return tags
+    """Predictions in the form the task kind's metrics take."""
+    return spec.kind.decode(spec, labels, examples, features, outputs)
 
 
 def references(spec: TaskSpec, labels: list[str], examples: list[dict]) -> list[Any]:
     """Gold answers in the same form as ``decode``'s predictions."""
-    if spec.type in (TaskType.CLASSIFICATION, TaskType.REGRESSION):
-        return [ex["label"] for ex in examples]
-    if spec.type == TaskType.TOKEN_TAGGING:
-        return [[labels[t] for t in ex["tags"]] for ex in examples]
-    return [[a["text"] for a in ex["answers"]] for ex in examples]
+    return spec.kind.references(spec, labels, examples)
 
 
 def readable(
     spec: TaskSpec, labels: list[str], example: dict, prediction: Any, output: np.ndarray | None
 ) -> dict[str, Any]:
     """A prediction as written by ``camtl predict``."""
-    if spec.type == TaskType.CLASSIFICATION:
-        probs = softmax(np.asarray(output, dtype=np.float64))
-        return {
-            "label": labels[prediction],
-            "probabilities": {name: round(float(p), 6) for name, p in zip(labels, probs)},
-        }
-    if spec.type == TaskType.REGRESSION:
-        return {"score": prediction}
-    if spec.type == TaskType.TOKEN_TAGGING:
-        return {"tokens": example["tokens"], "tags": prediction}
-    start = example["context"].find(prediction) if prediction else -1
-    return {"answer": prediction, "answer_start": start}
+    return spec.kind.readable(spec, labels, example, prediction, output)

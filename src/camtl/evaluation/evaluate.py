@@ -37,7 +37,7 @@ def evaluate_tasks(
         preds = decode(spec, task.labels, examples, task.features[split], outputs)
         scores = compute_metrics(spec, preds, references(spec, task.labels, examples))
         results["tasks"][spec.name] = {
-            "type": spec.type.value,
+            "type": spec.type,
             "primary_metric": spec.primary_metric,
             "scores": scores,
             "n_examples": len(examples),

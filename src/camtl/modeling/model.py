@@ -21,10 +21,10 @@ from camtl.modeling.encoder import (
     pretrained_layers,
     pretrained_parameter_count,
 )
-from camtl.modeling.heads import TaskHead, build_head
 from camtl.runfiles import ENCODER_CONFIG_DIR, MODEL_FILE, WEIGHTS_FILE
 from camtl.structured import from_dict, to_dict
-from camtl.tasks.spec import TaskSpec, TaskType
+from camtl.tasks.kinds.heads import TaskHead
+from camtl.tasks.spec import TaskSpec
 
 FORMAT_VERSION = 1
 
@@ -60,18 +60,7 @@ class MultiTaskModel(nn.Module):
         self.labels = {k: list(v) for k, v in labels.items()}
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
         hidden = encoder.config.hidden_size
-        self.heads = nn.ModuleDict(
-            {
-                t.name: build_head(
-                    t.type,
-                    hidden,
-                    len(self.labels.get(t.name) or []) or 1,
-                    config.dropout,
-                    config.pooling,
-                )
-                for t in self.tasks
-            }
-        )
+        self.heads = nn.ModuleDict({t.name: self._build_head(t, hidden) for t in self.tasks})
         freeze_encoder(encoder, *config.resolved_freezing(encoder.config.num_hidden_layers))
 
     # -- construction -------------------------------------------------------------------
@@ -147,16 +136,19 @@ class MultiTaskModel(nn.Module):
                 f"task {spec.name!r} is already in the model (tasks: {', '.join(self.task_index)})"
             )
         device = next(self.parameters()).device
-        hidden = self.encoder.config.hidden_size
-        self.heads[spec.name] = build_head(
-            spec.type, hidden, len(labels) or 1, self.config.dropout, self.config.pooling
-        ).to(device)
+        self.labels[spec.name] = list(labels)
+        self.heads[spec.name] = self._build_head(spec, self.encoder.config.hidden_size).to(device)
         if self.config.architecture == "camtl":
             self.encoder.task_embedding.add_row(embedding)
         self.tasks.append(spec)
-        self.labels[spec.name] = list(labels)
         self.task_index[spec.name] = len(self.tasks) - 1
         return len(self.tasks) - 1
+
+    def _build_head(self, spec: TaskSpec, hidden_size: int) -> TaskHead:
+        num_labels = len(self.labels.get(spec.name) or []) or 1
+        return spec.kind.build_head(
+            spec, hidden_size, num_labels, self.config.dropout, self.config.pooling
+        )
 
     # -- forward ------------------------------------------------------------------------
     def encode(
@@ -180,20 +172,25 @@ class MultiTaskModel(nn.Module):
         attention_mask: torch.Tensor,
         task_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
-        **labels: torch.Tensor,
+        **fields: torch.Tensor,
     ) -> MultiTaskOutput:
+        """``fields``: the batch fields of the task kinds (camtl.tasks.kinds.BatchField);
+        a task's loss is computed when its kind's label fields are among them."""
         hidden = self.encode(input_ids, attention_mask, token_type_ids, task_ids)
-        batch = {"attention_mask": attention_mask, **labels}
         output = MultiTaskOutput(loss=None)
         for index in torch.unique(task_ids).tolist():
             task = self.tasks[index]
+            kind = task.kind
             rows = (task_ids == index).nonzero(as_tuple=True)[0]
             head: TaskHead = self.heads[task.name]  # type: ignore[assignment]
-            logits = head(hidden[rows], attention_mask[rows])
+            inputs = {f.name: fields[f.name][rows] for f in kind.batch_fields if f.role == "input"}
+            logits = head(hidden[rows], attention_mask[rows], inputs)
             output.logits[task.name] = logits
             output.rows[task.name] = rows
-            if _has_labels(task.type, labels):
-                output.task_losses[task.name] = head.loss(logits, batch, rows)
+            label_names = [f.name for f in kind.batch_fields if f.role == "label"]
+            if label_names and all(fields.get(name) is not None for name in label_names):
+                labels = {name: fields[name][rows] for name in label_names}
+                output.task_losses[task.name] = head.loss(logits, labels)
         if output.task_losses:
             output.loss = torch.stack(list(output.task_losses.values())).mean()
         return output
@@ -228,15 +225,3 @@ class MultiTaskModel(nn.Module):
             "per_task": round(per_task),
             "ratio": round(total / encoder, 4),
         }
-
-
-_LABEL_KEYS = {
-    TaskType.CLASSIFICATION: "cls_labels",
-    TaskType.REGRESSION: "reg_labels",
-    TaskType.TOKEN_TAGGING: "tag_labels",
-    TaskType.SPAN_QA: "start_positions",
-}
-
-
-def _has_labels(task_type: TaskType, labels: dict[str, torch.Tensor]) -> bool:
-    return labels.get(_LABEL_KEYS[task_type]) is not None

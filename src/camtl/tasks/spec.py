@@ -6,32 +6,25 @@ import codecs
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from camtl.constants import SPLITS
 from camtl.errors import ConfigError
 
+if TYPE_CHECKING:
+    from camtl.tasks.kinds import TaskKind
+
 
 class TaskType(str, enum.Enum):
+    """The built-in task kinds' names (a config may name any registered kind, see
+    camtl.tasks.kinds); ``TaskType.CLASSIFICATION == "classification"``."""
+
     CLASSIFICATION = "classification"  # single sentences and sentence pairs
     REGRESSION = "regression"
     TOKEN_TAGGING = "token_tagging"
     SPAN_QA = "span_qa"
 
 
-# Metrics each task type may ask for; the first listed in a spec is its primary metric.
-METRICS_BY_TYPE: dict[TaskType, tuple[str, ...]] = {
-    TaskType.CLASSIFICATION: ("accuracy", "f1", "macro_f1", "mcc"),
-    TaskType.REGRESSION: ("pearson", "spearman", "mse"),
-    TaskType.TOKEN_TAGGING: ("entity_f1", "token_accuracy"),
-    TaskType.SPAN_QA: ("squad_f1", "exact_match"),
-}
-DEFAULT_METRICS: dict[TaskType, list[str]] = {
-    TaskType.CLASSIFICATION: ["accuracy", "macro_f1"],
-    TaskType.REGRESSION: ["pearson", "spearman"],
-    TaskType.TOKEN_TAGGING: ["entity_f1", "token_accuracy"],
-    TaskType.SPAN_QA: ["squad_f1", "exact_match"],
-}
 FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "squad")
 SOURCE_KINDS = ("files", "offline", "hub", "glue_dir")
 
@@ -103,18 +96,13 @@ class SourceSpec:
 class TaskSpec:
     """One task.
 
-    Column meaning by type (names refer to fields of the source records):
-      classification/regression: ``text_columns`` = [text] or [text, text_pair];
-                                 ``label_column`` = label (string/int class, or number)
-      token_tagging:             ``text_columns`` = [tokens] (a list of words);
-                                 ``label_column`` = tags (a list, one per word)
-      span_qa:                   ``text_columns`` = [question, context];
-                                 ``label_column`` = answers ({"text": [...], "answer_start": [...]})
-    ``labels``: class or tag names in order; None means "all values seen in train, sorted".
+    ``type`` names its kind (camtl.tasks.kinds; docs/tasks.md says what each kind reads
+    from ``text_columns`` and ``label_column``). ``labels``: class or tag names in order;
+    None means "all values seen in train, sorted". ``options``: the kind's own settings.
     """
 
     name: str
-    type: TaskType
+    type: str
     text_columns: list[str]
     label_column: str
     labels: list[str] | None = None
@@ -129,6 +117,10 @@ class TaskSpec:
     train_fraction: float | None = None
     source: SourceSpec = field(default_factory=SourceSpec)
     description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.type = getattr(self.type, "value", self.type)  # a TaskType member -> its name
 
     def validate(self, path: str, where: str) -> None:
         prefix = f"{where}: " if where else ""
@@ -136,36 +128,26 @@ class TaskSpec:
             raise ConfigError(
                 f"{prefix}key '{path}.name': {self.name!r} must be letters, digits, '_' or '-'"
             )
-        n_text = {
-            TaskType.CLASSIFICATION: (1, 2),
-            TaskType.REGRESSION: (1, 2),
-            TaskType.TOKEN_TAGGING: (1,),
-            TaskType.SPAN_QA: (2,),
-        }[self.type]
-        if len(self.text_columns) not in n_text:
+        kind = self.kind_or_error(path, prefix)
+        if len(self.text_columns) not in kind.text_arity:
             raise ConfigError(
-                f"{prefix}key '{path}.text_columns': a {self.type.value} task "
-                f"takes {' or '.join(map(str, n_text))} column(s), "
+                f"{prefix}key '{path}.text_columns': a {self.type} task "
+                f"takes {_counts(kind.text_arity)} column(s), "
                 f"got {self.text_columns!r}"
             )
         if not self.metrics:
-            self.metrics = list(DEFAULT_METRICS[self.type])
+            self.metrics = list(kind.default_metrics)
         for i, metric in enumerate(self.metrics):
-            if metric not in METRICS_BY_TYPE[self.type]:
+            if metric not in kind.metrics:
                 raise ConfigError(
                     f"{prefix}key '{path}.metrics[{i}]': {metric!r} is not a "
-                    f"{self.type.value} metric (allowed: "
-                    f"{', '.join(METRICS_BY_TYPE[self.type])})"
+                    f"{self.type} metric (allowed: {', '.join(kind.metrics)})"
                 )
-        if self.type == TaskType.REGRESSION and self.labels:
-            raise ConfigError(f"{prefix}key '{path}.labels': a regression task has no labels")
+        from camtl.structured import from_dict
+
+        from_dict(kind.Options, dict(self.options or {}), f"{path}.options", where)
         if self.max_length < 8:
             raise ConfigError(f"{prefix}key '{path}.max_length': must be at least 8")
-        # doc_stride only matters to span QA: a short max_length elsewhere must not trip it
-        if self.type == TaskType.SPAN_QA and not 0 < self.doc_stride < self.max_length:
-            raise ConfigError(
-                f"{prefix}key '{path}.doc_stride': must be between 1 and max_length - 1"
-            )
         for key in ("max_train_examples", "max_dev_examples", "max_test_examples"):
             value = getattr(self, key)
             if value is not None and value < 1:
@@ -174,10 +156,27 @@ class TaskSpec:
             raise ConfigError(
                 f"{prefix}key '{path}.train_fraction': must be in (0, 1], got {self.train_fraction}"
             )
+        kind.check_spec(self, path, prefix)
+
+    def kind_or_error(self, path: str = "task", prefix: str = "") -> TaskKind:
+        """The registered kind named by ``type``; ConfigError lists the registered ones."""
+        from camtl.tasks.kinds import get_kind, kind_names
+
+        try:
+            return get_kind(self.type)
+        except KeyError:
+            raise ConfigError(
+                f"{prefix}key '{path}.type': {self.type!r} is not allowed "
+                f"(allowed: {', '.join(map(repr, kind_names()))})"
+            ) from None
+
+    @property
+    def kind(self) -> TaskKind:
+        return self.kind_or_error(self.name)
 
     @property
     def primary_metric(self) -> str:
-        return self.metrics[0] if self.metrics else DEFAULT_METRICS[self.type][0]
+        return self.metrics[0] if self.metrics else self.kind.default_metrics[0]
 
     @property
     def is_pair(self) -> bool:
@@ -204,3 +203,10 @@ def anchor_paths(task: TaskSpec, base_dir: Path) -> None:
         }
     if source.root and not Path(source.root).is_absolute():
         source.root = str(base_dir / source.root)
+
+
+def _counts(allowed: tuple[int, ...]) -> str:
+    """``1 or 2``; a longer run of numbers as ``3 to 27``."""
+    if len(allowed) > 2 and list(allowed) == list(range(allowed[0], allowed[-1] + 1)):
+        return f"{allowed[0]} to {allowed[-1]}"
+    return " or ".join(map(str, allowed))

@@ -1,104 +1,34 @@
 """Per-example uncertainty of candidate training examples, for MT-Uncertainty sampling.
 
-Returns, per candidate, the entropy H and its normalised form H / H'_t in [0, 1]:
-  classification  entropy of the class distribution; H' = log C
-  token tagging   mean entropy over the word-initial tokens; H' = log C
-  span QA         mean of the start and end entropies over context tokens; H' = log(#context)
-  regression      the Gaussian entropy 0.5 log(2 pi e s2) of the predictive variance s2 from
-                  MC dropout in the head; normalised as min(1, s2 / var(train targets)), the
-                  entropy gap to the prior exp(2 (H - H')) mapped into [0, 1]
-Scoring runs in inference mode with the encoder in eval mode. MC-dropout masks come from a
-generator seeded by the run seed and the number of candidates scored so far, so every DDP
-rank (same weights) scores alike and a resumed run scores as an uninterrupted one would.
+Returns, per candidate, the entropy H and its normalised form H / H'_t in [0, 1]; each task
+kind defines both (``TaskKind.uncertainty``: the entropy of the class distribution over
+log C for classification, MC-dropout variance for regression, ...). Scoring runs in
+inference mode with the encoder in eval mode. MC-dropout masks come from a generator
+seeded by the run seed and the number of candidates scored so far, so every DDP rank (same
+weights) scores alike and a resumed run scores as an uninterrupted one would.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from camtl.constants import IGNORE_INDEX
-from camtl.data.collate import collate_features
+from camtl.data.collate import collate_features, label_keys
 from camtl.data.prepare import TaskData
 from camtl.errors import ConfigError
-from camtl.modeling.heads import pool
 from camtl.precision import autocast
-from camtl.tasks.spec import TaskType
+from camtl.tasks.kinds import ScoringContext, get_kind, kind_names
 
 Scorer = Callable[[list[tuple[int, int]]], tuple[np.ndarray, np.ndarray]]
-
-
-def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    logp = F.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
-def _mc_dropout(
-    head: Any, hidden: torch.Tensor, mask: torch.Tensor, samples: int, generator: torch.Generator
-) -> torch.Tensor:
-    """Predictions [samples, rows] of a pooled regression head with dropout masks drawn
-    from ``generator`` (rank-identical), not from the global RNG."""
-    p = head.dropout.p
-    pooled = pool(hidden, mask, head.pooling).float()
-    preds = []
-    for _ in range(samples):
-        keep = (torch.rand(pooled.shape, generator=generator) >= p).to(pooled)
-        x = torch.tanh(head.dense(pooled * keep / (1 - p)))
-        keep2 = (torch.rand(x.shape, generator=generator) >= p).to(x)
-        preds.append(head.out(x * keep2 / (1 - p)).squeeze(-1))
-    return torch.stack(preds)
-
-
-def _task_entropy(
-    task: TaskData,
-    head: Any,
-    hidden: torch.Tensor,
-    mask: torch.Tensor,
-    features: list[dict],
-    samples: int,
-    target_var: float,
-    generator: torch.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    kind = task.spec.type
-    if kind == TaskType.REGRESSION:
-        var = _mc_dropout(head, hidden, mask, samples, generator).var(0).clamp(min=1e-12)
-        raw = 0.5 * torch.log(2 * math.pi * math.e * var)
-        return ((var / max(target_var, 1e-12)).clamp(max=1.0).cpu().numpy(), raw.cpu().numpy())
-    logits = head(hidden, mask).float().cpu()
-    n_classes = max(2, len(task.labels))
-    if kind == TaskType.CLASSIFICATION:
-        raw_t = _entropy(logits)
-        return (raw_t / math.log(n_classes)).numpy(), raw_t.numpy()
-    if kind == TaskType.TOKEN_TAGGING:
-        per_token = _entropy(logits)
-        raw = []
-        for row, feature in enumerate(features):
-            starts = [i for i, tag in enumerate(feature["tag_labels"]) if tag != IGNORE_INDEX]
-            raw.append(float(per_token[row, starts].mean()) if starts else 0.0)
-        raw_arr = np.asarray(raw)
-        return raw_arr / math.log(n_classes), raw_arr
-    norm, raw = [], []
-    for row, feature in enumerate(features):  # span QA: over the context tokens only
-        context = [i for i, off in enumerate(feature["offsets"]) if off is not None]
-        if len(context) < 2:
-            norm.append(0.0)
-            raw.append(0.0)
-            continue
-        h = (_entropy(logits[row, context, 0]) + _entropy(logits[row, context, 1])) / 2
-        raw.append(float(h))
-        norm.append(float(h) / math.log(len(context)))
-    return np.asarray(norm), np.asarray(raw)
 
 
 def resolve_proxies(
     tasks: list[TaskData], proxies: dict[str, str], key: str = "training.sampler.options.proxies"
 ) -> dict[int, int]:
-    """{task index: proxy index}; the proxy must be another classification task."""
+    """{task index: proxy index}; the proxy must be another task whose kind can proxy."""
     index = {t.spec.name: i for i, t in enumerate(tasks)}
     resolved = {}
     for name, proxy in proxies.items():
@@ -108,9 +38,11 @@ def resolve_proxies(
                     f"key '{key}.{name}': {role} {value!r} is not a task of "
                     f"this run (tasks: {', '.join(index)})"
                 )
-        if proxy == name or tasks[index[proxy]].spec.type != TaskType.CLASSIFICATION:
+        if proxy == name or not tasks[index[proxy]].spec.kind.can_proxy:
+            capable = [k for k in kind_names() if get_kind(k).can_proxy]
             raise ConfigError(
-                f"key '{key}.{name}': the proxy {proxy!r} must be another classification task"
+                f"key '{key}.{name}': the proxy {proxy!r} must be another task of a kind "
+                f"whose head can score other tasks ({', '.join(capable)})"
             )
         resolved[index[name]] = index[proxy]
     return resolved
@@ -134,11 +66,8 @@ def make_scorer(
     the candidate's own task-conditioned hidden states): the paper's regression work-around.
     """
     proxies = proxies or {}
-    target_var = {
-        i: float(np.var([ex["label"] for ex in t.examples["train"]]))
-        for i, t in enumerate(tasks)
-        if t.spec.type == TaskType.REGRESSION
-    }
+    priors = [t.spec.kind.uncertainty_prior(t.examples["train"]) for t in tasks]
+    no_labels = set(label_keys())
 
     @torch.inference_mode()
     def score(candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -163,16 +92,21 @@ def make_scorer(
             for t in np.unique(task_ids):
                 rows = np.flatnonzero(task_ids == t)
                 sel = torch.as_tensor(rows, device=hidden.device)
-                scorer_task = tasks[proxies.get(int(t), int(t))]
-                n, r = _task_entropy(
-                    scorer_task,
-                    model.heads[scorer_task.spec.name],
+                scorer = tasks[proxies.get(int(t), int(t))]
+                kind = scorer.spec.kind
+                inputs = {
+                    f.name: batch[f.name][rows].to(device)
+                    for f in kind.batch_fields
+                    if f.name not in no_labels
+                }
+                n, r = kind.uncertainty(
+                    model.heads[scorer.spec.name],
                     hidden[sel],
                     mask[sel],
+                    inputs,
                     [feats[k] for k in rows],
-                    mc_samples,
-                    target_var.get(int(t), 1.0),
-                    generator,
+                    len(scorer.labels),
+                    ScoringContext(mc_samples, generator, priors[int(t)]),
                 )
                 norm[start + rows] = n
                 raw[start + rows] = r

@@ -1,0 +1,406 @@
+"""Extractive question answering: the answer is a span of the context.
+
+Contexts are not cut but split into overlapping windows of ``doc_stride`` tokens; a
+window's answer is its best-scoring context span, an example's the best over its windows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camtl.constants import IGNORE_INDEX
+from camtl.errors import ConfigError, DataError
+from camtl.tasks.kinds import records
+from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
+from camtl.tasks.kinds.classification import check_lengths
+from camtl.tasks.kinds.encoding import model_inputs
+from camtl.tasks.kinds.heads import TaskHead
+
+# ----------------------------------------------------------------------------- metrics
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD v1.1 normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _answer_f1(prediction: str, gold: str) -> float:
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(gold).split()
+    if not pred_tokens or not gold_tokens:  # both empty: a correct "no answer"
+        return float(pred_tokens == gold_tokens)
+    common = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if common == 0:
+        return 0.0
+    precision = common / len(pred_tokens)
+    recall = common / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _best_over_golds(
+    score: Callable[[str, str], float],
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+) -> float:
+    check_lengths(predictions, references)
+    total = 0.0
+    for prediction, golds in zip(predictions, references):
+        total += max(score(prediction, gold) for gold in (list(golds) or [""]))
+    return 100.0 * total / len(references)
+
+
+def exact_match(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """SQuAD exact match: normalised prediction equals any normalised gold answer."""
+    return _best_over_golds(
+        lambda p, g: float(normalize_answer(p) == normalize_answer(g)), predictions, references
+    )
+
+
+def squad_f1(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """SQuAD F1: bag-of-tokens overlap with the best-matching gold answer, averaged."""
+    return _best_over_golds(_answer_f1, predictions, references)
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def _answer_pairs(record: records.Record, column: str) -> list[tuple[Any, Any]]:
+    """(text, start) pairs from ``{"text": [...], "answer_start": [...]}`` or a list of
+    ``{"text", "answer_start" | "start"}``; a JSON string (a CSV cell) is parsed first."""
+    value = records.field(record, column)
+    where = records.where(record)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise DataError(f"{where}: column '{column}' is not valid JSON answers") from None
+    if isinstance(value, dict) and "text" in value:
+        texts, starts = value.get("text"), value.get("answer_start", value.get("start"))
+        if not isinstance(texts, list):
+            texts, starts = [texts], [starts]
+        if not isinstance(starts, list) or len(starts) != len(texts):
+            raise DataError(
+                f"{where}: column '{column}' needs as many 'answer_start' values as answer texts"
+            )
+        return list(zip(texts, starts))
+    if isinstance(value, list) and all(isinstance(a, dict) for a in value):
+        return [(a.get("text"), a.get("answer_start", a.get("start"))) for a in value]
+    raise DataError(
+        f"{where}: column '{column}' must hold answers like "
+        '{"text": [...], "answer_start": [...]}'
+    )
+
+
+def _locate(context: str, text: str, start: int) -> int | None:
+    """``start`` if the answer is there, else the nearest place the text occurs."""
+    if start >= 0 and context[start : start + len(text)] == text:
+        return start
+    found, position = [], context.find(text)
+    while position != -1:
+        found.append(position)
+        position = context.find(text, position + 1)
+    return min(found, key=lambda p: abs(p - start)) if found else None
+
+
+def _answers(record: records.Record, column: str, context: str) -> list[dict[str, Any]]:
+    answers = []
+    where = records.where(record)
+    for text, start in _answer_pairs(record, column):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: empty answer text in column '{column}'")
+        try:
+            offset = int(start)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{where}: answer start {start!r} in column '{column}' is not an integer"
+            ) from None
+        located = _locate(context, text, offset)
+        if located is None:
+            raise DataError(
+                f"{where}: answer {text[:60]!r} (offset {offset}) is not in the context"
+            )
+        answers.append({"text": text, "start": located})
+    return answers
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def qa_budget(room: int, doc_stride: int) -> tuple[int, int]:
+    """Most question tokens and the stride that fit ``room`` non-special tokens.
+
+    The tokenizer needs more context tokens per window than the stride. Questions get what
+    the spec's stride leaves (at least a quarter of the room); the stride shrinks only when
+    it would not leave that quarter.
+    """
+    question_limit = max(room - doc_stride - 1, room // 4, 1)
+    return question_limit, max(0, min(doc_stride, room - question_limit - 1))
+
+
+def cap_questions(tokenizer: Any, questions: list[str], limit: int) -> tuple[list[str], int]:
+    """Cut questions to ``limit`` tokens (at a token's character end); returns the count cut."""
+    questions = list(questions)
+    cut: set[int] = set()
+    todo = list(range(len(questions)))
+    while todo:  # usually one pass; a second checks that re-tokenised cuts fit
+        encoding = tokenizer(
+            [questions[i] for i in todo],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            verbose=False,
+        )
+        still_long = []
+        for offsets, i in zip(encoding["offset_mapping"], todo):
+            if len(offsets) <= limit:
+                continue
+            end = offsets[limit - 1][1]
+            if end >= len(questions[i]):  # must shorten, or the next pass would loop forever
+                end = min(offsets[limit - 1][0], len(questions[i]) - 1)
+            questions[i] = questions[i][:end]
+            cut.add(i)
+            still_long.append(i)
+        todo = still_long
+    return questions, len(cut)
+
+
+def answer_positions(
+    answer: dict | None, offsets: Sequence[Sequence[int] | None]
+) -> tuple[int, int]:
+    """Token indices of ``answer`` if it lies fully in this window's context, else (0, 0)."""
+    if not answer or not answer.get("text"):
+        return 0, 0
+    start_char = int(answer["start"])
+    end_char = start_char + len(answer["text"])
+    context = [i for i, span in enumerate(offsets) if span is not None]
+    if not context or offsets[context[0]][0] > start_char or offsets[context[-1]][1] < end_char:
+        return 0, 0
+    start = max(i for i in context if offsets[i][0] <= start_char)
+    end = min(i for i in context if offsets[i][1] >= end_char)
+    return (start, end) if start <= end else (0, 0)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+Span = tuple[float, int, int]  # (score, start char, end char)
+
+
+def postprocess_span_predictions(
+    examples: Sequence[dict[str, Any]],
+    features: Sequence[dict[str, Any]],
+    start_logits: Sequence[Any],
+    end_logits: Sequence[Any],
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> list[str]:
+    """The best-scoring non-empty context span of each example over all its windows.
+
+    ``features`` are the span-QA features of ``examples`` (``example_index`` and ``offsets``
+    as made by ``encode_examples``); ``start_logits[i]``/``end_logits[i]`` belong to
+    ``features[i]`` and may be padded past its length. Examples with no valid span get "".
+    """
+    if not len(features) == len(start_logits) == len(end_logits):
+        raise ValueError(
+            f"postprocess_span_predictions: {len(features)} features but "
+            f"{len(start_logits)} start and {len(end_logits)} end logit rows"
+        )
+    best: list[Span | None] = [None] * len(examples)
+    for feature, starts, ends in zip(features, start_logits, end_logits):
+        span = best_span(feature["offsets"], starts, ends, n_best, max_answer_length)
+        index = feature["example_index"]
+        if span is not None and (best[index] is None or span[0] > best[index][0]):
+            best[index] = span
+    return [
+        "" if span is None else example["context"][span[1] : span[2]]
+        for example, span in zip(examples, best)
+    ]
+
+
+def best_span(
+    offsets: Sequence[Sequence[int] | None],
+    start_logits: Any,
+    end_logits: Any,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> Span | None:
+    """Best (score, start char, end char) in one window, or None if it has no valid span.
+
+    Candidates are the ``n_best`` highest start and end logits among context tokens; a span
+    needs start <= end, at most ``max_answer_length`` tokens and a non-empty text.
+    """
+    context = np.array([i for i, span in enumerate(offsets) if span is not None], dtype=int)
+    starts = np.asarray(start_logits, dtype=np.float64)[: len(offsets)]
+    ends = np.asarray(end_logits, dtype=np.float64)[: len(offsets)]
+    context = context[context < min(len(starts), len(ends))]
+    if context.size == 0:
+        return None
+    top_starts = context[np.argsort(-starts[context], kind="stable")[:n_best]]
+    top_ends = context[np.argsort(-ends[context], kind="stable")[:n_best]]
+    start_chars = np.array([offsets[i][0] for i in top_starts])
+    end_chars = np.array([offsets[i][1] for i in top_ends])
+    # all (start, end) pairs at once: rows are starts, columns ends
+    scores = starts[top_starts][:, None] + ends[top_ends][None, :]
+    width = top_ends[None, :] - top_starts[:, None]
+    valid = (width >= 0) & (width < max_answer_length) & (end_chars[None, :] > start_chars[:, None])
+    candidates = np.flatnonzero(valid)
+    if candidates.size == 0:
+        return None
+    best = candidates[np.argmax(scores.ravel()[candidates])]
+    row, column = np.unravel_index(best, scores.shape)
+    return float(scores[row, column]), int(start_chars[row]), int(end_chars[column])
+
+
+# ----------------------------------------------------------------------------- the kind
+
+
+class SpanHead(TaskHead):
+    """Start and end logits per token; padding positions are masked out."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, dropout: float, pooling: str) -> None:
+        super().__init__(hidden_size, 2, dropout, pooling)
+        self.out = nn.Linear(hidden_size, 2)
+
+    def forward(self, hidden, mask, inputs=None, generator=None):
+        logits = self.out(hidden).float()
+        return logits.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(logits.dtype).min)
+
+    def loss(self, logits, labels):
+        start = F.cross_entropy(logits[..., 0], labels["start_positions"])
+        end = F.cross_entropy(logits[..., 1], labels["end_positions"])
+        return (start + end) / 2
+
+
+@register_kind("span_qa")
+class SpanQA(TaskKind):
+    """Example: ``{"id", "question", "context", "answers": [{"text", "start"}, ...]}``;
+    ``text_columns`` = [question, context], the label column holds the answers."""
+
+    text_arity = (2,)
+    metrics = {"squad_f1": squad_f1, "exact_match": exact_match}
+    default_metrics = ("squad_f1", "exact_match")
+    batch_fields = (
+        BatchField("start_positions", torch.long, IGNORE_INDEX),
+        BatchField("end_positions", torch.long, IGNORE_INDEX),
+    )
+    one_feature_per_example = False
+    needs_fast_tokenizer = True
+
+    def check_spec(self, spec, path, prefix):
+        super().check_spec(spec, path, prefix)
+        if not 0 < spec.doc_stride < spec.max_length:
+            raise ConfigError(
+                f"{prefix}key '{path}.doc_stride': must be between 1 and max_length - 1"
+            )
+
+    def sample(self):
+        def row(question: str, context: str, answer: str) -> dict[str, Any]:
+            start = context.index(answer)
+            return {
+                "question": question,
+                "context": context,
+                "answers": {"text": [answer], "answer_start": [start]},
+            }
+
+        return KindSample(
+            ["question", "context"],
+            "answers",
+            [
+                row("who lives in london?", "john lives in london with his dog.", "john"),
+                row("where is the cat?", "the cat sleeps on the mat all day.", "on the mat"),
+                row("what does mary eat?", "mary eats apples every morning.", "apples"),
+                row("when does the shop open?", "the shop opens at nine.", "at nine"),
+            ],
+        )
+
+    def _texts(self, spec: Any, record: records.Record, split: str) -> dict[str, Any]:
+        return {
+            "id": records.record_id(record, split),
+            "question": records.text(record, spec.text_columns[0]),
+            "context": records.text(record, spec.text_columns[1]),
+        }
+
+    def example(self, spec, record, split, index, labels):
+        example = self._texts(spec, record, split)
+        example["answers"] = _answers(record, spec.label_column, example["context"])
+        return example
+
+    def unlabelled_example(self, spec, record, split):
+        return {**self._texts(spec, record, split), "answers": []}
+
+    def encode(self, spec, examples, tokenizer):
+        """Question + context windows with stride, answer token positions, offsets."""
+        room = spec.max_length - tokenizer.num_special_tokens_to_add(pair=True)
+        question_limit, stride = qa_budget(room, spec.doc_stride)
+        questions, truncated = cap_questions(
+            tokenizer, [ex["question"] for ex in examples], question_limit
+        )
+        encoding = tokenizer(
+            questions,
+            [ex["context"] for ex in examples],
+            truncation="only_second",
+            max_length=spec.max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        features = []
+        for row, example_index in enumerate(encoding["overflow_to_sample_mapping"]):
+            feature = model_inputs(encoding, row, example_index=int(example_index))
+            offsets = [
+                list(span) if sequence == 1 else None
+                for span, sequence in zip(
+                    encoding["offset_mapping"][row], encoding.sequence_ids(row)
+                )
+            ]
+            answers = examples[example_index].get("answers") or []
+            start, end = answer_positions(answers[0] if answers else None, offsets)
+            feature.update(start_positions=start, end_positions=end, offsets=offsets)
+            features.append(feature)
+        return features, truncated
+
+    def build_head(self, spec, hidden_size, num_labels, dropout, pooling):
+        return SpanHead(hidden_size, 2, dropout, pooling)
+
+    def decode(self, spec, labels, examples, features, outputs):
+        start = [o[:, 0] for o in outputs]
+        end = [o[:, 1] for o in outputs]
+        return postprocess_span_predictions(examples, features, start, end)
+
+    def references(self, spec, labels, examples):
+        return [[a["text"] for a in ex["answers"]] for ex in examples]
+
+    def baseline(self, spec, labels, train, examples):
+        return [" ".join(ex["context"].split()[:1]) for ex in examples]
+
+    def readable(self, spec, labels, example, prediction, output):
+        start = example["context"].find(prediction) if prediction else -1
+        return {"answer": prediction, "answer_start": start}
+
+    def uncertainty(self, head, hidden, mask, inputs, features, num_labels, context):
+        """Mean of the start and end entropies over context tokens; H' = log(#context)."""
+        logits = head(hidden, mask, inputs).float().cpu()
+        norm, raw = [], []
+        for row, feature in enumerate(features):
+            window = [i for i, off in enumerate(feature["offsets"]) if off is not None]
+            if len(window) < 2:
+                norm.append(0.0)
+                raw.append(0.0)
+                continue
+            h = (entropy(logits[row, window, 0]) + entropy(logits[row, window, 1])) / 2
+            raw.append(float(h))
+            norm.append(float(h) / math.log(len(window)))
+        return np.asarray(norm), np.asarray(raw)

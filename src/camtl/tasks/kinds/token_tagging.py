@@ -1,0 +1,231 @@
+"""Token tagging (NER, POS): one tag per word of a word list."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camtl.constants import IGNORE_INDEX
+from camtl.errors import DataError
+from camtl.tasks.kinds import records
+from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
+from camtl.tasks.kinds.classification import check_lengths, majority
+from camtl.tasks.kinds.encoding import encode_capped, model_inputs
+from camtl.tasks.kinds.heads import TaskHead, dropout
+
+_IOB_PREFIXES = ("B-", "I-", "E-", "S-")
+
+
+def _iob_tag(tag: str) -> str:
+    """Tags without a prefix ("PER") mean IO tagging: a run of one type is one entity."""
+    if tag == "O" or tag.startswith(_IOB_PREFIXES) or tag in ("B", "I", "E", "S"):
+        return tag
+    return f"I-{tag}"
+
+
+def check_sequences(
+    predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]
+) -> None:
+    check_lengths(predictions, references)
+    for i, (pred, ref) in enumerate(zip(predictions, references)):
+        if len(pred) != len(ref):
+            raise ValueError(f"sequence {i}: {len(pred)} predicted tags for {len(ref)} words")
+
+
+def entity_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:
+    """Entity-level micro F1 (seqeval, IOB2 tags; un-prefixed tags read as IO tags)."""
+    from seqeval.metrics import f1_score
+
+    check_sequences(predictions, references)
+    pred = [[_iob_tag(tag) for tag in sentence] for sentence in predictions]
+    ref = [[_iob_tag(tag) for tag in sentence] for sentence in references]
+    return 100.0 * float(f1_score(ref, pred, zero_division=0))
+
+
+def token_accuracy(
+    predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]
+) -> float:
+    """Share of words whose predicted tag equals the reference tag."""
+    check_sequences(predictions, references)
+    total = sum(len(sentence) for sentence in references)
+    if total == 0:
+        raise ValueError("token_accuracy: the references hold no words")
+    correct = sum(p == r for ps, rs in zip(predictions, references) for p, r in zip(ps, rs))
+    return 100.0 * correct / total
+
+
+def _words(record: records.Record, column: str) -> list[str]:
+    tokens = records.as_list(record, column)
+    if not tokens:
+        raise DataError(f"{records.where(record)}: empty text in column '{column}' (no tokens)")
+    words = [str(token) for token in tokens]
+    for i, word in enumerate(words):
+        if not word.strip():
+            raise DataError(
+                f"{records.where(record)}: empty token at position {i + 1} in column '{column}'"
+            )
+    return words
+
+
+def first_subtoken_labels(word_ids: Sequence[int | None], tags: Sequence[int] | None) -> list[int]:
+    """The tag of each word on its first sub-token; IGNORE_INDEX everywhere else."""
+    labels = []
+    previous = None
+    for word in word_ids:
+        if word is None or word == previous or tags is None:
+            labels.append(IGNORE_INDEX)
+        else:
+            labels.append(int(tags[word]))
+        previous = word
+    return labels
+
+
+def word_starts(word_ids: Sequence[int | None]) -> list[int]:
+    """Positions of each word's first sub-token."""
+    starts, previous = [], None
+    for position, word in enumerate(word_ids):
+        if word is not None and word != previous:
+            starts.append(position)
+        previous = word
+    return starts
+
+
+class TaggingHead(TaskHead):
+    def __init__(self, hidden_size: int, num_outputs: int, dropout: float, pooling: str) -> None:
+        super().__init__(hidden_size, num_outputs, dropout, pooling)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, num_outputs)
+
+    def forward(self, hidden, mask, inputs=None, generator=None):
+        return self.out(dropout(hidden, self.dropout, generator))
+
+    def loss(self, logits, labels):
+        tags = labels["tag_labels"][:, : logits.shape[1]]
+        if bool((tags != IGNORE_INDEX).any()):
+            return F.cross_entropy(
+                logits.float().flatten(0, 1), tags.flatten(), ignore_index=IGNORE_INDEX
+            )
+        return logits.sum() * 0.0  # every word truncated away: no signal, keep the graph
+
+
+@register_kind("token_tagging")
+class TokenTagging(TaskKind):
+    """Example: ``{"tokens": [word, ...], "tags": [tag index, ...]}``. The label column
+    holds one tag per word (a list, or a whitespace-separated string)."""
+
+    text_arity = (1,)
+    metrics = {"entity_f1": entity_f1, "token_accuracy": token_accuracy}
+    default_metrics = ("entity_f1", "token_accuracy")
+    has_labels = True
+    needs_fast_tokenizer = True
+    batch_fields = (BatchField("tag_labels", torch.long, IGNORE_INDEX, layout="tokens"),)
+
+    def input_columns(self, spec):
+        return {spec.text_columns[0]: "words"}
+
+    def sample(self):
+        return KindSample(
+            ["tokens"],
+            "tags",
+            [
+                {"tokens": ["john", "lives", "in", "london"], "tags": ["B-PER", "O", "O", "B-LOC"]},
+                {"tokens": ["mary", "smith", "left"], "tags": ["B-PER", "I-PER", "O"]},
+                {"tokens": "paris is big", "tags": "B-LOC O O"},
+                {"tokens": ["the", "cat", "sat"], "tags": ["O", "O", "O"]},
+            ],
+        )
+
+    def record_labels(self, spec, record):
+        keys = []
+        for tag in records.as_list(record, spec.label_column):
+            key = records.label_key(tag)
+            if key is None:
+                raise DataError(
+                    f"{records.where(record)}: missing tag in column '{spec.label_column}'"
+                )
+            keys.append(key)
+        return keys
+
+    def example(self, spec, record, split, index, labels):
+        column = spec.text_columns[0]
+        words = _words(record, column)
+        tags = records.as_list(record, spec.label_column)
+        if len(words) != len(tags):
+            raise DataError(
+                f"{records.where(record)}: {len(words)} tokens in column '{column}' but "
+                f"{len(tags)} tags in column '{spec.label_column}'"
+            )
+        ids = []
+        for i, tag in enumerate(tags):
+            key = records.label_key(tag)
+            if key not in index:
+                raise DataError(
+                    f"{records.where(record)}: tag {key!r} at position {i + 1} is not one "
+                    f"of the task's labels ({records.show(labels)})"
+                )
+            ids.append(index[key])
+        return {"tokens": words, "tags": ids}
+
+    def unlabelled_example(self, spec, record, split):
+        return {"tokens": _words(record, spec.text_columns[0]), "tags": None}
+
+    def encode(self, spec, examples, tokenizer):
+        """Words in, the tag on each word's first sub-token, IGNORE_INDEX elsewhere."""
+        words = [list(ex["tokens"]) for ex in examples]
+        rows, truncated = encode_capped(
+            tokenizer, words, None, spec.max_length, is_split_into_words=True
+        )
+        features = []
+        for i, (example, (encoding, row)) in enumerate(zip(examples, rows)):
+            feature = model_inputs(encoding, row, example_index=i)
+            word_ids = encoding.word_ids(row)
+            feature["tag_labels"] = first_subtoken_labels(word_ids, example.get("tags"))
+            feature["word_ids"] = list(word_ids)
+            features.append(feature)
+        return features, truncated
+
+    def build_head(self, spec, hidden_size, num_labels, dropout, pooling):
+        return TaggingHead(hidden_size, num_labels, dropout, pooling)
+
+    def decode(self, spec, labels, examples, features, outputs):
+        return [
+            _word_tags(ex, feat, out, labels) for ex, feat, out in zip(examples, features, outputs)
+        ]
+
+    def references(self, spec, labels, examples):
+        return [[labels[t] for t in ex["tags"]] for ex in examples]
+
+    def baseline(self, spec, labels, train, examples):
+        tag = labels[majority(t for ex in train for t in ex["tags"])]
+        return [[tag] * len(ex["tags"]) for ex in examples]
+
+    def readable(self, spec, labels, example, prediction, output):
+        return {"tokens": example["tokens"], "tags": prediction}
+
+    def uncertainty(self, head, hidden, mask, inputs, features, num_labels, context):
+        """Mean entropy over the words' first sub-tokens; H' = log C."""
+        per_token = entropy(head(hidden, mask, inputs)).cpu()
+        raw = np.asarray(
+            [
+                float(per_token[row, starts].mean()) if starts else 0.0
+                for row, starts in enumerate(word_starts(f["word_ids"]) for f in features)
+            ]
+        )
+        return raw / math.log(max(2, num_labels)), raw
+
+
+def _word_tags(example: dict, feature: dict, logits: np.ndarray, labels: list[str]) -> list[str]:
+    """One tag per word from its first sub-token; words cut by truncation get 'O'."""
+    fallback = "O" if "O" in labels else labels[0]
+    tags = [fallback] * len(example["tokens"])
+    seen: set[int] = set()
+    for position, word in enumerate(feature["word_ids"]):
+        if word is not None and word not in seen and position < len(logits):
+            seen.add(word)
+            tags[word] = labels[int(np.argmax(logits[position]))]
+    return tags
