@@ -339,7 +339,7 @@ class SpanQA(TaskKind):
         return example
 
     def unlabelled_example(self, spec, record, split):
-        return {**self._texts(spec, record, split), "answers": []}
+        return {**self._texts(spec, record, split), "answers": None}
 
     def encode(self, spec, examples, tokenizer):
         """Question + context windows with stride, answer token positions, offsets."""
@@ -366,8 +366,14 @@ class SpanQA(TaskKind):
                     encoding["offset_mapping"][row], encoding.sequence_ids(row)
                 )
             ]
-            answers = examples[example_index].get("answers") or []
-            start, end = answer_positions(answers[0] if answers else None, offsets)
+            answers = examples[example_index].get("answers")
+            # no answer in a labelled example (or none in this window) points at [CLS] (0, 0);
+            # a prediction input (answers None) has no positions at all
+            start, end = (
+                answer_positions(answers[0] if answers else None, offsets)
+                if answers is not None
+                else (None, None)
+            )
             feature.update(start_positions=start, end_positions=end, offsets=offsets)
             features.append(feature)
         return features, truncated

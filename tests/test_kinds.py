@@ -1,0 +1,214 @@
+"""Every registered task kind, from record to metric, on the tiny encoders.
+
+Parametrised over the registry: a new kind is tested here by being registered (its
+``sample()`` records are the data). Each kind is trained, evaluated, predicted, scored by
+MT-Uncertainty and added to a trained model; one run trains all kinds together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from camtl.cli import main
+from camtl.data.collate import batch_keys, collate_features, label_keys
+from camtl.data.prepare import TaskData, prepare_tasks
+from camtl.evaluation.decode import readable, run_model
+from camtl.evaluation.evaluate import evaluate_tasks
+from camtl.model_config import ModelConfig
+from camtl.modeling import MultiTaskModel
+from camtl.tasks.kinds import get_kind, kind_names
+from camtl.tasks.spec import SourceSpec, TaskSpec
+from camtl.training.uncertainty import make_scorer
+
+KINDS = kind_names()
+REPEAT = 6  # each sample record this many times: enough rows for train, dev and a batch
+
+
+def write_sample(kind_name: str, folder: Path) -> Path:
+    """The kind's sample records, repeated, as a JSONL file."""
+    path = folder / f"{kind_name}.jsonl"
+    rows = get_kind(kind_name).sample().records * REPEAT
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def task_entry(kind_name: str, path: Path) -> dict:
+    sample = get_kind(kind_name).sample()
+    return {
+        "name": f"{kind_name}_task",
+        "type": kind_name,
+        "text_columns": sample.text_columns,
+        "label_column": sample.label_column,
+        "max_length": 48,
+        "doc_stride": 16,
+        "source": {"paths": {"train": str(path), "dev": str(path), "test": str(path)}},
+    }
+
+
+def sample_spec(kind_name: str, folder: Path) -> TaskSpec:
+    entry = task_entry(kind_name, write_sample(kind_name, folder))
+    source = SourceSpec(paths=entry.pop("source")["paths"])
+    spec = TaskSpec(**entry, source=source)
+    spec.validate("tasks[0]", "test")
+    return spec
+
+
+@pytest.mark.parametrize("kind_name", KINDS)
+def test_kind_from_record_to_metric(
+    kind_name: str, tmp_path: Path, tiny_encoder_dir: Path, tiny_tokenizer
+) -> None:
+    kind = get_kind(kind_name)
+    spec = sample_spec(kind_name, tmp_path)
+    assert spec.metrics == list(kind.default_metrics)
+    (task,) = prepare_tasks([spec], tiny_tokenizer, ("train", "dev"))
+    assert task.features["train"] and all(f["task_id"] == 0 for f in task.features["train"])
+    if kind.has_labels:
+        assert len(task.labels) >= 2
+    model, _ = MultiTaskModel.from_encoder(
+        ModelConfig(encoder=str(tiny_encoder_dir), architecture="camtl"),
+        [spec],
+        {spec.name: task.labels},
+    )
+    # training: a finite loss whose gradient reaches the head
+    batch = collate_features(task.features["train"][:8], tiny_tokenizer.pad_token_id)
+    assert tuple(batch) == batch_keys()
+    out = model(**batch)
+    assert set(out.task_losses) == {spec.name} and torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in model.heads[spec.name].parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    # inference leaves the label fields out, and gives one output per feature
+    outputs = run_model(model, task.features["dev"], spec.name, 4, tiny_tokenizer.pad_token_id)
+    assert len(outputs) == len(task.features["dev"])
+    # evaluation: every metric of the spec and the trivial baseline's, finite
+    results = evaluate_tasks(model, [task], "dev", 4, tiny_tokenizer.pad_token_id)
+    entry = results["tasks"][spec.name]
+    assert entry["type"] == kind_name and set(entry["scores"]) == set(spec.metrics)
+    assert all(math.isfinite(v) for v in [*entry["scores"].values(), *entry["baseline"].values()])
+    # the readable predictions are JSON
+    predictions = kind.decode(
+        spec, task.labels, task.examples["dev"], task.features["dev"], outputs
+    )
+    assert len(predictions) == len(task.examples["dev"])
+    per_example = outputs if kind.one_feature_per_example else [None] * len(predictions)
+    for example, prediction, output in zip(task.examples["dev"], predictions, per_example):
+        json.dumps(readable(spec, task.labels, example, prediction, output))
+    # MT-Uncertainty: normalised scores in [0, 1], the same on a second call
+    scorer = make_scorer(model, [task], tiny_tokenizer.pad_token_id, "cpu", 4, 3, 7, lambda: 0)
+    candidates = [(0, i) for i in range(len(task.features["train"]))]
+    norm, raw = scorer(candidates)
+    assert norm.shape == (len(candidates),) and np.all((norm >= 0) & (norm <= 1 + 1e-6))
+    assert np.all(np.isfinite(raw)) and np.allclose(scorer(candidates)[0], norm)
+
+
+@pytest.mark.parametrize("kind_name", KINDS)
+def test_unlabelled_records_predict(kind_name: str, tmp_path: Path, tiny_tokenizer) -> None:
+    """Prediction inputs carry the text columns only; the features have no labels."""
+    from camtl.data.examples import to_examples
+    from camtl.data.tokenize import encode_examples
+
+    kind = get_kind(kind_name)
+    spec = sample_spec(kind_name, tmp_path)
+    sample = kind.sample()
+    inputs = [
+        {column: record[column] for column in sample.text_columns} for record in sample.records
+    ]
+    examples = to_examples(spec, inputs, "input", labelled=False)
+    assert set(kind.input_columns(spec)) == set(sample.text_columns)
+    features = encode_examples(spec, examples, tiny_tokenizer, 0).features
+    batch = collate_features(features, tiny_tokenizer.pad_token_id)
+    assert set(label_keys()) <= set(batch)
+    for batch_field in [f for f in kind.batch_fields if f.role == "label"]:
+        values = batch[batch_field.name]
+        expected = torch.full_like(values, batch_field.fill) if values.numel() else values
+        assert torch.equal(values.nan_to_num(-7.0), expected.nan_to_num(-7.0))
+
+
+def test_batch_fields_of_all_kinds_mix(tiny_encoder_dir: Path, tmp_path: Path, tiny_tokenizer):
+    """One batch holding a feature of every kind gives every task its loss."""
+    specs = [sample_spec(name, tmp_path) for name in KINDS]
+    for i, spec in enumerate(specs):
+        spec.name = f"t{i}"
+    tasks: list[TaskData] = prepare_tasks(specs, tiny_tokenizer, ("train",))
+    model, _ = MultiTaskModel.from_encoder(
+        ModelConfig(encoder=str(tiny_encoder_dir), architecture="camtl"),
+        specs,
+        {t.spec.name: t.labels for t in tasks},
+    )
+    features = [f for task in tasks for f in task.features["train"][:2]]
+    out = model(**collate_features(features, tiny_tokenizer.pad_token_id))
+    assert set(out.task_losses) == {s.name for s in specs}
+    assert all(torch.isfinite(loss) for loss in out.task_losses.values())
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+@pytest.fixture(scope="module")
+def all_kinds_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("kinds")
+    config = {
+        "output_dir": str(root / "run"),
+        "seed": 5,
+        "model": {
+            "encoder": str(tiny_encoder_dir),
+            "architecture": "camtl",
+            "camtl": {"max_length": 48},
+        },
+        "tasks": [task_entry(name, write_sample(name, root)) for name in KINDS],
+        "training": {
+            "max_steps": 6,
+            "batch_size": 8,
+            "eval_every": 3,
+            "log_every": 3,
+            "learning_rate": 1e-3,
+            "sampler": {"name": "mt_uncertainty", "options": {"mc_samples": 2}},
+        },
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", str(root / "config.yaml")]) == 0
+    return root / "run"
+
+
+def test_all_kinds_train_report_and_evaluate_in_one_run(all_kinds_run: Path) -> None:
+    report = json.loads((all_kinds_run / "report.json").read_text())
+    tasks = report["results"]["tasks"]
+    assert {entry["type"] for entry in tasks.values()} == set(KINDS)
+    for name, entry in tasks.items():
+        assert set(entry["scores"]) == set(get_kind(entry["type"]).default_metrics), name
+    assert "multi_label_task" in (all_kinds_run / "report.md").read_text()
+    assert main(["evaluate", str(all_kinds_run), "--split", "test"]) == 0
+
+
+@pytest.mark.parametrize("kind_name", KINDS)
+def test_predict_command_for_every_kind(all_kinds_run: Path, kind_name: str, tmp_path: Path):
+    sample = get_kind(kind_name).sample()
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(
+        "".join(json.dumps({c: r[c] for c in sample.text_columns}) + "\n" for r in sample.records)
+    )
+    out = tmp_path / "out.jsonl"
+    argv = ["predict", str(all_kinds_run), "--task", f"{kind_name}_task"]
+    assert main([*argv, "--input", str(inputs), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["row"] for r in rows] == list(range(1, len(sample.records) + 1))
+
+
+@pytest.mark.parametrize("kind_name", KINDS)
+def test_add_task_of_every_kind(all_kinds_run: Path, kind_name: str, tmp_path: Path) -> None:
+    entry = task_entry(kind_name, write_sample(kind_name, tmp_path))
+    entry["name"] = f"new_{kind_name}"
+    task_file = tmp_path / "task.yaml"
+    task_file.write_text(yaml.safe_dump(entry))
+    out = tmp_path / "added"
+    argv = ["add-task", str(all_kinds_run), str(task_file), "--steps", "2", "--output", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["results"]["tasks"]) == [f"new_{kind_name}"]
