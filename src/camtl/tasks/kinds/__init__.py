@@ -7,6 +7,7 @@ from record to metric on the tiny encoders.
 
 from camtl.tasks.kinds import (  # noqa: F401  (imported to register)
     classification,
+    multi_label,
     regression,
     span_qa,
     token_tagging,
