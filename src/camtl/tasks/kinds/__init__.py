@@ -8,6 +8,7 @@ from record to metric on the tiny encoders.
 from camtl.tasks.kinds import (  # noqa: F401  (imported to register)
     classification,
     multi_label,
+    multiple_choice,
     regression,
     span_qa,
     token_tagging,

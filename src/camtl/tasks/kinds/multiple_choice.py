@@ -1,0 +1,230 @@
+"""Multiple choice: a context and k candidate answers, the right one chosen among them.
+
+``text_columns`` = [context, choice_1, ..., choice_k] (k >= 2, the same k for every row);
+the label column holds the right choice as its 0-based index or its exact text.
+
+All k choices are encoded in one sequence with the context, ``[CLS] context [SEP] choice_1
+[SEP] ... choice_k [SEP]``, and scored jointly: each choice's score comes from the mean of its
+own tokens' states, and a softmax over the k scores picks one. One sequence per example
+(instead of k context-choice pairs, as BERT's multiple-choice head does) keeps every batch
+one row per example, so a multiple-choice task mixes with any other task in the same
+forward pass, at a k-th of the encoder cost; the choices share the length budget (the
+context is cut first) and attend to each other. docs/decisions.md has the reasoning.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camtl.constants import IGNORE_INDEX
+from camtl.errors import DataError
+from camtl.tasks.kinds import records
+from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
+from camtl.tasks.kinds.classification import accuracy, majority, softmax
+from camtl.tasks.kinds.encoding import Row, model_inputs
+from camtl.tasks.kinds.heads import TaskHead, dropout
+
+NOT_A_CHOICE = -1  # choice_ids of the context, the separators and padding
+MAX_CHOICES = 26
+
+
+def _choice_index(record: records.Record, column: str, choices: list[str]) -> int:
+    value = records.field(record, column)
+    key = records.label_key(value)
+    if key is None:
+        raise DataError(f"{records.where(record)}: missing label in column '{column}'")
+    if key.lstrip("-").isdigit():
+        index = int(key)
+        if 0 <= index < len(choices):
+            return index
+        raise DataError(
+            f"{records.where(record)}: label {key} in column '{column}' is not a choice index "
+            f"(0 to {len(choices) - 1})"
+        )
+    if key in choices:
+        return choices.index(key)
+    raise DataError(
+        f"{records.where(record)}: label {key[:60]!r} in column '{column}' is neither a choice "
+        f"index (0 to {len(choices) - 1}) nor the text of a choice"
+    )
+
+
+class ChoiceHead(TaskHead):
+    """Mean of each choice's token states -> dropout -> dense -> tanh -> dropout -> score."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, dropout: float, pooling: str) -> None:
+        super().__init__(hidden_size, num_outputs, dropout, pooling)
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, 1)
+
+    def forward(self, hidden, mask, inputs=None, generator=None):
+        assert inputs is not None, "the multiple-choice head needs the batch's choice_ids"
+        choice_ids = inputs["choice_ids"][:, : hidden.shape[1]]
+        slots = torch.arange(self.num_outputs, device=hidden.device)
+        member = (choice_ids.unsqueeze(-1) == slots).to(hidden.dtype)  # [n, L, k]
+        sums = torch.einsum("nlk,nld->nkd", member, hidden)
+        pooled = sums / member.sum(1).clamp(min=1.0).unsqueeze(-1)
+        x = dropout(pooled, self.dropout, generator)
+        x = dropout(torch.tanh(self.dense(x)), self.dropout, generator)
+        return self.out(x).squeeze(-1)  # [n, k]
+
+    def loss(self, logits, labels):
+        return F.cross_entropy(logits.float(), labels["choice_labels"])
+
+
+@register_kind("multiple_choice")
+class MultipleChoice(TaskKind):
+    """Example: ``{"context", "choices": [text, ...], "label": index of the right one}``."""
+
+    text_arity = tuple(range(3, MAX_CHOICES + 2))
+    metrics = {"accuracy": accuracy}
+    default_metrics = ("accuracy",)
+    needs_fast_tokenizer = True
+    batch_fields = (
+        BatchField("choice_ids", torch.long, NOT_A_CHOICE, layout="tokens", role="input"),
+        BatchField("choice_labels", torch.long, IGNORE_INDEX),
+    )
+
+    def sample(self):
+        return KindSample(
+            ["premise", "choice1", "choice2"],
+            "label",
+            [
+                {
+                    "premise": "the man broke his toe. why?",
+                    "choice1": "he dropped a hammer on it",
+                    "choice2": "he went to the doctor",
+                    "label": 0,
+                },
+                {
+                    "premise": "the girl was thirsty. so?",
+                    "choice1": "she slept",
+                    "choice2": "she drank water",
+                    "label": 1,
+                },
+                {
+                    "premise": "it started to rain. so?",
+                    "choice1": "we opened umbrellas",
+                    "choice2": "the sun shone",
+                    "label": "we opened umbrellas",
+                },
+                {
+                    "premise": "the glass fell. so?",
+                    "choice1": "it sang",
+                    "choice2": "it broke",
+                    "label": 1,
+                },
+            ],
+        )
+
+    def _texts(self, spec: Any, record: records.Record) -> dict[str, Any]:
+        context, *choices = (records.text(record, column) for column in spec.text_columns)
+        return {"context": context, "choices": choices}
+
+    def example(self, spec, record, split, index, labels):
+        example = self._texts(spec, record)
+        example["label"] = _choice_index(record, spec.label_column, example["choices"])
+        return example
+
+    def unlabelled_example(self, spec, record, split):
+        return {**self._texts(spec, record), "label": None}
+
+    def encode(self, spec, examples, tokenizer):
+        """The context as the first segment, the choices joined by the separator token as
+        the second; each token of the second segment is mapped to its choice by offsets."""
+        joiner = f" {tokenizer.sep_token} " if tokenizer.sep_token else " | "
+        contexts = [ex["context"] for ex in examples]
+        seconds, spans = [], []
+        for ex in examples:
+            text, ranges = "", []
+            for j, choice in enumerate(ex["choices"]):
+                text += joiner if j else ""
+                ranges.append((len(text), len(text) + len(choice)))
+                text += choice
+            seconds.append(text)
+            spans.append(ranges)
+        rows, truncated = _encode_fitted(tokenizer, contexts, seconds, spec.max_length)
+        features = []
+        for i, (encoding, row) in enumerate(rows):
+            feature = model_inputs(encoding, row, example_index=i)
+            feature["choice_ids"] = _choice_ids(
+                encoding["offset_mapping"][row], encoding.sequence_ids(row), spans[i]
+            )
+            feature["choice_labels"] = examples[i].get("label")
+            features.append(feature)
+        return features, truncated
+
+    def build_head(self, spec, hidden_size, num_labels, dropout, pooling):
+        return ChoiceHead(hidden_size, len(spec.text_columns) - 1, dropout, pooling)
+
+    def decode(self, spec, labels, examples, features, outputs):
+        return [int(np.argmax(o)) for o in outputs]
+
+    def references(self, spec, labels, examples):
+        return [ex["label"] for ex in examples]
+
+    def baseline(self, spec, labels, train, examples):
+        return [majority(ex["label"] for ex in train)] * len(examples)
+
+    def readable(self, spec, labels, example, prediction, output):
+        probs = softmax(np.asarray(output, dtype=np.float64))
+        return {
+            "choice": prediction,
+            "answer": example["choices"][prediction],
+            "probabilities": [round(float(p), 6) for p in probs],
+        }
+
+    def uncertainty(self, head, hidden, mask, inputs, features, num_labels, context):
+        """Entropy over the k choices; H' = log k."""
+        logits = head(hidden, mask, inputs).float().cpu()
+        raw = entropy(logits)
+        return (raw / math.log(logits.shape[-1])).numpy(), raw.numpy()
+
+
+def _encode_fitted(
+    tokenizer: Any, contexts: list[str], seconds: list[str], max_length: int
+) -> tuple[list[Row], int]:
+    """One (encoding, row) per example within ``max_length``: the context is cut first,
+    and only where the choices alone do not fit are they cut too. Returns the count cut."""
+    kwargs = {"return_offsets_mapping": True, "verbose": False}
+    full = tokenizer(contexts, seconds, truncation=False, **kwargs)
+    rows: list[Row] = [(full, i) for i in range(len(contexts))]
+    long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > max_length]
+    for strategy in ("only_first", "longest_first"):
+        if not long:
+            break
+        cut = tokenizer(
+            [contexts[i] for i in long],
+            [seconds[i] for i in long],
+            truncation=strategy,
+            max_length=max_length,
+            **kwargs,
+        )
+        for j, i in enumerate(long):
+            rows[i] = (cut, j)
+        long = [i for j, i in enumerate(long) if len(cut["input_ids"][j]) > max_length]
+    return rows, sum(
+        len(encoding["input_ids"][row]) < len(full["input_ids"][i])
+        for i, (encoding, row) in enumerate(rows)
+    )
+
+
+def _choice_ids(
+    offsets: list[tuple[int, int]], sequence_ids: list[int | None], spans: list[tuple[int, int]]
+) -> list[int]:
+    """The choice each token belongs to (by its character start in the second segment);
+    NOT_A_CHOICE for the context, special tokens and the separators between choices."""
+    ids = []
+    for (start, end), sequence in zip(offsets, sequence_ids):
+        owner = NOT_A_CHOICE
+        if sequence == 1 and end > start:
+            owner = next((j for j, (a, b) in enumerate(spans) if a <= start < b), NOT_A_CHOICE)
+        ids.append(owner)
+    return ids
