@@ -115,10 +115,10 @@ def zero_shot_scores(
 
     The model is left unchanged: scoring runs on a copy with one extra row and head.
     """
-    if model.config.architecture != "camtl":
+    if model.encoder.task_embeddings() is None:
         raise CamtlError(
             "zero-shot scores compare task embeddings: this run's model is "
-            "plain (architecture: camtl has them)"
+            f"{model.config.architecture}, without them (architecture: camtl has them)"
         )
     probe = copy.deepcopy(model)
     torch.manual_seed(seed)  # one fresh head, the same for every candidate row
@@ -126,7 +126,8 @@ def zero_shot_scores(
     reused = _compatible_head(model, task.spec, task.labels)
     if reused is not None:
         probe.heads[task.spec.name].load_state_dict(model.heads[reused].state_dict())
-    table = probe.encoder.task_embedding.table.weight
+    table = probe.encoder.task_embeddings()
+    assert table is not None
     random_row = table[index].detach().clone()
     rows = [(name, table[i].detach().clone()) for name, i in model.task_index.items()]
     results = []
@@ -157,9 +158,10 @@ def initial_row(
     init: str, model: MultiTaskModel, zero_shot: list[dict[str, Any]] | None
 ) -> tuple[torch.Tensor | None, str]:
     """(row to start from, the init actually used)."""
-    if model.config.architecture != "camtl":
-        return None, "none (plain model: no task embedding)"
-    table = model.encoder.task_embedding.table.weight.detach()
+    weight = model.encoder.task_embeddings()
+    if weight is None:
+        return None, f"none ({model.config.architecture} model: no task embedding)"
+    table = weight.detach()
     if init == "auto":
         assert zero_shot is not None
         best = max(
@@ -182,8 +184,8 @@ def _freeze_all_but_new(model: MultiTaskModel, name: str) -> list[torch.nn.Param
     params = list(model.heads[name].parameters())
     for param in params:
         param.requires_grad_(True)
-    if model.config.architecture == "camtl":
-        weight = model.encoder.task_embedding.table.weight
+    weight = model.encoder.task_embeddings()
+    if weight is not None:
         weight.requires_grad_(True)
         mask = torch.zeros(weight.shape[0], 1, device=weight.device)
         mask[-1] = 1.0
@@ -249,10 +251,10 @@ def add_task(
     config, model, tokenizer = load_run(run_dir)
     precision = resolve_precision(config.training.mixed_precision)  # the source run's
     check_init(opts.init, model)
-    if opts.init != "random" and model.config.architecture != "camtl":
+    if opts.init != "random" and model.encoder.task_embeddings() is None:
         raise ConfigError(
-            f"--init {opts.init}: the model of {run_dir} is plain (no task "
-            "embedding to initialise); use --init random"
+            f"--init {opts.init}: the model of {run_dir} is {config.model.architecture} "
+            "(no task embedding to initialise); use --init random"
         )
     task = load_new_task(task_file, model, tokenizer, opts.fraction)
     if output.resolve() == run_dir.resolve():

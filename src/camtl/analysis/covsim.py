@@ -58,12 +58,6 @@ def task_covsim(matrix: np.ndarray) -> np.ndarray:
     return (matrix.sum(1) - np.diag(matrix)) / max(1, n - 1)
 
 
-def _first_layer(model: MultiTaskModel) -> torch.nn.Module:
-    if model.config.architecture == "camtl":
-        return model.encoder.layers[0]
-    return model.encoder.encoder.layer[0]
-
-
 @torch.inference_mode()
 def first_layer_inputs(
     model: MultiTaskModel,
@@ -79,7 +73,7 @@ def first_layer_inputs(
     def grab(_module: Any, args: tuple, kwargs: dict) -> None:
         captured.append(args[0] if args else kwargs["hidden_states"])
 
-    handle = _first_layer(model).register_forward_pre_hook(grab, with_kwargs=True)
+    handle = model.encoder.first_layer().register_forward_pre_hook(grab, with_kwargs=True)
     rows = []
     try:
         model.eval()

@@ -62,11 +62,7 @@ def count_parameters(
         hidden_size=config.hidden_size,
         layers=config.num_hidden_layers,
     )
-    if architecture == "camtl":
-        counts.update(
-            generators=cam.generators,
-            task_embedding_dim=cam.task_embedding_dim or config.hidden_size,
-        )
+    counts.update(model.encoder.description())
     return counts
 
 

@@ -26,6 +26,7 @@ from camtl.modeling.conditional import (
     TaskEmbedding,
     TaskRows,
 )
+from camtl.modeling.shared_encoder import SharedEncoder, register_encoder
 
 
 def _activation(name: Any) -> Any:
@@ -174,7 +175,8 @@ def shared_generators(
     return nn.ModuleDict(gens) if gens else None
 
 
-class ConditionalEncoder(nn.Module):
+@register_encoder("camtl")
+class ConditionalEncoder(SharedEncoder):
     """Embeddings -> conditional alignment -> conditional layers (-> side-chain bottleneck)."""
 
     def __init__(self, hf_model: nn.Module, num_tasks: int, cam: CamtlConfig) -> None:
@@ -233,6 +235,24 @@ class ConditionalEncoder(nn.Module):
             if cam.bottleneck == "large"
             else None
         )
+
+    def pretrained_layers(self) -> list[nn.Module]:
+        return [layer.base for layer in self.layers]  # each conditional layer keeps its base
+
+    def first_layer(self) -> nn.Module:
+        return self.layers[0]
+
+    def task_embeddings(self) -> nn.Parameter:
+        return self.task_embedding.table.weight
+
+    def add_task(self, embedding: torch.Tensor | None = None) -> None:
+        self.task_embedding.add_row(embedding)
+
+    def description(self) -> dict[str, Any]:
+        return {
+            "generators": self.cam.generators,
+            "task_embedding_dim": self.task_embedding.table.embedding_dim,
+        }
 
     def conditional_modules(self) -> list[nn.Module]:
         """Every module whose parameters always train, whatever is frozen."""

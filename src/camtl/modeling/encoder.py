@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from camtl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from camtl.modeling.shared_encoder import SharedEncoder
 
 # Encoders whose layers share the BERT layout (embeddings, encoder.layer[i].attention...).
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
@@ -67,28 +70,12 @@ def disable_pooler(encoder: nn.Module) -> None:
             param.requires_grad_(False)
 
 
-def pretrained_layers(encoder: nn.Module) -> list[nn.Module]:
-    """The pretrained Transformer layers, whether wrapped by CA-MTL or not."""
-    if hasattr(encoder, "layers"):  # ConditionalEncoder: each layer keeps its base
-        return [layer.base for layer in encoder.layers]
-    return list(encoder.encoder.layer)
-
-
-def pretrained_parameter_count(encoder: nn.Module) -> int:
-    """Parameters of the bare pretrained encoder (no conditional modules, no pooler)."""
-    parts = [encoder.embeddings, *pretrained_layers(encoder)]
-    project = getattr(encoder, "embeddings_project", None)
-    if project is not None:
-        parts.append(project)
-    return sum(p.numel() for part in parts for p in part.parameters())
-
-
-def freeze_encoder(encoder: nn.Module, freeze_embeddings: bool, freeze_layers: int) -> None:
+def freeze_encoder(encoder: SharedEncoder, freeze_embeddings: bool, freeze_layers: int) -> None:
     """Keep the embeddings and/or the bottom ``freeze_layers`` layers at pretrained values.
 
     CA-MTL's conditional modules always train, also inside frozen layers.
     """
-    layers = pretrained_layers(encoder)
+    layers = encoder.pretrained_layers()
     if freeze_layers > len(layers):
         raise ConfigError(
             f"key 'model.freeze_layers': {freeze_layers} is more than the "
@@ -100,6 +87,6 @@ def freeze_encoder(encoder: nn.Module, freeze_embeddings: bool, freeze_layers: i
     for layer in layers[:freeze_layers]:
         for param in layer.parameters():
             param.requires_grad_(False)
-    for module in getattr(encoder, "conditional_modules", list)():
+    for module in encoder.conditional_modules():
         for param in module.parameters():
             param.requires_grad_(True)

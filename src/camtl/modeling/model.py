@@ -18,9 +18,8 @@ from camtl.modeling.encoder import (
     disable_pooler,
     freeze_encoder,
     load_encoder_and_tokenizer,
-    pretrained_layers,
-    pretrained_parameter_count,
 )
+from camtl.modeling.shared_encoder import SharedEncoder, build_shared_encoder
 from camtl.runfiles import ENCODER_CONFIG_DIR, MODEL_FILE, WEIGHTS_FILE
 from camtl.structured import from_dict, to_dict
 from camtl.tasks.kinds.heads import TaskHead
@@ -51,17 +50,15 @@ class MultiTaskModel(nn.Module):
         check_supported(encoder.config.model_type, config.encoder)
         self.config = config
         disable_pooler(encoder)
-        if config.architecture == "camtl":
-            from camtl.modeling.conditional_encoder import ConditionalEncoder
-
-            encoder = ConditionalEncoder(encoder, len(tasks), config.camtl)
-        self.encoder = encoder
+        self.encoder: SharedEncoder = build_shared_encoder(
+            config.architecture, encoder, len(tasks), config.camtl
+        )
         self.tasks = list(tasks)
         self.labels = {k: list(v) for k, v in labels.items()}
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
-        hidden = encoder.config.hidden_size
+        hidden = self.encoder.config.hidden_size
         self.heads = nn.ModuleDict({t.name: self._build_head(t, hidden) for t in self.tasks})
-        freeze_encoder(encoder, *config.resolved_freezing(encoder.config.num_hidden_layers))
+        freeze_encoder(self.encoder, *config.resolved_freezing(encoder.config.num_hidden_layers))
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -138,8 +135,7 @@ class MultiTaskModel(nn.Module):
         device = next(self.parameters()).device
         self.labels[spec.name] = list(labels)
         self.heads[spec.name] = self._build_head(spec, self.encoder.config.hidden_size).to(device)
-        if self.config.architecture == "camtl":
-            self.encoder.task_embedding.add_row(embedding)
+        self.encoder.add_task(embedding)
         self.tasks.append(spec)
         self.task_index[spec.name] = len(self.tasks) - 1
         return len(self.tasks) - 1
@@ -159,12 +155,7 @@ class MultiTaskModel(nn.Module):
         task_ids: torch.Tensor,
     ) -> torch.Tensor:
         """Hidden states [B, L, d] of the shared encoder (task_ids unused by the plain one)."""
-        if self.config.architecture == "camtl":
-            return self.encoder(input_ids, attention_mask, token_type_ids, task_ids)
-        out = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        )
-        return out.last_hidden_state
+        return self.encoder(input_ids, attention_mask, token_type_ids, task_ids)
 
     def forward(
         self,
@@ -200,7 +191,7 @@ class MultiTaskModel(nn.Module):
         """The trainable parameters gradient-based balancers differentiate: the top
         layer's (``top_layer``), with the heads (``heads_and_top_layer``), or the whole
         encoder's (``all_shared``)."""
-        params = list(pretrained_layers(self.encoder)[-1].parameters())
+        params = list(self.encoder.pretrained_layers()[-1].parameters())
         if which == "heads_and_top_layer":
             params += list(self.heads.parameters())
         elif which == "all_shared":
@@ -210,13 +201,12 @@ class MultiTaskModel(nn.Module):
     def parameter_counts(self) -> dict[str, int]:
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        encoder = pretrained_parameter_count(self.encoder)
+        encoder = self.encoder.pretrained_parameter_count()
         heads = {
             name: sum(p.numel() for p in head.parameters()) for name, head in self.heads.items()
         }
         per_task = sum(heads.values()) / max(1, len(heads))
-        if self.config.architecture == "camtl":
-            per_task += self.encoder.task_embedding.table.embedding_dim
+        per_task += self.encoder.per_task_parameter_count()
         return {
             "total": total,
             "trainable": trainable,
