@@ -61,11 +61,14 @@ class TrainingConfig:
     num_threads: int | None = None
 
     def validate(self, path: str, where: str) -> None:
-        if self.batch_mode == "single_task" and self.sampler.name == "mt_uncertainty":
+        from camtl.sampling.base import SAMPLERS
+
+        sampler = SAMPLERS.get(self.sampler.name)
+        if self.batch_mode == "single_task" and sampler is not None and sampler.selects_examples:
             raise ConfigError.at(
                 where,
                 f"key '{path}.batch_mode': 'single_task' cannot be used with the sampler "
-                "'mt_uncertainty', which picks the most uncertain examples across tasks "
+                f"'{self.sampler.name}', which picks the most uncertain examples across tasks "
                 "(use batch_mode: mixed)",
             )
         # not a Literal: YAML reads an unquoted `no` as false, which must mean fp32

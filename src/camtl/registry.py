@@ -38,6 +38,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._classes)
 
+    def get(self, name: str) -> type[T] | None:
+        """The class registered as ``name``, or None."""
+        return self._classes.get(name)
+
     def lookup(self, name: str, options: dict[str, Any], where: str = "") -> tuple[type[T], Any]:
         """(the class, its validated options); an unknown name lists the known ones."""
         if name not in self._classes:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from camtl.errors import ConfigError
-from camtl.sampling.base import TaskSampler, register_sampler
+from camtl.sampling.base import ScoringRequest, TaskSampler, register_sampler
 
 
 @dataclass
@@ -84,6 +84,12 @@ class MTUncertaintySampler(TaskSampler):
         # amortised cache entries: [task, index, H/H' or None, H or None, step scored]
         self.cache: list[list[Any]] = []
         self.scored = 0  # candidates scored so far (the cost)
+
+    def scoring_request(self) -> ScoringRequest:
+        return ScoringRequest(self.options.mc_samples, dict(self.options.proxies))
+
+    def candidates_scored(self) -> int:
+        return self.scored
 
     def probabilities(self, step: int) -> np.ndarray:
         return np.full(len(self.task_sizes), 1.0 / len(self.task_sizes))

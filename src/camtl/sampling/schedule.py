@@ -36,7 +36,7 @@ class BatchScheduler:
             raise ValueError(f"batch mode must be one of {MODES}, got {mode!r}")
         if min(pool_sizes) < 1:
             raise ValueError("every task needs at least one training example")
-        if mode == "single_task" and getattr(sampler, "selects_examples", False):
+        if mode == "single_task" and sampler.selects_examples:
             raise ValueError(
                 f"sampler {sampler.name!r} picks examples across tasks; it cannot build "
                 "single-task batches"
@@ -52,7 +52,7 @@ class BatchScheduler:
         self.drawn = [0] * len(pool_sizes)  # examples trained on, per task
         self.returned: list[list[int]] = [[] for _ in pool_sizes]  # unused candidates
         self.seen = [np.zeros(n, dtype=bool) for n in pool_sizes]  # ever trained on
-        if getattr(sampler, "selects_examples", False) and scorer is None:
+        if sampler.selects_examples and scorer is None:
             raise ValueError(f"sampler {sampler.name!r} scores candidates: pass a scorer")
         self.scorer = scorer
 
@@ -92,7 +92,7 @@ class BatchScheduler:
 
     def next_batch(self, step: int) -> list[tuple[int, int]]:
         """The global batch for ``step``: (task index, feature index) pairs, task-grouped."""
-        if getattr(self.sampler, "selects_examples", False):
+        if self.sampler.selects_examples:
             batch = self.sampler.select(self, step, self.batch_size)  # type: ignore[attr-defined]
         else:
             batch = []

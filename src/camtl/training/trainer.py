@@ -137,7 +137,8 @@ class Trainer:
             [len(t.features["train"]) for t in self.tasks],
             config.training.max_steps,
         )
-        self.proxies = resolve_proxies(self.tasks, getattr(self.sampler.options, "proxies", {}))
+        self.scoring = self.sampler.scoring_request()
+        self.proxies = resolve_proxies(self.tasks, self.scoring.proxies) if self.scoring else {}
         self.balancer = build_balancer(
             config.training.balancer.name,
             config.training.balancer.options,
@@ -190,16 +191,16 @@ class Trainer:
         )
         self.world = self.accelerator.num_processes
         scorer = None
-        if getattr(self.sampler, "selects_examples", False):
+        if self.scoring is not None:
             scorer = make_scorer(
                 self.accelerator.unwrap_model(self.ddp_model),
                 self.tasks,
                 self.tokenizer.pad_token_id,
                 self.accelerator.device,
                 cfg.eval_batch_size,
-                self.sampler.options.mc_samples,
+                self.scoring.mc_samples,
                 self.config.seed,
-                lambda: self.sampler.scored,
+                lambda: self.sampler.candidates_scored() or 0,
                 self.proxies,
                 self.precision,
             )
@@ -511,7 +512,7 @@ class Trainer:
                 self.tasks[t].spec.name: round(f, 4)
                 for t, f in self.scheduler.used_fraction().items()
             },
-            "candidates_scored": getattr(self.sampler, "scored", None),
+            "candidates_scored": self.sampler.candidates_scored(),
         }
 
     def _plot_task_shares(self) -> None:
