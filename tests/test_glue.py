@@ -248,7 +248,7 @@ def test_recipe_metrics_and_hub_sources() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED_DEV_LABELS))
 def test_every_task_loads_from_a_glue_folder(glue_root: Path, name: str) -> None:
     spec = glue_task(name, str(glue_root))
-    assert spec.source == SourceSpec(kind="glue_dir", root=str(glue_root))
+    assert spec.source == SourceSpec(kind="glue_dir", root=str(glue_root), layout=GLUE_FILES[name])
     examples, labels = load_task_examples(spec)
     assert labels == list(GLUE_TASKS[name].labels or [])
     assert len(examples["train"]) == 3

@@ -21,7 +21,7 @@ from camtl.tasks.kinds.records import Record
 from camtl.tasks.spec import FILE_FORMATS, TaskSpec
 
 if TYPE_CHECKING:
-    from camtl.tasks.glue import GlueLayout
+    from camtl.tasks.spec import GlueLayout
 
 
 SUFFIX_FORMATS = {
@@ -403,16 +403,10 @@ def _read_offline(spec: TaskSpec, split: str) -> list[Record] | None:
 # --- GLUE-format folders
 
 
-def _glue_layout(spec: TaskSpec) -> GlueLayout | None:
-    from camtl.tasks.glue import GLUE_FILES
-
-    return GLUE_FILES.get(spec.name)
-
-
 def _glue_path(spec: TaskSpec, split: str) -> Path | None:
     """The file of a split in a GLUE-format folder (``root`` or ``root/<task folder>``)."""
     root = Path(str(spec.source.root))
-    layout = _glue_layout(spec)
+    layout = spec.source.layout
     name = spec.source.paths.get(split) or (layout.files.get(split) if layout else None)
     if name is None:
         return None
@@ -421,13 +415,11 @@ def _glue_path(spec: TaskSpec, split: str) -> Path | None:
 
 
 def _read_glue_dir(spec: TaskSpec, split: str) -> list[Record] | None:
-    layout = _glue_layout(spec)
+    layout = spec.source.layout
     if layout is None and not spec.source.paths:
-        from camtl.tasks.glue import GLUE_FILES
-
         raise DataError(
-            f"task '{spec.name}': source kind 'glue_dir' knows the files of "
-            f"{', '.join(GLUE_FILES)}; for another task set source.paths "
+            f"task '{spec.name}': source kind 'glue_dir' needs source.layout (the "
+            "GLUE-family recipes of 'camtl data list' bring theirs) or source.paths "
             "(split -> TSV file inside source.root)"
         )
     path = _glue_path(spec, split)

@@ -13,32 +13,12 @@ mapped to the hub's class names (``GLUE_FILES``), so one TaskSpec serves both so
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 
 from camtl.tasks.registry import register_task
-from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+from camtl.tasks.spec import GlueLayout, SourceSpec, TaskSpec, TaskType
 
 GLUE_HUB = "nyu-mll/glue"
 _TRAIN_DEV = {"train": "train", "dev": "validation"}
-
-
-@dataclass(frozen=True)
-class GlueLayout:
-    """Where a task's files sit in a local folder and how their columns map to records.
-
-    folder:    sub-folder of ``source.root`` (``root`` itself also works when the files are
-               directly inside it)
-    files:     split -> file name (GLUE test files carry no labels, so they are left out)
-    columns:   record field -> header name, or 0-based column index when ``header`` is False
-    label_map: file label value -> class name; a value mapped to None drops the row
-    """
-
-    folder: str
-    files: dict[str, str]
-    columns: dict[str, str | int]
-    header: bool = True
-    label_field: str = "label"
-    label_map: dict[str, str | None] = field(default_factory=dict)
 
 
 def _binary(negative: str, positive: str) -> dict[str, str | None]:
@@ -119,6 +99,7 @@ def _recipe(
         hub_name=hub_name,
         hub_config=hub_config,
         split_names=dict(split_names or _TRAIN_DEV),
+        layout=GLUE_FILES[name],
     )
     spec = TaskSpec(
         name=name,
@@ -246,5 +227,5 @@ def glue_task(name: str, root: str | None = None) -> TaskSpec:
         raise KeyError(f"unknown GLUE-family task {name!r} (known: {', '.join(GLUE_TASKS)})")
     spec = copy.deepcopy(GLUE_TASKS[name])
     if root is not None:
-        spec.source = SourceSpec(kind="glue_dir", root=str(root))
+        spec.source = SourceSpec(kind="glue_dir", root=str(root), layout=GLUE_FILES[name])
     return spec

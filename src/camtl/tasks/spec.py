@@ -30,6 +30,25 @@ SOURCE_KINDS = ("files", "offline", "hub", "glue_dir")
 
 
 @dataclass
+class GlueLayout:
+    """Where a task's files sit in a local folder and how their columns map to records.
+
+    folder:    sub-folder of ``source.root`` (``root`` itself also works when the files are
+               directly inside it)
+    files:     split -> file name (GLUE test files carry no labels, so they are left out)
+    columns:   record field -> header name, or 0-based column index when ``header`` is False
+    label_map: file label value -> class name; a value mapped to None drops the row
+    """
+
+    folder: str
+    files: dict[str, str]
+    columns: dict[str, str | int]
+    header: bool = True
+    label_field: str = "label"
+    label_map: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
 class SourceSpec:
     """Where a task's examples come from.
 
@@ -55,6 +74,10 @@ class SourceSpec:
     # a row that fails validation (an empty text, a missing label): stop with its error, or
     # leave it out, count it in the log and list it in the run directory (skipped_rows.jsonl)
     on_bad_rows: Literal["error", "skip"] = "error"
+    # glue_dir: where the task's files sit in the folder and how their columns map to
+    # records (the GLUE-family recipes bring theirs; without one, ``paths`` name TSV files
+    # with a header row whose columns are the record fields)
+    layout: GlueLayout | None = None
     # Offline tasks: dev/test carved from train when the source lacks them.
     package: str | None = None
     license: str | None = None
