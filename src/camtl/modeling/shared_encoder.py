@@ -85,18 +85,14 @@ def register_encoder(
 
 
 def encoder_names() -> list[str]:
-    from camtl.modeling import conditional_encoder  # noqa: F401
-
     return sorted(_ENCODERS)
 
 
 def build_shared_encoder(
     architecture: str, pretrained: nn.Module, num_tasks: int, cam: CamtlConfig
 ) -> SharedEncoder:
-    """The registered encoder class ``architecture`` around a pretrained Hugging Face model."""
-    # the conditional encoder registers itself on import
-    from camtl.modeling import conditional_encoder  # noqa: F401
-
+    """The registered encoder class ``architecture`` around a pretrained Hugging Face model
+    (camtl.modeling imports every built-in encoder module, which registers it)."""
     return _ENCODERS[architecture](pretrained, num_tasks, cam)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -23,8 +23,24 @@ from camtl.registry import NoOptions
 from camtl.tasks.kinds.heads import TaskHead
 from camtl.tasks.kinds.records import Record
 
-if TYPE_CHECKING:
-    from camtl.tasks.spec import TaskSpec
+
+class TaskSpec(Protocol):
+    """What a kind reads of a task's spec (camtl.tasks.spec.TaskSpec has it all); a
+    protocol, so that the kinds do not depend on the spec module that dispatches to them."""
+
+    name: str
+    type: str
+    text_columns: list[str]
+    label_column: str
+    labels: list[str] | None
+    metrics: list[str]
+    max_length: int
+    doc_stride: int
+    options: dict[str, Any]
+
+    @property
+    def is_pair(self) -> bool: ...
+
 
 Metric = Callable[[Sequence[Any], Sequence[Any]], float]
 Feature = dict[str, Any]
