@@ -1,7 +1,9 @@
 """Multiple choice: a context and k candidate answers, the right one chosen among them.
 
 ``text_columns`` = [context, choice_1, ..., choice_k] (k >= 2, the same k for every row);
-the label column holds the right choice as its 0-based index or its exact text.
+with ``options.context_columns: n`` the first n columns together make the context (COPA:
+premise and question). The label column holds the right choice as its 0-based index, its
+exact text, or the name of its column.
 
 All k choices are encoded in one sequence with the context, ``[CLS] context [SEP] choice_1
 [SEP] ... choice_k [SEP]``, and scored jointly: each choice's score comes from the mean of its
@@ -15,6 +17,7 @@ context is cut first) and attend to each other. docs/decisions.md has the reason
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camtl.constants import IGNORE_INDEX
-from camtl.errors import DataError
+from camtl.errors import ConfigError, DataError
 from camtl.tasks.kinds import records
 from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
 from camtl.tasks.kinds.classification import accuracy, majority, softmax
@@ -34,7 +37,15 @@ NOT_A_CHOICE = -1  # choice_ids of the context, the separators and padding
 MAX_CHOICES = 26
 
 
-def _choice_index(record: records.Record, column: str, choices: list[str]) -> int:
+@dataclass
+class MultipleChoiceOptions:
+    # how many of the first text columns make up the context (joined by a space)
+    context_columns: int = 1
+
+
+def _choice_index(
+    record: records.Record, column: str, choices: list[str], choice_columns: list[str]
+) -> int:
     value = records.field(record, column)
     key = records.label_key(value)
     if key is None:
@@ -49,9 +60,12 @@ def _choice_index(record: records.Record, column: str, choices: list[str]) -> in
         )
     if key in choices:
         return choices.index(key)
+    if key in choice_columns:
+        return choice_columns.index(key)
     raise DataError(
-        f"{records.where(record)}: label {key[:60]!r} in column '{column}' is neither a choice "
-        f"index (0 to {len(choices) - 1}) nor the text of a choice"
+        f"{records.where(record)}: label {key[:60]!r} in column '{column}' is not a choice "
+        f"index (0 to {len(choices) - 1}), the text of a choice, or a choice column "
+        f"({', '.join(choice_columns)})"
     )
 
 
@@ -83,10 +97,11 @@ class ChoiceHead(TaskHead):
 class MultipleChoice(TaskKind):
     """Example: ``{"context", "choices": [text, ...], "label": index of the right one}``."""
 
-    text_arity = tuple(range(3, MAX_CHOICES + 2))
+    text_arity = tuple(range(3, MAX_CHOICES + 4))
     metrics = {"accuracy": accuracy}
     default_metrics = ("accuracy",)
     needs_fast_tokenizer = True
+    Options = MultipleChoiceOptions
     batch_fields = (
         BatchField("choice_ids", torch.long, NOT_A_CHOICE, layout="tokens", role="input"),
         BatchField("choice_labels", torch.long, IGNORE_INDEX),
@@ -124,13 +139,28 @@ class MultipleChoice(TaskKind):
             ],
         )
 
+    def check_spec(self, spec, path, prefix):
+        super().check_spec(spec, path, prefix)
+        n = self.options(spec).context_columns
+        choices = len(spec.text_columns) - n
+        if n < 1 or not 2 <= choices <= MAX_CHOICES:
+            raise ConfigError(
+                f"{prefix}key '{path}.text_columns': a multiple-choice task takes "
+                f"{n} context column(s) (options.context_columns, at least 1) and 2 to "
+                f"{MAX_CHOICES} choice columns, got {spec.text_columns!r}"
+            )
+
     def _texts(self, spec: Any, record: records.Record) -> dict[str, Any]:
-        context, *choices = (records.text(record, column) for column in spec.text_columns)
-        return {"context": context, "choices": choices}
+        texts = [records.text(record, column) for column in spec.text_columns]
+        n = self.options(spec).context_columns
+        return {"context": " ".join(texts[:n]), "choices": texts[n:]}
 
     def example(self, spec, record, split, index, labels):
         example = self._texts(spec, record)
-        example["label"] = _choice_index(record, spec.label_column, example["choices"])
+        choice_columns = spec.text_columns[self.options(spec).context_columns :]
+        example["label"] = _choice_index(
+            record, spec.label_column, example["choices"], choice_columns
+        )
         return example
 
     def unlabelled_example(self, spec, record, split):
@@ -162,7 +192,8 @@ class MultipleChoice(TaskKind):
         return features, truncated
 
     def build_head(self, spec, hidden_size, num_labels, dropout, pooling):
-        return ChoiceHead(hidden_size, len(spec.text_columns) - 1, dropout, pooling)
+        choices = len(spec.text_columns) - self.options(spec).context_columns
+        return ChoiceHead(hidden_size, choices, dropout, pooling)
 
     def decode(self, spec, labels, examples, features, outputs):
         return [int(np.argmax(o)) for o in outputs]
