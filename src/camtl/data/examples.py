@@ -16,8 +16,8 @@ from typing import Any
 from camtl.constants import DATA_SEED, SPLITS
 from camtl.data.sources import read_split, source_label
 from camtl.errors import DataError
-from camtl.tasks.kinds.records import Record, label_key, sort_labels
-from camtl.tasks.spec import TaskSpec
+from camtl.tasks.kinds.records import META_KEYS, Record, label_key, sort_labels
+from camtl.tasks.spec import TaskSpec, template_fields
 
 __all__ = ["carve_dev", "infer_labels", "label_key", "load_task_examples", "to_examples"]
 
@@ -73,6 +73,7 @@ def to_examples(
     """
     if not records:
         raise DataError(f"{source_label(spec, split)}: split '{split}' has no examples")
+    records = derive_columns(spec, records)
     kind = spec.kind
     if not labelled:
         return [_with_origin(kind.unlabelled_example(spec, r, split), r) for r in records]
@@ -104,6 +105,30 @@ def to_examples(
             f"({len(records)} rows, every one skipped as bad)"
         )
     return examples
+
+
+def derive_columns(spec: TaskSpec, records: list[Record]) -> list[Record]:
+    """Records with ``spec.derived_columns`` filled from their fields (a missing field is a
+    DataError naming file, row and the template's column)."""
+    if not spec.derived_columns:
+        return records
+    plans = [(name, t, template_fields(t)) for name, t in spec.derived_columns.items()]
+    out = []
+    for record in records:
+        record = dict(record)
+        for name, template, fields in plans:
+            missing = [f for f in fields if f not in record]
+            if missing:
+                present = ", ".join(k for k in record if k not in META_KEYS)
+                raise DataError(
+                    f"{record.get('_file', '<records>')}, row {record.get('_row', '?')}: "
+                    f"derived column '{name}' reads column '{missing[0]}', which is missing "
+                    f"(columns present: {present})"
+                )
+            values = {f: "" if record[f] is None else record[f] for f in fields}
+            record[name] = template.format_map(values)
+        out.append(record)
+    return out
 
 
 def _with_origin(example: dict[str, Any], record: Record) -> dict[str, Any]:
@@ -152,7 +177,7 @@ def load_task_examples(
     has_labels = spec.kind.has_labels
     infer = spec.labels is None and has_labels
     if "train" in splits or infer or ("dev" in splits and records["dev"] is None):
-        records["train"] = _read_train(spec)
+        records["train"] = derive_columns(spec, _read_train(spec))  # a derived label column
     train = records["train"] or []
     labels = infer_labels(spec, train, skip_bad) if infer else list(spec.labels or [])
     if "dev" in splits and records["dev"] is None:

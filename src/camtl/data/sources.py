@@ -358,7 +358,16 @@ def _squad_question(
 
 
 def read_split(spec: TaskSpec, split: str) -> list[Record] | None:
-    """The records of one split, or None when the task's source has no such split."""
+    """The records of one split (those ``source.filter`` keeps), or None when the task's
+    source has no such split."""
+    records = _read_source_split(spec, split)
+    wanted = spec.source.filter
+    if records is None or not wanted:
+        return records
+    return [r for r in records if all(r.get(k) == v for k, v in wanted.items())]
+
+
+def _read_source_split(spec: TaskSpec, split: str) -> list[Record] | None:
     kind = spec.source.kind
     if kind == "files":
         path = spec.source.paths.get(split)

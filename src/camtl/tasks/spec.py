@@ -74,6 +74,9 @@ class SourceSpec:
     # a row that fails validation (an empty text, a missing label): stop with its error, or
     # leave it out, count it in the log and list it in the run directory (skipped_rows.jsonl)
     on_bad_rows: Literal["error", "skip"] = "error"
+    # keep only the records whose fields equal these values (one subset of a hub dataset
+    # that mixes several, e.g. MRQA's {subset: SQuAD})
+    filter: dict[str, Any] = field(default_factory=dict)
     # glue_dir: where the task's files sit in the folder and how their columns map to
     # records (the GLUE-family recipes bring theirs; without one, ``paths`` name TSV files
     # with a header row whose columns are the record fields)
@@ -141,6 +144,9 @@ class TaskSpec:
     source: SourceSpec = field(default_factory=SourceSpec)
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # columns made from a record's fields before the kind reads it: name -> a Python format
+    # template, e.g. {query: "Does '{span2_text}' refer to '{span1_text}'?"}
+    derived_columns: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.type = getattr(self.type, "value", self.type)  # a TaskType member -> its name
@@ -179,6 +185,14 @@ class TaskSpec:
             raise ConfigError(
                 f"{prefix}key '{path}.train_fraction': must be in (0, 1], got {self.train_fraction}"
             )
+        for column, template in self.derived_columns.items():
+            try:
+                template_fields(template)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{prefix}key '{path}.derived_columns.{column}': not a format template "
+                    f"({exc}); write fields as {{name}} and a literal brace as {{{{ or }}}}"
+                ) from None
         kind.check_spec(self, path, prefix)
 
     def kind_or_error(self, path: str = "task", prefix: str = "") -> TaskKind:
@@ -213,6 +227,16 @@ class TaskSpec:
         if self.train_fraction is None:
             return available
         return max(1, min(available, round(self.train_fraction * available)))
+
+
+def template_fields(template: str) -> list[str]:
+    """The field names a format template reads ("{a} and {b}" -> [a, b])."""
+    import string
+
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    if any(not name or not name.isidentifier() for name in names):
+        raise ValueError("every {field} must name a column")
+    return names
 
 
 def anchor_paths(task: TaskSpec, base_dir: Path) -> None:

@@ -80,8 +80,9 @@ def squad_f1(predictions: Sequence[str], references: Sequence[Sequence[str]]) ->
 
 
 def _answer_pairs(record: records.Record, column: str) -> list[tuple[Any, Any]]:
-    """(text, start) pairs from ``{"text": [...], "answer_start": [...]}`` or a list of
-    ``{"text", "answer_start" | "start"}``; a JSON string (a CSV cell) is parsed first."""
+    """(text, start) pairs from ``{"text": [...], "answer_start": [...]}``, a list of
+    ``{"text", "answer_start" | "start"}`` or a list of answer strings (start -1: the first
+    place the text occurs); a JSON string (a CSV cell) is parsed first."""
     value = records.field(record, column)
     where = records.where(record)
     if isinstance(value, str):
@@ -100,6 +101,8 @@ def _answer_pairs(record: records.Record, column: str) -> list[tuple[Any, Any]]:
         return list(zip(texts, starts))
     if isinstance(value, list) and all(isinstance(a, dict) for a in value):
         return [(a.get("text"), a.get("answer_start", a.get("start"))) for a in value]
+    if isinstance(value, list) and all(isinstance(a, str) for a in value):
+        return [(text, -1) for text in value]  # no offsets: found by searching the context
     raise DataError(
         f"{where}: column '{column}' must hold answers like "
         '{"text": [...], "answer_start": [...]}'
