@@ -31,6 +31,7 @@ def task_rows() -> list[dict[str, str]]:
             origin = f"hub {source.hub_name}" + (
                 f"/{source.hub_config}" if source.hub_config else ""
             )
+            origin += "".join(f" [{k}={v}]" for k, v in source.filter.items())
         rows.append(
             {
                 "task": name,
@@ -58,7 +59,8 @@ def format_task_list() -> str:
     lines += [f"  {r['task']}: {r['licence']}" for r in rows if r["licence"] != "-"]
     lines.append("")
     lines.append(
-        "Offline tasks: `camtl data fetch [TASK...]`. Hub tasks need a network, or a "
-        "local GLUE folder: see docs/tasks.md."
+        "Offline tasks: `camtl data fetch [TASK...]`. Hub tasks need a network, or local "
+        "copies of their files (a GLUE folder, or files with the same fields): see "
+        "docs/tasks.md."
     )
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from camtl.tasks.spec import TaskSpec, anchor_paths
 from camtl.yamlio import read_yaml
 
 _REGISTRY: dict[str, TaskSpec] = {}
-_CATALOGS = ("camtl.tasks.offline", "camtl.tasks.glue")
+_CATALOGS = ("camtl.tasks.offline", "camtl.tasks.glue", "camtl.tasks.benchmarks")
 _loaded = False
 
 
@@ -82,15 +82,19 @@ def resolve_task(ref: Any, path: str, where: str = "", base_dir: Path | None = N
         return from_dict(TaskSpec, merged, path, where)
     if "type" not in entry and "name" in entry:
         base = to_dict(get_task(str(entry["name"]), f"{path}.name", where))
-        _keep_layout(base, entry)
+        _keep_source_shape(base, entry)
         base.update(entry)
         return from_dict(TaskSpec, base, path, where)
     return from_dict(TaskSpec, entry, path, where)
 
 
-def _keep_layout(recipe: dict[str, Any], override: dict[str, Any]) -> None:
-    """A new ``source`` replaces the recipe's whole, except its file layout: how a task's
-    files are laid out belongs to the task, not to where the user keeps them."""
-    new, layout = override.get("source"), recipe.get("source", {}).get("layout")
-    if isinstance(new, dict) and layout is not None and "layout" not in new:
-        override["source"] = {**new, "layout": layout}
+def _keep_source_shape(recipe: dict[str, Any], override: dict[str, Any]) -> None:
+    """A new ``source`` replaces the recipe's whole, except its file layout and record
+    filter: which records a task reads and how they are laid out belong to the task, not
+    to where the user keeps the files."""
+    new, old = override.get("source"), recipe.get("source", {})
+    if not isinstance(new, dict):
+        return
+    kept = {k: old[k] for k in ("layout", "filter") if old.get(k) and k not in new}
+    if kept:
+        override["source"] = {**new, **kept}
