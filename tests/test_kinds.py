@@ -213,3 +213,41 @@ def test_add_task_of_every_kind(all_kinds_run: Path, kind_name: str, tmp_path: P
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert list(report["results"]["tasks"]) == [f"new_{kind_name}"]
+
+
+def test_multiple_choice_context_columns_and_label_forms(tmp_path: Path, tiny_tokenizer) -> None:
+    """COPA's shape: premise and question make the context; the label may be an index, the
+    choice's text or its column name; a bad label names file, row and the forms allowed."""
+    from camtl.data.examples import to_examples
+    from camtl.errors import ConfigError, DataError
+
+    spec = TaskSpec(
+        name="copa",
+        type="multiple_choice",
+        text_columns=["premise", "question", "choice1", "choice2"],
+        label_column="label",
+        options={"context_columns": 2},
+        source=SourceSpec(paths={"train": "x"}),
+    )
+    spec.validate("tasks[0]", "")
+    base = {"premise": "the glass fell", "question": "effect", "choice1": "it broke"}
+    rows = [
+        {**base, "choice2": "it sang", "label": 0},
+        {**base, "choice2": "it sang", "label": "it broke"},
+        {**base, "choice2": "it sang", "label": "choice2"},
+    ]
+    examples = to_examples(spec, rows, "train")
+    assert [e["label"] for e in examples] == [0, 0, 1]
+    assert examples[0]["context"] == "the glass fell effect"
+    assert examples[0]["choices"] == ["it broke", "it sang"]
+    with pytest.raises(DataError, match=r"row 7.*not a choice index \(0 to 1\)"):
+        to_examples(spec, [{**rows[0], "label": "maybe", "_row": 7}], "train")
+    bad = TaskSpec(
+        name="copa",
+        type="multiple_choice",
+        text_columns=["premise", "question", "choice1"],
+        label_column="label",
+        options={"context_columns": 2},
+    )
+    with pytest.raises(ConfigError, match="2 to 26 choice columns"):
+        bad.validate("tasks[0]", "")
