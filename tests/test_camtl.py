@@ -14,7 +14,7 @@ from camtl.modeling import MultiTaskModel
 from camtl.modeling.conditional_encoder import ConditionalEncoder
 from camtl.modeling.model import MODEL_FILE
 from camtl.testing import make_tiny_encoder
-from camtl.training.trainer import build_optimizer
+from camtl.training.setup import build_optimizer
 from tests.test_model import LABELS, TASKS, mixed_batch
 
 ARCHS = ["bert", "roberta", "electra", "xlm-roberta"]

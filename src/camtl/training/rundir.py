@@ -18,11 +18,15 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from camtl.errors import CamtlError
+from camtl.errors import CamtlError, ConfigError
 from camtl.fileio import atomic_write_text
-from camtl.runfiles import CHECKPOINT_DIR, STATUS_FILE
+from camtl.runfiles import CHECKPOINT_DIR, CONFIG_FILE, SKIPPED_ROWS_FILE, STATUS_FILE
+
+if TYPE_CHECKING:
+    from camtl.config import RunConfig
+    from camtl.data.prepare import TaskData
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -81,3 +85,41 @@ def _run_dir_state(run_dir: Path, resume: bool, overwrite: bool, apply: bool) ->
     if apply:
         run_dir.mkdir(parents=True, exist_ok=True)
     return False
+
+
+def write_skipped_rows(run_dir: Path, tasks: list[TaskData]) -> None:
+    """List the rows that source.on_bad_rows: skip left out, one JSON line each."""
+    rows = [{"task": t.spec.name, **row} for t in tasks for row in t.skipped]
+    if rows:
+        atomic_write_text(
+            run_dir / SKIPPED_ROWS_FILE,
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+        )
+
+
+def check_same_model(run_dir: Path, config: RunConfig) -> None:
+    """Resuming: the model section must be the one the run started with (its checkpoint
+    holds that model's weights); names the first key that differs."""
+    from camtl.config import load_saved_config
+    from camtl.structured import to_dict
+
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
+    before = to_dict(load_saved_config(run_dir).model)
+    difference = _first_difference(before, to_dict(config.model), "model")
+    if difference:
+        key, old, new = difference
+        raise ConfigError(
+            f"key '{key}': {new!r} here, but the run in {run_dir} started with "
+            f"{old!r}; its checkpoint holds that model (set it back to resume)"
+        )
+
+
+def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    return None if a == b else (path, a, b)

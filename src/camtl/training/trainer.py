@@ -17,29 +17,32 @@ import torch
 from camtl.balancing import BalanceContext, build_balancer
 from camtl.config import RunConfig, save_config
 from camtl.data.collate import collate_features
-from camtl.data.prepare import TaskData, prepare_tasks
-from camtl.errors import ConfigError
-from camtl.evaluation.evaluate import add_baselines, evaluate_tasks
+from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.fileio import append_jsonl, read_jsonl
-from camtl.modeling.encoder import load_encoder_and_tokenizer
 from camtl.modeling.model import MultiTaskModel
 from camtl.precision import resolve_precision
 from camtl.runfiles import (
     CONFIG_FILE,
     METRICS_FILE,
-    SKIPPED_ROWS_FILE,
-    TASK_SHARES_FILE,
     TRAIN_LOG_FILE,
     TRAINER_STATE_FILE,
 )
 from camtl.sampling import BatchScheduler, build_sampler
+from camtl.training.final_report import (
+    FinalReportSettings,
+    plot_task_shares_from_log,
+    write_final_reports,
+)
 from camtl.training.rundir import (
     CHECKPOINT_DIR,
     atomic_write_text,
     check_run_dir,
+    check_same_model,
     prepare_run_dir,
+    write_skipped_rows,
     write_status,
 )
+from camtl.training.setup import build_accelerator, build_model_and_data, build_optimizer
 from camtl.training.uncertainty import make_scorer, resolve_proxies
 
 log = logging.getLogger("camtl")
@@ -58,46 +61,6 @@ class _SchedulerState:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scheduler.load_state_dict(json.loads(state["json"]))
-
-
-def build_accelerator(config: RunConfig, precision: str) -> Any:
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
-
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1 and hasattr(AcceleratorState, "_reset_state"):
-        # accelerate keeps one global state per process; a library user training twice in
-        # one process (ablations, notebooks, tests) may change mixed precision in between.
-        AcceleratorState._reset_state(reset_partial_state=True)
-    # Heads of tasks absent from a batch get no gradient: DDP must expect unused parameters.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    # split_batches: one optimizer step is one GLOBAL batch (BatchScheduler shards it), so the
-    # LR schedule must advance once per step; otherwise accelerate steps it once per process.
-    try:
-        # cpu=True without a GPU: under torchrun the ranks then form a gloo group (without it,
-        # accelerate on a CPU-only machine runs each rank alone, racing on one run dir).
-        return Accelerator(
-            cpu=not torch.cuda.is_available(),
-            mixed_precision=precision,
-            kwargs_handlers=[ddp],
-            dataloader_config=DataLoaderConfiguration(split_batches=True),
-        )
-    except ValueError as exc:
-        raise ConfigError(f"key 'training.mixed_precision': {exc}") from None
-
-
-def build_optimizer(model: MultiTaskModel, config: RunConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and LayerNorm weights; frozen parameters left out."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": config.training.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.training.learning_rate)
 
 
 class Trainer:
@@ -130,7 +93,7 @@ class Trainer:
         # Read and validate every data file, build the model and the sampler BEFORE the run
         # directory is made (or an old one replaced under --overwrite): a bad data file or
         # option must not leave a half-made run behind that blocks the next attempt.
-        self.tasks, self.model, self.tokenizer = self._build_model_and_data()
+        self.tasks, self.model, self.tokenizer = build_model_and_data(config)
         self.sampler = build_sampler(
             config.training.sampler.name,
             config.training.sampler.options,
@@ -159,15 +122,6 @@ class Trainer:
         self.best_dev_results: dict[str, Any] | None = None
 
     # -- set-up --------------------------------------------------------------------------
-    def _build_model_and_data(self) -> tuple[list[TaskData], MultiTaskModel, Any]:
-        encoder, tokenizer = load_encoder_and_tokenizer(self.config.model.encoder)
-        tasks = prepare_tasks(self.config.tasks, tokenizer, ("train", "dev", "test"))
-        labels = {t.spec.name: t.labels for t in tasks}
-        for task in tasks:  # the resolved config records inferred label lists
-            task.spec.labels = task.labels or None
-        model = MultiTaskModel(encoder, [t.spec for t in tasks], labels, self.config.model)
-        return tasks, model, tokenizer
-
     def _setup_training(self) -> None:
         cfg = self.train_cfg
         optimizer = build_optimizer(self.model, self.config)
@@ -442,42 +396,28 @@ class Trainer:
 
     def finish(self) -> None:
         """Evaluate the best model on dev and test, write the reports, mark the run done."""
-        from camtl.evaluation.report import format_table, report_name, write_report
-
         if self.writer is not None:
             self.writer.close()
         device = self.accelerator.device
         if device.type == "cpu":  # multi-CPU runs report "cpu:0", which safetensors rejects
             device = torch.device("cpu")
         best = MultiTaskModel.from_pretrained(self.run_dir, device)
-        info = self.run_info(best)
-        best_step = max(self.history, key=lambda r: r[self.train_cfg.select_by])["step"]
-        for split in ("dev", "test"):
-            if not any(t.examples.get(split) for t in self.tasks):
-                continue
-            if split == "dev" and self.best_dev_results is not None:
-                results = add_baselines(self.best_dev_results, self.tasks, split)
-            else:
-                results = evaluate_tasks(
-                    best,
-                    self.tasks,
-                    split,
-                    self.train_cfg.eval_batch_size,
-                    self.tokenizer.pad_token_id,
-                    device,
-                    precision=self.precision,
-                )
-            results.update(step=best_step, select_by=self.train_cfg.select_by)
-            write_report(
-                self.run_dir,
-                results,
-                self.history if split == "dev" else [],
-                info,
-                name=report_name(split),
-            )
-            print(f"\n{split} scores of the best checkpoint (step {best_step}):")
-            print(format_table(results))
-        self._plot_task_shares()
+        best_step = write_final_reports(
+            self.run_dir,
+            best,
+            self.tasks,
+            self.history,
+            self.best_dev_results,
+            self.run_info(best),
+            FinalReportSettings(
+                self.train_cfg.select_by,
+                self.train_cfg.eval_batch_size,
+                self.tokenizer.pad_token_id,
+                device,
+                self.precision,
+            ),
+        )
+        plot_task_shares_from_log(self.run_dir)
         shutil.rmtree(self.run_dir / CHECKPOINT_DIR, ignore_errors=True)
         write_status(
             self.run_dir,
@@ -515,19 +455,6 @@ class Trainer:
             "candidates_scored": self.sampler.candidates_scored(),
         }
 
-    def _plot_task_shares(self) -> None:
-        """Share of each task per logging window (the paper's Figure 3.8), from the log."""
-        from camtl.evaluation.plots import plot_task_shares
-
-        log = read_jsonl(self.run_dir / TRAIN_LOG_FILE)
-        shares, previous = [], None
-        for record in log:
-            drawn = record["examples_drawn"]
-            window = {k: v - (previous or {}).get(k, 0) for k, v in drawn.items()}
-            shares.append({"step": record["step"], "shares": window})
-            previous = drawn
-        plot_task_shares(shares, self.run_dir / TASK_SHARES_FILE)
-
 
 class _null:
     def __enter__(self) -> None:
@@ -535,44 +462,6 @@ class _null:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-def write_skipped_rows(run_dir: Path, tasks: list[TaskData]) -> None:
-    """List the rows that source.on_bad_rows: skip left out, one JSON line each."""
-    rows = [{"task": t.spec.name, **row} for t in tasks for row in t.skipped]
-    if rows:
-        atomic_write_text(
-            run_dir / SKIPPED_ROWS_FILE,
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-        )
-
-
-def check_same_model(run_dir: Path, config: RunConfig) -> None:
-    """Resuming: the model section must be the one the run started with (its checkpoint
-    holds that model's weights); names the first key that differs."""
-    from camtl.config import load_saved_config
-    from camtl.structured import to_dict
-
-    if not (run_dir / CONFIG_FILE).is_file():
-        return
-    before = to_dict(load_saved_config(run_dir).model)
-    difference = _first_difference(before, to_dict(config.model), "model")
-    if difference:
-        key, old, new = difference
-        raise ConfigError(
-            f"key '{key}': {new!r} here, but the run in {run_dir} started with "
-            f"{old!r}; its checkpoint holds that model (set it back to resume)"
-        )
-
-
-def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}")
-            if found:
-                return found
-        return None
-    return None if a == b else (path, a, b)
 
 
 def train(

@@ -1,0 +1,76 @@
+"""The end of a run: the best checkpoint's dev and test reports, and the task-share plot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from camtl.data.prepare import TaskData
+from camtl.evaluation.evaluate import add_baselines, evaluate_tasks
+from camtl.fileio import read_jsonl
+from camtl.modeling.model import MultiTaskModel
+from camtl.runfiles import TASK_SHARES_FILE, TRAIN_LOG_FILE
+
+
+@dataclass
+class FinalReportSettings:
+    select_by: str  # the aggregate that chose the best checkpoint
+    eval_batch_size: int
+    pad_token_id: int
+    device: torch.device
+    precision: str
+
+
+def write_final_reports(
+    run_dir: Path,
+    best: MultiTaskModel,
+    tasks: list[TaskData],
+    history: list[dict[str, Any]],
+    best_dev_results: dict[str, Any] | None,
+    info: dict[str, Any],
+    settings: FinalReportSettings,
+) -> int:
+    """report.{json,md} (dev, with the curves) and report_test.{json,md} of the best model;
+    returns its step. Dev results of the saved model, when the run evaluated it itself, are
+    reused rather than computed again."""
+    from camtl.evaluation.report import format_table, report_name, write_report
+
+    best_step = max(history, key=lambda r: r[settings.select_by])["step"]
+    for split in ("dev", "test"):
+        if not any(t.examples.get(split) for t in tasks):
+            continue
+        if split == "dev" and best_dev_results is not None:
+            results = add_baselines(best_dev_results, tasks, split)
+        else:
+            results = evaluate_tasks(
+                best,
+                tasks,
+                split,
+                settings.eval_batch_size,
+                settings.pad_token_id,
+                settings.device,
+                precision=settings.precision,
+            )
+        results.update(step=best_step, select_by=settings.select_by)
+        write_report(
+            run_dir, results, history if split == "dev" else [], info, name=report_name(split)
+        )
+        print(f"\n{split} scores of the best checkpoint (step {best_step}):")
+        print(format_table(results))
+    return best_step
+
+
+def plot_task_shares_from_log(run_dir: Path) -> None:
+    """Share of each task per logging window (the paper's Figure 3.8), from the train log."""
+    from camtl.evaluation.plots import plot_task_shares
+
+    shares, previous = [], None
+    for record in read_jsonl(run_dir / TRAIN_LOG_FILE):
+        drawn = record["examples_drawn"]
+        window = {k: v - (previous or {}).get(k, 0) for k, v in drawn.items()}
+        shares.append({"step": record["step"], "shares": window})
+        previous = drawn
+    plot_task_shares(shares, run_dir / TASK_SHARES_FILE)

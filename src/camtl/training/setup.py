@@ -1,0 +1,65 @@
+"""Building what a training run needs: data and model, optimizer, accelerator."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from camtl.config import RunConfig
+from camtl.data.prepare import TaskData, prepare_tasks
+from camtl.errors import ConfigError
+from camtl.modeling.encoder import load_encoder_and_tokenizer
+from camtl.modeling.model import MultiTaskModel
+
+
+def build_model_and_data(config: RunConfig) -> tuple[list[TaskData], MultiTaskModel, Any]:
+    """Every task read, validated and tokenized, and the model built over them."""
+    encoder, tokenizer = load_encoder_and_tokenizer(config.model.encoder)
+    tasks = prepare_tasks(config.tasks, tokenizer, ("train", "dev", "test"))
+    labels = {t.spec.name: t.labels for t in tasks}
+    for task in tasks:  # the resolved config records inferred label lists
+        task.spec.labels = task.labels or None
+    model = MultiTaskModel(encoder, [t.spec for t in tasks], labels, config.model)
+    return tasks, model, tokenizer
+
+
+def build_accelerator(config: RunConfig, precision: str) -> Any:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 and hasattr(AcceleratorState, "_reset_state"):
+        # accelerate keeps one global state per process; a library user training twice in
+        # one process (ablations, notebooks, tests) may change mixed precision in between.
+        AcceleratorState._reset_state(reset_partial_state=True)
+    # Heads of tasks absent from a batch get no gradient: DDP must expect unused parameters.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    # split_batches: one optimizer step is one GLOBAL batch (BatchScheduler shards it), so the
+    # LR schedule must advance once per step; otherwise accelerate steps it once per process.
+    try:
+        # cpu=True without a GPU: under torchrun the ranks then form a gloo group (without it,
+        # accelerate on a CPU-only machine runs each rank alone, racing on one run dir).
+        return Accelerator(
+            cpu=not torch.cuda.is_available(),
+            mixed_precision=precision,
+            kwargs_handlers=[ddp],
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"key 'training.mixed_precision': {exc}") from None
+
+
+def build_optimizer(model: MultiTaskModel, config: RunConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and LayerNorm weights; frozen parameters left out."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.training.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.training.learning_rate)
