@@ -118,6 +118,14 @@ class RunConfig:
                 )
             seen.add(task.name)
 
+    def precision(self, device: str = "cpu") -> str:
+        """``training.mixed_precision`` resolved for this machine (``auto`` -> bf16 where
+        the hardware runs it fast, else "no"); training, evaluation, prediction and
+        add-task of this run all use it."""
+        from camtl.precision import resolve_precision
+
+        return resolve_precision(self.training.mixed_precision, device)
+
     def task(self, name: str) -> TaskSpec:
         for task in self.tasks:
             if task.name == name:

@@ -23,12 +23,9 @@ def run_precision(run_dir: Path) -> str:
     """The precision a saved run was configured with, resolved for this machine."""
     from camtl.config import load_saved_config
 
-    setting = (
-        load_saved_config(run_dir).training.mixed_precision
-        if (run_dir / CONFIG_FILE).is_file()
-        else "auto"
-    )
-    return resolve_precision(setting)
+    if not (run_dir / CONFIG_FILE).is_file():
+        return resolve_precision("auto")
+    return load_saved_config(run_dir).precision()
 
 
 def predict_file(

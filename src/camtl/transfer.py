@@ -34,7 +34,7 @@ from camtl.evaluation.report import format_table, report_name, write_report
 from camtl.evaluation.runs import load_run
 from camtl.fileio import atomic_write_text
 from camtl.modeling.model import MultiTaskModel
-from camtl.precision import autocast, resolve_precision
+from camtl.precision import autocast
 from camtl.runfiles import CONFIG_FILE, TRANSFER_FILE
 from camtl.sampling import BatchScheduler, build_sampler
 from camtl.tasks.spec import TaskSpec
@@ -249,7 +249,7 @@ def add_task(
     """Add the task of ``task_file`` to the model of ``run_dir``; write a new run to
     ``output`` (the source run is never modified)."""
     config, model, tokenizer = load_run(run_dir)
-    precision = resolve_precision(config.training.mixed_precision)  # the source run's
+    precision = config.precision()  # the source run's
     check_init(opts.init, model)
     if opts.init != "random" and model.encoder.task_embeddings() is None:
         raise ConfigError(
@@ -348,7 +348,7 @@ def zero_shot_report(run_dir: Path, task_file: Path, batch_size: int = 128) -> l
         task,
         tokenizer.pad_token_id,
         batch_size,
-        precision=resolve_precision(config.training.mixed_precision),
+        precision=config.precision(),
     )
     lines = [
         f"zero-shot dev {results[0]['metric']} of {task.spec.name} (head: {results[0]['head']})",

@@ -11,7 +11,6 @@ from camtl.errors import CamtlError
 from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.evaluation.report import format_table, write_report
 from camtl.modeling.model import MultiTaskModel
-from camtl.precision import resolve_precision
 from camtl.runfiles import CONFIG_FILE
 
 
@@ -37,7 +36,7 @@ def evaluate_run(run_dir: Path, split: str = "dev", batch_size: int = 64) -> dic
     if not any(t.examples.get(split) for t in tasks):
         raise CamtlError(f"{run_dir}: no task of this run has a {split!r} split")
     # the precision the run was configured with ("auto" resolves for this machine)
-    precision = resolve_precision(config.training.mixed_precision)
+    precision = config.precision()
     results = evaluate_tasks(
         model, tasks, split, batch_size, tokenizer.pad_token_id, precision=precision
     )

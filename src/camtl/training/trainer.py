@@ -20,7 +20,6 @@ from camtl.data.collate import collate_features
 from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.fileio import append_jsonl, read_jsonl
 from camtl.modeling.model import MultiTaskModel
-from camtl.precision import resolve_precision
 from camtl.runfiles import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -80,9 +79,7 @@ class Trainer:
         if config.training.num_threads:
             torch.set_num_threads(config.training.num_threads)
         # "auto" resolved once for this machine; evaluation and MT-U scoring use it too
-        self.precision = resolve_precision(
-            config.training.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu"
-        )
+        self.precision = config.precision("cuda" if torch.cuda.is_available() else "cpu")
         self.accelerator = build_accelerator(config, self.precision)
         self.is_main = self.accelerator.is_main_process
         if self.is_main:  # fail fast (finished run, non-empty folder) before loading data
