@@ -278,3 +278,67 @@ def test_final_dev_report_equals_a_fresh_evaluation(trained_run: Path) -> None:
         n: e["scores"] for n, e in fresh["tasks"].items()
     }
     assert report["baseline_aggregate"] == fresh["baseline_aggregate"]
+
+
+def test_early_stopping_rule_counts_evaluations_without_gain() -> None:
+    from camtl.config import EarlyStoppingConfig
+
+    rule = EarlyStoppingConfig(patience=2, min_delta=0.5)
+    assert rule.evaluations_without_gain([]) == 0
+    assert rule.evaluations_without_gain([50.0, 60.0]) == 0
+    assert rule.evaluations_without_gain([50.0, 60.0, 60.4, 59.0]) == 2  # +0.4 is no gain
+    assert rule.should_stop([50.0, 60.0, 60.4, 59.0])
+    assert not rule.should_stop([50.0, 60.0, 60.4, 61.0])
+
+
+def test_early_stopping_ends_the_run_and_says_so(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    """A patience of 1 with an unreachable min_delta stops at the second evaluation; the
+    status and report say why and at which step, and the best checkpoint is reported."""
+    write_task_files(tmp_path)
+    path = write_config(
+        tmp_path,
+        tiny_encoder_dir,
+        max_steps=30,
+        eval_every=2,
+        early_stopping={"patience": 1, "min_delta": 1000.0},
+    )
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "completed" and status["stopped_by"] == "early_stopping"
+    assert status["step"] == 4 and status["best_step"] in (2, 4)
+    report = json.loads((run / "report.json").read_text())
+    assert report["run_info"]["stopped_by"] == "early_stopping"
+    assert report["run_info"]["steps_run"] == 4
+    assert [r["step"] for r in report["history"]] == [2, 4]
+    assert "**stopped_by**: early_stopping" in (run / "report.md").read_text()
+
+
+def test_baseline_single_task_trains_one_run_per_task_and_compares(
+    tmp_path: Path, tiny_encoder_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each task alone with the config's encoder and settings, the bare encoder fine-tuned;
+    a second call keeps the finished runs; compare folds them into one single_task row."""
+    write_task_files(tmp_path)
+    path = write_config(tmp_path, tiny_encoder_dir, max_steps=4, eval_every=2)
+    config = yaml.safe_load(path.read_text())
+    config["tasks"] = config["tasks"][:2]  # pairs, scores
+    config["model"]["architecture"] = "camtl"
+    config["model"]["camtl"] = {"max_length": 32}
+    path.write_text(yaml.safe_dump(config))
+    argv = ["baseline", "single-task", str(path), "--max-steps", "3"]
+    assert main(argv) == 0
+    root = tmp_path / "run_single_task"
+    for name in ("pairs", "scores"):
+        status = json.loads((root / name / "status.json").read_text())
+        assert status["status"] == "completed" and status["step"] == 3
+        saved = yaml.safe_load((root / name / "config.yaml").read_text())
+        assert [t["name"] for t in saved["tasks"]] == [name]
+        assert saved["model"]["architecture"] == "plain"
+        assert saved["model"]["encoder"] == str(tiny_encoder_dir)
+    out = capsys.readouterr().out
+    assert "single_task" in out
+    mtime = (root / "pairs" / "model.safetensors").stat().st_mtime
+    assert main(argv) == 0  # finished runs are kept, not trained again
+    assert (root / "pairs" / "model.safetensors").stat().st_mtime == mtime
+    assert main([*argv[:3], "--tasks", "nope"]) == 2

@@ -39,6 +39,35 @@ class BalancerConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    """Stop when the aggregate that selects checkpoints (``select_by``) has not risen more
+    than ``min_delta`` above its best for ``patience`` evaluations in a row."""
+
+    patience: int = 3
+    min_delta: float = 0.0
+
+    def validate(self, path: str, where: str) -> None:
+        if self.patience < 1:
+            raise ConfigError.at(where, f"key '{path}.patience': must be a positive integer")
+        if not (self.min_delta >= 0 and math.isfinite(self.min_delta)):
+            raise ConfigError.at(where, f"key '{path}.min_delta': must be >= 0")
+
+    def evaluations_without_gain(self, scores: list[float]) -> int:
+        """How many of the last evaluations did not beat the best before them by more than
+        ``min_delta`` (computed from the history, so a resumed run counts alike)."""
+        best, count = -math.inf, 0
+        for score in scores:
+            if score > best + self.min_delta:
+                best, count = score, 0
+            else:
+                count += 1
+        return count
+
+    def should_stop(self, scores: list[float]) -> bool:
+        return self.evaluations_without_gain(scores) >= self.patience
+
+
+@dataclass
 class TrainingConfig:
     max_steps: int = 1000
     batch_size: int = 32
@@ -58,6 +87,8 @@ class TrainingConfig:
     checkpoint_every: int | None = None
     log_every: int = 10
     select_by: Literal["mean", "worst"] = "mean"
+    # stop before max_steps once the selected aggregate stops rising (None: never)
+    early_stopping: EarlyStoppingConfig | None = None
     num_threads: int | None = None
 
     def validate(self, path: str, where: str) -> None:

@@ -51,6 +51,8 @@ _RUN_INFO_ORDER = (
     "architecture",
     "sampler",
     "max_steps",
+    "steps_run",
+    "stopped_by",
     "precision",
     "wall_time_s",
     "parameters",

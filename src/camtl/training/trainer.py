@@ -112,6 +112,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.step = 0
         self.best_score = -math.inf
+        self.stop_reason = "max_steps"  # or "early_stopping"
         self.elapsed = 0.0
         self.overhead = 0.0  # seconds of evaluation and checkpointing inside ``elapsed``
         # dev results of the saved (best) model, when this process evaluated it: the final
@@ -348,19 +349,46 @@ class Trainer:
             if self.is_main and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
                 self._log_step(logs)
             paused = time.perf_counter()
-            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+            evaluated = self.step % cfg.eval_every == 0 or self.step == cfg.max_steps
+            if evaluated:
                 self.evaluate_and_select()
-            if self.step % checkpoint_every == 0 and self.step < cfg.max_steps:
+            stop = evaluated and self.step < cfg.max_steps and self.early_stop_reached()
+            if self.step % checkpoint_every == 0 and self.step < cfg.max_steps and not stop:
                 self.save_checkpoint()
             self.overhead += time.perf_counter() - paused
             if kill_after and self.step == kill_after:
                 os._exit(137)
+            if stop:
+                self.stop_reason = "early_stopping"
+                log.info(
+                    "early stopping at step %d: %s has not risen by more than %s in %d evaluations",
+                    self.step,
+                    cfg.select_by,
+                    cfg.early_stopping.min_delta if cfg.early_stopping else 0,
+                    cfg.early_stopping.patience if cfg.early_stopping else 0,
+                )
+                break
         bar.close()
         self.accelerator.wait_for_everyone()
         if self.is_main:
             self.finish()
         self.accelerator.wait_for_everyone()
         return self.run_dir
+
+    def early_stop_reached(self) -> bool:
+        """The main process decides from the dev history; every rank gets its answer."""
+        rule = self.train_cfg.early_stopping
+        if rule is None:
+            return False
+        stop = self.is_main and rule.should_stop(
+            [r[self.train_cfg.select_by] for r in self.history]
+        )
+        if self.world > 1:
+            from accelerate.utils import broadcast
+
+            flag = torch.tensor([int(stop)], device=self.accelerator.device)
+            stop = bool(broadcast(flag, from_process=0).item())
+        return stop
 
     def _tensorboard(self) -> Any:
         if not self.is_main:
@@ -421,6 +449,7 @@ class Trainer:
             "completed",
             step=self.step,
             best_step=best_step,
+            stopped_by=self.stop_reason,
             wall_time_s=round(self.elapsed, 1),
         )
         print(f"\nrun directory: {self.run_dir}")
@@ -433,6 +462,8 @@ class Trainer:
             "balancer": self.train_cfg.balancer.name,
             "batch_mode": self.train_cfg.batch_mode,
             "max_steps": self.train_cfg.max_steps,
+            "steps_run": self.step,
+            "stopped_by": self.stop_reason,
             "batch_size": self.train_cfg.batch_size,
             "precision": self.precision,
             "wall_time_s": round(self.elapsed, 1),
