@@ -84,6 +84,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_baseline_single_task(args: argparse.Namespace) -> int:
+    from camtl.baseline import BaselineOptions, run_single_task_baselines
+    from camtl.config import load_config
+    from camtl.evaluation.compare import format_comparison
+
+    config = load_config(args.config, list(args.set or []))
+    options = BaselineOptions(
+        output_root=Path(args.output_root) if args.output_root else None,
+        tasks=args.tasks.split(",") if args.tasks else None,
+        architecture=args.architecture,
+        max_steps=args.max_steps,
+        overwrite=args.overwrite,
+    )
+    command = "camtl " + " ".join(sys.argv[1:]) if sys.argv else None
+    run_dirs = run_single_task_baselines(config, options, command)
+    print()
+    print(format_comparison(run_dirs, "dev", False, False))
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from camtl.evaluation.compare import format_comparison
 
@@ -210,6 +230,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="JSONL output, one prediction per line")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=cmd_predict)
+
+    baseline = sub.add_parser("baseline", help="baseline runs to compare a config against")
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True)
+    p = baseline_sub.add_parser(
+        "single-task",
+        help="one single-task run per task of a config (same encoder, data and settings)",
+    )
+    p.add_argument("config", help="the multi-task run config YAML")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key first"
+    )
+    p.add_argument("--output-root", help="folder of the runs (default: <output_dir>_single_task)")
+    p.add_argument("--tasks", help="comma-separated task names (default: every task)")
+    p.add_argument(
+        "--architecture",
+        choices=("plain", "camtl", "keep"),
+        default="plain",
+        help="plain: the encoder fully fine-tuned (default); keep: the config's model section",
+    )
+    p.add_argument("--max-steps", type=int, help="steps per run (default: the config's)")
+    p.add_argument("--overwrite", action="store_true", help="train finished runs again")
+    p.set_defaults(func=cmd_baseline_single_task)
 
     p = sub.add_parser("compare", help="per-task scores of several runs side by side")
     p.add_argument("run_dirs", nargs="+")
