@@ -13,6 +13,32 @@ from camtl.tasks.spec import TaskSpec
 
 
 @torch.inference_mode()
+def forward_features(
+    model: Any,
+    features: list[dict],
+    pad_token_id: int,
+    device: torch.device | str = "cpu",
+    precision: str = "no",
+) -> list[np.ndarray]:
+    """One forward pass over ``features`` of any tasks (one mixed batch): per-feature
+    outputs, unpadded and fp32, in the order given. The model must be in eval mode."""
+    batch = collate_features(features, pad_token_id)
+    no_labels = set(label_keys())
+    inputs = {k: v.to(device) for k, v in batch.items() if k not in no_labels}
+    with autocast(precision, device):
+        out = model(**inputs)
+    outputs: list[np.ndarray | None] = [None] * len(features)
+    for name, logits in out.logits.items():
+        rows = out.rows[name].cpu().numpy()
+        for row, logit in zip(rows, logits.float().cpu().numpy()):
+            length = len(features[row]["input_ids"])
+            outputs[row] = logit[:length] if logit.ndim >= 2 else logit
+    missing = [i for i, o in enumerate(outputs) if o is None]
+    if missing:  # would misalign every later prediction with its example
+        raise RuntimeError(f"no model output for features {missing[:5]}")
+    return outputs  # type: ignore[return-value]
+
+
 def run_model(
     model: Any,
     features: list[dict],
@@ -22,30 +48,20 @@ def run_model(
     device: torch.device | str = "cpu",
     precision: str = "no",
 ) -> list[np.ndarray]:
-    """Per-feature logits (unpadded, fp32), in feature order; batches are length-sorted so
-    that each pads little. ``precision``: the autocast setting (camtl.precision)."""
+    """Per-feature logits (unpadded, fp32) of one task's features, in feature order;
+    batches are length-sorted so that each pads little. ``precision``: the autocast setting
+    (camtl.precision)."""
     was_training = model.training
     model.eval()
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    no_labels = set(label_keys())
     outputs: list[np.ndarray | None] = [None] * len(features)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        batch = collate_features([features[i] for i in idx], pad_token_id)
-        inputs = {k: v.to(device) for k, v in batch.items() if k not in no_labels}
-        with autocast(precision, device):
-            out = model(**inputs)
-        logits = out.logits[task_name].float().cpu().numpy()
-        rows = out.rows[task_name].cpu().numpy()
-        for row, logit in zip(rows, logits):
-            feature_index = idx[row]
-            length = len(features[feature_index]["input_ids"])
-            outputs[feature_index] = logit[:length] if logit.ndim >= 2 else logit
+        chunk = forward_features(model, [features[i] for i in idx], pad_token_id, device, precision)
+        for i, output in zip(idx, chunk):
+            outputs[i] = output
     if was_training:
         model.train()
-    missing = [i for i, o in enumerate(outputs) if o is None]
-    if missing:  # would misalign every later prediction with its example
-        raise RuntimeError(f"no model output for features {missing[:5]} of task {task_name}")
     return outputs  # type: ignore[return-value]
 
 
