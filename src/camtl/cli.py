@@ -104,6 +104,23 @@ def cmd_baseline_single_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from camtl.serving.server import serve
+
+    serve(
+        Path(args.run_dir),
+        host=args.host,
+        port=args.port,
+        max_batch_tokens=args.max_batch_tokens,
+        max_wait_ms=args.max_wait_ms,
+        max_body_bytes=args.max_body_bytes,
+        max_inputs=args.max_inputs,
+        max_queue=args.max_queue,
+        api_key=args.api_key or os.environ.get("CAMTL_API_KEY") or None,
+    )
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from camtl.evaluation.compare import format_comparison
 
@@ -252,6 +269,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="steps per run (default: the config's)")
     p.add_argument("--overwrite", action="store_true", help="train finished runs again")
     p.set_defaults(func=cmd_baseline_single_task)
+
+    p = sub.add_parser("serve", help="serve every task of a trained run over HTTP")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--max-batch-tokens", type=int, default=8192, help="padded tokens per forward pass"
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a request waits for others to share its forward pass",
+    )
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    p.add_argument("--max-inputs", type=int, default=256, help="records per request")
+    p.add_argument("--max-queue", type=int, default=256, help="requests waiting; then 503")
+    p.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' on /v1/* and /metrics "
+        "(default: $CAMTL_API_KEY; unset: no check)",
+    )
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("compare", help="per-task scores of several runs side by side")
     p.add_argument("run_dirs", nargs="+")

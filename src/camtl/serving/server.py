@@ -1,0 +1,70 @@
+"""Starting the server: load the model first, then listen (uvicorn)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+from camtl.errors import ConfigError
+
+log = logging.getLogger("camtl")
+
+
+def serve(
+    run_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch_tokens: int = 8192,
+    max_wait_ms: float = 5.0,
+    max_body_bytes: int = 1_000_000,
+    max_inputs: int = 256,
+    max_queue: int = 256,
+    api_key: str | None = None,
+) -> None:
+    """Serve ``run_dir`` until SIGTERM or Ctrl-C: in-flight requests are answered first."""
+    try:
+        import uvicorn
+
+        from camtl.serving.app import ServeSettings, create_app
+    except ImportError as exc:
+        raise ConfigError(
+            f"camtl serve needs the serving extras ({exc.name} is missing): "
+            "pip install 'camtl[serve]'"
+        ) from None
+    from camtl.serving.engine import InferenceEngine
+
+    for flag, value in (
+        ("--port", port),
+        ("--max-batch-tokens", max_batch_tokens),
+        ("--max-body-bytes", max_body_bytes),
+        ("--max-inputs", max_inputs),
+        ("--max-queue", max_queue),
+    ):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: must be a positive integer")
+    if max_wait_ms < 0:
+        raise ConfigError(f"--max-wait-ms {max_wait_ms}: must be >= 0")
+    engine = InferenceEngine(run_dir, max_batch_tokens=max_batch_tokens)  # ready before listening
+    settings = ServeSettings(
+        max_batch_tokens, max_wait_ms, max_body_bytes, max_inputs, max_queue, api_key
+    )
+    log.info(
+        "serving %d tasks of %s on http://%s:%d%s",
+        len(engine.specs),
+        run_dir,
+        host,
+        port,
+        " (bearer token required)" if api_key else "",
+    )
+    # uvicorn answers SIGTERM gracefully (stop accepting, answer what is in flight), then
+    # raises the signal again with the handler it found; finding this no-op one, the
+    # process ends normally with status 0, as a service manager expects of a clean stop
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.run(
+        create_app(engine, settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )
