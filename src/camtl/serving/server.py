@@ -60,7 +60,8 @@ def serve(
     # uvicorn answers SIGTERM gracefully (stop accepting, answer what is in flight), then
     # raises the signal again with the handler it found; finding this no-op one, the
     # process ends normally with status 0, as a service manager expects of a clean stop
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         create_app(engine, settings),
         host=host,
