@@ -17,3 +17,4 @@ DEV_CURVES_FILE = "dev_curves.png"
 TASK_SHARES_FILE = "task_shares.png"
 COVSIM_FILE = "covsim.json"
 TRANSFER_FILE = "transfer.json"  # what add-task did
+MODEL_CARD_FILE = "README.md"  # the model card (camtl.model_card)

@@ -33,6 +33,7 @@ from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.evaluation.report import format_table, report_name, write_report
 from camtl.evaluation.runs import load_run
 from camtl.fileio import atomic_write_text
+from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel
 from camtl.precision import autocast
 from camtl.runfiles import CONFIG_FILE, TRANSFER_FILE
@@ -328,6 +329,7 @@ def add_task(
             )
             print(format_table(results))
     atomic_write_text(output / TRANSFER_FILE, json.dumps(info, indent=2))
+    write_model_card(output)
     write_status(output, "completed", step=steps, best_step=steps, wall_time_s=wall)
     return info
 

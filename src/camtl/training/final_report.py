@@ -11,6 +11,7 @@ import torch
 from camtl.data.prepare import TaskData
 from camtl.evaluation.evaluate import add_baselines, evaluate_tasks
 from camtl.fileio import read_jsonl
+from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import TASK_SHARES_FILE, TRAIN_LOG_FILE
 
@@ -60,6 +61,7 @@ def write_final_reports(
         )
         print(f"\n{split} scores of the best checkpoint (step {best_step}):")
         print(format_table(results))
+    write_model_card(run_dir)
     return best_step
 
 
