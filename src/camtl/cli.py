@@ -121,6 +121,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from camtl.hub import push_run
+
+    url = push_run(
+        Path(args.run_dir),
+        args.repo_id,
+        private=args.private,
+        token=args.token,
+        endpoint=args.endpoint,
+        commit_message=args.message,
+    )
+    print(f"pushed {args.run_dir} -> {url}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from camtl.evaluation.compare import format_comparison
 
@@ -292,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $CAMTL_API_KEY; unset: no check)",
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("push", help="upload a finished run to the Hugging Face hub")
+    p.add_argument("run_dir")
+    p.add_argument("repo_id", help="NAMESPACE/NAME of the model repository")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--token", help="hub token (default: $HF_TOKEN or huggingface-cli login)")
+    p.add_argument("--endpoint", help="hub URL (default: $HF_ENDPOINT or huggingface.co)")
+    p.add_argument("--message", help="commit message")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("compare", help="per-task scores of several runs side by side")
     p.add_argument("run_dirs", nargs="+")
