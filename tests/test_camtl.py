@@ -355,3 +355,22 @@ def test_unsorted_mixed_batch_comes_back_in_order(encoder_dir: Path) -> None:
             )
             mask = inputs["attention_mask"][row].bool()
             assert torch.allclose(alone[0][mask], batch[row][mask], atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_export_form_equals_the_per_run_form(encoder_dir: Path, variant: str) -> None:
+    """The gather form (graph export) computes what the sorted per-run form computes, on a
+    batch whose tasks are interleaved and padded, longer than max_length included."""
+    cond = ConditionalEncoder(AutoModel.from_pretrained(encoder_dir), 3, VARIANTS[variant])
+    randomize_conditional(cond)
+    cond.eval()
+    task_ids = torch.tensor([2, 0, 2])
+    with torch.no_grad():
+        for length in (12, 20):  # max_length is 16
+            inputs = padded_inputs(length)
+            runs = cond(**inputs, task_ids=task_ids)
+            cond.gather_for_export()
+            gathered = cond(**inputs, task_ids=task_ids)
+            cond.gather_for_export(False)
+            mask = inputs["attention_mask"].bool()
+            assert torch.allclose(gathered[mask], runs[mask], atol=1e-5)

@@ -66,10 +66,15 @@ class TaskRows:
     """Which examples of a batch belong to which task. The encoder sorts a batch by task,
     so ``index`` [B] (each example's row of z) is non-decreasing and each task's examples
     form one contiguous run of ``counts[t]`` examples (at least one: z holds only the tasks
-    present)."""
+    present).
+
+    ``counts`` None is the gather form that graph export needs (no shape depends on the
+    data): z holds every task, ``index`` is in any order, and per-task weights are gathered
+    per example instead of applied per run.
+    """
 
     index: torch.Tensor
-    counts: tuple[int, ...]
+    counts: tuple[int, ...] | None
 
     @classmethod
     def of(cls, index: torch.Tensor, num_tasks: int) -> TaskRows:
@@ -81,8 +86,13 @@ class TaskRows:
         [B, 1, d]."""
         return tuple(t.index_select(0, self.index).unsqueeze(1) for t in per_task)
 
+    @property
+    def gathered(self) -> bool:
+        return self.counts is None
+
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``x`` [B, ...] cut into each task's run (views, no copy)."""
+        assert self.counts is not None, "the gather form has no runs"
         return x.split(list(self.counts))
 
 
@@ -90,7 +100,10 @@ def per_task_linear(
     x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None, rows: TaskRows
 ) -> torch.Tensor:
     """x W_t^T + b with each task's own weight (``weights`` [T, out, in]), one matmul per
-    task's run of examples."""
+    task's run of examples (gather form: each example's own weight)."""
+    if rows.gathered:
+        out = torch.einsum("bld,bod->blo", x, weights.index_select(0, rows.index))
+        return out if bias is None else out + bias
     if weights.shape[0] == 1:
         return F.linear(x, weights[0], bias)
     return torch.cat([F.linear(part, w, bias) for part, w in zip(rows.split(x), weights)])
@@ -205,6 +218,9 @@ class ConditionalAttentionBias(nn.Module):
             torch.zeros(num_blocks if form == "paper" else 1, self.block, self.block)
         )
         self.film = _film(z_dim, self.film_shape(max_length, num_blocks, form), shared)
+        # export form: positions past the blocks that M is padded with (no bias there);
+        # the encoder sets it to cover its longest input
+        self.pad_to = 0
 
     @staticmethod
     def film_shape(max_length: int, num_blocks: int, form: str) -> tuple[int, ...]:
@@ -217,15 +233,11 @@ class ConditionalAttentionBias(nn.Module):
         """The attention mask of a batch of length l: ``mask_bias`` [B, 1, 1, l] (padding)
         plus M(z), built once per task; [B, 1, l, l] in ``mask_bias``'s dtype."""
         gamma, beta = self.film(z)
+        if rows.gathered:
+            return self._gathered(gamma, beta, rows, length, mask_bias)
         # only the blocks that reach into the first l positions
         n, b = min(self.num_blocks, math.ceil(length / self.block)), self.block
-        if self.form == "paper":  # [T, n, b, b]
-            blocks = self.blocks[:n].unsqueeze(0) * (1 + gamma.unsqueeze(1)) + beta.unsqueeze(1)
-        else:  # columns of the shared block scaled and shifted: [T, 1, b, b] -> n copies
-            blocks = (
-                self.blocks.unsqueeze(0) * (1 + gamma[:, None, None, :]) + beta[:, None, None, :]
-            )
-            blocks = blocks.expand(-1, n, -1, -1)
+        blocks = self._blocks(gamma, beta, n)
         # direct sum, written blockwise: block i at rows and columns i*b..(i+1)*b
         full = blocks.new_zeros(blocks.shape[0], n, b, n, b, dtype=mask_bias.dtype)
         full.diagonal(dim1=1, dim2=3).copy_(blocks.permute(0, 2, 3, 1))
@@ -233,6 +245,30 @@ class ConditionalAttentionBias(nn.Module):
         if length > n * b:  # a batch longer than max_length: no bias beyond it
             full = F.pad(full, (0, length - n * b, 0, length - n * b))
         # one pass over [B, l, l]: each example's task bias plus its padding mask
+        return full[:, :length, :length].index_select(0, rows.index).unsqueeze(1) + mask_bias
+
+    def _blocks(self, gamma: torch.Tensor, beta: torch.Tensor, n: int) -> torch.Tensor:
+        """The first n modulated blocks of each task: [T, n, b, b]."""
+        if self.form == "paper":
+            return self.blocks[:n].unsqueeze(0) * (1 + gamma.unsqueeze(1)) + beta.unsqueeze(1)
+        blocks = self.blocks.unsqueeze(0) * (1 + gamma[:, None, None, :]) + beta[:, None, None, :]
+        return blocks.expand(-1, n, -1, -1)
+
+    def _gathered(
+        self,
+        gamma: torch.Tensor,
+        beta: torch.Tensor,
+        rows: TaskRows,
+        length: int,
+        mask_bias: torch.Tensor,
+    ) -> torch.Tensor:
+        """The export form: M of every task at its full size, zero-padded to a fixed
+        bound and sliced to the batch length, so no shape depends on the length's value."""
+        n, b = self.num_blocks, self.block
+        blocks = self._blocks(gamma, beta, n)
+        full = blocks.new_zeros(blocks.shape[0], n, b, n, b, dtype=mask_bias.dtype)
+        full.diagonal(dim1=1, dim2=3).copy_(blocks.permute(0, 2, 3, 1))
+        full = F.pad(full.reshape(-1, n * b, n * b), (0, self.pad_to, 0, self.pad_to))
         return full[:, :length, :length].index_select(0, rows.index).unsqueeze(1) + mask_bias
 
 
@@ -256,7 +292,7 @@ class ConditionalAlignment(nn.Module):
     def forward(self, x: torch.Tensor, z: torch.Tensor, rows: TaskRows) -> torch.Tensor:
         gamma, beta = self.film(z)
         if self.form == "elementwise":
-            gamma, beta = rows.per_example(gamma, beta)
+            gamma, beta = rows.per_example(gamma, beta)  # any order: fine in both forms
             return torch.addcmul(beta, x, 1 + gamma)
         # x R_hat, R_hat = R diag(1+gamma) + 1 beta^T: a Linear whose weight is R^T
         return modulated_linear(x, self.weight.t(), None, gamma, beta, rows)
@@ -279,6 +315,9 @@ class ConditionalLayerNorm(nn.Module):
     ) -> torch.Tensor:
         gamma, beta = self.film(z)
         weight, bias = base.weight * (1 + gamma), base.bias + beta  # once per task: [T, d]
+        if rows.gathered:
+            weight, bias = rows.per_example(weight, bias)
+            return torch.addcmul(bias, F.layer_norm(x, base.normalized_shape, eps=base.eps), weight)
         # one LayerNorm kernel per task's run of examples, its affine applied inside
         parts = [
             F.layer_norm(part, base.normalized_shape, w, b, base.eps)

@@ -189,6 +189,7 @@ class ConditionalEncoder(SharedEncoder):
             )
         self.config = config
         self.cam = cam
+        self.gather_rows = False  # the export form (gather_for_export)
         self.embeddings = hf_model.embeddings
         self.embeddings_project = getattr(hf_model, "embeddings_project", None)
         d, n_layers = config.hidden_size, config.num_hidden_layers
@@ -236,6 +237,14 @@ class ConditionalEncoder(SharedEncoder):
             else None
         )
 
+    def gather_for_export(self, enabled: bool = True) -> None:
+        """Switch to the export form (TaskRows without runs): no shape or control flow then
+        depends on the data, so the forward pass can be traced into one graph."""
+        self.gather_rows = enabled
+        for layer in self.layers:
+            if layer.cond_attention is not None:
+                layer.cond_attention.pad_to = self.config.max_position_embeddings
+
     def pretrained_layers(self) -> list[nn.Module]:
         return [layer.base for layer in self.layers]  # each conditional layer keeps its base
 
@@ -278,15 +287,20 @@ class ConditionalEncoder(SharedEncoder):
         token_type_ids: torch.Tensor | None,
         task_ids: torch.Tensor,
     ) -> torch.Tensor:
-        # the conditioning is computed once per task present; the batch runs sorted by task
-        # (each task's examples one contiguous run) and is put back in order at the end
-        tasks, index = torch.unique(task_ids, return_inverse=True)
         order = None
-        if tasks.shape[0] > 1 and bool((index[1:] < index[:-1]).any()):
-            order = torch.argsort(index, stable=True)
-            index, input_ids, attention_mask = index[order], input_ids[order], attention_mask[order]
-            token_type_ids = None if token_type_ids is None else token_type_ids[order]
-        rows = TaskRows.of(index, tasks.shape[0])
+        if self.gather_rows:  # graph export: every task's conditioning, gathered per example
+            tasks = torch.arange(self.task_embedding.table.num_embeddings, device=task_ids.device)
+            rows = TaskRows(task_ids, None)
+        else:
+            # the conditioning is computed once per task present; the batch runs sorted by
+            # task (each task's examples one contiguous run), put back in order at the end
+            tasks, index = torch.unique(task_ids, return_inverse=True)
+            if tasks.shape[0] > 1 and bool((index[1:] < index[:-1]).any()):
+                order = torch.argsort(index, stable=True)
+                index, input_ids = index[order], input_ids[order]
+                attention_mask = attention_mask[order]
+                token_type_ids = None if token_type_ids is None else token_type_ids[order]
+            rows = TaskRows.of(index, tasks.shape[0])
         z = self.task_embedding(tasks)
         hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         if self.embeddings_project is not None:

@@ -53,6 +53,10 @@ class SharedEncoder(nn.Module):
     def add_task(self, embedding: torch.Tensor | None = None) -> None:
         """Make room for one more task (a new embedding row: ``embedding`` or random)."""
 
+    def gather_for_export(self, enabled: bool = True) -> None:
+        """Switch to a form without data-dependent shapes or control flow, for graph export
+        (the plain encoder has nothing to switch)."""
+
     def per_task_parameter_count(self) -> int:
         """Parameters the encoder holds per task (an embedding row)."""
         table = self.task_embeddings()
