@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev,hub,serve]"
+	$(BIN)/python -m pip install -q -e ".[dev,hub,serve,onnx]"
 	touch $(STAMP)
 
 data: venv

@@ -136,6 +136,14 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from camtl.export import export_onnx
+
+    path = export_onnx(Path(args.run_dir), Path(args.output), overwrite=args.overwrite)
+    print(f"exported {args.run_dir} -> {path}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from camtl.evaluation.compare import format_comparison
 
@@ -316,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="hub URL (default: $HF_ENDPOINT or huggingface.co)")
     p.add_argument("--message", help="commit message")
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("export", help="export a trained run as one ONNX graph")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--output", required=True, help="folder of the export")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="per-task scores of several runs side by side")
     p.add_argument("run_dirs", nargs="+")

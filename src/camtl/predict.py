@@ -11,8 +11,8 @@ from camtl.data.sources import read_records
 from camtl.data.tokenize import encode_examples
 from camtl.errors import CamtlError
 from camtl.evaluation.decode import decode, readable, run_model
+from camtl.export import is_export, load_model
 from camtl.fileio import atomic_write_text
-from camtl.modeling.model import MultiTaskModel
 from camtl.precision import resolve_precision
 from camtl.runfiles import CONFIG_FILE
 
@@ -23,6 +23,8 @@ def run_precision(run_dir: Path) -> str:
     """The precision a saved run was configured with, resolved for this machine."""
     from camtl.config import load_saved_config
 
+    if is_export(run_dir):
+        return "no"  # onnxruntime runs the graph as exported, in fp32
     if not (run_dir / CONFIG_FILE).is_file():
         return resolve_precision("auto")
     return load_saved_config(run_dir).precision()
@@ -34,7 +36,7 @@ def predict_file(
     """Write one JSON line per input record; returns how many. Output appears only whole."""
     from transformers import AutoTokenizer
 
-    model = MultiTaskModel.from_pretrained(run_dir)
+    model = load_model(run_dir)
     if task_name not in model.task_index:
         raise CamtlError(
             f"--task: unknown task {task_name!r} for {run_dir} "

@@ -265,10 +265,11 @@ class ConditionalAttentionBias(nn.Module):
         """The export form: M of every task at its full size, zero-padded to a fixed
         bound and sliced to the batch length, so no shape depends on the length's value."""
         n, b = self.num_blocks, self.block
-        blocks = self._blocks(gamma, beta, n)
-        full = blocks.new_zeros(blocks.shape[0], n, b, n, b, dtype=mask_bias.dtype)
-        full.diagonal(dim1=1, dim2=3).copy_(blocks.permute(0, 2, 3, 1))
-        full = F.pad(full.reshape(-1, n * b, n * b), (0, self.pad_to, 0, self.pad_to))
+        blocks = self._blocks(gamma, beta, n).to(mask_bias.dtype)
+        # the direct sum without in-place writes (a traced graph must be functional)
+        eye = torch.eye(n, dtype=blocks.dtype, device=blocks.device)
+        full = torch.einsum("tirc,ij->tirjc", blocks, eye).reshape(-1, n * b, n * b)
+        full = F.pad(full, (0, self.pad_to, 0, self.pad_to))
         return full[:, :length, :length].index_select(0, rows.index).unsqueeze(1) + mask_bias
 
 

@@ -85,15 +85,10 @@ class MultiTaskModel(nn.Module):
                 "finished camtl run directory?"
             )
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        upgrade_model_section(meta["model"])
-        config = from_dict(ModelConfig, meta["model"], "model", str(meta_path))
-        tasks = [
-            from_dict(TaskSpec, t, f"tasks[{i}]", str(meta_path))
-            for i, t in enumerate(meta["tasks"])
-        ]
+        config, tasks, labels = cls.describe_saved(meta, str(meta_path))
         enc_config = AutoConfig.from_pretrained(run_dir / ENCODER_CONFIG_DIR)
         encoder = AutoModel.from_config(enc_config)
-        model = cls(encoder, tasks, meta["labels"], config)
+        model = cls(encoder, tasks, labels, config)
         state = load_file(str(run_dir / WEIGHTS_FILE), device=str(device))
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if "pooler" not in k]:
@@ -102,6 +97,16 @@ class MultiTaskModel(nn.Module):
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
         return model.to(device).eval()
+
+    @staticmethod
+    def describe_saved(
+        meta: dict[str, Any], where: str = MODEL_FILE
+    ) -> tuple[ModelConfig, list[TaskSpec], dict[str, list[str]]]:
+        """(model config, tasks, label maps) of a saved model's ``camtl_model.json``."""
+        upgrade_model_section(meta["model"])
+        config = from_dict(ModelConfig, meta["model"], "model", where)
+        tasks = [from_dict(TaskSpec, t, f"tasks[{i}]", where) for i, t in enumerate(meta["tasks"])]
+        return config, tasks, {k: list(v) for k, v in meta["labels"].items()}
 
     def save_pretrained(self, run_dir: str | Path, tokenizer: Any = None) -> None:
         """Write weights (safetensors), tasks and label maps, encoder config, tokenizer."""

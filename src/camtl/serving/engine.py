@@ -20,7 +20,7 @@ from camtl.data.examples import to_examples
 from camtl.data.tokenize import encode_examples
 from camtl.errors import CamtlError
 from camtl.evaluation.decode import forward_features, readable
-from camtl.modeling.model import MultiTaskModel
+from camtl.export import load_model
 from camtl.predict import run_precision
 
 
@@ -59,7 +59,7 @@ class InferenceEngine:
 
         self.run_dir = run_dir
         self.device = device
-        self.model = MultiTaskModel.from_pretrained(run_dir, device).eval()
+        self.model = load_model(run_dir, device).eval()  # a run directory or an ONNX export
         self.tokenizer = AutoTokenizer.from_pretrained(run_dir)
         self.precision = run_precision(run_dir)
         self.max_batch_tokens = max_batch_tokens

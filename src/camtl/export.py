@@ -1,0 +1,210 @@
+"""`camtl export RUN_DIR --format onnx --output DIR`, and running an export on onnxruntime.
+
+The export is one ONNX graph of the whole model: token ids, attention mask, token types,
+task ids (and the input fields some kinds need, such as multiple choice's ``choice_ids``)
+in; every task's head output for every row out (``logits_<task>``), with dynamic batch and
+length axes. CA-MTL runs in its gather form there (each example's task weights gathered),
+so the graph has no data-dependent shapes. DIR also holds the tokenizer, the label maps,
+the run's config and reports and a model card, so ``camtl predict DIR`` and ``camtl serve
+DIR`` run it as they run a run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from camtl.errors import CamtlError
+from camtl.fileio import atomic_write_text
+from camtl.modeling.model import MultiTaskModel, MultiTaskOutput
+from camtl.runfiles import CONFIG_FILE, MODEL_FILE
+
+ONNX_FILE = "model.onnx"
+EXPORT_FILE = "export.json"
+BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "task_ids")
+# files of a run directory an export carries along (the tokenizer's are saved afresh)
+CARRIED = (MODEL_FILE, CONFIG_FILE, "report.json", "report.md", "report_test.json")
+
+
+def input_fields(model: MultiTaskModel) -> list[str]:
+    """The kinds' input batch fields the model's heads read, in a stable order."""
+    names: dict[str, None] = {}
+    for spec in model.tasks:
+        for batch_field in spec.kind.batch_fields:
+            if batch_field.role == "input":
+                names[batch_field.name] = None
+    return list(names)
+
+
+class _Graph(nn.Module):
+    """The model as one function of tensors: every head on every row."""
+
+    def __init__(self, model: MultiTaskModel, fields: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.fields = fields
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        task_ids: torch.Tensor,
+        *extra: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        hidden = self.model.encoder(input_ids, attention_mask, token_type_ids, task_ids)
+        inputs = dict(zip(self.fields, extra))
+        outputs = []
+        for spec in self.model.tasks:
+            head = self.model.heads[spec.name]
+            wanted = {f.name for f in spec.kind.batch_fields if f.role == "input"}
+            outputs.append(
+                head(hidden, attention_mask, {k: v for k, v in inputs.items() if k in wanted})
+            )
+        return tuple(outputs)
+
+
+def _example_inputs(model: MultiTaskModel, fields: list[str]) -> tuple[torch.Tensor, ...]:
+    ids = torch.tensor([[2, 10, 11, 12, 3, 5, 6, 3], [2, 12, 13, 3, 7, 3, 0, 0]])
+    mask = (ids != 0).long()
+    tasks = torch.tensor([0, len(model.tasks) - 1])
+    extra = [torch.tensor([[-1, -1, -1, -1, -1, 0, 1, -1]] * 2) for _ in fields]
+    return (ids, mask, torch.zeros_like(ids), tasks, *extra)
+
+
+def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
+    """Write the ONNX export of ``run_dir`` into ``output``; checks it against PyTorch."""
+    from transformers import AutoTokenizer
+
+    from camtl.model_card import write_model_card
+
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401  (torch.onnx's exporter)
+    except ImportError as exc:
+        raise CamtlError(
+            f"camtl export needs the ONNX extras ({exc.name} is missing): "
+            "pip install 'camtl[onnx]'"
+        ) from None
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise CamtlError(f"--output {output}: not empty (--overwrite replaces it)")
+    model = MultiTaskModel.from_pretrained(run_dir).float().eval()
+    model.encoder.gather_for_export()
+    fields = input_fields(model)
+    names = [*BASE_INPUTS, *fields]
+    example = _example_inputs(model, fields)
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    rows_and_tokens = {0: batch, 1: length}
+    dynamic: dict[str, Any] = {name: rows_and_tokens for name in BASE_INPUTS}
+    dynamic["task_ids"] = {0: batch}
+    dynamic["extra"] = tuple(rows_and_tokens for _ in fields)  # _Graph's *extra
+    output.mkdir(parents=True, exist_ok=True)
+    graph = _Graph(model, fields).eval()
+    outputs = [f"logits_{spec.name}" for spec in model.tasks]
+    with torch.inference_mode():
+        torch.onnx.export(
+            graph,
+            example,
+            str(output / ONNX_FILE),
+            dynamo=True,
+            input_names=names,
+            output_names=outputs,
+            dynamic_shapes=dynamic,
+            verbose=False,
+        )
+    _check_against_pytorch(graph, output / ONNX_FILE, names, fields)
+    AutoTokenizer.from_pretrained(run_dir).save_pretrained(output)
+    for name in CARRIED:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, output / name)
+    info = {
+        "format": "onnx",
+        "source_run": str(run_dir),
+        "inputs": names,
+        "outputs": dict(zip([t.name for t in model.tasks], outputs)),
+    }
+    atomic_write_text(output / EXPORT_FILE, json.dumps(info, indent=2))
+    write_model_card(output)
+    return output / ONNX_FILE
+
+
+def _check_against_pytorch(graph: _Graph, path: Path, names: list[str], fields: list[str]) -> None:
+    """The graph on onnxruntime gives PyTorch's outputs on a batch of another size and
+    length than the one traced (within 1e-4 in fp32), or the export stops."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ids = torch.tensor([[2, 10, 11, 12, 13, 3, 6, 7, 3, 0, 0], [2, 5, 3, 8, 3] + [0] * 6] * 2)
+    mask = (ids != 0).long()
+    tasks = torch.arange(4) % len(graph.model.tasks)
+    choices = torch.full_like(ids, -1)
+    choices[:, 6:8] = torch.tensor([0, 1])
+    inputs = (ids, mask, torch.zeros_like(ids), tasks, *[choices for _ in fields])
+    with torch.inference_mode():
+        expected = graph(*inputs)
+    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})
+    for spec, want, have in zip(graph.model.tasks, expected, got):
+        finite = torch.isfinite(want)  # span QA masks padding with the dtype's minimum
+        gap = float((want[finite] - torch.from_numpy(have)[finite]).abs().max())
+        if gap > 1e-4:
+            raise CamtlError(
+                f"ONNX export of task {spec.name}: outputs differ from PyTorch by {gap:.2g}"
+            )
+
+
+def is_export(folder: Path) -> bool:
+    return (folder / ONNX_FILE).is_file() and (folder / EXPORT_FILE).is_file()
+
+
+class OnnxMultiTaskModel:
+    """An export run on onnxruntime, with the part of MultiTaskModel's interface that
+    evaluation, ``predict`` and ``serve`` use (tasks, labels, a forward pass)."""
+
+    training = False
+
+    def __init__(self, folder: Path) -> None:
+        import onnxruntime
+
+        meta = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
+        loaded = MultiTaskModel.describe_saved(meta)
+        self.config, self.tasks, self.labels = loaded
+        self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
+        info = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))
+        self.outputs = info["outputs"]
+        self.session = onnxruntime.InferenceSession(
+            str(folder / ONNX_FILE), providers=["CPUExecutionProvider"]
+        )
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def eval(self) -> OnnxMultiTaskModel:
+        return self
+
+    def train(self, mode: bool = True) -> OnnxMultiTaskModel:
+        if mode:
+            raise CamtlError("an ONNX export runs inference only")
+        return self
+
+    def __call__(self, task_ids: torch.Tensor, **batch: torch.Tensor) -> MultiTaskOutput:
+        batch["task_ids"] = task_ids
+        feed = {name: batch[name].cpu().numpy().astype(np.int64) for name in self.inputs}
+        results = dict(zip(self.outputs.values(), self.session.run(None, feed)))
+        output = MultiTaskOutput(loss=None)
+        for index in torch.unique(task_ids).tolist():
+            name = self.tasks[index].name
+            rows = (task_ids == index).nonzero(as_tuple=True)[0]
+            output.logits[name] = torch.from_numpy(results[self.outputs[name]])[rows.cpu()]
+            output.rows[name] = rows
+        return output
+
+
+def load_model(folder: Path, device: str = "cpu") -> Any:
+    """The model of a run directory (PyTorch) or of an ONNX export (onnxruntime)."""
+    if is_export(folder):
+        return OnnxMultiTaskModel(folder)
+    return MultiTaskModel.from_pretrained(folder, device)
