@@ -89,8 +89,7 @@ def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
         import onnxscript  # noqa: F401  (torch.onnx's exporter)
     except ImportError as exc:
         raise CamtlError(
-            f"camtl export needs the ONNX extras ({exc.name} is missing): "
-            "pip install 'camtl[onnx]'"
+            f"camtl export needs the ONNX extras ({exc.name} is missing): pip install 'camtl[onnx]'"
         ) from None
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise CamtlError(f"--output {output}: not empty (--overwrite replaces it)")
