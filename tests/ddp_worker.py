@@ -131,6 +131,8 @@ def main() -> None:
         device=str(trainer.accelerator.device),
         initial_hash=initial,
         final_hash=weights_hash(model),
+        balancer_hash=weights_hash(trainer.balancer),
+        balancer_weights=trainer.balancer.weights(),
         fed_is_shard=record.pop("fed") == expected_fed,
         steps=trainer.step,
     )

@@ -179,3 +179,62 @@ def test_group_dro_relative_losses_follow_progress() -> None:
             bal.combine(losses(a=3.0, b=0.5), BalanceContext())  # a halved, b barely
     assert raw.weights()["a"] > raw.weights()["b"]
     assert rel.weights()["b"] > rel.weights()["a"]
+
+
+# ----------------------------------------------------------------------------- PCGrad, FAMO
+
+
+def test_pcgrad_projects_conflicting_gradients_by_hand() -> None:
+    """g1 = (1, 0), g2 = (-1, 1) conflict (g1.g2 = -1): g1' = g1 + g2/2 = (.5, .5),
+    g2' = g2 + g1 = (0, 1); the shared parameter gets their mean (.25, .75)."""
+    from camtl.balancing import BalanceContext, build_balancer
+
+    w = torch.nn.Parameter(torch.zeros(2))
+    a1, a2 = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])
+    losses = {"one": (w * a1).sum() + 1.0, "two": (w * a2).sum() + 2.0}
+    balancer = build_balancer("pcgrad", {}, ["one", "two"])
+    loss = balancer.combine(losses, BalanceContext(shared_parameters=[w]))
+    assert float(loss.detach()) == pytest.approx(1.5)  # the mean loss value
+    loss.backward()
+    assert torch.allclose(w.grad, torch.tensor([0.25, 0.75]))
+
+
+def test_pcgrad_leaves_agreeing_gradients_alone() -> None:
+    from camtl.balancing import BalanceContext, build_balancer
+
+    w = torch.nn.Parameter(torch.zeros(2))
+    losses = {
+        "one": (w * torch.tensor([1.0, 0.0])).sum(),
+        "two": (w * torch.tensor([1.0, 1.0])).sum(),
+    }
+    build_balancer("pcgrad", {}, ["one", "two"]).combine(
+        losses, BalanceContext(shared_parameters=[w])
+    ).backward()
+    assert torch.allclose(w.grad, torch.tensor([1.0, 0.5]))  # plain mean
+
+
+def test_famo_scales_each_task_gradient_by_its_weight_over_its_loss() -> None:
+    """Equal weights, losses 1 and 4: c = 0.5/1 + 0.5/4 = 0.625, so d loss / d l_t =
+    z_t / (c l_t) = (0.8, 0.2)."""
+    from camtl.balancing import BalanceContext, build_balancer
+
+    balancer = build_balancer("famo", {"epsilon": 1e-12}, ["a", "b"])
+    losses = torch.tensor([1.0, 4.0], requires_grad=True)
+    out = balancer.combine({"a": losses[0], "b": losses[1]}, BalanceContext())
+    out.backward()
+    assert torch.allclose(losses.grad, torch.tensor([0.8, 0.2]))
+
+
+def test_famo_moves_weight_from_the_task_that_improved_to_the_one_that_did_not() -> None:
+    """Step 1 sees (1, 4), step 2 (0.5, 4): delta = (log 2, 0); the softmax Jacobian gives
+    xi's gradient (+, -) and one Adam step moves each logit by the learning rate."""
+    from camtl.balancing import BalanceContext, build_balancer
+
+    balancer = build_balancer("famo", {"learning_rate": 0.1, "weight_decay": 0.0}, ["a", "b"])
+    for a, b in ((1.0, 4.0), (0.5, 4.0)):
+        balancer.combine({"a": torch.tensor(a), "b": torch.tensor(b)}, BalanceContext())
+    assert balancer.logits.tolist() == pytest.approx([-0.1, 0.1], abs=1e-6)
+    weights = balancer.weights()
+    assert weights["b"] > 0.5 > weights["a"]
+    state = balancer.state_dict()  # the Adam state travels in checkpoints
+    assert {"logits", "previous", "adam_m", "adam_v", "adam_steps"} <= set(state)

@@ -43,24 +43,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ranks(
-    tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path
-) -> tuple[Path, list[dict[str, Any]]]:
+def run_ranks(config: Path, out: Path) -> list[dict[str, Any]]:
+    """Train ``config`` on WORLD gloo ranks; each rank's report."""
     command = torchrun_command()
-    root = tmp_path_factory.mktemp("ddp")
-    write_task_files(root)
-    # a checkpoint at steps 2 and 4 (every rank saves its RNG state), dev evaluations at 3, 6
-    config = write_config(
-        root,
-        tiny_encoder_dir,
-        max_steps=MAX_STEPS,
-        batch_size=BATCH,
-        eval_every=3,
-        checkpoint_every=2,
-        log_every=1,
-    )
-    out = root / "ranks"
     # Without a GPU, accelerate sets up multi-process training only when told to use the CPU
     # (it would otherwise run two independent single-process trainings).
     env = {
@@ -92,8 +77,51 @@ def ranks(
         timeout=300,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
-    return root / "run", reports
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
+
+
+@pytest.fixture(scope="module")
+def ranks(
+    tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path
+) -> tuple[Path, list[dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("ddp")
+    write_task_files(root)
+    # a checkpoint at steps 2 and 4 (every rank saves its RNG state), dev evaluations at 3, 6
+    config = write_config(
+        root,
+        tiny_encoder_dir,
+        max_steps=MAX_STEPS,
+        batch_size=BATCH,
+        eval_every=3,
+        checkpoint_every=2,
+        log_every=1,
+    )
+    return root / "run", run_ranks(config, root / "ranks")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("balancer", ["famo", "pcgrad"])
+def test_gradient_and_loss_balancers_agree_across_ranks(
+    balancer: str, tmp_path: Path, tiny_encoder_dir: Path
+) -> None:
+    """FAMO's weights (from losses averaged over ranks) and PCGrad's projection (of task
+    gradients averaged over ranks) come out the same on every rank."""
+    write_task_files(tmp_path)
+    config = write_config(
+        tmp_path,
+        tiny_encoder_dir,
+        max_steps=3,
+        batch_size=BATCH,
+        eval_every=3,
+        log_every=1,
+        balancer={"name": balancer},
+    )
+    reports = run_ranks(config, tmp_path / "ranks")
+    assert len({r["final_hash"] for r in reports}) == 1
+    assert len({r["balancer_hash"] for r in reports}) == 1
+    if balancer == "famo":
+        weights = reports[0]["balancer_weights"]
+        assert len(weights) == 4 and max(weights.values()) != min(weights.values())
 
 
 @pytest.mark.slow
