@@ -19,7 +19,7 @@ pytest.importorskip("onnxscript")
 KINDS = kind_names()
 
 
-def _run(root: Path, encoder: Path, architecture: str) -> Path:
+def _run(root: Path, encoder: Path, architecture: str, kinds: list[str] = KINDS) -> Path:
     config = {
         "output_dir": str(root / f"run_{architecture}"),
         "seed": 4,
@@ -28,7 +28,7 @@ def _run(root: Path, encoder: Path, architecture: str) -> Path:
             "architecture": architecture,
             "camtl": {"max_length": 32},
         },
-        "tasks": [task_entry(name, write_sample(name, root)) for name in KINDS],
+        "tasks": [task_entry(name, write_sample(name, root)) for name in kinds],
         "training": {
             "max_steps": 4,
             "batch_size": 8,
@@ -120,3 +120,12 @@ def test_export_refuses_a_non_empty_folder(exported, tmp_path: Path) -> None:
     (tmp_path / "x").write_text("keep me")
     assert main(["export", str(run), "--format", "onnx", "--output", str(tmp_path)]) == 2
     assert (tmp_path / "x").read_text() == "keep me"
+
+
+def test_a_model_without_input_fields_exports(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    """No multiple-choice task: the graph has the four base inputs only."""
+    run = _run(tmp_path, tiny_encoder_dir, "camtl", ["classification", "token_tagging"])
+    out = tmp_path / "onnx"
+    assert main(["export", str(run), "--output", str(out)]) == 0
+    info = json.loads((out / "export.json").read_text())
+    assert info["inputs"] == ["input_ids", "attention_mask", "token_type_ids", "task_ids"]

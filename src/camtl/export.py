@@ -102,7 +102,8 @@ def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
     rows_and_tokens = {0: batch, 1: length}
     dynamic: dict[str, Any] = {name: rows_and_tokens for name in BASE_INPUTS}
     dynamic["task_ids"] = {0: batch}
-    dynamic["extra"] = tuple(rows_and_tokens for _ in fields)  # _Graph's *extra
+    if fields:  # _Graph's *extra, present only when a head reads an input field
+        dynamic["extra"] = tuple(rows_and_tokens for _ in fields)
     output.mkdir(parents=True, exist_ok=True)
     graph = _Graph(model, fields).eval()
     outputs = [f"logits_{spec.name}" for spec in model.tasks]
