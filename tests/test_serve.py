@@ -260,6 +260,27 @@ def test_client_mistakes_are_4xx_naming_the_field_and_the_server_keeps_serving(
     assert server.call("GET", "/health")[0] == 200
 
 
+def test_a_full_queue_is_503_with_retry_after(served_run: Path) -> None:
+    """--max-queue 1: while one request waits (--max-wait-ms) for company, the next is
+    turned away with 503 and Retry-After; the waiting one is answered."""
+    running = Server(served_run, "--max-queue", "1", "--max-wait-ms", "1500")
+    request = {"task": "regression_task", "inputs": _inputs("regression")}
+    try:
+        first: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: first.append(running.call("POST", "/v1/predict", request))
+        )
+        thread.start()
+        time.sleep(0.5)
+        status, body, headers = running.call("POST", "/v1/predict", request)
+        assert status == 503 and headers["retry-after"] == "1" and "busy" in body["error"]
+        thread.join()
+        assert first[0][0] == 200
+        assert running.call("GET", "/health")[0] == 200
+    finally:
+        assert running.stop() == 0
+
+
 def test_bearer_token_and_sigterm_answers_what_is_in_flight(served_run: Path) -> None:
     running = Server(served_run, "--api-key", "s3cret", "--max-wait-ms", "1500")
     request = {"task": "regression_task", "inputs": _inputs("regression")}
@@ -314,7 +335,9 @@ def test_batcher_gathers_waiting_requests_and_refuses_past_max_queue() -> None:
     batcher = DynamicBatcher(run, max_batch_tokens=1000, max_wait_ms=50, max_queue=2)
     first = batcher.submit(_prepared("a", 5))
     time.sleep(0.3)  # the worker runs "a" alone and blocks
+    assert batcher.depth == 0  # "a" is in its model run, no longer waiting
     waiting = [batcher.submit(_prepared(t, 5)) for t in ("b", "c")]
+    assert batcher.depth == 2
     with pytest.raises(QueueFull):
         batcher.submit(_prepared("d", 5))
     release.set()

@@ -48,7 +48,7 @@ class DynamicBatcher:
         self.max_queue = max_queue
         self._on_batch = on_batch
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._pending = 0  # queued and not yet taken by the worker
+        self._pending = 0  # submitted and not yet in a model run (queued or being gathered)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="camtl-batcher", daemon=True)
         self._thread.start()
@@ -73,11 +73,7 @@ class DynamicBatcher:
         self._thread.join()
 
     def _take(self, timeout: float | None) -> _Job | None:
-        job = self._queue.get(timeout=timeout)
-        if job is not None:
-            with self._lock:
-                self._pending -= 1
-        return job
+        return self._queue.get(timeout=timeout)
 
     def _loop(self) -> None:
         while True:
@@ -119,6 +115,8 @@ class DynamicBatcher:
             self._answer(leftover)
 
     def _answer(self, jobs: list[_Job]) -> None:
+        with self._lock:  # these leave the waiting line: their model run starts
+            self._pending -= len(jobs)
         try:
             results, stats = self._run([job.request for job in jobs])
         except Exception as exc:  # the server answers 500 for these and keeps serving
