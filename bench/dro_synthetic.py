@@ -42,6 +42,7 @@ METHODS = {
     "famo": ("famo", {}),
 }
 DIM, WIDTH, STEPS, BATCH, LR = 16, 6, 600, 32, 0.1
+SMALL = 64  # training examples of small_hard
 FLOOR = 0.25 / len(TASKS)
 
 
@@ -64,7 +65,7 @@ def make_data(seed: int) -> dict[str, dict[str, torch.Tensor]]:
 
     data = {}
     for name in TASKS:
-        n_train = 64 if name == "small_hard" else 4000
+        n_train = SMALL if name == "small_hard" else 4000
         x_train = torch.randn(n_train, DIM, generator=g)
         y_train = labels(name, x_train)
         if name == "noisy":
