@@ -180,7 +180,9 @@ class OnnxMultiTaskModel:
         self.session = onnxruntime.InferenceSession(
             str(folder / ONNX_FILE), providers=["CPUExecutionProvider"]
         )
-        self.inputs = [i.name for i in self.session.get_inputs()]
+        # each graph input with the numpy type the graph declares for it
+        types = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
+        self.inputs = {i.name: types.get(i.type, np.int64) for i in self.session.get_inputs()}
 
     def eval(self) -> OnnxMultiTaskModel:
         return self
@@ -192,7 +194,7 @@ class OnnxMultiTaskModel:
 
     def __call__(self, task_ids: torch.Tensor, **batch: torch.Tensor) -> MultiTaskOutput:
         batch["task_ids"] = task_ids
-        feed = {name: batch[name].cpu().numpy().astype(np.int64) for name in self.inputs}
+        feed = {name: batch[name].cpu().numpy().astype(t) for name, t in self.inputs.items()}
         results = dict(zip(self.outputs.values(), self.session.run(None, feed)))
         output = MultiTaskOutput(loss=None)
         for index in torch.unique(task_ids).tolist():
