@@ -155,18 +155,88 @@ def zero_shot_scores(
     return results
 
 
+# the probe behind --init auto: the new task's head alone, fitted on this many training
+# windows for this many steps, with each candidate embedding row
+PROBE_EXAMPLES, PROBE_STEPS = 256, 30
+
+
+def probe_scores(
+    model: MultiTaskModel,
+    task: TaskData,
+    pad_token_id: int,
+    opts: AdaptOptions,
+    precision: str = "no",
+) -> list[dict[str, Any]]:
+    """Dev score of the new task's head fitted alone (encoder and row fixed) on a few
+    hundred training examples, with each trained task's embedding row and a random one.
+
+    Unlike the zero-shot score through an untrained head, which sits near chance by
+    construction, this asks what a row gives the new task once a head can read it. The
+    model is left unchanged: each candidate runs on a copy.
+    """
+    table = model.encoder.task_embeddings()
+    if table is None:
+        raise CamtlError("the probe compares task embeddings: this run's model has none")
+    generator = torch.Generator().manual_seed(opts.seed)
+    train = task.features["train"]
+    keep = torch.randperm(len(train), generator=generator)[:PROBE_EXAMPLES].tolist()
+    subset = TaskData(
+        task.spec,
+        task.labels,
+        examples={"dev": task.examples["dev"]},
+        features={"train": [train[i] for i in sorted(keep)], "dev": task.features["dev"]},
+    )
+    torch.manual_seed(opts.seed)
+    random_row = torch.randn(table.shape[1]) * 0.02  # TaskEmbedding's own initialisation
+    head_start: dict[str, torch.Tensor] | None = None
+    candidates = [(name, table[i].detach().clone()) for name, i in model.task_index.items()]
+    results = []
+    for name, row in [*candidates, ("random", random_row)]:
+        probe = copy.deepcopy(model)
+        torch.manual_seed(opts.seed)
+        probe.add_task(task.spec, task.labels, row)
+        head = probe.heads[task.spec.name]
+        if head_start is None:  # every candidate's head starts from the same weights
+            head_start = copy.deepcopy(head.state_dict())
+        head.load_state_dict(head_start)
+        for param in probe.parameters():
+            param.requires_grad_(False)
+        params = list(head.parameters())
+        for param in params:
+            param.requires_grad_(True)
+        _train(probe, [subset], params, PROBE_STEPS, opts, 1e-3, pad_token_id, precision)
+        scores = evaluate_tasks(
+            probe,
+            [subset],
+            "dev",
+            opts.eval_batch_size,
+            pad_token_id,
+            with_baselines=False,
+            precision=precision,
+        )["tasks"][task.spec.name]
+        results.append(
+            {
+                "embedding": name,
+                "metric": scores["primary_metric"],
+                "score": scores["scores"][scores["primary_metric"]],
+            }
+        )
+    return results
+
+
 def initial_row(
-    init: str, model: MultiTaskModel, zero_shot: list[dict[str, Any]] | None
+    init: str, model: MultiTaskModel, ranking: list[dict[str, Any]] | None
 ) -> tuple[torch.Tensor | None, str]:
-    """(row to start from, the init actually used)."""
+    """(row to start from, the init actually used); ``auto`` takes the trained task whose
+    row scored best in ``ranking`` (the probe's scores)."""
     weight = model.encoder.task_embeddings()
     if weight is None:
         return None, f"none ({model.config.architecture} model: no task embedding)"
     table = weight.detach()
     if init == "auto":
-        assert zero_shot is not None
+        assert ranking is not None
         best = max(
-            (r for r in zero_shot if r["embedding"] in model.task_index), key=lambda r: r["score"]
+            (r for r in ranking if r["embedding"] in model.task_index), key=lambda r: r["score"]
         )
         return table[model.task_index[best["embedding"]]].clone(), f"copy:{best['embedding']}"
     if init.startswith("copy:"):
@@ -271,7 +341,12 @@ def add_task(
         if opts.init == "auto"
         else None
     )
-    row, init_used = initial_row(opts.init, model, zero_shot)
+    probe = (
+        probe_scores(model, task, tokenizer.pad_token_id, opts, precision)
+        if opts.init == "auto"
+        else None
+    )
+    row, init_used = initial_row(opts.init, model, probe)
     torch.manual_seed(opts.seed)
     model.add_task(task.spec, task.labels, row)
     source = init_used[5:] if init_used.startswith("copy:") else None
@@ -305,7 +380,8 @@ def add_task(
         "learning_rate": lr,
         "joint": opts.joint,
         "final_train_loss": losses[-1],
-        "zero_shot": zero_shot,
+        "probe": probe,  # what --init auto chose by
+        "zero_shot": zero_shot,  # a diagnostic: through an untrained (or reused) head
         "wall_time_s": wall,
         "precision": precision,
         "parameters": model.parameter_counts(),
