@@ -27,6 +27,10 @@ _KIND_TAGS = {
     "multiple_choice": "multiple-choice",
 }
 
+# how the card names and tags a model of each architecture (others: "multi-task", no tag)
+_ARCHITECTURE_NAMES = {"camtl": "CA-MTL"}
+_ARCHITECTURE_TAGS = {"camtl": ["ca-mtl"]}
+
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
@@ -53,7 +57,7 @@ def render_model_card(run_dir: Path, repo_id: str | None = None) -> str:
     kinds = sorted({t["type"] for t in tasks})
     metadata: dict[str, Any] = {
         "library_name": "camtl",
-        "tags": ["camtl", "multi-task", *(["ca-mtl"] if model["architecture"] == "camtl" else [])]
+        "tags": ["camtl", "multi-task", *_ARCHITECTURE_TAGS.get(model["architecture"], [])]
         + sorted({_KIND_TAGS.get(k, k) for k in kinds}),
     }
     if _is_hub_name(model["encoder"]):
@@ -88,7 +92,7 @@ def render_model_card(run_dir: Path, repo_id: str | None = None) -> str:
         "",
         f"# {name}",
         "",
-        f"One {'CA-MTL' if model['architecture'] == 'camtl' else 'multi-task'} model with "
+        f"One {_ARCHITECTURE_NAMES.get(model['architecture'], 'multi-task')} model with "
         f"{len(tasks)} tasks on `{model['encoder']}`, trained with "
         "[camtl](https://pypi.org/project/camtl/): one shared encoder, one head per task, "
         "and every task servable from one process.",
