@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from camtl.data.prepare import prepare_tasks
-from camtl.evaluation.decode import readable, run_model
+from camtl.evaluation.decode import readable_predictions, run_model
 from camtl.export import export_onnx, load_model
 from camtl.modeling.model import MultiTaskModel
 
@@ -71,15 +71,8 @@ def main() -> int:
                 outputs = run_model(
                     model, features, spec.name, args.batch_size, tokenizer.pad_token_id
                 )
-                decoded = spec.kind.decode(spec, task.labels, examples, features, outputs)
-                per_example = (
-                    outputs if spec.kind.one_feature_per_example else [None] * len(decoded)
-                )
                 predictions.append(
-                    [
-                        readable(spec, task.labels, ex, p, o)
-                        for ex, p, o in zip(examples, decoded, per_example)
-                    ]
+                    readable_predictions(spec, task.labels, examples, features, outputs)
                 )
                 seconds.append(time.perf_counter() - started)
             same = [_discrete(a) == _discrete(b) for a, b in zip(*predictions)]

@@ -19,7 +19,7 @@ import yaml
 from camtl.cli import main
 from camtl.data.collate import batch_keys, collate_features, label_keys
 from camtl.data.prepare import TaskData, prepare_tasks
-from camtl.evaluation.decode import readable, run_model
+from camtl.evaluation.decode import readable_predictions, run_model
 from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
@@ -92,14 +92,12 @@ def test_kind_from_record_to_metric(
     entry = results["tasks"][spec.name]
     assert entry["type"] == kind_name and set(entry["scores"]) == set(spec.metrics)
     assert all(math.isfinite(v) for v in [*entry["scores"].values(), *entry["baseline"].values()])
-    # the readable predictions are JSON
-    predictions = kind.decode(
+    # one readable prediction per example, and JSON
+    readable = readable_predictions(
         spec, task.labels, task.examples["dev"], task.features["dev"], outputs
     )
-    assert len(predictions) == len(task.examples["dev"])
-    per_example = outputs if kind.one_feature_per_example else [None] * len(predictions)
-    for example, prediction, output in zip(task.examples["dev"], predictions, per_example):
-        json.dumps(readable(spec, task.labels, example, prediction, output))
+    assert len(readable) == len(task.examples["dev"])
+    json.dumps(readable)
     # MT-Uncertainty: normalised scores in [0, 1], the same on a second call
     scorer = make_scorer(model, [task], tiny_tokenizer.pad_token_id, "cpu", 4, 3, 7, lambda: 0)
     candidates = [(0, i) for i in range(len(task.features["train"]))]

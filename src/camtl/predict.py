@@ -10,7 +10,7 @@ from camtl.data.examples import to_examples
 from camtl.data.sources import read_records
 from camtl.data.tokenize import encode_examples
 from camtl.errors import CamtlError
-from camtl.evaluation.decode import decode, readable, run_model
+from camtl.evaluation.decode import readable_predictions, run_model
 from camtl.export import is_export, load_model
 from camtl.fileio import atomic_write_text
 from camtl.precision import resolve_precision
@@ -55,12 +55,11 @@ def predict_file(
         tokenizer.pad_token_id,
         precision=run_precision(run_dir),
     )
-    predictions = decode(spec, labels, examples, encoded.features, outputs)
-    per_example = outputs if spec.kind.one_feature_per_example else [None] * len(examples)
-    lines = []
-    for example, prediction, output in zip(examples, predictions, per_example):
-        record = {"row": example["_row"], **readable(spec, labels, example, prediction, output)}
-        lines.append(json.dumps(record, ensure_ascii=False))
+    predictions = readable_predictions(spec, labels, examples, encoded.features, outputs)
+    lines = [
+        json.dumps({"row": example["_row"], **prediction}, ensure_ascii=False)
+        for example, prediction in zip(examples, predictions)
+    ]
     atomic_write_text(output_path, "\n".join(lines) + "\n")
     if encoded.truncated:
         log.warning(

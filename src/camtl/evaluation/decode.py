@@ -65,24 +65,20 @@ def run_model(
     return outputs  # type: ignore[return-value]
 
 
-def decode(
+def readable_predictions(
     spec: TaskSpec,
     labels: list[str],
     examples: list[dict],
     features: list[dict],
     outputs: list[np.ndarray],
-) -> list[Any]:
-    """Predictions in the form the task kind's metrics take."""
-    return spec.kind.decode(spec, labels, examples, features, outputs)
-
-
-def references(spec: TaskSpec, labels: list[str], examples: list[dict]) -> list[Any]:
-    """Gold answers in the same form as ``decode``'s predictions."""
-    return spec.kind.references(spec, labels, examples)
-
-
-def readable(
-    spec: TaskSpec, labels: list[str], example: dict, prediction: Any, output: np.ndarray | None
-) -> dict[str, Any]:
-    """A prediction as written by ``camtl predict``."""
-    return spec.kind.readable(spec, labels, example, prediction, output)
+) -> list[dict[str, Any]]:
+    """One prediction per example as ``camtl predict`` writes it (and the server answers):
+    the kind's decoding, then its readable form with the example's own output where a
+    feature is a whole example."""
+    kind = spec.kind
+    predictions = kind.decode(spec, labels, examples, features, outputs)
+    per_example = outputs if kind.one_feature_per_example else [None] * len(predictions)
+    return [
+        kind.readable(spec, labels, example, prediction, output)
+        for example, prediction, output in zip(examples, predictions, per_example)
+    ]

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from camtl.data.prepare import TaskData
-from camtl.evaluation.decode import decode, references, run_model
+from camtl.evaluation.decode import run_model
 from camtl.evaluation.metrics import aggregate, compute_metrics, trivial_baseline
 
 
@@ -34,8 +34,8 @@ def evaluate_tasks(
         outputs = run_model(
             model, task.features[split], spec.name, batch_size, pad_token_id, device, precision
         )
-        preds = decode(spec, task.labels, examples, task.features[split], outputs)
-        scores = compute_metrics(spec, preds, references(spec, task.labels, examples))
+        preds = spec.kind.decode(spec, task.labels, examples, task.features[split], outputs)
+        scores = compute_metrics(spec, preds, spec.kind.references(spec, task.labels, examples))
         results["tasks"][spec.name] = {
             "type": spec.type,
             "primary_metric": spec.primary_metric,

@@ -19,7 +19,7 @@ import torch
 from camtl.data.examples import to_examples
 from camtl.data.tokenize import encode_examples
 from camtl.errors import CamtlError
-from camtl.evaluation.decode import forward_features, readable
+from camtl.evaluation.decode import forward_features, readable_predictions
 from camtl.export import load_model
 from camtl.predict import run_precision
 
@@ -144,15 +144,10 @@ class InferenceEngine:
         return passes
 
     def _decode(self, request: Prepared, outputs: list[Any]) -> list[dict[str, Any]]:
-        spec = self.specs[request.task]
-        kind = spec.kind
         labels = self.model.labels.get(request.task) or []
-        predictions = kind.decode(spec, labels, request.examples, request.features, outputs)
-        per_example = outputs if kind.one_feature_per_example else [None] * len(predictions)
-        return [
-            readable(spec, labels, example, prediction, output)
-            for example, prediction, output in zip(request.examples, predictions, per_example)
-        ]
+        return readable_predictions(
+            self.specs[request.task], labels, request.examples, request.features, outputs
+        )
 
 
 def _check_value(value: Any, form: str, where: str) -> None:
