@@ -81,13 +81,28 @@ def text_fields(spec: Any, record: records.Record) -> dict[str, Any]:
     }
 
 
+class OneOfOutputs:
+    """Outputs that pick one of several options (a class, a choice): the argmax is the
+    prediction, the example's ``label`` index the reference, the most frequent train label
+    the trivial baseline."""
+
+    def decode(self, spec, labels, examples, features, outputs):
+        return [int(np.argmax(o)) for o in outputs]
+
+    def references(self, spec, labels, examples):
+        return [ex["label"] for ex in examples]
+
+    def baseline(self, spec, labels, train, examples):
+        return [majority(ex["label"] for ex in train)] * len(examples)
+
+
 class ClassificationHead(PooledHead):
     def loss(self, logits, labels):
         return F.cross_entropy(logits.float(), labels["cls_labels"])
 
 
 @register_kind("classification")
-class Classification(TaskKind):
+class Classification(OneOfOutputs, TaskKind):
     """Example: ``{"text_a", "text_b" (None for one text), "label": class index}``."""
 
     text_arity = (1, 2)
@@ -141,15 +156,6 @@ class Classification(TaskKind):
 
     def build_head(self, spec, hidden_size, num_labels, dropout, pooling):
         return ClassificationHead(hidden_size, num_labels, dropout, pooling)
-
-    def decode(self, spec, labels, examples, features, outputs):
-        return [int(np.argmax(o)) for o in outputs]
-
-    def references(self, spec, labels, examples):
-        return [ex["label"] for ex in examples]
-
-    def baseline(self, spec, labels, train, examples):
-        return [majority(ex["label"] for ex in train)] * len(examples)
 
     def readable(self, spec, labels, example, prediction, output):
         probs = softmax(np.asarray(output, dtype=np.float64))

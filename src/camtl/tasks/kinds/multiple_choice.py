@@ -29,7 +29,7 @@ from camtl.constants import IGNORE_INDEX
 from camtl.errors import ConfigError, DataError
 from camtl.tasks.kinds import records
 from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
-from camtl.tasks.kinds.classification import accuracy, majority, softmax
+from camtl.tasks.kinds.classification import OneOfOutputs, accuracy, softmax
 from camtl.tasks.kinds.encoding import Row, model_inputs
 from camtl.tasks.kinds.heads import TaskHead, dropout
 
@@ -94,7 +94,7 @@ class ChoiceHead(TaskHead):
 
 
 @register_kind("multiple_choice")
-class MultipleChoice(TaskKind):
+class MultipleChoice(OneOfOutputs, TaskKind):
     """Example: ``{"context", "choices": [text, ...], "label": index of the right one}``."""
 
     text_arity = tuple(range(3, MAX_CHOICES + 4))
@@ -194,15 +194,6 @@ class MultipleChoice(TaskKind):
     def build_head(self, spec, hidden_size, num_labels, dropout, pooling):
         choices = len(spec.text_columns) - self.options(spec).context_columns
         return ChoiceHead(hidden_size, choices, dropout, pooling)
-
-    def decode(self, spec, labels, examples, features, outputs):
-        return [int(np.argmax(o)) for o in outputs]
-
-    def references(self, spec, labels, examples):
-        return [ex["label"] for ex in examples]
-
-    def baseline(self, spec, labels, train, examples):
-        return [majority(ex["label"] for ex in train)] * len(examples)
 
     def readable(self, spec, labels, example, prediction, output):
         probs = softmax(np.asarray(output, dtype=np.float64))
