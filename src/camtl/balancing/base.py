@@ -54,6 +54,24 @@ class LossBalancer(nn.Module):
     def weights(self) -> dict[str, float]:
         return {}
 
+    def losses_over_ranks(
+        self, task_losses: dict[str, torch.Tensor], context: BalanceContext
+    ) -> tuple[list[int], torch.Tensor]:
+        """(indices of the tasks some rank holds, each task's loss averaged over the ranks
+        that hold it [T], float64 on the CPU): every rank gets the same values, so weights
+        computed from them stay equal across ranks."""
+        index = {n: i for i, n in enumerate(self.task_names)}
+        first = next(iter(task_losses.values()))
+        values = torch.zeros(len(self.task_names), device=first.device)
+        present = torch.zeros(len(self.task_names), device=first.device)
+        for name, loss in task_losses.items():
+            values[index[name]] = loss.detach().float()
+            present[index[name]] = 1.0
+        values = context.all_reduce_mean(values)
+        present = context.all_reduce_mean(present)
+        seen = (present > 0).nonzero(as_tuple=True)[0].tolist()
+        return seen, (values / present.clamp(min=1e-12)).double().cpu()
+
 
 def build_balancer(
     name: str, options: dict[str, Any], task_names: list[str], where: str = ""

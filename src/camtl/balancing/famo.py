@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from camtl.balancing.base import BalanceContext, LossBalancer, register_balancer
+from camtl.balancing.base import LossBalancer, register_balancer
 from camtl.errors import ConfigError
 
 
@@ -55,7 +55,10 @@ class FAMO(LossBalancer):
     def combine(self, task_losses, context):
         index = {n: i for i, n in enumerate(self.task_names)}
         if context.update:
-            self._update(self._mean_losses(task_losses, context, index))
+            seen, mean = self.losses_over_ranks(task_losses, context)
+            current = torch.full_like(mean, float("nan"))  # nan: no rank holds the task
+            current[seen] = mean[seen]
+            self._update(current)
         names = list(task_losses)
         losses = torch.stack([task_losses[n] for n in names]).float()
         z = torch.softmax(self.logits, 0)[[index[n] for n in names]].to(losses)
@@ -63,20 +66,6 @@ class FAMO(LossBalancer):
         shifted = losses + self.options.epsilon
         c = (z / shifted.detach()).sum()
         return (z * torch.log(shifted)).sum() / c
-
-    def _mean_losses(
-        self, task_losses: dict[str, torch.Tensor], context: BalanceContext, index: dict
-    ) -> torch.Tensor:
-        """Each task's loss averaged over the DDP ranks that hold it; nan where none does."""
-        first = next(iter(task_losses.values()))
-        values = torch.zeros(len(self.task_names), device=first.device)
-        present = torch.zeros(len(self.task_names), device=first.device)
-        for name, loss in task_losses.items():
-            values[index[name]] = loss.detach().float()
-            present[index[name]] = 1.0
-        values, present = context.all_reduce_mean(values), context.all_reduce_mean(present)
-        mean = (values / present.clamp(min=1e-12)).double().cpu()
-        return torch.where(present.cpu() > 0, mean, torch.full_like(mean, float("nan")))
 
     def _update(self, current: torch.Tensor) -> None:
         seen = torch.isfinite(current) & (self.previous > 0)

@@ -114,22 +114,6 @@ class _SimplexWeights(LossBalancer):
                 self.initial[t] = max(float(losses[t]), 1e-8)
         return losses[seen] / self.initial[seen].to(losses)
 
-    def _present(
-        self, task_losses: dict[str, torch.Tensor], context: BalanceContext
-    ) -> tuple[list[int], torch.Tensor]:
-        """Indices and loss values of the tasks present, averaged over DDP ranks."""
-        index = {n: i for i, n in enumerate(self.task_names)}
-        first = next(iter(task_losses.values()))
-        values = torch.zeros(len(self.task_names), device=first.device)
-        present = torch.zeros(len(self.task_names), device=first.device)
-        for name, loss in task_losses.items():
-            values[index[name]] = loss.detach().float()
-            present[index[name]] = 1.0
-        values = context.all_reduce_mean(values)
-        present = context.all_reduce_mean(present)
-        seen = (present > 0).nonzero(as_tuple=True)[0].tolist()
-        return seen, (values / present.clamp(min=1e-12)).double().cpu()
-
     def _weighted(self, task_losses: dict[str, torch.Tensor]) -> torch.Tensor:
         index = {n: i for i, n in enumerate(self.task_names)}
         names, losses = _stack(task_losses)
@@ -150,7 +134,7 @@ class GroupDRO(_SimplexWeights):
     def combine(self, task_losses, context):
         if not context.update:
             return self._weighted(task_losses)
-        seen, values = self._present(task_losses, context)
+        seen, values = self.losses_over_ranks(task_losses, context)
         present = self._relative(seen, values) if self.options.relative_losses else values[seen]
         update = torch.zeros_like(self.q)
         update[seen] = self.options.step_size * present.to(self.q)
@@ -246,7 +230,7 @@ class LookaheadDRO(_SimplexWeights):
     def combine(self, task_losses, context):
         if context.update and context.step % self.options.every == 0:
             # every rank takes part in the same reductions, whatever tasks it holds
-            seen, losses = self._present(task_losses, context)
+            seen, losses = self.losses_over_ranks(task_losses, context)
             grads = self._task_gradients(task_losses, context)
             present = torch.zeros(len(self.task_names), device=grads.device)
             present[[i for i, n in enumerate(self.task_names) if n in task_losses]] = 1.0
