@@ -104,6 +104,16 @@ def _compatible_head(model: MultiTaskModel, spec: TaskSpec, labels: list[str]) -
     return next((t.name for t in model.tasks if _head_fits(model, t.name, spec, labels)), None)
 
 
+def _dev_score(
+    model: MultiTaskModel, task: TaskData, batch_size: int, pad_token_id: int, precision: str
+) -> tuple[str, float]:
+    """(primary metric, its dev score) of ``task`` under ``model``."""
+    entry = evaluate_tasks(
+        model, [task], "dev", batch_size, pad_token_id, with_baselines=False, precision=precision
+    )["tasks"][task.spec.name]
+    return entry["primary_metric"], entry["scores"][entry["primary_metric"]]
+
+
 def zero_shot_scores(
     model: MultiTaskModel,
     task: TaskData,
@@ -135,22 +145,9 @@ def zero_shot_scores(
     for name, row in [*rows, ("random", random_row)]:
         with torch.no_grad():
             table[index] = row
-        scores = evaluate_tasks(
-            probe,
-            [task],
-            "dev",
-            batch_size,
-            pad_token_id,
-            with_baselines=False,
-            precision=precision,
-        )["tasks"][task.spec.name]
+        metric, score = _dev_score(probe, task, batch_size, pad_token_id, precision)
         results.append(
-            {
-                "embedding": name,
-                "head": reused or "new",
-                "metric": scores["primary_metric"],
-                "score": scores["scores"][scores["primary_metric"]],
-            }
+            {"embedding": name, "head": reused or "new", "metric": metric, "score": score}
         )
     return results
 
@@ -186,12 +183,13 @@ def probe_scores(
         examples={"dev": task.examples["dev"]},
         features={"train": [train[i] for i in sorted(keep)], "dev": task.features["dev"]},
     )
-    torch.manual_seed(opts.seed)
-    random_row = torch.randn(table.shape[1]) * 0.02  # TaskEmbedding's own initialisation
     head_start: dict[str, torch.Tensor] | None = None
-    candidates = [(name, table[i].detach().clone()) for name, i in model.task_index.items()]
+    candidates: list[tuple[str, torch.Tensor | None]] = [
+        (name, table[i].detach().clone()) for name, i in model.task_index.items()
+    ]
     results = []
-    for name, row in [*candidates, ("random", random_row)]:
+    # "random": the row the table itself initialises (seeded alike for every run)
+    for name, row in [*candidates, ("random", None)]:
         probe = copy.deepcopy(model)
         torch.manual_seed(opts.seed)
         probe.add_task(task.spec, task.labels, row)
@@ -205,22 +203,8 @@ def probe_scores(
         for param in params:
             param.requires_grad_(True)
         _train(probe, [subset], params, PROBE_STEPS, opts, 1e-3, pad_token_id, precision)
-        scores = evaluate_tasks(
-            probe,
-            [subset],
-            "dev",
-            opts.eval_batch_size,
-            pad_token_id,
-            with_baselines=False,
-            precision=precision,
-        )["tasks"][task.spec.name]
-        results.append(
-            {
-                "embedding": name,
-                "metric": scores["primary_metric"],
-                "score": scores["scores"][scores["primary_metric"]],
-            }
-        )
+        metric, score = _dev_score(probe, subset, opts.eval_batch_size, pad_token_id, precision)
+        results.append({"embedding": name, "metric": metric, "score": score})
     return results
 
 
