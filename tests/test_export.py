@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from camtl.cli import main
 from camtl.tasks.kinds import get_kind, kind_names
-from tests.test_kinds import task_entry, write_sample
+from tests.test_kinds import train_kinds_run
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -20,27 +19,7 @@ KINDS = kind_names()
 
 
 def _run(root: Path, encoder: Path, architecture: str, kinds: list[str] = KINDS) -> Path:
-    config = {
-        "output_dir": str(root / f"run_{architecture}"),
-        "seed": 4,
-        "model": {
-            "encoder": str(encoder),
-            "architecture": architecture,
-            "camtl": {"max_length": 32},
-        },
-        "tasks": [task_entry(name, write_sample(name, root)) for name in kinds],
-        "training": {
-            "max_steps": 4,
-            "batch_size": 8,
-            "eval_every": 4,
-            "log_every": 4,
-            "learning_rate": 1e-3,
-            "mixed_precision": "no",
-        },
-    }
-    (root / f"{architecture}.yaml").write_text(yaml.safe_dump(config))
-    assert main(["train", str(root / f"{architecture}.yaml")]) == 0
-    return root / f"run_{architecture}"
+    return train_kinds_run(root, encoder, kinds, architecture, max_length=32, mixed_precision="no")
 
 
 @pytest.fixture(scope="module", params=["camtl", "plain"])

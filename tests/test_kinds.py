@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -149,30 +150,50 @@ def test_batch_fields_of_all_kinds_mix(tiny_encoder_dir: Path, tmp_path: Path, t
 # ----------------------------------------------------------------------------- one run
 
 
-@pytest.fixture(scope="module")
-def all_kinds_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("kinds")
+def train_kinds_run(
+    root: Path,
+    encoder: Path,
+    kinds: list[str] = KINDS,
+    architecture: str = "camtl",
+    max_length: int = 48,
+    **training: Any,
+) -> Path:
+    """Train a tiny run with one task per kind in ``kinds`` (their sample records) in
+    ``root/run_<architecture>``; ``training`` keys override the short defaults."""
     config = {
-        "output_dir": str(root / "run"),
-        "seed": 5,
+        "output_dir": str(root / f"run_{architecture}"),
+        "seed": 4,
         "model": {
-            "encoder": str(tiny_encoder_dir),
-            "architecture": "camtl",
-            "camtl": {"max_length": 48},
+            "encoder": str(encoder),
+            "architecture": architecture,
+            "camtl": {"max_length": max_length},
         },
-        "tasks": [task_entry(name, write_sample(name, root)) for name in KINDS],
+        "tasks": [task_entry(name, write_sample(name, root)) for name in kinds],
         "training": {
-            "max_steps": 6,
+            "max_steps": 4,
             "batch_size": 8,
-            "eval_every": 3,
-            "log_every": 3,
+            "eval_every": 4,
+            "log_every": 4,
             "learning_rate": 1e-3,
-            "sampler": {"name": "mt_uncertainty", "options": {"mc_samples": 2}},
+            **training,
         },
     }
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
-    assert main(["train", str(root / "config.yaml")]) == 0
-    return root / "run"
+    path = root / f"{architecture}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    return root / f"run_{architecture}"
+
+
+@pytest.fixture(scope="module")
+def all_kinds_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    return train_kinds_run(
+        tmp_path_factory.mktemp("kinds"),
+        tiny_encoder_dir,
+        max_steps=6,
+        eval_every=3,
+        log_every=3,
+        sampler={"name": "mt_uncertainty", "options": {"mc_samples": 2}},
+    )
 
 
 def test_all_kinds_train_report_and_evaluate_in_one_run(all_kinds_run: Path) -> None:

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from camtl.cli import main
 from camtl.tasks.kinds import get_kind, kind_names
-from tests.test_kinds import task_entry, write_sample
+from tests.test_kinds import train_kinds_run
 
 pytest.importorskip("fastapi")
 
@@ -34,28 +33,8 @@ KINDS = kind_names()
 
 @pytest.fixture(scope="module")
 def served_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("serve")
-    config = {
-        "output_dir": str(root / "run"),
-        "seed": 4,
-        "model": {
-            "encoder": str(tiny_encoder_dir),
-            "architecture": "camtl",
-            "camtl": {"max_length": 48},
-        },
-        "tasks": [task_entry(name, write_sample(name, root)) for name in KINDS],
-        "training": {
-            "max_steps": 4,
-            "batch_size": 8,
-            "eval_every": 4,
-            "log_every": 4,
-            "learning_rate": 1e-3,
-            "mixed_precision": "no",
-        },
-    }
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
-    assert main(["train", str(root / "config.yaml")]) == 0
-    return root / "run"
+    """A task of every kind, in fp32 so that served and offline predictions match."""
+    return train_kinds_run(tmp_path_factory.mktemp("serve"), tiny_encoder_dir, mixed_precision="no")
 
 
 def _free_port() -> int:
