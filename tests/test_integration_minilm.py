@@ -17,6 +17,42 @@ from camtl.data.offline import task_meta
 pytestmark = pytest.mark.integration
 
 
+# the model and two offline tasks both tests train (inputs cut to 48 tokens to stay short)
+MODEL = {"encoder": "minilm", "freeze_embeddings": True, "freeze_layers": 3}
+OFFLINE_PAIR = [
+    {
+        "name": "rt_polarity",
+        "max_train_examples": 2000,
+        "max_dev_examples": 300,
+        "max_test_examples": 50,
+        "max_length": 48,
+    },
+    {"name": "wnut16", "max_dev_examples": 230, "max_test_examples": 50, "max_length": 48},
+]
+
+
+def train_and_score(config: dict, tmp_path: Path) -> dict[str, tuple[float, float]]:
+    """Train ``config``; each task's dev (score, trivial baseline) on its primary metric."""
+    import yaml
+
+    from camtl.cli import main
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    results = json.loads((Path(config["output_dir"]) / "report.json").read_text())["results"]
+    return {
+        name: (entry["scores"][entry["primary_metric"]], entry["baseline"][entry["primary_metric"]])
+        for name, entry in results["tasks"].items()
+    }
+
+
+def assert_every_task_beats_its_baseline(scores: dict[str, tuple[float, float]]) -> None:
+    print(scores)
+    for name, (score, baseline) in scores.items():
+        assert score > baseline, (name, scores)
+
+
 def _fetched(*tasks: str) -> bool:
     return encoder_ready(encoder_dir()) and all(task_meta(t) for t in tasks)
 
@@ -26,23 +62,10 @@ def _fetched(*tasks: str) -> bool:
     reason="offline assets not fetched (run `camtl data fetch`)",
 )
 def test_minilm_learns_polarity_and_ner(tmp_path: Path) -> None:
-    import yaml
-
-    from camtl.cli import main
-
     config = {
         "output_dir": str(tmp_path / "run"),
-        "model": {"encoder": "minilm", "freeze_embeddings": True, "freeze_layers": 3},
-        "tasks": [
-            {
-                "name": "rt_polarity",
-                "max_train_examples": 2000,
-                "max_dev_examples": 300,
-                "max_test_examples": 50,
-                "max_length": 48,
-            },
-            {"name": "wnut16", "max_dev_examples": 230, "max_test_examples": 50, "max_length": 48},
-        ],
+        "model": MODEL,
+        "tasks": OFFLINE_PAIR,
         "training": {
             "max_steps": 80,
             "batch_size": 16,
@@ -51,13 +74,7 @@ def test_minilm_learns_polarity_and_ner(tmp_path: Path) -> None:
             "log_every": 20,
         },
     }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path)]) == 0
-    results = json.loads((tmp_path / "run" / "report.json").read_text())["results"]
-    for name, entry in results["tasks"].items():
-        metric = entry["primary_metric"]
-        assert entry["scores"][metric] > entry["baseline"][metric], name
+    assert_every_task_beats_its_baseline(train_and_score(config, tmp_path))
 
 
 def _read(name: str, split: str) -> list[dict]:
@@ -113,9 +130,6 @@ def _snli_choice(split: str, limit: int, seed: int) -> list[dict]:
 def test_new_kinds_learn_in_one_run_with_the_offline_suite(tmp_path: Path) -> None:
     """Multi-label and multiple-choice tasks (files this test writes from real offline data)
     train in one run with two offline tasks; every task beats its trivial baseline."""
-    import yaml
-
-    from camtl.cli import main
 
     files = {
         "topics": (_bbc_topics("train", 1500, 1), _bbc_topics("dev", 200, 2)),
@@ -130,16 +144,9 @@ def test_new_kinds_learn_in_one_run_with_the_offline_suite(tmp_path: Path) -> No
     config = {
         "output_dir": str(tmp_path / "run"),
         "seed": 12,
-        "model": {"encoder": "minilm", "freeze_embeddings": True, "freeze_layers": 3},
+        "model": MODEL,
         "tasks": [
-            {
-                "name": "rt_polarity",
-                "max_train_examples": 2000,
-                "max_dev_examples": 300,
-                "max_test_examples": 50,
-                "max_length": 48,
-            },
-            {"name": "wnut16", "max_dev_examples": 230, "max_test_examples": 50, "max_length": 48},
+            *OFFLINE_PAIR,
             {
                 "name": "bbc_topics",
                 "type": "multi_label",
@@ -166,14 +173,4 @@ def test_new_kinds_learn_in_one_run_with_the_offline_suite(tmp_path: Path) -> No
             "sampler": {"name": "uniform"},
         },
     }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path)]) == 0
-    results = json.loads((tmp_path / "run" / "report.json").read_text())["results"]
-    scores = {
-        name: (entry["scores"][entry["primary_metric"]], entry["baseline"][entry["primary_metric"]])
-        for name, entry in results["tasks"].items()
-    }
-    print(scores)
-    for name, (score, baseline) in scores.items():
-        assert score > baseline, (name, scores)
+    assert_every_task_beats_its_baseline(train_and_score(config, tmp_path))
