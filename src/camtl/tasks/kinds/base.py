@@ -11,6 +11,7 @@ registry (``camtl.tasks.kinds.get_kind``) and never branches on the kind's name.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
@@ -104,6 +105,9 @@ class TaskKind:
     # task-level options of this kind (``tasks[].options``), a dataclass
     Options: ClassVar[type] = NoOptions
 
+    def __init__(self) -> None:
+        self._options_cache: dict[str, Any] = {}
+
     # -- the spec ------------------------------------------------------------------------
     def check_spec(self, spec: TaskSpec, path: str, prefix: str) -> None:
         """Kind-specific checks of a spec beyond arity and metrics (raise ConfigError)."""
@@ -111,12 +115,18 @@ class TaskKind:
             raise ConfigError(f"{prefix}key '{path}.labels': a {self.name} task has no labels")
 
     def options(self, spec: TaskSpec) -> Any:
-        """The spec's validated options (the kind's Options dataclass)."""
-        from camtl.structured import from_dict
-
+        """The spec's validated options (the kind's Options dataclass). Kinds read them
+        per record, so each distinct options mapping is converted once."""
         if isinstance(spec.options, self.Options):
             return spec.options
-        return from_dict(self.Options, dict(spec.options or {}), "options", spec.name)
+        key = json.dumps(spec.options or {}, sort_keys=True, default=str)
+        if key not in self._options_cache:
+            from camtl.structured import from_dict
+
+            self._options_cache[key] = from_dict(
+                self.Options, dict(spec.options or {}), "options", spec.name
+            )
+        return self._options_cache[key]
 
     def input_columns(self, spec: TaskSpec) -> dict[str, str]:
         """The fields a prediction request carries: column -> ``text`` or ``words``."""
