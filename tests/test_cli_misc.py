@@ -85,7 +85,15 @@ def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:
     runs = [
         fake_run(tmp_path, "st_a", {"a": 80.0}, 110),
         fake_run(tmp_path, "st_b", {"b": 60.0}, 105),
-        fake_run(tmp_path, "mtl", {"a": 81.0, "b": 59.0}, 120, examples_used_total_fraction=0.5),
+        fake_run(
+            tmp_path,
+            "mtl",
+            {"a": 81.0, "b": 59.0},
+            120,
+            examples_used_total_fraction=0.5,
+            steps_run=200,
+            longest_unsampled_steps={"a": 0, "b": 3},
+        ),
         fake_run(tmp_path, "added", {"c": 40.0}, 121, source_run="mtl"),
     ]
     tasks, rows = compare_rows(runs)
@@ -95,9 +103,13 @@ def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:
     assert rows[0]["wall_time_s"] == 20.0
     assert rows[1]["reaches_single_task"] == (1, 2)  # a: 81 >= 80; b: 59 < 60
     assert rows[2]["reaches_single_task"] == (0, 0)  # an added task is no single-task run
+    # the worst task relative to its single-task score: b, 59 of 60
+    assert rows[1]["relative_worst"] == (pytest.approx(100 * 59 / 60), "b")
+    assert rows[1]["starved"] == 3 / 200
     table = format_comparison(runs, markdown=True).splitlines()
     assert "tasks >= single-task" in table[0] and "x encoder" in table[0]
-    assert "| 2.15 |" in table[2] and "| 1/2 | 50% | 0.00M | 1.20 |" in table[3]
+    assert "| 2.15 |" in table[2]
+    assert "| 98.3% (b) | 1/2 | 50% | 1.5% | 0.00M | 1.20 |" in table[3]
 
 
 def test_compare_keeps_single_task_runs_of_one_task_apart(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def scheduler(**options) -> tuple[BatchScheduler, FakeScorer]:
 
 
 def test_exact_mode_keeps_the_top_b_and_returns_the_rest() -> None:
-    sched, scorer = scheduler()
+    sched, scorer = scheduler(candidate_factor=None)  # Algorithm 2 as written
     seen: list[list[tuple[int, int]]] = []
     original = sched.scorer
 
@@ -87,26 +87,112 @@ def test_exact_mode_keeps_the_top_b_and_returns_the_rest() -> None:
     assert sum(sched.drawn) == 16
 
 
-def test_amortized_mode_scores_a_fraction_per_step() -> None:
-    sched, scorer = scheduler(mode="amortized", pool_factor=2, refresh_fraction=0.5)
+def test_exact_mode_spreads_its_candidate_budget_by_the_task_priors() -> None:
+    sched, _ = scheduler(candidate_factor=1.5)
+    offered: list[list[tuple[int, int]]] = []
+    original = sched.scorer
+
+    def task_two_uncertain(candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        offered.append(list(candidates))
+        values = np.array([0.9 if t == 2 else 0.1 for t, _ in candidates])
+        return values, values
+
+    sched.scorer = task_two_uncertain
+    sched.next_batch(0)
+    assert len(offered[0]) == 12  # 1.5 x b, tasks alike before anything is scored
+    assert [sum(t == k for t, _ in offered[0]) for k in range(3)] == [4, 4, 4]
+    sched.next_batch(1)
+    per_task = [sum(t == k for t, _ in offered[1]) for k in range(3)]
+    assert per_task == [1, 1, 10]  # priors 0.1 : 0.1 : 0.9 of 12, at least one each
+    del original
+
+
+def constant_scorer(values: list[float]) -> Any:
+    """Every candidate of task t is exactly values[t] uncertain."""
+
+    def score(candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        out = np.array([values[t] for t, _ in candidates])
+        return out, out
+
+    return score
+
+
+def shares(sched: BatchScheduler, steps: int, start: int = 0) -> np.ndarray:
+    counts = np.zeros(3)
+    for step in range(start, start + steps):
+        for task, _ in sched.next_batch(step):
+            counts[task] += 1
+    return counts / counts.sum()
+
+
+@pytest.mark.parametrize("mode", ["exact", "amortized"])
+def test_long_run_task_shares_follow_uncertainty(mode: str) -> None:
+    sched, _ = scheduler(mode=mode, pool_factor=2)
+    sched.scorer = constant_scorer([0.1, 0.2, 0.9])
+    shares(sched, 20)  # past the first fill of the cache
+    late = shares(sched, 60, start=20)
+    # a cache that trains on everything it holds gives every task 1/3 in the long run
+    assert late[2] > 0.6 and late[0] <= late[1] < late[2]
+
+
+def test_amortized_mode_scores_a_fraction_per_step_and_evicts() -> None:
+    options = {"mode": "amortized", "pool_factor": 2, "refresh_fraction": 0.5}
+    big = [1000, 1000, 1000]  # no pool starts a second pass within these steps
+    scorer = FakeScorer()
+    sched = BatchScheduler(
+        build_sampler("mt_uncertainty", options, big, 100), big, 8, seed=1, scorer=scorer
+    )
     batches = [sched.next_batch(s) for s in range(6)]
     cache_size = 2 * 3 * 8
-    assert sched.sampler.scored == cache_size + 5 * 4  # whole cache once, then b/2 a step
+    # the whole first fill once, then b/2 a step
+    assert sched.sampler.scored == cache_size + 8 + 5 * 4
     assert scorer.calls == 6
     flat = [c for b in batches for c in b]
     assert len(flat) == len(set(flat)) == 6 * 8  # trained examples leave the cache
-    assert len(sched.sampler.cache) == cache_size - 8  # refilled before each choice
+    assert len(sched.sampler.cache) == cache_size  # the least uncertain were evicted
+    assert not {(e[0], e[1]) for e in sched.sampler.cache} & set(flat)
 
 
-def test_mt_uncertainty_resumes_exactly() -> None:
-    a, _ = scheduler(mode="amortized", pool_factor=2)
+@pytest.mark.parametrize("mode", ["exact", "amortized"])
+def test_no_task_starves_beyond_the_stated_fraction(mode: str) -> None:
+    sampler = build_sampler(
+        "mt_uncertainty", {"mode": mode, "max_unsampled_fraction": 0.05}, SIZES, 100
+    )
+    sched = BatchScheduler(sampler, SIZES, 8, "mixed", 1, constant_scorer([0.5, 0.0, 0.5]))
+    shares(sched, 100)
+    gaps = sched.longest_unsampled(100)
+    assert max(gaps) <= 5  # 5% of 100 steps
+    starved = build_sampler(
+        "mt_uncertainty", {"mode": mode, "max_unsampled_fraction": 0.0}, SIZES, 100
+    )
+    sched = BatchScheduler(starved, SIZES, 8, "mixed", 1, constant_scorer([0.5, 0.0, 0.5]))
+    shares(sched, 100)
+    assert sched.longest_unsampled(100)[1] > 50  # without the guarantee it starves
+
+
+def test_longest_unsampled_stretch_counts_the_open_one() -> None:
+    sampler = build_sampler("uniform", {}, [5, 5], 10)
+    sched = BatchScheduler(sampler, [5, 5], 4, "single_task", seed=3)
+    tasks = [sched.next_batch(step)[0][0] for step in range(10)]
+    for task in (0, 1):
+        stretches, run = [], 0
+        for t in tasks:
+            run = run + 1 if t != task else 0
+            stretches.append(run)
+        assert sched.longest_unsampled(10)[task] == max(stretches)
+
+
+@pytest.mark.parametrize("mode", ["exact", "amortized"])
+def test_mt_uncertainty_resumes_exactly(mode: str) -> None:
+    a, _ = scheduler(mode=mode, pool_factor=2, max_unsampled_fraction=0.05)
     for s in range(3):
         a.next_batch(s)
     state = json.loads(json.dumps(a.state_dict()))
-    expected = [a.next_batch(s) for s in range(3, 8)]
-    b, _ = scheduler(mode="amortized", pool_factor=2)
+    expected = [a.next_batch(s) for s in range(3, 12)]
+    b, _ = scheduler(mode=mode, pool_factor=2, max_unsampled_fraction=0.05)
     b.load_state_dict(state)
-    assert [b.next_batch(s) for s in range(3, 8)] == expected
+    assert [b.next_batch(s) for s in range(3, 12)] == expected
+    assert b.longest_unsampled(12) == a.longest_unsampled(12)
 
 
 def test_real_scorer_on_every_task_type(tiny_encoder_dir: Path, tmp_path: Path) -> None:
@@ -120,7 +206,10 @@ def test_real_scorer_on_every_task_type(tiny_encoder_dir: Path, tmp_path: Path) 
         max_steps=3,
         eval_every=3,
         log_every=1,
-        sampler={"name": "mt_uncertainty", "options": {"mc_samples": 3}},
+        sampler={
+            "name": "mt_uncertainty",
+            "options": {"mc_samples": 3, "candidate_factor": None},
+        },
     )
     config = yaml.safe_load(path.read_text())
     config["model"]["architecture"] = "camtl"
@@ -130,6 +219,8 @@ def test_real_scorer_on_every_task_type(tiny_encoder_dir: Path, tmp_path: Path) 
     run = tmp_path / "run"
     info = json.loads((run / "report.json").read_text())["run_info"]
     assert info["candidates_scored"] == 3 * 4 * 8  # steps x tasks x batch
+    assert set(info["longest_unsampled_steps"]) == set(info["examples_drawn"])
+    assert set(info["longest_unsampled_steps"]) == set(info["examples_drawn"])
     assert sum(info["examples_drawn"].values()) == 3 * 8
     assert (run / "task_shares.png").exists()
 

@@ -39,10 +39,20 @@ def _row(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
         "encoder_params": params.get("encoder"),
         "wall_time_s": info.get("wall_time_s"),
         "data_used": info.get("examples_used_total_fraction"),
+        "starved": _longest_starvation(info),
         "models": 1,
         "single": is_single_task(report),
         "seeds": 1,
     }
+
+
+def _longest_starvation(info: dict[str, Any]) -> float | None:
+    """The longest stretch any task went without an example, as a share of the run's
+    steps (None: a run saved before it was recorded)."""
+    gaps, steps = info.get("longest_unsampled_steps"), info.get("steps_run")
+    if not gaps or not steps:
+        return None
+    return max(gaps.values()) / steps
 
 
 def _config_without_seed(run_dir: Path) -> str | None:
@@ -87,6 +97,7 @@ def seed_group_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
         summary[key], sd[key] = over([r[key] for r in rows])
     times = [r["wall_time_s"] for r in rows]
     used = [r["data_used"] for r in rows]
+    starved = [r["starved"] for r in rows]
     name = re.sub(r"[_-]seed\d+$", "", first["run"])
     return {
         **first,
@@ -96,6 +107,7 @@ def seed_group_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "worst_task": Counter(r["worst_task"] for r in rows).most_common(1)[0][0],
         "wall_time_s": None if None in times else statistics.fmean(times),
         "data_used": None if None in used else statistics.fmean(used),
+        "starved": None if None in starved else max(starved),
         "sd": sd,
         "seeds": len(rows),
     }
@@ -130,6 +142,7 @@ def single_task_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "encoder_params": rows[0]["encoder_params"],
         "wall_time_s": None if None in times else sum(times),
         "data_used": None,
+        "starved": None,
         "models": len(rows),
     }
 
@@ -165,7 +178,20 @@ def compare_rows(
                 sum(row["scores"][t] >= reference[t] for t in shared),
                 len(shared),
             )
+            row["relative_worst"] = relative_worst(row["scores"], reference)
     return tasks, rows
+
+
+def relative_worst(
+    scores: dict[str, float], reference: dict[str, float]
+) -> tuple[float, str] | None:
+    """The lowest score as a percentage of the same task's single-task score, and its task:
+    "worst" on a scale where tasks with different ceilings are comparable."""
+    ratios = {t: 100 * scores[t] / reference[t] for t in scores if reference.get(t, 0) > 0}
+    if not ratios:
+        return None
+    task = min(ratios, key=ratios.__getitem__)
+    return ratios[task], task
 
 
 def comparison_table(
@@ -181,8 +207,9 @@ def comparison_table(
         "mean",
         "worst",
         "spread",
-        *(["tasks >= single-task"] if with_single else []),
+        *(["worst / single-task", "tasks >= single-task"] if with_single else []),
         "data used",
+        "starved",
         "params",
         "x encoder",
         "train s",
@@ -190,6 +217,7 @@ def comparison_table(
     body = []
     for row in rows:
         reach = row.get("reaches_single_task")
+        relative = row.get("relative_worst")
         ratio = (
             row["total_params"] / row["encoder_params"]
             if row["total_params"] and row["encoder_params"]
@@ -203,8 +231,16 @@ def comparison_table(
                 _num(row["mean"], sd=sd.get("mean")),
                 f"{_num(row['worst'], sd=sd.get('worst'))} ({row['worst_task']})",
                 _num(row["spread"], sd=sd.get("spread")),
-                *([f"{reach[0]}/{reach[1]}"] if with_single else []),
+                *(
+                    [
+                        "-" if relative is None else f"{relative[0]:.1f}% ({relative[1]})",
+                        f"{reach[0]}/{reach[1]}",
+                    ]
+                    if with_single
+                    else []
+                ),
                 _percent(row["data_used"]),
+                _percent(row.get("starved"), 1),
                 _millions(row["total_params"]),
                 _num(ratio),
                 _num(row["wall_time_s"], 0),
@@ -240,8 +276,8 @@ def _num(value: Any, digits: int = 2, sd: float | None = None) -> str:
     return f"{value:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
 
 
-def _percent(value: Any) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
+def _percent(value: Any, digits: int = 0) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}%"
 
 
 def _millions(value: Any) -> str:

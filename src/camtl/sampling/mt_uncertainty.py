@@ -1,26 +1,45 @@
 """MT-Uncertainty sampling (Algorithm 2 of the CA-MTL paper) for every task type.
 
-Each step draws b candidates from every task, scores them without gradients (a scorer the
-trainer provides: normalised entropy H / H'_t per candidate, see camtl.training.uncertainty),
-keeps the b most uncertain as one mixed-task batch and returns the others to their pools.
+Each step scores candidate training examples without gradients (a scorer the trainer
+provides: normalised entropy H / H'_t per candidate, see camtl.training.uncertainty), keeps
+the b most uncertain as one mixed-task batch and returns the others to their pools.
 
 Scoring forms (docs/decisions.md):
   "authors" (default): U = (H/H') * mean_t(H/H') / max_t' mean_t'(H/H') -- favours the most
                         uncertain task; dividing by one constant alone would not change a
                         top-b ranking.
   "paper":             U = H / (H'_t * H_hat), H_hat = max_t mean_t(H) (eq. 3.4-3.5).
-Amortised mode (``mode: amortized``): a cache of ``pool_factor`` x T x b candidates is
-scored once; each step trains on the top b of the cache, refills it with b new candidates
-(tasks drawn uniformly), and scores only ``refresh_fraction`` x b entries -- the unscored
-ones first, then the oldest. Unscored entries borrow their task's mean uncertainty. The cost
-per step falls from T x b scored candidates to refresh_fraction x b; the price is scores up
-to a few steps old (bench/sampler_cost.py measures how much that changes the choice).
+
+Every task keeps the H / H' of its last b scored candidates: its *prior*, the cheap
+estimate of how uncertain the model is about the task now (a task not scored yet counts as
+fully uncertain).
+
+Exact mode (default): every trained example is scored at the step it is chosen. Algorithm 2
+as written scores b candidates of every task (T x b a step: 3.4 uniform steps on the CPU
+suite, bench/sampler_cost.py); ``candidate_factor: c`` scores c x b candidates instead,
+spread over the tasks in proportion to their priors (at least one each), and keeps the top
+b. ``candidate_factor: null`` is the paper's T x b.
+
+Amortised mode (``mode: amortized``): a cache of ``pool_factor`` x T x b candidates. Each
+step adds ``turnover`` x b new candidates (tasks in proportion to their priors), scores
+``refresh_fraction`` x b entries (unscored ones first, taken in turn from each task, then
+the oldest; an unscored entry borrows its task's prior), trains on the top b and evicts
+the least uncertain entries back to their pools until the cache is at its size again. The
+eviction is what lets task shares follow uncertainty: a cache that only ever trains on its
+entries gives each task out what it took in.
+
+No task starves (both modes): a task without an example for ``max_unsampled_fraction`` of
+the run's steps (2% by default; 0 turns it off) gets its most uncertain candidate into the
+next batch in place of the least uncertain pick of another task. The longest stretch
+without an example is reported per task in every run (BatchScheduler.longest_unsampled).
+
 ``proxies: {vader: rt_polarity}`` scores a task through a related classification task's
 head instead of its own uncertainty, as the paper did for regression (its section 5.2).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +53,12 @@ from camtl.sampling.base import ScoringRequest, TaskSampler, register_sampler
 class MTUncertaintyOptions:
     score_form: str = "authors"
     mode: str = "exact"
+    # exact mode: candidates scored a step, x b, spread by the task priors (None: b per task)
+    candidate_factor: float | None = 1.5
     pool_factor: int = 4
     refresh_fraction: float = 0.5
+    turnover: float = 2.0
+    max_unsampled_fraction: float = 0.02
     mc_samples: int = 4
     # The paper's regression work-around, kept for comparison: {task: proxy_task} scores a
     # task's candidates with the proxy's classification head (checked by the trainer).
@@ -57,6 +80,15 @@ class MTUncertaintyOptions:
                 raise ConfigError(f"{prefix}key '{path}.{key}': must be a positive integer")
         if not self.refresh_fraction > 0.0:
             raise ConfigError(f"{prefix}key '{path}.refresh_fraction': must be > 0")
+        if self.candidate_factor is not None and not self.candidate_factor >= 1.0:
+            raise ConfigError(
+                f"{prefix}key '{path}.candidate_factor': must be >= 1 (at least b "
+                "candidates for a batch of b), or null for b candidates of every task"
+            )
+        if not self.turnover >= 1.0:
+            raise ConfigError(f"{prefix}key '{path}.turnover': must be >= 1")
+        if not 0.0 <= self.max_unsampled_fraction < 1.0:
+            raise ConfigError(f"{prefix}key '{path}.max_unsampled_fraction': must be in [0, 1)")
 
 
 def uncertainty_scores(
@@ -72,6 +104,15 @@ def uncertainty_scores(
     return normalized * np.array([means[t] / top for t in tasks])
 
 
+def allocate(total: int, weights: np.ndarray) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainders), at least 1 each."""
+    share = total * weights / weights.sum()
+    counts = np.floor(share).astype(int)
+    for k in np.argsort(-(share - counts), kind="stable")[: total - int(counts.sum())]:
+        counts[k] += 1
+    return np.maximum(counts, 1).tolist()
+
+
 @register_sampler("mt_uncertainty")
 class MTUncertaintySampler(TaskSampler):
     """Selects examples, not only task shares: the BatchScheduler delegates to ``select``."""
@@ -81,9 +122,14 @@ class MTUncertaintySampler(TaskSampler):
 
     def __init__(self, task_sizes: list[int], total_steps: int, options: Any) -> None:
         super().__init__(task_sizes, total_steps, options)
+        tasks = len(task_sizes)
         # amortised cache entries: [task, index, H/H' or None, H or None, step scored]
         self.cache: list[list[Any]] = []
         self.scored = 0  # candidates scored so far (the cost)
+        self.recent: list[list[list[float]]] = [[] for _ in range(tasks)]  # [H/H', H]
+        self.last_chosen = [-1] * tasks
+        fraction = options.max_unsampled_fraction
+        self.max_gap = max(1, math.floor(fraction * total_steps)) if fraction > 0 else None
 
     def scoring_request(self) -> ScoringRequest:
         return ScoringRequest(self.options.mc_samples, dict(self.options.proxies))
@@ -94,68 +140,167 @@ class MTUncertaintySampler(TaskSampler):
     def probabilities(self, step: int) -> np.ndarray:
         return np.full(len(self.task_sizes), 1.0 / len(self.task_sizes))
 
-    def select(self, scheduler: Any, step: int, batch_size: int) -> list[tuple[int, int]]:
-        if self.options.mode == "amortized":
-            return self._select_amortized(scheduler, step, batch_size)
-        candidates = [
-            (t, i) for t in range(len(self.task_sizes)) for i in scheduler.take(t, batch_size)
-        ]
+    # -- task priors -------------------------------------------------------------------
+    def prior(self, task: int) -> tuple[float, float]:
+        """Mean H/H' and H of the task's last b scored candidates ((1, 1): none yet)."""
+        if not self.recent[task]:
+            return 1.0, 1.0
+        norm, raw = np.asarray(self.recent[task]).mean(axis=0)
+        return float(norm), float(raw)
+
+    def _remember(self, candidates: list[tuple[int, int]], norm: Any, raw: Any, b: int) -> None:
+        for (task, _), n, r in zip(candidates, norm, raw):
+            self.recent[task].append([float(n), float(r)])
+        for task in {t for t, _ in candidates}:
+            self.recent[task] = self.recent[task][-b:]
+
+    def prior_weights(self) -> np.ndarray:
+        """How to spread new candidates over tasks: in proportion to their priors."""
+        weights = np.array([self.prior(t)[0] for t in range(len(self.task_sizes))])
+        return np.maximum(weights, 1e-3 * max(weights.max(), 1e-12))
+
+    def _score(self, scheduler: Any, candidates: list[tuple[int, int]], b: int) -> Any:
         normalized, raw = scheduler.score(candidates)
         self.scored += len(candidates)
-        tasks = np.array([t for t, _ in candidates])
-        scores = uncertainty_scores(normalized, raw, tasks, self.options.score_form)
-        top = set(np.argsort(-scores, kind="stable")[:batch_size].tolist())
-        scheduler.return_candidates([c for k, c in enumerate(candidates) if k not in top])
-        return sorted(c for k, c in enumerate(candidates) if k in top)
+        self._remember(candidates, normalized, raw, b)
+        return normalized, raw
+
+    # -- selection ---------------------------------------------------------------------
+    def select(self, scheduler: Any, step: int, batch_size: int) -> list[tuple[int, int]]:
+        if self.options.mode == "amortized":
+            batch = self._select_amortized(scheduler, step, batch_size)
+        else:
+            batch = self._select_exact(scheduler, step, batch_size)
+        for task, _ in batch:
+            self.last_chosen[task] = step
+        return sorted(batch)
+
+    def starving(self, step: int, batch: list[tuple[int, int]]) -> list[int]:
+        """Tasks that must get an example at ``step`` to keep the no-starvation bound."""
+        if self.max_gap is None:
+            return []
+        present = {t for t, _ in batch}
+        return [
+            t
+            for t, last in enumerate(self.last_chosen)
+            if t not in present and step - last - 1 >= self.max_gap
+        ]
+
+    @staticmethod
+    def _make_room(batch: list[tuple[int, int]], scores: list[float]) -> int | None:
+        """Position of the least uncertain pick whose task keeps another example (None:
+        every task in the batch has one example only)."""
+        counts: dict[int, int] = {}
+        for task, _ in batch:
+            counts[task] = counts.get(task, 0) + 1
+        order = np.argsort(scores, kind="stable")
+        return next((int(k) for k in order if counts[batch[k][0]] > 1), None)
+
+    def _select_exact(self, scheduler: Any, step: int, batch_size: int) -> list[tuple[int, int]]:
+        tasks = len(self.task_sizes)
+        if self.options.candidate_factor is None:
+            counts = [batch_size] * tasks
+        else:
+            total = max(batch_size, round(self.options.candidate_factor * batch_size))
+            counts = allocate(total, self.prior_weights())
+        candidates = [(t, i) for t in range(tasks) for i in scheduler.take(t, counts[t])]
+        normalized, raw = self._score(scheduler, candidates, batch_size)
+        task_of = np.array([t for t, _ in candidates])
+        scores = uncertainty_scores(normalized, raw, task_of, self.options.score_form)
+        top = np.argsort(-scores, kind="stable")[:batch_size].tolist()
+        batch = [candidates[k] for k in top]
+        picked = [float(scores[k]) for k in top]
+        for task in self.starving(step, batch):
+            rows = [k for k in range(len(candidates)) if task_of[k] == task]
+            slot = self._make_room(batch, picked)
+            if rows and slot is not None:
+                best = max(rows, key=lambda k: scores[k])
+                top[slot], batch[slot], picked[slot] = best, candidates[best], float(scores[best])
+        kept = set(top)
+        scheduler.return_candidates([c for k, c in enumerate(candidates) if k not in kept])
+        return batch
 
     # -- amortised ---------------------------------------------------------------------
-    def _refill(self, scheduler: Any, count: int) -> None:
-        counts = scheduler.rng.multinomial(count, self.probabilities(0))
+    def _refill(self, scheduler: Any, count: int, weights: np.ndarray) -> None:
+        counts = scheduler.rng.multinomial(count, weights / weights.sum())
         for task, n in enumerate(counts.tolist()):
             self.cache += [[task, i, None, None, -1] for i in scheduler.take(task, n)]
 
-    def _rescore(self, scheduler: Any, step: int, count: int) -> None:
-        order = sorted(
-            range(len(self.cache)), key=lambda k: (self.cache[k][2] is not None, self.cache[k][4])
-        )
-        chosen = order[:count]
-        normalized, raw = scheduler.score([(self.cache[k][0], self.cache[k][1]) for k in chosen])
-        self.scored += len(chosen)
+    def _rescore(self, scheduler: Any, step: int, count: int, b: int) -> None:
+        """Score ``count`` entries: unscored ones in turn from each task, then the oldest."""
+        unscored: dict[int, list[int]] = {}
+        for k, entry in enumerate(self.cache):
+            if entry[2] is None:
+                unscored.setdefault(entry[0], []).append(k)
+        chosen: list[int] = []
+        queues = [unscored[t] for t in sorted(unscored)]
+        while len(chosen) < count and any(queues):
+            for queue in queues:
+                if queue and len(chosen) < count:
+                    chosen.append(queue.pop(0))
+        if len(chosen) < count:
+            scored = sorted(
+                (k for k, e in enumerate(self.cache) if e[2] is not None),
+                key=lambda k: self.cache[k][4],
+            )
+            chosen += scored[: count - len(chosen)]
+        candidates = [(self.cache[k][0], self.cache[k][1]) for k in chosen]
+        normalized, raw = self._score(scheduler, candidates, b)
         for k, n, r in zip(chosen, normalized, raw):
             self.cache[k][2:5] = [float(n), float(r), step]
 
     def cached_scores(self) -> np.ndarray:
-        """U of every cache entry; unscored entries take their task's mean H/H' and H."""
+        """U of every cache entry; an unscored entry takes its task's prior."""
         tasks = np.array([e[0] for e in self.cache])
-        norm = np.array([np.nan if e[2] is None else e[2] for e in self.cache])
-        raw = np.array([np.nan if e[3] is None else e[3] for e in self.cache])
-        for t in np.unique(tasks):
-            rows = tasks == t
-            known = rows & ~np.isnan(norm)
-            norm[rows & np.isnan(norm)] = norm[known].mean() if known.any() else 1.0
-            raw[rows & np.isnan(raw)] = raw[known].mean() if known.any() else 1.0
+        priors = [self.prior(t) for t in range(len(self.task_sizes))]
+        norm = np.array([priors[e[0]][0] if e[2] is None else e[2] for e in self.cache])
+        raw = np.array([priors[e[0]][1] if e[3] is None else e[3] for e in self.cache])
         return uncertainty_scores(norm, raw, tasks, self.options.score_form)
 
     def _select_amortized(
         self, scheduler: Any, step: int, batch_size: int
     ) -> list[tuple[int, int]]:
-        target = self.options.pool_factor * len(self.task_sizes) * batch_size
+        size = self.options.pool_factor * len(self.task_sizes) * batch_size
+        uniform = np.ones(len(self.task_sizes))
         if not self.cache:  # first step: fill and score the whole cache once
-            self._refill(scheduler, target)
-            self._rescore(scheduler, step, len(self.cache))
+            self._refill(scheduler, size + batch_size, uniform)
+            self._rescore(scheduler, step, len(self.cache), batch_size)
         else:
-            self._refill(scheduler, max(0, target - len(self.cache)))
+            inflow = max(1, round(self.options.turnover * batch_size))
+            self._refill(scheduler, inflow, self.prior_weights())
             refresh = max(1, round(self.options.refresh_fraction * batch_size))
-            self._rescore(scheduler, step, min(refresh, len(self.cache)))
+            self._rescore(scheduler, step, min(refresh, len(self.cache)), batch_size)
         scores = self.cached_scores()
-        top = set(np.argsort(-scores, kind="stable")[:batch_size].tolist())
-        batch = sorted((e[0], e[1]) for k, e in enumerate(self.cache) if k in top)
-        self.cache = [e for k, e in enumerate(self.cache) if k not in top]
+        top = np.argsort(-scores, kind="stable")[:batch_size].tolist()
+        batch = [(self.cache[k][0], self.cache[k][1]) for k in top]
+        picked = [float(scores[k]) for k in top]
+        for task in self.starving(step, batch):
+            rows = [k for k, e in enumerate(self.cache) if e[0] == task and k not in top]
+            if not rows:  # none cached: one straight from its pool, scored by its prior
+                self.cache.append([task, scheduler.take(task, 1)[0], None, None, -1])
+                scores = np.append(scores, scores.min(initial=0.0))
+                rows = [len(self.cache) - 1]
+            slot = self._make_room(batch, picked)
+            if slot is not None:
+                best = max(rows, key=lambda k: scores[k])
+                top[slot], batch[slot], picked[slot] = best, tuple(self.cache[best][:2]), 0.0
+        chosen = set(top)
+        rest = [k for k in range(len(self.cache)) if k not in chosen]
+        # evict the least uncertain back to their pools (they come again at the next pass)
+        keep = sorted(sorted(rest, key=lambda k: -scores[k])[:size])
+        self.cache = [self.cache[k] for k in keep]
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"cache": self.cache, "scored": self.scored}
+        return {
+            "cache": self.cache,
+            "scored": self.scored,
+            "recent": self.recent,
+            "last_chosen": self.last_chosen,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.cache = [list(e) for e in state["cache"]]
         self.scored = state["scored"]
+        self.recent = [[list(v) for v in r] for r in state.get("recent", self.recent)]
+        self.last_chosen = list(state.get("last_chosen", self.last_chosen))

@@ -52,6 +52,10 @@ class BatchScheduler:
         self.drawn = [0] * len(pool_sizes)  # examples trained on, per task
         self.returned: list[list[int]] = [[] for _ in pool_sizes]  # unused candidates
         self.seen = [np.zeros(n, dtype=bool) for n in pool_sizes]  # ever trained on
+        # starvation: the last step each task had an example, and its longest stretch
+        # of consecutive steps without one so far
+        self.last_step = [-1] * len(pool_sizes)
+        self.longest_gap = [0] * len(pool_sizes)
         if sampler.selects_examples and scorer is None:
             raise ValueError(f"sampler {sampler.name!r} scores candidates: pass a scorer")
         self.scorer = scorer
@@ -102,7 +106,17 @@ class BatchScheduler:
         for task, index in batch:
             self.drawn[task] += 1
             self.seen[task][index] = True
+        for task in {t for t, _ in batch}:
+            self.longest_gap[task] = max(self.longest_gap[task], step - self.last_step[task] - 1)
+            self.last_step[task] = step
         return batch
+
+    def longest_unsampled(self, steps_run: int) -> list[int]:
+        """Per task, the longest run of consecutive steps (of the first ``steps_run``)
+        whose batches held none of its examples, the stretch still open included."""
+        return [
+            max(gap, steps_run - last - 1) for gap, last in zip(self.longest_gap, self.last_step)
+        ]
 
     def used_fraction(self) -> dict[int, float]:
         """Share of each task's training examples trained on at least once."""
@@ -122,6 +136,8 @@ class BatchScheduler:
             "drawn": list(self.drawn),
             "returned": [list(r) for r in self.returned],
             "seen": [np.flatnonzero(s).tolist() for s in self.seen],
+            "last_step": list(self.last_step),
+            "longest_gap": list(self.longest_gap),
             "sampler": self.sampler.state_dict(),
         }
 
@@ -135,4 +151,6 @@ class BatchScheduler:
         self.seen = [np.zeros(n, dtype=bool) for n in self.pool_sizes]
         for mask, indices in zip(self.seen, state.get("seen", [])):
             mask[np.asarray(indices, dtype=np.int64)] = True
+        self.last_step = list(state.get("last_step", self.last_step))
+        self.longest_gap = list(state.get("longest_gap", self.longest_gap))
         self.sampler.load_state_dict(state["sampler"])

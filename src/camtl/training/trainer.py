@@ -481,6 +481,12 @@ class Trainer:
                 for t, f in self.scheduler.used_fraction().items()
             },
             "candidates_scored": self.sampler.candidates_scored(),
+            "longest_unsampled_steps": dict(
+                zip(
+                    [t.spec.name for t in self.tasks],
+                    self.scheduler.longest_unsampled(self.step),
+                )
+            ),
         }
 
 
