@@ -100,12 +100,13 @@ def ranks(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("balancer", ["famo", "pcgrad"])
+@pytest.mark.parametrize("balancer", ["famo", "pcgrad", "lookahead_dro"])
 def test_gradient_and_loss_balancers_agree_across_ranks(
     balancer: str, tmp_path: Path, tiny_encoder_dir: Path
 ) -> None:
-    """FAMO's weights (from losses averaged over ranks) and PCGrad's projection (of task
-    gradients averaged over ranks) come out the same on every rank."""
+    """FAMO's weights (from losses averaged over ranks), PCGrad's projection and
+    Lookahead-DRO's weights and gradient memory (from task gradients averaged over ranks)
+    come out the same on every rank."""
     write_task_files(tmp_path)
     config = write_config(
         tmp_path,
@@ -119,7 +120,7 @@ def test_gradient_and_loss_balancers_agree_across_ranks(
     reports = run_ranks(config, tmp_path / "ranks")
     assert len({r["final_hash"] for r in reports}) == 1
     assert len({r["balancer_hash"] for r in reports}) == 1
-    if balancer == "famo":
+    if balancer in ("famo", "lookahead_dro"):
         weights = reports[0]["balancer_weights"]
         assert len(weights) == 4 and max(weights.values()) != min(weights.values())
 
