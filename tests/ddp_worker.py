@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 import camtl.training.trainer as trainer_module
+import camtl.training.uncertainty as uncertainty_module
 from camtl.config import load_config
 from camtl.sampling import BatchScheduler
 
@@ -87,6 +88,7 @@ def main() -> None:
         "fed": [],
         "lrs": [],
         "writes": [],
+        "scored_here": 0,  # MT-Uncertainty candidates this rank encoded itself
     }
 
     next_batch, shard = BatchScheduler.next_batch, BatchScheduler.shard
@@ -109,6 +111,13 @@ def main() -> None:
         record["fed"].append([list(map(int, f["input_ids"])) for f in features])
         return collate(features, pad_token_id)
 
+    scoring_collate = uncertainty_module.collate_features
+
+    def counting_collate(features: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
+        record["scored_here"] += len(features)
+        return scoring_collate(features, pad_token_id)
+
+    uncertainty_module.collate_features = counting_collate
     BatchScheduler.next_batch = recording_next_batch
     BatchScheduler.shard = staticmethod(recording_shard)
     trainer_module.collate_features = recording_collate
@@ -133,6 +142,7 @@ def main() -> None:
         final_hash=weights_hash(model),
         balancer_hash=weights_hash(trainer.balancer),
         balancer_weights=trainer.balancer.weights(),
+        candidates_scored=trainer.sampler.candidates_scored(),
         fed_is_shard=record.pop("fed") == expected_fed,
         steps=trainer.step,
     )

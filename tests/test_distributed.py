@@ -126,6 +126,30 @@ def test_gradient_and_loss_balancers_agree_across_ranks(
 
 
 @pytest.mark.slow
+def test_mt_uncertainty_shards_its_scoring_across_ranks(
+    tmp_path: Path, tiny_encoder_dir: Path
+) -> None:
+    """Each rank scores half of the candidates; the scores are summed over the ranks, so
+    both still select the same global batches and end with the same weights."""
+    write_task_files(tmp_path)
+    config = write_config(
+        tmp_path,
+        tiny_encoder_dir,
+        max_steps=3,
+        batch_size=BATCH,
+        eval_every=3,
+        log_every=1,
+        sampler={"name": "mt_uncertainty", "options": {"candidate_factor": None}},
+    )
+    reports = run_ranks(config, tmp_path / "ranks")
+    assert reports[0]["global_batches"] == reports[1]["global_batches"]
+    assert len({r["final_hash"] for r in reports}) == 1
+    total = reports[0]["candidates_scored"]
+    assert total == 3 * 4 * 2 * BATCH  # steps x tasks x global batch (Algorithm 2)
+    assert [r["scored_here"] for r in reports] == [total // 2, total // 2]
+
+
+@pytest.mark.slow
 def test_two_processes_really_train_together(ranks: tuple[Path, list[dict]]) -> None:
     _, reports = ranks
     for rank, report in enumerate(reports):

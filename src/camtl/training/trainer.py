@@ -155,6 +155,8 @@ class Trainer:
                 lambda: self.sampler.candidates_scored() or 0,
                 self.proxies,
                 self.precision,
+                shard=(self.accelerator.process_index, self.accelerator.num_processes),
+                reduce_sum=lambda t: self.accelerator.reduce(t.contiguous(), reduction="sum"),
             )
         self.scheduler = BatchScheduler(
             self.sampler,

@@ -59,18 +59,36 @@ def make_scorer(
     scored_so_far: Callable[[], int],
     proxies: dict[int, int] | None = None,
     precision: str = "no",
+    shard: tuple[int, int] = (0, 1),
+    reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Scorer:
     """A function scoring (task, feature index) candidates of the training pools.
 
     ``proxies`` maps a task to a classification task whose head scores its candidates (on
     the candidate's own task-conditioned hidden states): the paper's regression work-around.
+    ``shard`` = (rank, world size) with ``reduce_sum`` (a sum over the ranks): under DDP
+    each rank scores every world-size-th candidate and the sum puts every score on every
+    rank, so all ranks still select the same batch at 1 / world size of the cost.
     """
     proxies = proxies or {}
     priors = [t.spec.kind.uncertainty_prior(t.examples["train"]) for t in tasks]
     no_labels = set(label_keys())
 
-    @torch.inference_mode()
+    rank, world = shard
+
     def score(candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        if world == 1 or reduce_sum is None:
+            return score_all(candidates)
+        mine = list(range(rank, len(candidates), world))
+        norm, raw = score_all([candidates[k] for k in mine])
+        both = torch.zeros(2, len(candidates), dtype=torch.float64, device=device)
+        both[0, mine] = torch.as_tensor(norm, dtype=torch.float64, device=device)
+        both[1, mine] = torch.as_tensor(raw, dtype=torch.float64, device=device)
+        both = reduce_sum(both).cpu()  # each position was filled by exactly one rank
+        return both[0].numpy(), both[1].numpy()
+
+    @torch.inference_mode()
+    def score_all(candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         was_training = model.training
         model.eval()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + scored_so_far())
