@@ -99,6 +99,15 @@ def ranks(
     return root / "run", run_ranks(config, root / "ranks")
 
 
+def run_three_steps(tmp_path: Path, encoder_dir: Path, **training: Any) -> list[dict[str, Any]]:
+    """Three steps of the small run on two ranks, with these training settings."""
+    write_task_files(tmp_path)
+    config = write_config(
+        tmp_path, encoder_dir, max_steps=3, batch_size=BATCH, eval_every=3, log_every=1, **training
+    )
+    return run_ranks(config, tmp_path / "ranks")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("balancer", ["famo", "pcgrad", "lookahead_dro"])
 def test_gradient_and_loss_balancers_agree_across_ranks(
@@ -107,17 +116,7 @@ def test_gradient_and_loss_balancers_agree_across_ranks(
     """FAMO's weights (from losses averaged over ranks), PCGrad's projection and
     Lookahead-DRO's weights and gradient memory (from task gradients averaged over ranks)
     come out the same on every rank."""
-    write_task_files(tmp_path)
-    config = write_config(
-        tmp_path,
-        tiny_encoder_dir,
-        max_steps=3,
-        batch_size=BATCH,
-        eval_every=3,
-        log_every=1,
-        balancer={"name": balancer},
-    )
-    reports = run_ranks(config, tmp_path / "ranks")
+    reports = run_three_steps(tmp_path, tiny_encoder_dir, balancer={"name": balancer})
     assert len({r["final_hash"] for r in reports}) == 1
     assert len({r["balancer_hash"] for r in reports}) == 1
     if balancer in ("famo", "lookahead_dro"):
@@ -131,17 +130,11 @@ def test_mt_uncertainty_shards_its_scoring_across_ranks(
 ) -> None:
     """Each rank scores half of the candidates; the scores are summed over the ranks, so
     both still select the same global batches and end with the same weights."""
-    write_task_files(tmp_path)
-    config = write_config(
+    reports = run_three_steps(
         tmp_path,
         tiny_encoder_dir,
-        max_steps=3,
-        batch_size=BATCH,
-        eval_every=3,
-        log_every=1,
         sampler={"name": "mt_uncertainty", "options": {"candidate_factor": None}},
     )
-    reports = run_ranks(config, tmp_path / "ranks")
     assert reports[0]["global_batches"] == reports[1]["global_batches"]
     assert len({r["final_hash"] for r in reports}) == 1
     total = reports[0]["candidates_scored"]
