@@ -61,7 +61,12 @@ def _run_section(run_dir: Path, split: str) -> dict[str, Any]:
     report = load_report(run_dir, split)
     info = report.get("run_info", {})
     settings = [
-        (k, info[k])
+        (
+            k,
+            ", ".join(f"{t}: {v}" for t, v in info[k].items())
+            if isinstance(info[k], dict)
+            else info[k],
+        )
         for k in (
             "encoder",
             "architecture",
@@ -72,6 +77,7 @@ def _run_section(run_dir: Path, split: str) -> dict[str, Any]:
             "precision",
             "wall_time_s",
             "examples_used_total_fraction",
+            "longest_unsampled_steps",
             "source_run",
             "init",
             "fraction",
