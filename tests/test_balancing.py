@@ -273,3 +273,12 @@ def test_famo_moves_weight_from_the_task_that_improved_to_the_one_that_did_not()
     assert weights["b"] > 0.5 > weights["a"]
     state = balancer.state_dict()  # the Adam state travels in checkpoints
     assert {"logits", "previous", "adam_m", "adam_v", "adam_steps"} <= set(state)
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [({"gram": "both"}, "gram"), ({"floor": 1.0}, "floor"), ({"temperature": 0}, "temperature")],
+)
+def test_lookahead_bad_options_name_their_key(options: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"training.balancer.options.{key}"):
+        build_balancer("lookahead_dro", options, NAMES)

@@ -294,3 +294,19 @@ def test_regression_proxy_scores_with_the_proxy_head(tiny_encoder_dir: Path) -> 
     assert np.allclose(raw, entropy, atol=1e-5)
     assert np.allclose(norm, entropy / np.log(2), atol=1e-5)
     assert not np.allclose(plain(candidates)[0], norm)  # MC dropout scores differ
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"max_unsampled_fraction": 1.5}, "max_unsampled_fraction"),
+        ({"candidate_factor": 0.5}, "candidate_factor"),
+        ({"turnover": 0.0}, "turnover"),
+        ({"mode": "lazy"}, "mode"),
+    ],
+)
+def test_bad_options_name_their_key(options: dict, key: str) -> None:
+    from camtl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"training.sampler.options.{key}"):
+        build_sampler("mt_uncertainty", options, SIZES, 100)

@@ -52,3 +52,33 @@ class Registry(Generic[T]):
             )
         cls = self._classes[name]
         return cls, from_dict(cls.Options, options, f"{self.key}.options", where)  # type: ignore[attr-defined]
+
+
+def check_options(
+    options: Any,
+    path: str,
+    where: str,
+    *,
+    choices: dict[str, tuple[str, ...]] | None = None,
+    positive_ints: tuple[str, ...] = (),
+    positive: tuple[str, ...] = (),
+    fractions: tuple[str, ...] = (),
+) -> None:
+    """Common checks of an Options dataclass: a value among ``choices``, a positive integer,
+    a positive number, a fraction in [0, 1). The error names the key path."""
+    for key, allowed in (choices or {}).items():
+        if getattr(options, key) not in allowed:
+            raise ConfigError.at(
+                where,
+                f"key '{path}.{key}': {getattr(options, key)!r} is not allowed "
+                f"(allowed: {', '.join(map(repr, allowed))})",
+            )
+    for key in positive_ints:
+        if getattr(options, key) < 1:
+            raise ConfigError.at(where, f"key '{path}.{key}': must be a positive integer")
+    for key in positive:
+        if not getattr(options, key) > 0:
+            raise ConfigError.at(where, f"key '{path}.{key}': must be > 0")
+    for key in fractions:
+        if not 0.0 <= getattr(options, key) < 1.0:
+            raise ConfigError.at(where, f"key '{path}.{key}': must be in [0, 1)")

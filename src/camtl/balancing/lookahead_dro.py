@@ -12,6 +12,7 @@ import torch
 from camtl.balancing.base import BalanceContext, register_balancer
 from camtl.balancing.methods import SimplexWeights
 from camtl.errors import ConfigError
+from camtl.registry import check_options
 
 
 @dataclass
@@ -34,25 +35,18 @@ class LookaheadOptions:
     relative_losses: bool = True
 
     def validate(self, path: str, where: str) -> None:
-        prefix = f"{where}: " if where else ""
-        for key, allowed in (
-            ("parameters", ("top_layer", "heads_and_top_layer", "all_shared")),
-            ("gram", ("unbiased", "same_batch")),
-        ):
-            if getattr(self, key) not in allowed:
-                raise ConfigError(
-                    f"{prefix}key '{path}.{key}': {getattr(self, key)!r} is not "
-                    f"allowed (allowed: {', '.join(map(repr, allowed))})"
-                )
-        for key in ("every", "iterations"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{prefix}key '{path}.{key}': must be a positive integer")
-        for key in ("temperature", "horizon", "mirror_step"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"{prefix}key '{path}.{key}': must be > 0")
-        for key in ("smoothing", "floor"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"{prefix}key '{path}.{key}': must be in [0, 1)")
+        check_options(
+            self,
+            path,
+            where,
+            choices={
+                "parameters": ("top_layer", "heads_and_top_layer", "all_shared"),
+                "gram": ("unbiased", "same_batch"),
+            },
+            positive_ints=("every", "iterations"),
+            positive=("temperature", "horizon", "mirror_step"),
+            fractions=("smoothing", "floor"),
+        )
 
 
 @register_balancer("lookahead_dro")

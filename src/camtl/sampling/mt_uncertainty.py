@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from camtl.errors import ConfigError
+from camtl.registry import check_options
 from camtl.sampling.base import ScoringRequest, TaskSampler, register_sampler
 
 
@@ -65,30 +66,23 @@ class MTUncertaintyOptions:
     proxies: dict[str, str] = field(default_factory=dict)
 
     def validate(self, path: str, where: str) -> None:
-        prefix = f"{where}: " if where else ""
-        for key, allowed in (
-            ("score_form", ("authors", "paper")),
-            ("mode", ("exact", "amortized")),
-        ):
-            if getattr(self, key) not in allowed:
-                raise ConfigError(
-                    f"{prefix}key '{path}.{key}': {getattr(self, key)!r} is not "
-                    f"allowed (allowed: {', '.join(map(repr, allowed))})"
-                )
-        for key in ("pool_factor", "mc_samples"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{prefix}key '{path}.{key}': must be a positive integer")
-        if not self.refresh_fraction > 0.0:
-            raise ConfigError(f"{prefix}key '{path}.refresh_fraction': must be > 0")
+        check_options(
+            self,
+            path,
+            where,
+            choices={"score_form": ("authors", "paper"), "mode": ("exact", "amortized")},
+            positive_ints=("pool_factor", "mc_samples"),
+            positive=("refresh_fraction",),
+            fractions=("max_unsampled_fraction",),
+        )
         if self.candidate_factor is not None and not self.candidate_factor >= 1.0:
-            raise ConfigError(
-                f"{prefix}key '{path}.candidate_factor': must be >= 1 (at least b "
-                "candidates for a batch of b), or null for b candidates of every task"
+            raise ConfigError.at(
+                where,
+                f"key '{path}.candidate_factor': must be >= 1 (at least b candidates for a "
+                "batch of b), or null for b candidates of every task",
             )
         if not self.turnover >= 1.0:
-            raise ConfigError(f"{prefix}key '{path}.turnover': must be >= 1")
-        if not 0.0 <= self.max_unsampled_fraction < 1.0:
-            raise ConfigError(f"{prefix}key '{path}.max_unsampled_fraction': must be in [0, 1)")
+            raise ConfigError.at(where, f"key '{path}.turnover': must be >= 1")
 
 
 def uncertainty_scores(
