@@ -24,18 +24,16 @@ from typing import Any
 from camtl.evaluation.compare import load_report, relative_worst
 from camtl.evaluation.metrics import aggregate
 from camtl.fileio import read_jsonl
+from camtl.yamlio import read_yaml
 
 
 def run_entry(run_dir: Path) -> dict[str, Any]:
     """One finished run: its seed, selected scores on dev and test, and how it stopped."""
-    dev, info = load_report(run_dir, "dev"), load_report(run_dir, "dev").get("run_info", {})
+    dev = load_report(run_dir, "dev")
+    info = dev.get("run_info", {})
     test = load_report(run_dir, "test") if (run_dir / "report_test.json").is_file() else None
     status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
-    config = (run_dir / "config.yaml").read_text(encoding="utf-8")
-    seed = next(
-        (int(line.split(":")[1]) for line in config.splitlines() if line.startswith("seed:")),
-        None,
-    )
+    seed = read_yaml(run_dir / "config.yaml").get("seed")
 
     def scores(report: dict[str, Any] | None) -> dict[str, float] | None:
         if report is None:

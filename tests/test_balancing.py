@@ -124,6 +124,7 @@ def test_lookahead_state_round_trips_with_its_gradient_memory() -> None:
         step(first, k)
         step(resumed, k)
     assert resumed.weights() == first.weights()
+    assert first.weights()["a"] != pytest.approx(1 / 3)  # the weights did move
     assert first.state_dict()["previous"].shape == (3, 2)
 
 

@@ -105,6 +105,7 @@ def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:
     assert rows[2]["reaches_single_task"] == (0, 0)  # an added task is no single-task run
     # the worst task relative to its single-task score: b, 59 of 60
     assert rows[1]["relative_worst"] == (pytest.approx(100 * 59 / 60), "b")
+    assert "relative_worst" not in rows[0]  # not the reference against itself
     assert rows[1]["starved"] == 3 / 200
     table = format_comparison(runs, markdown=True).splitlines()
     assert "tasks >= single-task" in table[0] and "x encoder" in table[0]

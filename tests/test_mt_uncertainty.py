@@ -90,7 +90,6 @@ def test_exact_mode_keeps_the_top_b_and_returns_the_rest() -> None:
 def test_exact_mode_spreads_its_candidate_budget_by_the_task_priors() -> None:
     sched, _ = scheduler(candidate_factor=1.5)
     offered: list[list[tuple[int, int]]] = []
-    original = sched.scorer
 
     def task_two_uncertain(candidates: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         offered.append(list(candidates))
@@ -104,7 +103,6 @@ def test_exact_mode_spreads_its_candidate_budget_by_the_task_priors() -> None:
     sched.next_batch(1)
     per_task = [sum(t == k for t, _ in offered[1]) for k in range(3)]
     assert per_task == [1, 1, 10]  # priors 0.1 : 0.1 : 0.9 of 12, at least one each
-    del original
 
 
 def constant_scorer(values: list[float]) -> Any:

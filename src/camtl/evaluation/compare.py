@@ -178,7 +178,8 @@ def compare_rows(
                 sum(row["scores"][t] >= reference[t] for t in shared),
                 len(shared),
             )
-            row["relative_worst"] = relative_worst(row["scores"], reference)
+            if row is not rows[0]:  # the reference itself is 100% everywhere
+                row["relative_worst"] = relative_worst(row["scores"], reference)
     return tasks, rows
 
 
