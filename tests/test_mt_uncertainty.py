@@ -153,19 +153,35 @@ def test_amortized_mode_scores_a_fraction_per_step_and_evicts() -> None:
 
 @pytest.mark.parametrize("mode", ["exact", "amortized"])
 def test_no_task_starves_beyond_the_stated_fraction(mode: str) -> None:
-    sampler = build_sampler(
-        "mt_uncertainty", {"mode": mode, "max_unsampled_fraction": 0.05}, SIZES, 100
-    )
-    sched = BatchScheduler(sampler, SIZES, 8, "mixed", 1, constant_scorer([0.5, 0.0, 0.5]))
-    shares(sched, 100)
-    gaps = sched.longest_unsampled(100)
-    assert max(gaps) <= 5  # 5% of 100 steps
-    starved = build_sampler(
-        "mt_uncertainty", {"mode": mode, "max_unsampled_fraction": 0.0}, SIZES, 100
-    )
-    sched = BatchScheduler(starved, SIZES, 8, "mixed", 1, constant_scorer([0.5, 0.0, 0.5]))
-    shares(sched, 100)
-    assert sched.longest_unsampled(100)[1] > 50  # without the guarantee it starves
+    def run(**options: float) -> BatchScheduler:
+        sampler = build_sampler("mt_uncertainty", {"mode": mode, **options}, SIZES, 100)
+        sched = BatchScheduler(sampler, SIZES, 8, "mixed", 1, constant_scorer([0.5, 0.0, 0.5]))
+        shares(sched, 100)
+        return sched
+
+    bounded = run(max_unsampled_fraction=0.05, min_share=0.0)
+    assert max(bounded.longest_unsampled(100)) <= 5  # 5% of 100 steps
+    unbounded = run(max_unsampled_fraction=0.0, min_share=0.0)
+    assert unbounded.longest_unsampled(100)[1] > 50  # without the guarantee it starves
+
+
+@pytest.mark.parametrize("mode", ["exact", "amortized"])
+def test_every_task_keeps_its_share_floor(mode: str) -> None:
+    def task_one_share(min_share: float) -> float:
+        sampler = build_sampler(
+            "mt_uncertainty",
+            {"mode": mode, "min_share": min_share, "max_unsampled_fraction": 0.0},
+            SIZES,
+            90,
+        )
+        sched = BatchScheduler(sampler, SIZES, 12, "mixed", 1, constant_scorer([0.5, 0.0, 0.9]))
+        return float(shares(sched, 90)[1])
+
+    # the floor is min_share x the uniform share 1/3, met over the run to within one example
+    assert task_one_share(0.5) >= 0.5 / 3 - 1 / (12 * 90)
+    assert task_one_share(0.25) >= 0.25 / 3 - 1 / (12 * 90)
+    assert task_one_share(0.25) < 0.5 / 3  # no more than the floor: the rest follows U
+    assert task_one_share(0.0) < 0.02  # without it the certain task gets next to nothing
 
 
 def test_longest_unsampled_stretch_counts_the_open_one() -> None:
@@ -298,6 +314,7 @@ def test_regression_proxy_scores_with_the_proxy_head(tiny_encoder_dir: Path) -> 
     ("options", "key"),
     [
         ({"max_unsampled_fraction": 1.5}, "max_unsampled_fraction"),
+        ({"min_share": -0.1}, "min_share"),
         ({"candidate_factor": 0.5}, "candidate_factor"),
         ({"turnover": 0.0}, "turnover"),
         ({"mode": "lazy"}, "mode"),

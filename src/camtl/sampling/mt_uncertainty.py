@@ -28,10 +28,18 @@ the least uncertain entries back to their pools until the cache is at its size a
 eviction is what lets task shares follow uncertainty: a cache that only ever trains on its
 entries gives each task out what it took in.
 
-No task starves (both modes): a task without an example for ``max_unsampled_fraction`` of
-the run's steps (2% by default; 0 turns it off) gets its most uncertain candidate into the
-next batch in place of the least uncertain pick of another task. The longest stretch
-without an example is reported per task in every run (BatchScheduler.longest_unsampled).
+No task starves (both modes), by two guarantees. A share floor: every task gets at least
+``min_share`` of the uniform share b / T over the run (0.5 by default: half the batch
+follows uncertainty freely, no task falls below half of what uniform sampling gives it; 0
+turns it off). It is needed because uncertainties of different task kinds are not on one
+scale: a tagging task's mean token entropy sits far below a 3-way classifier's, and
+without the floor the offline suite's wnut16 got 128 of 38,400 examples (docs/results.md).
+Calibrating each task's scores to its own scale was the alternative; it removes the very
+difference between tasks that the sampler is meant to act on. A stretch bound: a task
+without an example for ``max_unsampled_fraction`` of the run's steps (2% by default; 0
+turns it off) gets one. Both put a task's most uncertain candidates in place of the least
+uncertain picks of tasks above their floor. The longest stretch without an example is
+reported per task in every run (BatchScheduler.longest_unsampled).
 
 ``proxies: {vader: rt_polarity}`` scores a task through a related classification task's
 head instead of its own uncertainty, as the paper did for regression (its section 5.2).
@@ -60,6 +68,8 @@ class MTUncertaintyOptions:
     refresh_fraction: float = 0.5
     turnover: float = 2.0
     max_unsampled_fraction: float = 0.02
+    # every task's guaranteed share over the run, as a fraction of the uniform share b / T
+    min_share: float = 0.5
     mc_samples: int = 4
     # The paper's regression work-around, kept for comparison: {task: proxy_task} scores a
     # task's candidates with the proxy's classification head (checked by the trainer).
@@ -73,7 +83,7 @@ class MTUncertaintyOptions:
             choices={"score_form": ("authors", "paper"), "mode": ("exact", "amortized")},
             positive_ints=("pool_factor", "mc_samples"),
             positive=("refresh_fraction",),
-            fractions=("max_unsampled_fraction",),
+            fractions=("max_unsampled_fraction", "min_share"),
         )
         if self.candidate_factor is not None and not self.candidate_factor >= 1.0:
             raise ConfigError.at(
@@ -96,6 +106,35 @@ def uncertainty_scores(
     means = {t: normalized[tasks == t].mean() for t in present}
     top = max(max(means.values()), 1e-12)
     return normalized * np.array([means[t] / top for t in tasks])
+
+
+def enforce_minimums(
+    top: list[int], scores: np.ndarray, task_of: np.ndarray, required: list[int]
+) -> list[int]:
+    """``top`` (candidate positions, the batch) changed so that task t holds at least
+    ``required[t]`` picks where it has candidates: its most uncertain unpicked candidates
+    replace the least uncertain picks of tasks above their own minimum (and above one)."""
+    top = list(top)
+    counts = np.bincount(task_of[top], minlength=len(required))
+    for task, need in enumerate(required):
+        chosen = set(top)
+        spare = sorted(
+            (k for k in range(len(task_of)) if task_of[k] == task and k not in chosen),
+            key=lambda k: -scores[k],
+        )
+        while counts[task] < need and spare:
+            removable = [
+                pos
+                for pos, k in enumerate(top)
+                if counts[task_of[k]] > max(required[task_of[k]], 1)
+            ]
+            if not removable:
+                break
+            pos = min(removable, key=lambda p: scores[top[p]])
+            counts[task_of[top[pos]]] -= 1
+            top[pos] = spare.pop(0)
+            counts[task] += 1
+    return top
 
 
 def allocate(total: int, weights: np.ndarray) -> list[int]:
@@ -122,6 +161,8 @@ class MTUncertaintySampler(TaskSampler):
         self.scored = 0  # candidates scored so far (the cost)
         self.recent: list[list[list[float]]] = [[] for _ in range(tasks)]  # [H/H', H]
         self.last_chosen = [-1] * tasks
+        # share floor: examples each task is still owed (below one after every step)
+        self.owed = [0.0] * tasks
         fraction = options.max_unsampled_fraction
         self.max_gap = max(1, math.floor(fraction * total_steps)) if fraction > 0 else None
 
@@ -161,58 +202,49 @@ class MTUncertaintySampler(TaskSampler):
 
     # -- selection ---------------------------------------------------------------------
     def select(self, scheduler: Any, step: int, batch_size: int) -> list[tuple[int, int]]:
+        required = self.required(step, batch_size)
         if self.options.mode == "amortized":
-            batch = self._select_amortized(scheduler, step, batch_size)
+            batch = self._select_amortized(scheduler, step, batch_size, required)
         else:
-            batch = self._select_exact(scheduler, step, batch_size)
-        for task, _ in batch:
-            self.last_chosen[task] = step
+            batch = self._select_exact(scheduler, step, batch_size, required)
+        floor = self.options.min_share * batch_size / len(self.task_sizes)
+        for task in range(len(self.task_sizes)):
+            got = sum(t == task for t, _ in batch)
+            self.owed[task] = max(0.0, self.owed[task] + floor - got)
+            if got:
+                self.last_chosen[task] = step
         return sorted(batch)
 
-    def starving(self, step: int, batch: list[tuple[int, int]]) -> list[int]:
-        """Tasks that must get an example at ``step`` to keep the no-starvation bound."""
-        if self.max_gap is None:
-            return []
-        present = {t for t, _ in batch}
-        return [
-            t
-            for t, last in enumerate(self.last_chosen)
-            if t not in present and step - last - 1 >= self.max_gap
-        ]
+    def required(self, step: int, batch_size: int) -> list[int]:
+        """Examples each task must get at ``step``: what its share floor owes it (whole
+        examples), and one if it has gone ``max_gap`` steps without."""
+        floor = self.options.min_share * batch_size / len(self.task_sizes)
+        need = [math.floor(owed + floor + 1e-9) for owed in self.owed]
+        if self.max_gap is not None:
+            for task, last in enumerate(self.last_chosen):
+                if step - last - 1 >= self.max_gap:
+                    need[task] = max(need[task], 1)
+        return need
 
-    @staticmethod
-    def _make_room(batch: list[tuple[int, int]], scores: list[float]) -> int | None:
-        """Position of the least uncertain pick whose task keeps another example (None:
-        every task in the batch has one example only)."""
-        counts: dict[int, int] = {}
-        for task, _ in batch:
-            counts[task] = counts.get(task, 0) + 1
-        order = np.argsort(scores, kind="stable")
-        return next((int(k) for k in order if counts[batch[k][0]] > 1), None)
-
-    def _select_exact(self, scheduler: Any, step: int, batch_size: int) -> list[tuple[int, int]]:
+    def _select_exact(
+        self, scheduler: Any, step: int, batch_size: int, required: list[int]
+    ) -> list[tuple[int, int]]:
         tasks = len(self.task_sizes)
         if self.options.candidate_factor is None:
             counts = [batch_size] * tasks
         else:
             total = max(batch_size, round(self.options.candidate_factor * batch_size))
             counts = allocate(total, self.prior_weights())
+        counts = [max(c, r) for c, r in zip(counts, required)]
         candidates = [(t, i) for t in range(tasks) for i in scheduler.take(t, counts[t])]
         normalized, raw = self._score(scheduler, candidates, batch_size)
         task_of = np.array([t for t, _ in candidates])
         scores = uncertainty_scores(normalized, raw, task_of, self.options.score_form)
         top = np.argsort(-scores, kind="stable")[:batch_size].tolist()
-        batch = [candidates[k] for k in top]
-        picked = [float(scores[k]) for k in top]
-        for task in self.starving(step, batch):
-            rows = [k for k in range(len(candidates)) if task_of[k] == task]
-            slot = self._make_room(batch, picked)
-            if rows and slot is not None:
-                best = max(rows, key=lambda k: scores[k])
-                top[slot], batch[slot], picked[slot] = best, candidates[best], float(scores[best])
+        top = enforce_minimums(top, scores, task_of, required)
         kept = set(top)
         scheduler.return_candidates([c for k, c in enumerate(candidates) if k not in kept])
-        return batch
+        return [candidates[k] for k in top]
 
     # -- amortised ---------------------------------------------------------------------
     def _refill(self, scheduler: Any, count: int, weights: np.ndarray) -> None:
@@ -252,7 +284,7 @@ class MTUncertaintySampler(TaskSampler):
         return uncertainty_scores(norm, raw, tasks, self.options.score_form)
 
     def _select_amortized(
-        self, scheduler: Any, step: int, batch_size: int
+        self, scheduler: Any, step: int, batch_size: int, required: list[int]
     ) -> list[tuple[int, int]]:
         size = self.options.pool_factor * len(self.task_sizes) * batch_size
         uniform = np.ones(len(self.task_sizes))
@@ -264,20 +296,15 @@ class MTUncertaintySampler(TaskSampler):
             self._refill(scheduler, inflow, self.prior_weights())
             refresh = max(1, round(self.options.refresh_fraction * batch_size))
             self._rescore(scheduler, step, min(refresh, len(self.cache)), batch_size)
+        for task, need in enumerate(required):  # too few cached: more from its pool, unscored
+            short = need - sum(e[0] == task for e in self.cache)
+            if short > 0:
+                self.cache += [[task, i, None, None, -1] for i in scheduler.take(task, short)]
         scores = self.cached_scores()
+        task_of = np.array([e[0] for e in self.cache])
         top = np.argsort(-scores, kind="stable")[:batch_size].tolist()
+        top = enforce_minimums(top, scores, task_of, required)
         batch = [(self.cache[k][0], self.cache[k][1]) for k in top]
-        picked = [float(scores[k]) for k in top]
-        for task in self.starving(step, batch):
-            rows = [k for k, e in enumerate(self.cache) if e[0] == task and k not in top]
-            if not rows:  # none cached: one straight from its pool, scored by its prior
-                self.cache.append([task, scheduler.take(task, 1)[0], None, None, -1])
-                scores = np.append(scores, scores.min(initial=0.0))
-                rows = [len(self.cache) - 1]
-            slot = self._make_room(batch, picked)
-            if slot is not None:
-                best = max(rows, key=lambda k: scores[k])
-                top[slot], batch[slot], picked[slot] = best, tuple(self.cache[best][:2]), 0.0
         chosen = set(top)
         rest = [k for k in range(len(self.cache)) if k not in chosen]
         # evict the least uncertain back to their pools (they come again at the next pass)
@@ -291,6 +318,7 @@ class MTUncertaintySampler(TaskSampler):
             "scored": self.scored,
             "recent": self.recent,
             "last_chosen": self.last_chosen,
+            "owed": self.owed,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -298,3 +326,4 @@ class MTUncertaintySampler(TaskSampler):
         self.scored = state["scored"]
         self.recent = [[list(v) for v in r] for r in state.get("recent", self.recent)]
         self.last_chosen = list(state.get("last_chosen", self.last_chosen))
+        self.owed = [float(v) for v in state.get("owed", self.owed)]
