@@ -277,9 +277,17 @@ def test_famo_moves_weight_from_the_task_that_improved_to_the_one_that_did_not()
 
 
 @pytest.mark.parametrize(
-    ("options", "key"),
-    [({"gram": "both"}, "gram"), ({"floor": 1.0}, "floor"), ({"temperature": 0}, "temperature")],
+    ("name", "options", "key"),
+    [
+        ("lookahead_dro", {"gram": "both"}, "gram"),
+        ("lookahead_dro", {"floor": 1.0}, "floor"),
+        ("lookahead_dro", {"temperature": 0}, "temperature"),
+        ("group_dro", {"step_size": 0}, "step_size"),
+        ("famo", {"learning_rate": -1}, "learning_rate"),
+        ("famo", {"weight_decay": -0.1}, "weight_decay"),
+        ("famo", {"epsilon": 0}, "epsilon"),
+    ],
 )
-def test_lookahead_bad_options_name_their_key(options: dict, key: str) -> None:
+def test_bad_balancer_options_name_their_key(name: str, options: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=f"training.balancer.options.{key}"):
-        build_balancer("lookahead_dro", options, NAMES)
+        build_balancer(name, options, NAMES)

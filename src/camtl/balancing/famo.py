@@ -22,6 +22,7 @@ import torch
 
 from camtl.balancing.base import LossBalancer, register_balancer
 from camtl.errors import ConfigError
+from camtl.registry import check_options
 
 
 @dataclass
@@ -31,11 +32,9 @@ class FAMOOptions:
     epsilon: float = 1e-8  # keeps log(loss) finite
 
     def validate(self, path: str, where: str) -> None:
-        prefix = f"{where}: " if where else ""
-        if self.learning_rate <= 0:
-            raise ConfigError(f"{prefix}key '{path}.learning_rate': must be > 0")
-        if self.weight_decay < 0 or self.epsilon <= 0:
-            raise ConfigError(f"{prefix}key '{path}': weight_decay must be >= 0 and epsilon > 0")
+        check_options(self, path, where, positive=("learning_rate", "epsilon"))
+        if not self.weight_decay >= 0:
+            raise ConfigError.at(where, f"key '{path}.weight_decay': must be >= 0")
 
 
 @register_balancer("famo")

@@ -11,6 +11,7 @@ from torch import nn
 
 from camtl.balancing.base import LossBalancer, register_balancer
 from camtl.errors import ConfigError
+from camtl.registry import check_options
 
 
 def _stack(task_losses: dict[str, torch.Tensor]) -> tuple[list[str], torch.Tensor]:
@@ -91,9 +92,7 @@ class GroupDROOptions:
     relative_losses: bool = False
 
     def validate(self, path: str, where: str) -> None:
-        if self.step_size <= 0:
-            prefix = f"{where}: " if where else ""
-            raise ConfigError(f"{prefix}key '{path}.step_size': must be > 0")
+        check_options(self, path, where, positive=("step_size",))
 
 
 class SimplexWeights(LossBalancer):
