@@ -115,10 +115,10 @@ def test_lookahead_state_round_trips_with_its_gradient_memory() -> None:
         context.step = k
         bal.combine({"a": (shared[0] * (k + 1)) ** 2, "b": shared.sum() * 3.0}, context)
 
-    first = build_balancer("lookahead_dro", {}, NAMES)
+    first = build_balancer("lookahead_dro", {"reference_updates": 2}, NAMES)
     for k in range(3):
         step(first, k)
-    resumed = build_balancer("lookahead_dro", {}, NAMES)
+    resumed = build_balancer("lookahead_dro", {"reference_updates": 2}, NAMES)
     resumed.load_state_dict(first.state_dict())
     for k in range(3, 6):
         step(first, k)
@@ -146,6 +146,7 @@ def test_lookahead_relative_losses_compare_progress_not_scale() -> None:
                 "temperature": 0.01,
                 "iterations": 200,
                 "relative_losses": relative,
+                "reference_updates": 1,
                 "smoothing": 0.0,
             },
             NAMES,
@@ -168,7 +169,7 @@ def test_lookahead_relative_losses_compare_progress_not_scale() -> None:
         {"name": "fixed", "options": {"weights": {"pairs": 2.0}}},
         {"name": "uncertainty"},
         {"name": "group_dro"},
-        {"name": "lookahead_dro", "options": {"every": 2}},
+        {"name": "lookahead_dro", "options": {"every": 2, "reference_updates": 1}},
     ],
 )
 def test_balancers_train_end_to_end(tmp_path: Path, tiny_encoder_dir: Path, balancer: dict) -> None:
@@ -208,13 +209,42 @@ def test_lookahead_gradient_matrix_has_a_row_per_task_in_order() -> None:
 
 def test_group_dro_relative_losses_follow_progress() -> None:
     raw = build_balancer("group_dro", {"step_size": 0.5}, NAMES)
-    rel = build_balancer("group_dro", {"step_size": 0.5, "relative_losses": True}, NAMES)
+    rel = build_balancer(
+        "group_dro", {"step_size": 0.5, "relative_losses": True, "reference_updates": 1}, NAMES
+    )
     for bal in (raw, rel):
         bal.combine(losses(a=6.0, b=0.6), BalanceContext())  # the reference losses
         for _ in range(4):
             bal.combine(losses(a=3.0, b=0.5), BalanceContext())  # a halved, b barely
     assert raw.weights()["a"] > raw.weights()["b"]
     assert rel.weights()["b"] > rel.weights()["a"]
+
+
+@pytest.mark.parametrize("name", ["group_dro", "lookahead_dro"])
+def test_reference_loss_is_a_mean_and_weights_wait_for_it(name: str) -> None:
+    """Task a's first loss is a lucky 0.5 among losses near 1.5: as its only reference, a
+    would look stuck (relative loss 3) for the whole run. The reference is the mean of the
+    first ``reference_updates`` losses, and the weights stay uniform until every task has
+    its reference."""
+    shared = torch.nn.Parameter(torch.zeros(3))
+    bal = build_balancer(name, {"relative_losses": True, "reference_updates": 4}, NAMES)
+    for step, a in enumerate([0.5, 1.5, 2.0, 2.0]):
+        task_losses = {
+            "a": a + shared[0],
+            "b": 1.0 + shared[1],
+            "c": 1.0 + shared[2],
+        }
+        bal.combine(task_losses, BalanceContext(step=step, shared_parameters=[shared]))
+        if step < 3:  # the fourth update completes the references and moves the weights
+            assert bal.weights() == pytest.approx({n: 1 / 3 for n in NAMES})
+    assert bal.weights() != pytest.approx({n: 1 / 3 for n in NAMES})
+    state = bal.state_dict()
+    assert state["initial"].tolist() == pytest.approx([1.5, 1.0, 1.0])
+    assert state["reference_seen"].tolist() == [4, 4, 4]
+    old = {k: v for k, v in state.items() if k != "reference_seen"}  # an older checkpoint
+    again = build_balancer(name, {"relative_losses": True, "reference_updates": 4}, NAMES)
+    again.load_state_dict(old)
+    assert again.state_dict()["reference_seen"].tolist() == [4, 4, 4]
 
 
 # ----------------------------------------------------------------------------- PCGrad, FAMO

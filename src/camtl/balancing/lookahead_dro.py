@@ -30,9 +30,11 @@ class LookaheadOptions:
     iterations: int = 50
     mirror_step: float = 0.5
     parameters: str = "top_layer"
-    # losses divided by each task's first observed loss, so tasks whose losses live on
+    # losses divided by each task's reference loss, so tasks whose losses live on
     # different scales (token tagging vs QA) compare by progress, not by raw value
     relative_losses: bool = True
+    # the reference: mean of a task's first this many losses; q stays uniform until then
+    reference_updates: int = 20
 
     def validate(self, path: str, where: str) -> None:
         check_options(
@@ -43,7 +45,7 @@ class LookaheadOptions:
                 "parameters": ("top_layer", "heads_and_top_layer", "all_shared"),
                 "gram": ("unbiased", "same_batch"),
             },
-            positive_ints=("every", "iterations"),
+            positive_ints=("every", "iterations", "reference_updates"),
             positive=("temperature", "horizon", "mirror_step"),
             fractions=("smoothing", "floor"),
         )
@@ -59,7 +61,8 @@ class LookaheadDRO(SimplexWeights):
       q = argmin_q  temperature * logsumexp_t( (l_t - eta (G q)_t) / temperature )
     by entropic mirror descent, then mix in ``floor`` of uniform: the (soft) worst task
     after the step is as low as possible, and every task keeps training. l_t is a moving
-    average of the task's loss over its first loss.
+    average of the task's loss over its reference loss (the mean of its first
+    ``reference_updates`` losses; q stays uniform until every task has one).
 
     Failure cases of off-the-shelf DRO this answers (bench/dro_synthetic.py): raw losses
     send the weight to whichever task has the highest loss, even one whose loss is mostly
@@ -182,11 +185,13 @@ class LookaheadDRO(SimplexWeights):
             grads = grads / share[:, None]  # mean over the ranks that hold the task
             smoothed = self._smooth(seen, losses)
             gram = self._smooth_gram(seen, *self.gram_matrix(seen, grads))
-            if len(seen) > 1:
-                if self.options.relative_losses:  # d(l_t / l0_t) = dl_t / l0_t: scale rows
-                    self._relative(seen, losses)
-                    smoothed = smoothed / self.initial[seen]
-                    gram = gram / self.initial[seen].to(gram)[:, None]
+            ready = True
+            if self.options.relative_losses:  # d(l_t / l0_t) = dl_t / l0_t: scale rows
+                self._relative(seen, losses)
+                ready = self.reference_ready(seen)
+                smoothed = smoothed / self.initial[seen]
+                gram = gram / self.initial[seen].to(gram)[:, None]
+            if len(seen) > 1 and ready:
                 q_present = self.solve(smoothed, gram)
                 mass = float(self.q[seen].sum())
                 self.q[seen] = (q_present * mass).to(self.q)  # absent tasks keep their weight

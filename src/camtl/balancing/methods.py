@@ -87,12 +87,16 @@ class UncertaintyWeighting(LossBalancer):
 @dataclass
 class GroupDROOptions:
     step_size: float = 0.01
-    # Sagawa et al.'s raw losses by default; True: each over its first observed loss, so
-    # a task whose loss is small by nature (token tagging) is not starved of weight
+    # Sagawa et al.'s raw losses by default; True: each over its reference loss, so a
+    # task whose loss is small by nature (token tagging) is not starved of weight
     relative_losses: bool = False
+    # the reference: mean of a task's first this many losses (q stays put until then)
+    reference_updates: int = 20
 
     def validate(self, path: str, where: str) -> None:
-        check_options(self, path, where, positive=("step_size",))
+        check_options(
+            self, path, where, positive=("step_size",), positive_ints=("reference_updates",)
+        )
 
 
 class SimplexWeights(LossBalancer):
@@ -104,15 +108,33 @@ class SimplexWeights(LossBalancer):
         self.register_buffer(
             "q", torch.full((len(task_names),), 1.0 / len(task_names), dtype=torch.float64)
         )
-        # each task's first observed loss (0: not seen yet), for ``relative_losses``
+        # each task's reference loss for ``relative_losses``: the mean of its first
+        # ``reference_updates`` losses (one batch's loss is too noisy: a lucky first batch
+        # of the regression task made it look stuck for a whole run, docs/results.md)
         self.register_buffer("initial", torch.zeros(len(task_names), dtype=torch.float64))
+        self.register_buffer("reference_seen", torch.zeros(len(task_names), dtype=torch.long))
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        if "reference_seen" not in state_dict:  # a checkpoint from before the reference mean
+            state_dict = dict(state_dict)
+            done = state_dict["initial"] > 0
+            state_dict["reference_seen"] = done.long() * self.options.reference_updates
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def _relative(self, seen: list[int], losses: torch.Tensor) -> torch.Tensor:
-        """The losses of the tasks in ``seen`` over each one's first observed loss."""
+        """The losses of the tasks in ``seen`` over each one's reference loss (updated with
+        these losses while a task has fewer than ``reference_updates``)."""
         for t in seen:
-            if float(self.initial[t]) == 0.0:
-                self.initial[t] = max(float(losses[t]), 1e-8)
+            n = int(self.reference_seen[t])
+            if n < self.options.reference_updates:
+                loss = max(float(losses[t]), 1e-8)
+                self.initial[t] = (float(self.initial[t]) * n + loss) / (n + 1)
+                self.reference_seen[t] = n + 1
         return losses[seen] / self.initial[seen].to(losses)
+
+    def reference_ready(self, seen: list[int]) -> bool:
+        """Whether every task in ``seen`` has its full reference loss."""
+        return all(int(self.reference_seen[t]) >= self.options.reference_updates for t in seen)
 
     def _weighted(self, task_losses: dict[str, torch.Tensor]) -> torch.Tensor:
         index = {n: i for i, n in enumerate(self.task_names)}
@@ -135,7 +157,11 @@ class GroupDRO(SimplexWeights):
         if not context.update:
             return self._weighted(task_losses)
         seen, values = self.losses_over_ranks(task_losses, context)
-        present = self._relative(seen, values) if self.options.relative_losses else values[seen]
+        present = values[seen]
+        if self.options.relative_losses:
+            present = self._relative(seen, values)
+            if not self.reference_ready(seen):
+                return self._weighted(task_losses)
         update = torch.zeros_like(self.q)
         update[seen] = self.options.step_size * present.to(self.q)
         q = self.q * torch.exp(update)
