@@ -58,7 +58,9 @@ def test_group_dro_moves_weight_to_the_worst_task() -> None:
 
 
 def test_lookahead_solver_prefers_the_task_that_would_stay_worst() -> None:
-    bal = build_balancer("lookahead_dro", {"temperature": 0.01, "iterations": 200}, NAMES)
+    bal = build_balancer(
+        "lookahead_dro", {"temperature": 0.01, "iterations": 200, "floor": 0.1}, NAMES
+    )
     task_losses = torch.tensor([2.0, 1.0], dtype=torch.float64)
     orthogonal = torch.eye(2, dtype=torch.float64)  # a step on one task leaves the other
     q = bal.solve(task_losses, orthogonal)

@@ -26,7 +26,7 @@ class LookaheadOptions:
     # the last); "same_batch": from this batch alone (noise inflates G_tt, see the docstring)
     gram: str = "unbiased"
     smoothing: float = 0.95  # moving averages of each task's loss and of G
-    floor: float = 0.1  # every task keeps at least floor / T of the weight
+    floor: float = 0.3  # every task keeps at least floor / T of the weight
     iterations: int = 50
     mirror_step: float = 0.5
     parameters: str = "top_layer"
