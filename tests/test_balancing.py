@@ -172,6 +172,7 @@ def test_lookahead_relative_losses_compare_progress_not_scale() -> None:
         {"name": "uncertainty"},
         {"name": "group_dro"},
         {"name": "lookahead_dro", "options": {"every": 2, "reference_updates": 1}},
+        {"name": "famo"},
     ],
 )
 def test_balancers_train_end_to_end(tmp_path: Path, tiny_encoder_dir: Path, balancer: dict) -> None:
@@ -189,6 +190,10 @@ def test_balancers_train_end_to_end(tmp_path: Path, tiny_encoder_dir: Path, bala
     if balancer["name"] in ("group_dro", "lookahead_dro"):
         assert sum(weights.values()) == pytest.approx(1.0)
         assert log[0]["task_weights"] != log[-1]["task_weights"]
+    # FAMO also logs what each task's gradient got (its weights act on log-losses)
+    assert ("gradient_weights" in log[-1]) == (balancer["name"] == "famo")
+    if balancer["name"] == "famo":
+        assert sum(log[-1]["gradient_weights"].values()) == pytest.approx(1.0)
 
 
 def test_stateful_weights_update_once_per_optimizer_step() -> None:
@@ -291,6 +296,9 @@ def test_famo_scales_each_task_gradient_by_its_weight_over_its_loss() -> None:
     out = balancer.combine({"a": losses[0], "b": losses[1]}, BalanceContext())
     out.backward()
     assert torch.allclose(losses.grad, torch.tensor([0.8, 0.2]))
+    # logged as its gradient weights: the weights z alone (0.5, 0.5) would hide this
+    assert balancer.gradient_weights() == pytest.approx({"a": 0.8, "b": 0.2})
+    assert balancer.weights() == pytest.approx({"a": 0.5, "b": 0.5})
 
 
 def test_famo_moves_weight_from_the_task_that_improved_to_the_one_that_did_not() -> None:

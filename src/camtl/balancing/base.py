@@ -54,6 +54,12 @@ class LossBalancer(nn.Module):
     def weights(self) -> dict[str, float]:
         return {}
 
+    def gradient_weights(self) -> dict[str, float] | None:
+        """Each task's share of the gradient of the last combined loss, for a balancer
+        whose weights() are not that (FAMO: its weights z act on log-losses); None when
+        weights() already are."""
+        return None
+
     def losses_over_ranks(
         self, task_losses: dict[str, torch.Tensor], context: BalanceContext
     ) -> tuple[list[int], torch.Tensor]:

@@ -63,7 +63,9 @@ class FAMO(LossBalancer):
         z = torch.softmax(self.logits, 0)[[index[n] for n in names]].to(losses)
         z = z / z.sum()  # the tasks present
         shifted = losses + self.options.epsilon
-        c = (z / shifted.detach()).sum()
+        scale = z / shifted.detach()  # d/dl_t of z_t log(l_t): task t's gradient weight
+        c = scale.sum()
+        self.last_gradient_weights = {n: float(w) for n, w in zip(names, scale / c)}
         return (z * torch.log(shifted)).sum() / c
 
     def _update(self, current: torch.Tensor) -> None:
@@ -93,3 +95,8 @@ class FAMO(LossBalancer):
     def weights(self) -> dict[str, float]:
         z = torch.softmax(self.logits, 0)
         return {n: float(w) for n, w in zip(self.task_names, z)}
+
+    def gradient_weights(self) -> dict[str, float] | None:
+        """z_t / l_t normalised over the tasks of the last batch: a task whose loss nears 0
+        takes nearly all of the gradient, whatever z is (docs/results.md)."""
+        return getattr(self, "last_gradient_weights", None)

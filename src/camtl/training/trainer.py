@@ -415,6 +415,9 @@ class Trainer:
             "examples_drawn": drawn,
             "task_weights": self.balancer.weights(),
         }
+        gradient_weights = self.balancer.gradient_weights()
+        if gradient_weights is not None:
+            record["gradient_weights"] = gradient_weights
         append_jsonl(self.run_dir / TRAIN_LOG_FILE, record)
         if self.writer is not None:
             for key, value in logs.items():
