@@ -326,8 +326,94 @@ def test_famo_moves_weight_from_the_task_that_improved_to_the_one_that_did_not()
         ("famo", {"learning_rate": -1}, "learning_rate"),
         ("famo", {"weight_decay": -0.1}, "weight_decay"),
         ("famo", {"epsilon": 0}, "epsilon"),
+        ("score_dro", {"step_size": 0}, "step_size"),
+        ("score_dro", {"floor": 1.0}, "floor"),
+        ("score_dro", {"targets": {"a": 0}}, "targets.a"),
+        ("score_dro", {"targets": {"z": 80.0}}, "targets.z"),
     ],
 )
 def test_bad_balancer_options_name_their_key(name: str, options: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=f"training.balancer.options.{key}"):
         build_balancer(name, options, NAMES)
+
+
+def test_score_dro_moves_weight_to_the_task_furthest_below_its_target() -> None:
+    """By hand: gaps 1 - s/c = (0.5, 0.0, 0.2) with c = 100; a <- 2 x gaps; q = 0.3 / 3
+    + 0.7 softmax(a). Losses weigh by q until the next evaluation."""
+    bal = build_balancer("score_dro", {"step_size": 2.0}, NAMES)
+    assert bal.weights() == pytest.approx({n: 1 / 3 for n in NAMES})  # before any evaluation
+    bal.observe_dev_scores({"a": 50.0, "b": 100.0, "c": 80.0})
+    spread = torch.softmax(torch.tensor([1.0, 0.0, 0.4], dtype=torch.float64), dim=0)
+    expected = 0.1 + 0.7 * spread
+    assert list(bal.weights().values()) == pytest.approx(expected.tolist())
+    loss = bal.combine(losses(a=1.0, b=2.0, c=3.0), BalanceContext())
+    assert float(loss.detach()) == pytest.approx(
+        float(expected @ torch.tensor([1.0, 2.0, 3.0]).double())
+    )
+    # a second evaluation adds to the first: a stays furthest below and gains more
+    before = bal.weights()["a"]
+    bal.observe_dev_scores({"a": 60.0, "b": 100.0, "c": 90.0})
+    assert bal.weights()["a"] > before
+
+
+def test_score_dro_targets_make_the_gap_relative() -> None:
+    """With single-task scores as targets, a task at its target has no gap, however low
+    its raw score: the weight goes to the task furthest below its own ceiling."""
+    bal = build_balancer("score_dro", {"targets": {"a": 50.0, "c": 90.0}, "floor": 0.0}, NAMES)
+    assert bal.gaps({"a": 50.0, "b": 95.0, "c": 45.0}).tolist() == pytest.approx([0.0, 0.05, 0.5])
+    bal.observe_dev_scores({"a": 50.0, "b": 95.0, "c": 45.0})
+    weights = bal.weights()
+    assert weights["c"] > weights["b"] > weights["a"]
+
+
+def test_score_dro_state_round_trips() -> None:
+    bal = build_balancer("score_dro", {}, NAMES)
+    bal.observe_dev_scores({"a": 20.0, "b": 70.0, "c": 90.0})
+    again = build_balancer("score_dro", {}, NAMES)
+    again.load_state_dict(bal.state_dict())
+    assert again.weights() == bal.weights()
+    assert torch.equal(again.state_dict()["advantage"], bal.state_dict()["advantage"])
+
+
+def test_score_dro_follows_the_dev_scores_of_a_real_run(
+    tmp_path: Path, tiny_encoder_dir: Path
+) -> None:
+    """The trainer hands each evaluation's primary scores to the balancer: the weights
+    logged after the first evaluation are those computed from metrics.jsonl by hand."""
+    from camtl.cli import main
+    from tests.test_train_e2e import write_config, write_task_files
+
+    write_task_files(tmp_path)
+    balancer = {"name": "score_dro", "options": {"step_size": 3.0}}
+    path = write_config(
+        tmp_path, tiny_encoder_dir, max_steps=2, eval_every=1, log_every=1, balancer=balancer
+    )
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["step"] == 1
+    assert log[0]["task_weights"] == pytest.approx({n: 0.25 for n in first["tasks"]})
+    names = list(log[1]["task_weights"])
+    gaps = torch.tensor([max(0.0, 1 - first["tasks"][n] / 100) for n in names])
+    expected = 0.3 / 4 + 0.7 * torch.softmax(3.0 * gaps.double(), dim=0)
+    assert list(log[1]["task_weights"].values()) == pytest.approx(expected.tolist())
+
+
+def test_score_dro_refuses_a_lower_is_better_primary_metric(
+    tmp_path: Path, tiny_encoder_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from camtl.cli import main
+    from tests.test_train_e2e import write_config, write_task_files
+
+    write_task_files(tmp_path)
+    path = write_config(tmp_path, tiny_encoder_dir, max_steps=1, balancer={"name": "score_dro"})
+    config = yaml.safe_load(path.read_text())
+    config["tasks"][1]["metrics"] = ["mse", "pearson"]
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert "tasks[1].metrics" in err and "mse" in err
+    assert not (tmp_path / "run").exists()  # refused before the run directory was made

@@ -109,20 +109,21 @@ def run_three_steps(tmp_path: Path, encoder_dir: Path, **training: Any) -> list[
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("balancer", ["famo", "pcgrad", "lookahead_dro"])
+@pytest.mark.parametrize("balancer", ["famo", "pcgrad", "lookahead_dro", "score_dro"])
 def test_gradient_and_loss_balancers_agree_across_ranks(
     balancer: str, tmp_path: Path, tiny_encoder_dir: Path
 ) -> None:
     """FAMO's weights (from losses averaged over ranks), PCGrad's projection and
     Lookahead-DRO's weights and gradient memory (from task gradients averaged over ranks)
-    come out the same on every rank."""
+    and score DRO's weights (from the main process's dev scores, broadcast) come out the
+    same on every rank."""
     options = {"reference_updates": 1} if balancer == "lookahead_dro" else {}
     reports = run_three_steps(
         tmp_path, tiny_encoder_dir, balancer={"name": balancer, "options": options}
     )
     assert len({r["final_hash"] for r in reports}) == 1
     assert len({r["balancer_hash"] for r in reports}) == 1
-    if balancer in ("famo", "lookahead_dro"):
+    if balancer in ("famo", "lookahead_dro", "score_dro"):
         weights = reports[0]["balancer_weights"]
         assert len(weights) == 4 and max(weights.values()) != min(weights.values())
 

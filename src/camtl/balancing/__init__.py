@@ -1,7 +1,7 @@
 """Loss balancers (registered by name): equal, fixed, uncertainty, group_dro, lookahead_dro,
-famo, pcgrad."""
+famo, pcgrad, score_dro."""
 
-from camtl.balancing import famo, lookahead_dro, methods, pcgrad  # noqa: F401  (register the built-in ones)
+from camtl.balancing import famo, lookahead_dro, methods, pcgrad, score_dro  # noqa: F401  (register the built-in ones)
 from camtl.balancing.base import (
     BalanceContext,
     LossBalancer,

@@ -40,6 +40,8 @@ class LossBalancer(nn.Module):
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
+    # True: the trainer passes each dev evaluation's primary scores to observe_dev_scores
+    uses_dev_scores: ClassVar[bool] = False
 
     def __init__(self, task_names: list[str], options: Any) -> None:
         super().__init__()
@@ -53,6 +55,10 @@ class LossBalancer(nn.Module):
 
     def weights(self) -> dict[str, float]:
         return {}
+
+    def observe_dev_scores(self, scores: dict[str, float]) -> None:
+        """Each task's primary dev score (higher is better) after an evaluation, the same
+        on every rank; called only when ``uses_dev_scores``."""
 
     def gradient_weights(self) -> dict[str, float] | None:
         """Each task's share of the gradient of the last combined loss, for a balancer

@@ -63,3 +63,17 @@ def build_optimizer(model: MultiTaskModel, config: RunConfig) -> torch.optim.Opt
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=config.training.learning_rate)
+
+
+def check_higher_is_better(tasks: list[TaskData], balancer: str) -> None:
+    """A balancer that reads dev scores takes the highest as the best: refuse a task whose
+    primary metric is lower-is-better (mse) before the run starts."""
+    from camtl.evaluation.report import LOWER_IS_BETTER
+
+    for index, task in enumerate(tasks):
+        if task.spec.primary_metric in LOWER_IS_BETTER:
+            raise ConfigError(
+                f"key 'tasks[{index}].metrics': balancer {balancer} needs a primary metric "
+                f"where higher is better; task {task.spec.name} has {task.spec.primary_metric} "
+                "first (list another metric first)"
+            )

@@ -41,7 +41,12 @@ from camtl.training.rundir import (
     write_skipped_rows,
     write_status,
 )
-from camtl.training.setup import build_accelerator, build_model_and_data, build_optimizer
+from camtl.training.setup import (
+    build_accelerator,
+    build_model_and_data,
+    build_optimizer,
+    check_higher_is_better,
+)
 from camtl.training.uncertainty import make_scorer, resolve_proxies
 
 log = logging.getLogger("camtl")
@@ -104,6 +109,8 @@ class Trainer:
             config.training.balancer.options,
             [t.spec.name for t in self.tasks],
         )
+        if self.balancer.uses_dev_scores:
+            check_higher_is_better(self.tasks, config.training.balancer.name)
         self.resuming = resume
         if self.is_main:
             self.resuming = prepare_run_dir(self.run_dir, resume, overwrite)
@@ -262,6 +269,7 @@ class Trainer:
 
     def evaluate_and_select(self) -> None:
         """Dev evaluation on the main process; saves the model when the aggregate improves."""
+        primary: dict[str, float] = {}
         if self.is_main:
             model = self.accelerator.unwrap_model(self.ddp_model)
             results = evaluate_tasks(
@@ -275,9 +283,10 @@ class Trainer:
                 precision=self.precision,
             )
             agg = results["aggregate"]
+            primary = {n: e["scores"][e["primary_metric"]] for n, e in results["tasks"].items()}
             record = {
                 "step": self.step,
-                "tasks": {n: e["scores"][e["primary_metric"]] for n, e in results["tasks"].items()},
+                "tasks": primary,
                 "scores": {n: e["scores"] for n, e in results["tasks"].items()},
                 "mean": agg["mean"],
                 "worst": agg["worst"],
@@ -308,7 +317,23 @@ class Trainer:
                     self.writer.add_scalar(f"dev/{name}", value, self.step)
                 self.writer.add_scalar("dev/mean", agg["mean"], self.step)
                 self.writer.add_scalar("dev/worst", agg["worst"], self.step)
+        if self.balancer.uses_dev_scores:
+            self._share_dev_scores(primary)
         self.accelerator.wait_for_everyone()
+
+    def _share_dev_scores(self, primary: dict[str, float]) -> None:
+        """Hand the main process's dev scores to the balancer on every rank."""
+        names = [t.spec.name for t in self.tasks]
+        values = torch.tensor(
+            [primary.get(n, 0.0) for n in names],
+            dtype=torch.float64,
+            device=self.accelerator.device,
+        )
+        if self.world > 1:
+            from accelerate.utils import broadcast
+
+            values = broadcast(values, from_process=0)
+        self.balancer.observe_dev_scores(dict(zip(names, values.cpu().tolist())))
 
     def fit(self) -> Path:
         from tqdm.auto import tqdm

@@ -1,0 +1,81 @@
+"""Group DRO on dev scores: the worst task is the one furthest from its target score.
+
+Why a balancer that reads scores: on the offline suite every loss-based worst case (group
+DRO, Lookahead-DRO) sent the weight to snli, rt_polarity and vader, whose relative losses
+fall slowest, while the worst task by its score was wnut16, whose token loss is mostly
+O tokens and falls fastest (docs/results.md). A task's loss says little about its
+metric across task kinds; its dev score says it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from camtl.balancing.base import register_balancer
+from camtl.balancing.methods import SimplexWeights
+from camtl.errors import ConfigError
+from camtl.registry import check_options
+
+
+@dataclass
+class ScoreDROOptions:
+    # eta of the exponentiated-gradient step, taken once per dev evaluation
+    step_size: float = 1.0
+    floor: float = 0.3  # every task keeps at least floor / T of the weight
+    # each task's target score (for example its single-task score); a task not named
+    # here has 100, the best score of the 0-100 metrics camtl reports
+    targets: dict[str, float] = field(default_factory=dict)
+
+    def validate(self, path: str, where: str) -> None:
+        check_options(self, path, where, positive=("step_size",), fractions=("floor",))
+        for task, value in self.targets.items():
+            if not value > 0:
+                raise ConfigError.at(where, f"key '{path}.targets.{task}': must be > 0")
+
+
+@register_balancer("score_dro")
+class ScoreDRO(SimplexWeights):
+    """After each dev evaluation, with s_t the task's primary dev score and c_t its target,
+    the gap g_t = max(0, 1 - s_t / c_t) and  a_t <- a_t + step_size * g_t;  the weights are
+    q = floor / T + (1 - floor) softmax(a): the online group DRO update of Sagawa et al.
+    with the gap to the target in place of the loss. Between evaluations the loss is the
+    q-weighted mean of the task losses; before the first evaluation q is uniform.
+
+    The weights follow dev scores, as early stopping does: report test scores for a run
+    that uses it (camtl writes report_test.json when the tasks have a test split).
+    """
+
+    Options = ScoreDROOptions
+    uses_dev_scores: ClassVar[bool] = True
+
+    def __init__(self, task_names: list[str], options: Any) -> None:
+        super().__init__(task_names, options)
+        unknown = [t for t in options.targets if t not in task_names]
+        if unknown:
+            raise ConfigError(
+                f"key 'training.balancer.options.targets.{unknown[0]}': no such task in "
+                f"this run (tasks: {', '.join(task_names)})"
+            )
+        self.register_buffer("advantage", torch.zeros(len(task_names), dtype=torch.float64))
+
+    def gaps(self, scores: dict[str, float]) -> torch.Tensor:
+        """Each task's relative distance below its target, in task order (0 at or above)."""
+        return torch.tensor(
+            [
+                max(0.0, 1.0 - scores[n] / self.options.targets.get(n, 100.0))
+                for n in self.task_names
+            ],
+            dtype=torch.float64,
+        )
+
+    def observe_dev_scores(self, scores: dict[str, float]) -> None:
+        self.advantage += self.options.step_size * self.gaps(scores).to(self.advantage)
+        spread = torch.softmax(self.advantage, dim=0)
+        floor = self.options.floor
+        self.q.copy_(floor / len(self.task_names) + (1 - floor) * spread)
+
+    def combine(self, task_losses, context):
+        return self._weighted(task_losses)
