@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from camtl.errors import ConfigError
 from camtl.registry import NoOptions, Registry
 
 BALANCERS: Registry[LossBalancer] = Registry("balancer", "training.balancer")
@@ -83,6 +84,17 @@ class LossBalancer(nn.Module):
         present = context.all_reduce_mean(present)
         seen = (present > 0).nonzero(as_tuple=True)[0].tolist()
         return seen, (values / present.clamp(min=1e-12)).double().cpu()
+
+
+def check_task_keys(per_task: dict[str, Any], task_names: list[str], key: str) -> None:
+    """Refuse a per-task option (``training.balancer.options.<key>``) naming a task that
+    is not in the run."""
+    unknown = [t for t in per_task if t not in task_names]
+    if unknown:
+        raise ConfigError(
+            f"key 'training.balancer.options.{key}.{unknown[0]}': no such "
+            f"task in this run (tasks: {', '.join(task_names)})"
+        )
 
 
 def build_balancer(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from camtl.balancing.base import LossBalancer, register_balancer
+from camtl.balancing.base import LossBalancer, check_task_keys, register_balancer
 from camtl.errors import ConfigError
 from camtl.registry import check_options
 
@@ -46,12 +46,7 @@ class FixedWeights(LossBalancer):
 
     def __init__(self, task_names: list[str], options: Any) -> None:
         super().__init__(task_names, options)
-        unknown = [t for t in options.weights if t not in task_names]
-        if unknown:
-            raise ConfigError(
-                f"key 'training.balancer.options.weights.{unknown[0]}': no such "
-                f"task in this run (tasks: {', '.join(task_names)})"
-            )
+        check_task_keys(options.weights, task_names, "weights")
 
     def combine(self, task_losses, context):
         names, losses = _stack(task_losses)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from camtl.balancing.base import register_balancer
+from camtl.balancing.base import check_task_keys, register_balancer
 from camtl.balancing.methods import SimplexWeights
 from camtl.errors import ConfigError
 from camtl.registry import check_options
@@ -53,12 +53,7 @@ class ScoreDRO(SimplexWeights):
 
     def __init__(self, task_names: list[str], options: Any) -> None:
         super().__init__(task_names, options)
-        unknown = [t for t in options.targets if t not in task_names]
-        if unknown:
-            raise ConfigError(
-                f"key 'training.balancer.options.targets.{unknown[0]}': no such task in "
-                f"this run (tasks: {', '.join(task_names)})"
-            )
+        check_task_keys(options.targets, task_names, "targets")
         self.register_buffer("advantage", torch.zeros(len(task_names), dtype=torch.float64))
 
     def gaps(self, scores: dict[str, float]) -> torch.Tensor:
