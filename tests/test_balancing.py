@@ -372,7 +372,14 @@ def test_score_dro_state_round_trips() -> None:
     again = build_balancer("score_dro", {}, NAMES)
     again.load_state_dict(bal.state_dict())
     assert again.weights() == bal.weights()
+    assert list(bal.state_dict()) == ["advantage"]  # q is derived from it
     assert torch.equal(again.state_dict()["advantage"], bal.state_dict()["advantage"])
+    # a checkpoint written when the state also held q and two unused buffers still loads
+    legacy = dict(bal.state_dict(), q=torch.zeros(3), initial=torch.zeros(3))
+    legacy["reference_seen"] = torch.zeros(3, dtype=torch.long)
+    third = build_balancer("score_dro", {}, NAMES)
+    third.load_state_dict(legacy)
+    assert third.weights() == bal.weights()
 
 
 def test_score_dro_follows_the_dev_scores_of_a_real_run(

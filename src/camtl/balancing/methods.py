@@ -19,6 +19,17 @@ def _stack(task_losses: dict[str, torch.Tensor]) -> tuple[list[str], torch.Tenso
     return names, torch.stack([task_losses[n] for n in names])
 
 
+def weighted_mean(
+    task_losses: dict[str, torch.Tensor], task_names: list[str], q: torch.Tensor
+) -> torch.Tensor:
+    """The q-weighted mean of the losses of the tasks present; q is in ``task_names``
+    order and renormalised over those tasks (no gradient flows through q)."""
+    index = {n: i for i, n in enumerate(task_names)}
+    names, losses = _stack(task_losses)
+    weights = q[[index[n] for n in names]].to(losses)
+    return (weights * losses).sum() / weights.sum().clamp(min=1e-12)
+
+
 @register_balancer("equal")
 class EqualWeights(LossBalancer):
     """The mean over the tasks present of each task's mean loss (ERM over tasks)."""
@@ -132,10 +143,7 @@ class SimplexWeights(LossBalancer):
         return all(int(self.reference_seen[t]) >= self.options.reference_updates for t in seen)
 
     def _weighted(self, task_losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        index = {n: i for i, n in enumerate(self.task_names)}
-        names, losses = _stack(task_losses)
-        q = self.q[[index[n] for n in names]].to(losses)  # no gradient through q
-        return (q * losses).sum() / q.sum().clamp(min=1e-12)
+        return weighted_mean(task_losses, self.task_names, self.q)
 
     def weights(self) -> dict[str, float]:
         return {n: float(w) for n, w in zip(self.task_names, self.q)}

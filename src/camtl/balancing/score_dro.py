@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from camtl.balancing.base import check_task_keys, register_balancer
-from camtl.balancing.methods import SimplexWeights
+from camtl.balancing.base import LossBalancer, check_task_keys, register_balancer
+from camtl.balancing.methods import weighted_mean
 from camtl.errors import ConfigError
 from camtl.registry import check_options
 
@@ -37,7 +37,7 @@ class ScoreDROOptions:
 
 
 @register_balancer("score_dro")
-class ScoreDRO(SimplexWeights):
+class ScoreDRO(LossBalancer):
     """After each dev evaluation, with s_t the task's primary dev score and c_t its target,
     the gap g_t = max(0, 1 - s_t / c_t) and  a_t <- a_t + step_size * g_t;  the weights are
     q = floor / T + (1 - floor) softmax(a): the online group DRO update of Sagawa et al.
@@ -54,7 +54,19 @@ class ScoreDRO(SimplexWeights):
     def __init__(self, task_names: list[str], options: Any) -> None:
         super().__init__(task_names, options)
         check_task_keys(options.targets, task_names, "targets")
+        # the only state: q is a function of it (a buffer, so checkpoints carry it)
         self.register_buffer("advantage", torch.zeros(len(task_names), dtype=torch.float64))
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        # checkpoints written before q was derived also hold q and two unused buffers
+        kept = {k: v for k, v in state_dict.items() if k not in ("q", "initial", "reference_seen")}
+        return super().load_state_dict(kept, strict=strict, assign=assign)
+
+    @property
+    def q(self) -> torch.Tensor:
+        floor = self.options.floor
+        spread = torch.softmax(self.advantage, dim=0)
+        return floor / len(self.task_names) + (1 - floor) * spread
 
     def gaps(self, scores: dict[str, float]) -> torch.Tensor:
         """Each task's relative distance below its target, in task order (0 at or above)."""
@@ -68,9 +80,9 @@ class ScoreDRO(SimplexWeights):
 
     def observe_dev_scores(self, scores: dict[str, float]) -> None:
         self.advantage += self.options.step_size * self.gaps(scores).to(self.advantage)
-        spread = torch.softmax(self.advantage, dim=0)
-        floor = self.options.floor
-        self.q.copy_(floor / len(self.task_names) + (1 - floor) * spread)
 
     def combine(self, task_losses, context):
-        return self._weighted(task_losses)
+        return weighted_mean(task_losses, self.task_names, self.q)
+
+    def weights(self) -> dict[str, float]:
+        return {n: float(w) for n, w in zip(self.task_names, self.q)}
