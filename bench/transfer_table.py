@@ -1,5 +1,6 @@
 """The transfer table from bench/transfer.sh's runs: dev score of the held-out task per
-fraction of its training data, CA-MTL (add-task) vs the bare encoder fine-tuned.
+fraction of its training data, CA-MTL (add-task, and add-task --joint where it was run) vs
+the bare encoder fine-tuned.
 
     python bench/transfer_table.py runs/transfer --out bench/results/transfer.json
 """
@@ -29,7 +30,7 @@ def main() -> None:
     for camtl in sorted(args.root.glob("camtl_*"), key=lambda p: float(p.name.split("_")[1])):
         fraction = camtl.name.split("_", 1)[1]
         info = json.loads((camtl / "transfer.json").read_text(encoding="utf-8"))
-        bare = args.root / f"bare_{fraction}"
+        bare, joint = args.root / f"bare_{fraction}", args.root / f"joint_{fraction}"
         rows.append(
             {
                 "fraction": float(fraction),
@@ -38,25 +39,43 @@ def main() -> None:
                 "init": info["init"],
                 "camtl_dev": score(camtl),
                 "bare_dev": score(bare),
+                "joint_dev": score(joint),  # add-task --joint, where it was run
                 "camtl_test": score(camtl, "report_test"),
                 "bare_test": score(bare, "report_test"),
+                "joint_test": score(joint, "report_test"),
                 "camtl_wall_s": info["wall_time_s"],
             }
         )
-    print(
-        "| data | examples | steps | CA-MTL (add-task, init) dev | bare MiniLM dev | "
-        "CA-MTL test | bare test |\n|---:|---:|---:|---:|---:|---:|---:|"
-    )
+    joint_cols = any(r["joint_dev"] for r in rows)
+
+    def cell(x: dict | None) -> str:
+        return "-" if x is None else f"{x['score']:.2f}"
+
+    extra = ["--joint dev", "--joint test"] if joint_cols else []
+    header = [
+        "data",
+        "examples",
+        "steps",
+        "CA-MTL (add-task, init) dev",
+        "bare MiniLM dev",
+        "CA-MTL test",
+        "bare test",
+        *extra,
+    ]
+    print("| " + " | ".join(header) + " |\n|" + "---:|" * len(header))
     for r in rows:
-
-        def cell(x: dict | None) -> str:
-            return "-" if x is None else f"{x['score']:.2f}"
-
-        print(
-            f"| {100 * r['fraction']:g}% | {r['train_examples']} | {r['steps']} | "
-            f"{cell(r['camtl_dev'])} ({r['init']}) | {cell(r['bare_dev'])} | "
-            f"{cell(r['camtl_test'])} | {cell(r['bare_test'])} |"
-        )
+        cells = [
+            f"{100 * r['fraction']:g}%",
+            str(r["train_examples"]),
+            str(r["steps"]),
+            f"{cell(r['camtl_dev'])} ({r['init']})",
+            cell(r["bare_dev"]),
+            cell(r["camtl_test"]),
+            cell(r["bare_test"]),
+        ]
+        if joint_cols:
+            cells += [cell(r["joint_dev"]), cell(r["joint_test"])]
+        print("| " + " | ".join(cells) + " |")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2), encoding="utf-8")
 

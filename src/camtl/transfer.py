@@ -7,10 +7,11 @@ weight decay by exactly zero). ``joint=True`` instead trains the run's usual tra
 parameters on the new task mixed with the run's own tasks.
 
 Initialising the row: ``random``, ``xavier``, ``copy:TASK`` (the row of a trained task),
-``auto`` (the trained row with the best zero-shot dev score). Zero-shot scoring evaluates the
-new task's dev split once per candidate row; the head is a trained task's head when that task
-has the new task's type and label list, otherwise one freshly initialised head, the same for
-every candidate (as in the paper's Table 3.8, where such scores sit near chance).
+``auto`` (the trained row whose probe, the new head alone fitted on a few hundred examples,
+scores best on dev). Zero-shot scoring, kept as a diagnostic, evaluates the new task's dev
+split once per candidate row; the head is a trained task's head when that task has the new
+task's type and label list, otherwise one freshly initialised head, the same for every
+candidate (as in the paper's Table 3.8, where such scores sit near chance).
 """
 
 from __future__ import annotations
