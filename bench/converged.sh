@@ -5,8 +5,8 @@
 # bench/results/converged.json and the dev curves. A finished run is kept and an
 # interrupted one resumes from its checkpoint, so the script can be stopped and rerun
 # (the whole of it is days of CPU time on 2 cores; hours on a GPU).
-#   bash bench/converged.sh [ROW...]     rows: single_task camtl plain camtl_unfrozen
-#                                        ladder_2 ladder_3 ladder_4
+#   bash bench/converged.sh [ROW...]     rows: single_task single_task_seed camtl plain
+#                                        camtl_unfrozen ladder_2 ladder_3 ladder_4
 #   THREADS=1 bash bench/converged.sh camtl     (one thread per run, to run two at once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,8 @@ SEEDS=${SEEDS:-12 13 14}
 THREADS_SET=()
 [ -n "${THREADS:-}" ] && THREADS_SET=(--set "training.num_threads=$THREADS")
 ROWS=("$@")
-[ ${#ROWS[@]} -gt 0 ] || ROWS=(single_task camtl plain camtl_unfrozen ladder_2 ladder_3 ladder_4)
+[ ${#ROWS[@]} -gt 0 ] || ROWS=(single_task single_task_seed camtl plain camtl_unfrozen ladder_2 ladder_3
+  ladder_4)
 PER_LAYER=(--set model.camtl.generators=per_layer)
 NO_ALIGN_LN=(--set model.camtl.conditional_alignment=false
   --set model.camtl.conditional_layer_norm=false)
@@ -37,6 +38,10 @@ for row in "${ROWS[@]}"; do
       "$BIN/camtl" baseline single-task configs/converged/camtl.yaml \
         --output-root "$ROOT/single_task" --max-steps 3000 \
         --set training.eval_every=150 "${THREADS_SET[@]}" ;;
+    single_task_seed)  # is one seed enough? wnut16 (the noisiest F1) again with seed 13
+      "$BIN/camtl" baseline single-task configs/converged/camtl.yaml \
+        --output-root "$ROOT/single_task_s13" --tasks wnut16 --max-steps 3000 \
+        --set seed=13 --set training.eval_every=150 "${THREADS_SET[@]}" ;;
     camtl | plain)
       for seed in $SEEDS; do
         train "$ROOT/${row}_s$seed" "configs/converged/$row.yaml" --set "seed=$seed"
