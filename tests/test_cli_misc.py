@@ -125,6 +125,29 @@ def test_compare_keeps_single_task_runs_of_one_task_apart(tmp_path: Path) -> Non
     assert "reaches_single_task" not in rows[0]
 
 
+def test_compare_adds_a_mean_over_the_shared_tasks_when_rows_cover_different_tasks(
+    tmp_path: Path,
+) -> None:
+    """Single-task runs of two tasks of three against a three-task run: each row's mean is
+    over its own tasks (70 and 60), so the table adds one over the tasks both have."""
+    from camtl.evaluation.compare import compare_rows, format_comparison
+
+    runs = [
+        fake_run(tmp_path, "st_a", {"a": 80.0}, 110),
+        fake_run(tmp_path, "st_b", {"b": 60.0}, 105),
+        fake_run(tmp_path, "mtl", {"a": 78.0, "b": 62.0, "c": 40.0}, 120),
+    ]
+    _, rows = compare_rows(runs)
+    assert [r["mean"] for r in rows] == [70.0, 60.0]
+    assert [r["shared_mean"] for r in rows] == [70.0, 70.0]
+    table = format_comparison(runs, markdown=True).splitlines()
+    assert "| mean | mean of the 2 shared | worst |" in table[0]
+    assert table[3].startswith("| mtl | 78.00 | 62.00 | 40.00 | 60.00 | 70.00 |")
+    # rows over the same tasks need no such column
+    same = format_comparison(runs[2:] * 2, markdown=True).splitlines()[0]
+    assert "shared" not in same
+
+
 def test_compare_by_seed_gives_one_row_per_configuration(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -170,3 +193,8 @@ def test_compare_by_seed_gives_one_row_per_configuration(
     table = capsys.readouterr().out.splitlines()
     assert table[2].startswith("| wide (2 seeds) | 82.00 ± 2.83 | 59.00 ± 1.41 | 70.50 ± 0.71 |")
     assert len(table) == 5  # header, rule, three rows
+    # beside a single-task run of a alone, the mean over the shared task a has its seeds' spread
+    runs.append(fake_run(tmp_path, "only_a", {"a": 70.0}, 120))
+    _, rows = compare_rows(runs, by_seed=True)
+    wide = rows[1]  # the single-task row comes first
+    assert wide["shared_mean"] == 82.0 and wide["sd"]["shared_mean"] == pytest.approx(2**1.5)

@@ -110,6 +110,7 @@ def seed_group_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "starved": None if None in starved else max(starved),
         "sd": sd,
         "seeds": len(rows),
+        "seed_scores": [r["scores"] for r in rows],  # for aggregates over a subset of tasks
     }
 
 
@@ -170,6 +171,7 @@ def compare_rows(
     tasks: list[str] = []
     for row in rows:
         tasks += [t for t in row["scores"] if t not in tasks]
+    add_shared_mean(tasks, rows)
     if single:
         reference = rows[0]["scores"]
         for row in rows:
@@ -181,6 +183,22 @@ def compare_rows(
             if row is not rows[0]:  # the reference itself is 100% everywhere
                 row["relative_worst"] = relative_worst(row["scores"], reference)
     return tasks, rows
+
+
+def add_shared_mean(tasks: list[str], rows: list[dict[str, Any]]) -> None:
+    """When the rows cover different tasks (a single-task row still missing a task, an
+    added task), each row's "mean" is over its own tasks and the means are not comparable:
+    then every row also gets ``shared_mean`` over the tasks all rows have."""
+    shared = [t for t in tasks if all(t in row["scores"] for row in rows)]
+    if not shared or len(shared) == len(tasks):
+        return
+    for row in rows:
+        row["shared_mean"] = statistics.fmean(row["scores"][t] for t in shared)
+        row["shared_tasks"] = len(shared)
+        per_seed = row.get("seed_scores")
+        if per_seed:
+            means = [statistics.fmean(scores[t] for t in shared) for scores in per_seed]
+            row["sd"]["shared_mean"] = statistics.stdev(means)
 
 
 def relative_worst(
@@ -202,10 +220,12 @@ def comparison_table(
     several seeds shows each score as mean ± standard deviation."""
     tasks, rows = compare_rows(run_dirs, split, by_seed)
     with_single = "reaches_single_task" in rows[0]
+    shared = rows[0].get("shared_tasks")
     header = [
         "run",
         *tasks,
         "mean",
+        *([f"mean of the {shared} shared"] if shared else []),
         "worst",
         "spread",
         *(["worst / single-task", "tasks >= single-task"] if with_single else []),
@@ -230,6 +250,7 @@ def comparison_table(
                 row["run"],
                 *(_num(row["scores"].get(t), sd=sd.get(t)) for t in tasks),
                 _num(row["mean"], sd=sd.get("mean")),
+                *([_num(row["shared_mean"], sd=sd.get("shared_mean"))] if shared else []),
                 f"{_num(row['worst'], sd=sd.get('worst'))} ({row['worst_task']})",
                 _num(row["spread"], sd=sd.get("spread")),
                 *(
