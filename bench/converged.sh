@@ -6,7 +6,7 @@
 # interrupted one resumes from its checkpoint, so the script can be stopped and rerun
 # (the whole of it is days of CPU time on 2 cores; hours on a GPU).
 #   bash bench/converged.sh [ROW...]     rows: single_task single_task_seed camtl plain
-#                                        camtl_unfrozen ladder_2 ladder_3 ladder_4
+#                                        camtl_mtu camtl_unfrozen ladder_2 ladder_3 ladder_4
 #   THREADS=1 bash bench/converged.sh camtl     (one thread per run, to run two at once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +16,8 @@ SEEDS=${SEEDS:-12 13 14}
 THREADS_SET=()
 [ -n "${THREADS:-}" ] && THREADS_SET=(--set "training.num_threads=$THREADS")
 ROWS=("$@")
-[ ${#ROWS[@]} -gt 0 ] || ROWS=(single_task single_task_seed camtl plain camtl_unfrozen ladder_2 ladder_3
-  ladder_4)
+[ ${#ROWS[@]} -gt 0 ] || ROWS=(single_task single_task_seed camtl plain camtl_mtu camtl_unfrozen ladder_2
+  ladder_3 ladder_4)
 PER_LAYER=(--set model.camtl.generators=per_layer)
 NO_ALIGN_LN=(--set model.camtl.conditional_alignment=false
   --set model.camtl.conditional_layer_norm=false)
@@ -46,6 +46,11 @@ for row in "${ROWS[@]}"; do
       for seed in $SEEDS; do
         train "$ROOT/${row}_s$seed" "configs/converged/$row.yaml" --set "seed=$seed"
       done ;;
+    camtl_mtu)  # CA-MTL with MT-Uncertainty sampling (exact mode) in place of temperature
+      for seed in $SEEDS; do
+        train "$ROOT/camtl_mtu_s$seed" configs/converged/camtl.yaml --set "seed=$seed" \
+          --set "training.sampler={name: mt_uncertainty}"
+      done ;;
     camtl_unfrozen)  # the test of the likeliest cause of the gap: nothing frozen, seed 12
       train "$ROOT/camtl_unfrozen_s12" configs/converged/camtl.yaml --set seed=12 \
         --set model.freeze_layers=0 --set model.freeze_embeddings=false ;;
@@ -72,7 +77,7 @@ done
   --plot bench/results/converged_curves.png \
   --row single_task "$ROOT"/single_task/*/ \
   --row plain "$ROOT"/plain_s*/ --row camtl "$ROOT"/camtl_s*/ \
-  --row camtl_unfrozen "$ROOT"/camtl_unfrozen_s*/ \
+  --row camtl_mtu "$ROOT"/camtl_mtu_s*/ --row camtl_unfrozen "$ROOT"/camtl_unfrozen_s*/ \
   --row ladder_2_cond_attention "$ROOT"/ladder_2_cond_attention_s*/ \
   --row ladder_3_cond_bottleneck "$ROOT"/ladder_3_cond_bottleneck_s*/ \
   --row ladder_4_full_per_layer "$ROOT"/ladder_4_full_per_layer_s*/
