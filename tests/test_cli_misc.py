@@ -123,6 +123,12 @@ def test_compare_keeps_single_task_runs_of_one_task_apart(tmp_path: Path) -> Non
     _, rows = compare_rows(runs)
     assert [r["run"] for r in rows] == ["a_small", "a_large"]
     assert "reaches_single_task" not in rows[0]
+    # two runs of one name (one task's single-task run, two seeds) get their parent's too
+    for seed in ("s12", "s13"):
+        (tmp_path / seed).mkdir()
+    again = [fake_run(tmp_path / seed, "a", {"a": 70.0}, 110) for seed in ("s12", "s13")]
+    _, rows = compare_rows([*again, runs[0]])
+    assert [r["run"] for r in rows] == ["s12/a", "s13/a", "a_small"]
 
 
 def test_compare_adds_a_mean_over_the_shared_tasks_when_rows_cover_different_tasks(

@@ -46,6 +46,16 @@ def _row(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def display_names(run_dirs: list[Path]) -> list[str]:
+    """Each run's folder name, with its parent's in front where two runs share a name
+    (runs/a/wnut16 and runs/b/wnut16 become a/wnut16 and b/wnut16)."""
+    names = [d.resolve().name or str(d) for d in run_dirs]
+    counts = Counter(names)
+    return [
+        f"{d.resolve().parent.name}/{n}" if counts[n] > 1 else n for d, n in zip(run_dirs, names)
+    ]
+
+
 def _longest_starvation(info: dict[str, Any]) -> float | None:
     """The longest stretch any task went without an example, as a share of the run's
     steps (None: a run saved before it was recorded)."""
@@ -160,6 +170,8 @@ def compare_rows(
     row's score. Single-task runs that share a task stay separate rows.
     """
     all_rows = [_row(run_dir, load_report(run_dir, split)) for run_dir in run_dirs]
+    for row, name in zip(all_rows, display_names(run_dirs)):
+        row["run"] = name
     if by_seed:
         all_rows = group_by_seed(run_dirs, all_rows)
     multi = [row for row in all_rows if not row["single"]]
