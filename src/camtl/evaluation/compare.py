@@ -108,7 +108,7 @@ def seed_group_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     times = [r["wall_time_s"] for r in rows]
     used = [r["data_used"] for r in rows]
     starved = [r["starved"] for r in rows]
-    name = re.sub(r"[_-]seed\d+$", "", first["run"])
+    name = re.sub(r"[_-](?:seed|s)\d+$", "", first["run"])  # wide_seed12, camtl_s12
     return {
         **first,
         "run": f"{name} ({len(rows)} seeds)",
