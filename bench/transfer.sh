@@ -5,7 +5,8 @@
 # bare MiniLM fully fine-tuned on the same subsets for the same steps (3 epochs, 10 to 300).
 #   bash bench/transfer.sh        # the demo-sized source (400 steps, fp32): ~35 min, 2 cores
 #   SOURCE=configs/converged/holdout_rt_polarity.yaml OUT=runs/transfer_converged JOINT=1 \
-#     TABLE=bench/results/transfer_converged.json bash bench/transfer.sh      # from a source trained to its early stop (hours on CPU)
+#     TABLE=bench/results/transfer_converged.json bash bench/transfer.sh
+#                                 # from a source trained to its early stop (hours on CPU)
 # A finished source run is kept (a converged one takes hours) and an interrupted one resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
