@@ -129,6 +129,10 @@ def test_compare_keeps_single_task_runs_of_one_task_apart(tmp_path: Path) -> Non
     again = [fake_run(tmp_path / seed, "a", {"a": 70.0}, 110) for seed in ("s12", "s13")]
     _, rows = compare_rows([*again, runs[0]])
     assert [r["run"] for r in rows] == ["s12/a", "s13/a", "a_small"]
+    # a link to a run (a folder of links gathering runs for a table) shows the link's name
+    (tmp_path / "linked").symlink_to(runs[0])
+    _, rows = compare_rows([tmp_path / "linked", runs[1]])
+    assert [r["run"] for r in rows] == ["linked", "a_large"]
 
 
 def test_compare_adds_a_mean_over_the_shared_tasks_when_rows_cover_different_tasks(

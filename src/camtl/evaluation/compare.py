@@ -25,11 +25,11 @@ def load_report(run_dir: Path, split: str = "dev") -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _row(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+def _row(name: str, report: dict[str, Any]) -> dict[str, Any]:
     results, info = report["results"], report.get("run_info", {})
     params = info.get("parameters", {})
     return {
-        "run": run_dir.name or str(run_dir),
+        "run": name,
         "scores": {
             name: entry["scores"][entry["primary_metric"]]
             for name, entry in results["tasks"].items()
@@ -49,10 +49,10 @@ def _row(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
 def display_names(run_dirs: list[Path]) -> list[str]:
     """Each run's folder name, with its parent's in front where two runs share a name
     (runs/a/wnut16 and runs/b/wnut16 become a/wnut16 and b/wnut16)."""
-    names = [d.resolve().name or str(d) for d in run_dirs]
+    names = [d.name or str(d) for d in run_dirs]  # a link's own name, not its target's
     counts = Counter(names)
     return [
-        f"{d.resolve().parent.name}/{n}" if counts[n] > 1 else n for d, n in zip(run_dirs, names)
+        f"{d.absolute().parent.name}/{n}" if counts[n] > 1 else n for d, n in zip(run_dirs, names)
     ]
 
 
@@ -169,9 +169,10 @@ def compare_rows(
     (placed first), and every other row counts the tasks on which it reaches or beats that
     row's score. Single-task runs that share a task stay separate rows.
     """
-    all_rows = [_row(run_dir, load_report(run_dir, split)) for run_dir in run_dirs]
-    for row, name in zip(all_rows, display_names(run_dirs)):
-        row["run"] = name
+    all_rows = [
+        _row(name, load_report(run_dir, split))
+        for run_dir, name in zip(run_dirs, display_names(run_dirs))
+    ]
     if by_seed:
         all_rows = group_by_seed(run_dirs, all_rows)
     multi = [row for row in all_rows if not row["single"]]
