@@ -26,6 +26,16 @@ from camtl.evaluation.metrics import aggregate
 from camtl.fileio import read_jsonl
 from camtl.yamlio import read_yaml
 
+LATE_SHARE = 0.2  # the issue's convergence test: the dev mean's gain over the last 20% of steps
+
+
+def late_gain(history: list[dict[str, Any]], steps_run: int | None) -> float | None:
+    """How much the best dev mean rose over the run's last LATE_SHARE of steps."""
+    if not history or not steps_run:
+        return None
+    early = [h["mean"] for h in history if h["step"] <= steps_run * (1 - LATE_SHARE)]
+    return max(h["mean"] for h in history) - max(early) if early else None
+
 
 def run_entry(run_dir: Path) -> dict[str, Any]:
     """One finished run: its seed, selected scores on dev and test, and how it stopped."""
@@ -42,6 +52,9 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
         return {t: e["scores"][e["primary_metric"]] for t, e in tasks.items()}
 
     params = info.get("parameters", {})
+    history = [
+        {"step": r["step"], "mean": r["mean"]} for r in read_jsonl(run_dir / "metrics.jsonl")
+    ]
     return {
         "run": str(run_dir),
         "seed": seed,
@@ -54,9 +67,8 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
         "data_used": info.get("examples_used_total_fraction"),
         "params_total": params.get("total"),
         "encoder_params": params.get("encoder"),
-        "history": [
-            {"step": r["step"], "mean": r["mean"]} for r in read_jsonl(run_dir / "metrics.jsonl")
-        ],
+        "dev_gain_last_20pct": late_gain(history, status.get("step")),
+        "history": history,
     }
 
 
@@ -159,6 +171,10 @@ def main() -> int:
         ]
         for name, dirs in groups.items()
     }
+    for name, entries in runs.items():
+        if not entries:  # a row not run yet, or a mistyped path: say so, not a silent gap
+            shown = " ".join(str(d) for d in groups[name])
+            print(f"row {name}: no finished run in {shown}", file=sys.stderr)
     reference = None
     rows: dict[str, dict[str, Any]] = {}
     if runs.get("single_task"):
@@ -177,6 +193,13 @@ def main() -> int:
     for name, row in rows.items():
         dev = row.get("dev", {})
         print(name, {k: dev.get(k) for k in ("mean", "worst", "worst_task", "spread")})
+        for run in row["runs"]:
+            gain = run["dev_gain_last_20pct"]
+            late = "-" if gain is None else f"{gain:+.2f}"
+            print(
+                f"  {run['run']}: stopped at {run['steps_run']} ({run['stopped_by']}), "
+                f"best at {run['selected_step']}, dev mean gain over the last 20%: {late}"
+            )
     return 0
 
 
