@@ -113,7 +113,9 @@ def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:
     assert "| 98.3% (b) | 1/2 | 50% | 1.5% | 0.00M | 1.20 |" in table[3]
 
 
-def test_compare_keeps_single_task_runs_of_one_task_apart(tmp_path: Path) -> None:
+def test_compare_keeps_single_task_runs_of_one_task_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from camtl.evaluation.compare import compare_rows
 
     runs = [
@@ -133,6 +135,10 @@ def test_compare_keeps_single_task_runs_of_one_task_apart(tmp_path: Path) -> Non
     (tmp_path / "linked").symlink_to(runs[0])
     _, rows = compare_rows([tmp_path / "linked", runs[1]])
     assert [r["run"] for r in rows] == ["linked", "a_large"]
+    # a run given as "." (compare run inside its folder) is named by that folder
+    monkeypatch.chdir(runs[1])
+    _, rows = compare_rows([runs[0], Path(".")])
+    assert [r["run"] for r in rows] == ["a_small", "a_large"]
 
 
 def test_compare_adds_a_mean_over_the_shared_tasks_when_rows_cover_different_tasks(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 from collections import Counter
@@ -49,11 +50,11 @@ def _row(name: str, report: dict[str, Any]) -> dict[str, Any]:
 def display_names(run_dirs: list[Path]) -> list[str]:
     """Each run's folder name, with its parent's in front where two runs share a name
     (runs/a/wnut16 and runs/b/wnut16 become a/wnut16 and b/wnut16)."""
-    names = [d.name or str(d) for d in run_dirs]  # a link's own name, not its target's
+    # abspath, not resolve: "." gets its folder's name and a link keeps its own, not its target's
+    paths = [Path(os.path.abspath(d)) for d in run_dirs]
+    names = [p.name or str(p) for p in paths]
     counts = Counter(names)
-    return [
-        f"{d.absolute().parent.name}/{n}" if counts[n] > 1 else n for d, n in zip(run_dirs, names)
-    ]
+    return [f"{p.parent.name}/{n}" if counts[n] > 1 else n for p, n in zip(paths, names)]
 
 
 def _longest_starvation(info: dict[str, Any]) -> float | None:
