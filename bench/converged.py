@@ -127,18 +127,18 @@ def plot(rows: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    # one colour per row, fixed by its place (every seed of a row shares it; grey is the
+    # single-task line's, so the cycle skips it)
+    colours = iter(c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c != "#7f7f7f")
     for name, row in rows.items():
         if name == "single_task":
             ax.axhline(row["dev"]["mean"], linestyle="--", color="grey", label="single-task")
             continue
+        colour = next(colours)
         for k, run in enumerate(row["runs"]):
             steps = [h["step"] for h in run["history"]]
             means = [h["mean"] for h in run["history"]]
-            line = ax.plot(steps, means, alpha=0.8, label=name if k == 0 else None)
-            if k == 0:
-                color = line[0].get_color()
-            else:
-                line[0].set_color(color)
+            ax.plot(steps, means, alpha=0.8, color=colour, label=name if k == 0 else None)
     ax.set_xlabel("step")
     ax.set_ylabel("dev mean (primary metric)")
     ax.legend()
