@@ -15,6 +15,7 @@ and training time summed. Every other row is one run per seed, averaged over its
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -128,8 +129,9 @@ def plot(rows: dict[str, dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     # one colour per row, fixed by its place (every seed of a row shares it; grey is the
-    # single-task line's, so the cycle skips it)
-    colours = iter(c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c != "#7f7f7f")
+    # single-task line's, so the cycle skips it; more rows than colours wrap around)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = itertools.cycle([c for c in palette if c != "#7f7f7f"])
     for name, row in rows.items():
         if name == "single_task":
             ax.axhline(row["dev"]["mean"], linestyle="--", color="grey", label="single-task")
