@@ -1,6 +1,7 @@
 """Two runs' dev curves side by side (docs/results.md, the unfrozen CA-MTL run): each
 run's best step and per-task dev scores there, and the difference of the dev means at
-the steps both evaluated. Reads metrics.jsonl only, so it works on an unfinished run.
+the steps both evaluated (range, mean, how many within a point; `--per-step` lists
+them). Reads metrics.jsonl only, so it works on an unfinished run.
 
     python bench/curve_diff.py runs/converged/camtl_s12 runs/converged/camtl_unfrozen_s12
 """
@@ -8,34 +9,51 @@ the steps both evaluated. Reads metrics.jsonl only, so it works on an unfinished
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
+from typing import Any
 
 from camtl.fileio import read_jsonl
+
+
+def compare(base: list[dict[str, Any]], other: list[dict[str, Any]], per_step: bool) -> str:
+    """The report for two runs' metrics.jsonl records (each with step, mean and tasks)."""
+    best_base = max(base, key=lambda r: r["mean"])
+    best_other = max(other, key=lambda r: r["mean"])
+    lines = [
+        f"best: base step {best_base['step']} mean {best_base['mean']:.2f}; "
+        f"other step {best_other['step']} mean {best_other['mean']:.2f}"
+    ]
+    for task, score in best_base["tasks"].items():
+        change = best_other["tasks"][task] - score
+        lines.append(
+            f"  {task}: base {score:.2f} other {best_other['tasks'][task]:.2f} ({change:+.2f})"
+        )
+    base_mean = {r["step"]: r["mean"] for r in base}
+    matched = [
+        (r["step"], base_mean[r["step"]], r["mean"]) for r in other if r["step"] in base_mean
+    ]
+    if per_step:
+        lines.append("step: base other (other - base)")
+        lines += [f"  {s}: {b:.2f} {o:.2f} ({o - b:+.2f})" for s, b, o in matched]
+    diffs = [o - b for _, b, o in matched]
+    within = sum(abs(d) <= 1.0 for d in diffs)
+    lines.append(
+        f"matched steps: {len(diffs)}, other - base from {min(diffs):+.2f} to "
+        f"{max(diffs):+.2f}, mean {statistics.fmean(diffs):+.2f}, within one point at {within}"
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("base", type=Path)
     parser.add_argument("other", type=Path)
+    parser.add_argument("--per-step", action="store_true", help="list every matched step")
     args = parser.parse_args()
     base = read_jsonl(args.base / "metrics.jsonl")
     other = read_jsonl(args.other / "metrics.jsonl")
-    best_base = max(base, key=lambda r: r["mean"])
-    best_other = max(other, key=lambda r: r["mean"])
-    print(
-        f"best: base step {best_base['step']} mean {best_base['mean']:.2f}; "
-        f"other step {best_other['step']} mean {best_other['mean']:.2f}"
-    )
-    for task, score in best_base["tasks"].items():
-        change = best_other["tasks"][task] - score
-        print(f"  {task}: base {score:.2f} other {best_other['tasks'][task]:.2f} ({change:+.2f})")
-    base_mean = {r["step"]: r["mean"] for r in base}
-    diffs = [r["mean"] - base_mean[r["step"]] for r in other if r["step"] in base_mean]
-    within = sum(abs(d) <= 1.0 for d in diffs)
-    print(
-        f"matched steps: {len(diffs)}, other - base from {min(diffs):+.2f} to "
-        f"{max(diffs):+.2f}, within one point at {within}"
-    )
+    print(compare(base, other, args.per_step))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,49 @@
+"""bench/curve_diff.py, which compares two runs' dev curves at the steps both evaluated
+(docs/results.md quotes its ranges, means and per-step values)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "curve_diff.py"
+
+
+@pytest.fixture(scope="module")
+def curve_diff() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_curve_diff", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _records(*points: tuple[int, float]) -> list[dict]:
+    return [{"step": s, "mean": m, "tasks": {"a": m, "b": m}} for s, m in points]
+
+
+def test_matched_steps_only_and_their_summary(curve_diff: ModuleType) -> None:
+    base = _records((250, 60.0), (500, 70.0), (750, 72.0))
+    # step 1000 has no base evaluation (the base stopped earlier): left out
+    other = _records((250, 61.5), (500, 69.5), (750, 72.0), (1000, 80.0))
+    report = curve_diff.compare(base, other, per_step=False)
+    assert report.splitlines()[0] == "best: base step 750 mean 72.00; other step 1000 mean 80.00"
+    assert "  a: base 72.00 other 80.00 (+8.00)" in report
+    assert report.splitlines()[-1] == (
+        "matched steps: 3, other - base from -0.50 to +1.50, mean +0.33, within one point at 2"
+    )
+    assert "step: base other" not in report
+
+
+def test_per_step_lists_every_matched_step(curve_diff: ModuleType) -> None:
+    base = _records((250, 60.0), (500, 70.0))
+    other = _records((250, 61.5), (500, 69.5), (750, 71.0))
+    lines = curve_diff.compare(base, other, per_step=True).splitlines()
+    start = lines.index("step: base other (other - base)")
+    assert lines[start + 1 : start + 3] == [
+        "  250: 60.00 61.50 (+1.50)",
+        "  500: 70.00 69.50 (-0.50)",
+    ]
