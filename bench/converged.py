@@ -10,6 +10,16 @@ of the rows in one plot.
 
 A row of single-task runs (one task each) is one system: one model per task, parameters
 and training time summed. Every other row is one run per seed, averaged over its seeds.
+
+Run folders hold checkpoints and do not travel; the results file does. ``--keep`` carries
+every run an earlier results file recorded whose folder is not given again (a finished
+run on another machine), so a row can gain a seed without the folders of the others:
+
+    python bench/converged.py --keep bench/results/converged.json \\
+        --out bench/results/converged.json --row ladder_3_cond_bottleneck runs/converged/ladder_3_*
+    python bench/converged.py --table bench/results/converged.json [--split test]
+
+``--table`` prints a results file as the Markdown table of `camtl compare --by-seed`.
 """
 
 from __future__ import annotations
@@ -22,7 +32,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from camtl.evaluation.compare import load_report, relative_worst
+from camtl.evaluation.compare import (
+    load_report,
+    longest_starvation,
+    rank_rows,
+    relative_worst,
+    render_table,
+    score_row,
+    seed_group_row,
+    table_cells,
+)
 from camtl.evaluation.metrics import aggregate
 from camtl.fileio import read_jsonl
 from camtl.yamlio import read_yaml
@@ -66,6 +85,8 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
         "stopped_by": status.get("stopped_by"),
         "wall_time_s": status.get("wall_time_s"),
         "data_used": info.get("examples_used_total_fraction"),
+        "starved": longest_starvation(info),
+        "precision": info.get("precision"),
         "params_total": params.get("total"),
         "encoder_params": params.get("encoder"),
         "dev_gain_last_20pct": late_gain(history, status.get("step")),
@@ -150,21 +171,9 @@ def plot(rows: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--plot", type=Path)
-    parser.add_argument(
-        "--row",
-        nargs="+",
-        action="append",
-        required=True,
-        metavar=("NAME", "RUN_DIR"),
-        help="a row's name, then its finished run directories",
-    )
-    args = parser.parse_args()
-    groups = {row[0]: [Path(p) for p in row[1:]] for row in args.row}
-    runs = {
+def finished_runs(groups: dict[str, list[Path]]) -> dict[str, list[dict[str, Any]]]:
+    """Each row's finished runs among the folders given (an unfinished one is left out)."""
+    return {
         name: [
             run_entry(d)
             for d in dirs
@@ -173,10 +182,27 @@ def main() -> int:
         ]
         for name, dirs in groups.items()
     }
+
+
+def carry_over(
+    runs: dict[str, list[dict[str, Any]]], earlier: dict[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
+    """``runs`` plus every run of ``earlier`` (a results file) not read again here, the
+    earlier file's rows first, in its order; each row's runs by seed."""
+    fresh = {run["run"] for entries in runs.values() for run in entries}
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for name, row in earlier["rows"].items():
+        merged[name] = [run for run in row["runs"] if run["run"] not in fresh]
     for name, entries in runs.items():
-        if not entries:  # a row not run yet, or a mistyped path: say so, not a silent gap
-            shown = " ".join(str(d) for d in groups[name])
-            print(f"row {name}: no finished run in {shown}", file=sys.stderr)
+        merged.setdefault(name, []).extend(entries)
+    return {
+        name: sorted(entries, key=lambda run: (run["seed"] is None, run["seed"] or 0, run["run"]))
+        for name, entries in merged.items()
+    }
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Every row with a finished run, the single-task row first (the reference)."""
     reference = None
     rows: dict[str, dict[str, Any]] = {}
     if runs.get("single_task"):
@@ -187,7 +213,83 @@ def main() -> int:
     for name, entries in runs.items():
         if name != "single_task" and entries:
             rows[name] = row_summary(name, entries, reference)
-    result = {"rows": rows, "command": "python " + " ".join(sys.argv)}
+    return rows
+
+
+def markdown_table(result: dict[str, Any], split: str) -> str:
+    """A results file's rows as `camtl compare --by-seed --markdown` shows run folders:
+    one row per results row (a row of several seeds as mean ± sd), single-task first."""
+    table_rows = []
+    for name, row in result["rows"].items():
+        single = name == "single_task"
+        per_run = [
+            score_row(
+                Path(run["run"]).name,
+                run[split],
+                total_params=run["params_total"],
+                encoder_params=run["encoder_params"],
+                wall_time_s=run["wall_time_s"],
+                data_used=run["data_used"],
+                starved=run.get("starved"),  # None: recorded before the file kept it
+                single=single,
+            )
+            for run in row["runs"]
+            if run.get(split)
+        ]
+        if single:
+            table_rows += per_run
+        elif per_run:
+            table_rows.append(seed_group_row(per_run))
+    if not table_rows:
+        raise SystemExit(f"no {split} scores in the results file")
+    return render_table(*table_cells(*rank_rows(table_rows)), markdown=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--plot", type=Path)
+    parser.add_argument(
+        "--row",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("NAME", "RUN_DIR"),
+        help="a row's name, then its finished run directories",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="carry over the runs this earlier results file recorded and --row does not give",
+    )
+    parser.add_argument(
+        "--table",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="print this results file as a Markdown table and exit",
+    )
+    parser.add_argument("--split", choices=("dev", "test"), default="dev")
+    args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text(encoding="utf-8")), args.split))
+        return 0
+    if args.out is None or not (args.row or args.keep):
+        parser.error("--out and at least one --row or --keep are required (or --table alone)")
+    groups = {row[0]: [Path(p) for p in row[1:]] for row in args.row}
+    runs = finished_runs(groups)
+    for name, entries in runs.items():
+        if not entries:  # a row not run yet, or a mistyped path: say so, not a silent gap
+            shown = " ".join(str(d) for d in groups[name])
+            print(f"row {name}: no finished run in {shown}", file=sys.stderr)
+    result: dict[str, Any] = {}
+    if args.keep:
+        earlier = json.loads(args.keep.read_text(encoding="utf-8"))
+        runs = carry_over(runs, earlier)
+        # the commands that built the runs carried over, oldest first
+        result["earlier_commands"] = [*earlier.get("earlier_commands", []), earlier["command"]]
+    rows = summarise(runs)
+    result = {"rows": rows, "command": "python " + " ".join(sys.argv), **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if args.plot:

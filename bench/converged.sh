@@ -8,6 +8,9 @@
 #   bash bench/converged.sh [ROW...]     rows: single_task single_task_seed camtl plain
 #                                        camtl_mtu camtl_unfrozen ladder_2 ladder_3 ladder_4
 #   THREADS=1 bash bench/converged.sh camtl     (one thread per run, to run two at once)
+#   KEEP=bench/results/converged.json bash bench/converged.sh ladder_3
+#       (the results file also keeps the runs it recorded before whose folders are not here:
+#        finished on another machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -15,6 +18,8 @@ ROOT=${ROOT:-runs/converged}
 SEEDS=${SEEDS:-12 13 14}
 THREADS_SET=()
 [ -n "${THREADS:-}" ] && THREADS_SET=(--set "training.num_threads=$THREADS")
+KEEP_ARG=()
+[ -n "${KEEP:-}" ] && KEEP_ARG=(--keep "$KEEP")
 ROWS=("$@")
 [ ${#ROWS[@]} -gt 0 ] || ROWS=(single_task single_task_seed camtl plain camtl_mtu camtl_unfrozen ladder_2
   ladder_3 ladder_4)
@@ -73,7 +78,7 @@ for row in "${ROWS[@]}"; do
   esac
 done
 
-"$BIN/python" bench/converged.py --out bench/results/converged.json \
+"$BIN/python" bench/converged.py "${KEEP_ARG[@]}" --out bench/results/converged.json \
   --plot bench/results/converged_curves.png \
   --row single_task "$ROOT"/single_task/*/ \
   --row plain "$ROOT"/plain_s*/ --row camtl "$ROOT"/camtl_s*/ \

@@ -5,6 +5,8 @@ system of single-task models against a mean over seeds)."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -85,3 +87,112 @@ def test_a_row_of_single_task_runs_is_one_system_and_seeds_are_averaged(
     assert dev["relative_worst"]["task"] == "b"
     assert dev["relative_worst"]["percent"] == pytest.approx(84.0)
     assert multi["params_total"] == 110 and multi["training_time_s"] == 6.0
+
+
+def _entry(path: str, seed: int, dev: dict[str, float]) -> dict[str, Any]:
+    """A run as a results file records it (every key ``run_entry`` writes)."""
+    return {
+        **_run(dev, 110, 6.0),
+        "run": path,
+        "seed": seed,
+        "selected_step": 500,
+        "steps_run": 500,
+        "stopped_by": "early_stopping",
+        "starved": None,
+        "precision": "bf16",
+        "dev_gain_last_20pct": 0.0,
+        "history": [],
+    }
+
+
+def _write_finished_run(run_dir: Path, seed: int, dev: dict[str, float]) -> None:
+    """The files ``run_entry`` reads from a finished run folder (no checkpoint)."""
+    run_dir.mkdir(parents=True)
+    tasks = {t: {"primary_metric": "accuracy", "scores": {"accuracy": s}} for t, s in dev.items()}
+    info = {
+        "parameters": {"total": 110, "encoder": 100},
+        "precision": "fp32",
+        "steps_run": 500,
+        "longest_unsampled_steps": {t: 5 for t in dev},
+    }
+    report = {"results": {"tasks": tasks}, "run_info": info}
+    (run_dir / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    status = {"status": "completed", "step": 500, "best_step": 500, "wall_time_s": 9.0}
+    (run_dir / "status.json").write_text(json.dumps(status), encoding="utf-8")
+    (run_dir / "config.yaml").write_text(f"seed: {seed}\n", encoding="utf-8")
+    record = {"step": 500, "mean": sum(dev.values()) / len(dev), "tasks": {}}
+    (run_dir / "metrics.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def test_keep_carries_the_runs_an_earlier_file_recorded_and_a_new_seed_joins_its_row(
+    converged: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    earlier_runs = {
+        "single_task": [
+            _entry("runs/single/a", 12, {"a": 90.0}),
+            _entry("runs/single/b", 12, {"b": 50.0}),
+        ],
+        "camtl": [_entry("runs/camtl_s13", 13, {"a": 88.0, "b": 44.0})],
+        "plain": [_entry("runs/plain_s12", 12, {"a": 89.0, "b": 45.0})],
+    }
+    earlier = {"rows": converged.summarise(earlier_runs), "command": "python first"}
+    earlier_file = tmp_path / "earlier.json"
+    earlier_file.write_text(json.dumps(earlier), encoding="utf-8")
+    # the folders of the earlier runs are gone; one new seed of camtl was trained here
+    _write_finished_run(tmp_path / "camtl_s12", 12, {"a": 92.0, "b": 40.0})
+    out = tmp_path / "out.json"
+    argv = ["converged.py", "--keep", str(earlier_file), "--out", str(out)]
+    argv += ["--row", "camtl", str(tmp_path / "camtl_s12"), str(tmp_path / "camtl_s14")]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", argv)
+        assert converged.main() == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert list(result["rows"]) == ["single_task", "camtl", "plain"]  # the earlier order
+    camtl = result["rows"]["camtl"]
+    # both seeds, ordered by seed; the new one with what the file now keeps of a run
+    assert [run["seed"] for run in camtl["runs"]] == [12, 13]
+    new = camtl["runs"][0]
+    assert new["precision"] == "fp32" and new["starved"] == pytest.approx(0.01)
+    assert camtl["dev"]["tasks"] == {"a": pytest.approx(90.0), "b": pytest.approx(42.0)}
+    assert camtl["dev"]["tasks_at_or_above_single_task"] == [1, 2]  # a carried reference
+    assert result["rows"]["plain"]["runs"][0]["run"] == "runs/plain_s12"
+    assert result["earlier_commands"] == ["python first"]
+    assert "row camtl" not in capsys.readouterr().err  # one finished run: no warning
+
+
+def test_keep_replaces_an_earlier_record_of_the_same_run_folder(
+    converged: ModuleType, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "camtl_s12"
+    _write_finished_run(run_dir, 12, {"a": 92.0, "b": 40.0})
+    stale = {"camtl": [_entry(str(run_dir), 12, {"a": 1.0, "b": 1.0})]}
+    fresh = converged.finished_runs({"camtl": [run_dir]})
+    merged = converged.carry_over(fresh, {"rows": converged.summarise(stale)})
+    assert [run["dev"] for run in merged["camtl"]] == [{"a": 92.0, "b": 40.0}]
+
+
+def test_table_shows_a_results_file_as_compare_shows_run_folders(
+    converged: ModuleType,
+) -> None:
+    runs = {
+        "single_task": [
+            _entry("runs/single/a", 12, {"a": 90.0}),
+            _entry("runs/single/b", 12, {"b": 50.0}),
+        ],
+        "camtl": [
+            _entry("runs/camtl_s12", 12, {"a": 92.0, "b": 40.0}),
+            _entry("runs/camtl_s13", 13, {"a": 88.0, "b": 44.0}),
+        ],
+        "camtl_mtu": [_entry("runs/camtl_mtu_s12", 12, {"a": 91.0, "b": 52.0})],
+    }
+    lines = converged.markdown_table({"rows": converged.summarise(runs)}, "dev").splitlines()
+    assert lines[0].startswith("| run | a | b | mean | worst | spread | worst / single-task |")
+    single, camtl, mtu = (line.split(" | ") for line in lines[2:])
+    assert single[0] == "| single-task (2 models)" and single[1:4] == ["90.00", "50.00", "70.00"]
+    # seeds as mean ± sd (sd over the two seeds); the worst task named
+    assert camtl[0] == "| camtl (2 seeds)" and camtl[1] == "90.00 ± 2.83"
+    assert camtl[4] == "42.00 ± 2.83 (b)" and camtl[7] == "1/2"
+    assert mtu[0] == "| camtl_mtu_s12" and mtu[7] == "2/2"  # 91 >= 90, 52 >= 50
+    assert camtl[9] == "-"  # starved: not recorded for these runs
+    with pytest.raises(SystemExit, match="no test scores"):
+        converged.markdown_table({"rows": converged.summarise(runs)}, "test")

@@ -29,20 +29,46 @@ def load_report(run_dir: Path, split: str = "dev") -> dict[str, Any]:
 def _row(name: str, report: dict[str, Any]) -> dict[str, Any]:
     results, info = report["results"], report.get("run_info", {})
     params = info.get("parameters", {})
+    return score_row(
+        name,
+        {n: entry["scores"][entry["primary_metric"]] for n, entry in results["tasks"].items()},
+        total_params=params.get("total"),
+        encoder_params=params.get("encoder"),
+        wall_time_s=info.get("wall_time_s"),
+        data_used=info.get("examples_used_total_fraction"),
+        starved=longest_starvation(info),
+        single=is_single_task(report),
+    )
+
+
+def score_row(
+    name: str,
+    scores: dict[str, float],
+    *,
+    total_params: int | None,
+    encoder_params: int | None,
+    wall_time_s: float | None,
+    data_used: float | None,
+    starved: float | None,
+    single: bool,
+) -> dict[str, Any]:
+    """One run's row of the comparison from its primary scores and run facts (a report's,
+    or those a results file kept after the run's folder is gone)."""
     return {
         "run": name,
-        "scores": {
-            name: entry["scores"][entry["primary_metric"]]
-            for name, entry in results["tasks"].items()
+        "scores": scores,
+        **{
+            k: v
+            for k, v in aggregate(scores).items()
+            if k in ("mean", "worst", "worst_task", "spread")
         },
-        **{k: results["aggregate"][k] for k in ("mean", "worst", "worst_task", "spread")},
-        "total_params": params.get("total"),
-        "encoder_params": params.get("encoder"),
-        "wall_time_s": info.get("wall_time_s"),
-        "data_used": info.get("examples_used_total_fraction"),
-        "starved": _longest_starvation(info),
+        "total_params": total_params,
+        "encoder_params": encoder_params,
+        "wall_time_s": wall_time_s,
+        "data_used": data_used,
+        "starved": starved,
         "models": 1,
-        "single": is_single_task(report),
+        "single": single,
         "seeds": 1,
     }
 
@@ -57,7 +83,7 @@ def display_names(run_dirs: list[Path]) -> list[str]:
     return [f"{p.parent.name}/{n}" if counts[n] > 1 else n for p, n in zip(paths, names)]
 
 
-def _longest_starvation(info: dict[str, Any]) -> float | None:
+def longest_starvation(info: dict[str, Any]) -> float | None:
     """The longest stretch any task went without an example, as a share of the run's
     steps (None: a run saved before it was recorded)."""
     gaps, steps = info.get("longest_unsampled_steps"), info.get("steps_run")
@@ -165,10 +191,7 @@ def compare_rows(
     """(task names in first-seen order, one row per run with scores and aggregates).
 
     ``by_seed``: runs whose saved configs differ only in the seed become one row (means
-    over the seeds, standard deviations under ``sd``).
-    Runs trained on one task each (distinct tasks) are gathered into one "single-task" row
-    (placed first), and every other row counts the tasks on which it reaches or beats that
-    row's score. Single-task runs that share a task stay separate rows.
+    over the seeds, standard deviations under ``sd``). Single-task runs: ``rank_rows``.
     """
     all_rows = [
         _row(name, load_report(run_dir, split))
@@ -176,6 +199,17 @@ def compare_rows(
     ]
     if by_seed:
         all_rows = group_by_seed(run_dirs, all_rows)
+    return rank_rows(all_rows)
+
+
+def rank_rows(all_rows: list[dict[str, Any]]) -> tuple[list[str], list[dict]]:
+    """(task names in first-seen order, the rows to show) from rows built by ``_row`` or
+    ``seed_group_row``.
+
+    Runs trained on one task each (distinct tasks) are gathered into one "single-task" row
+    (placed first), and every other row counts the tasks on which it reaches or beats that
+    row's score. Single-task runs that share a task stay separate rows.
+    """
     multi = [row for row in all_rows if not row["single"]]
     single = [row for row in all_rows if row["single"]]
     single_tasks = [t for row in single for t in row["scores"]]
@@ -232,7 +266,11 @@ def comparison_table(
 ) -> tuple[list[str], list[list[str]]]:
     """(header, formatted rows) of the comparison, for text, Markdown or HTML; a row of
     several seeds shows each score as mean ± standard deviation."""
-    tasks, rows = compare_rows(run_dirs, split, by_seed)
+    return table_cells(*compare_rows(run_dirs, split, by_seed))
+
+
+def table_cells(tasks: list[str], rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """(header, formatted rows) of rows from ``rank_rows``."""
     with_single = "reaches_single_task" in rows[0]
     shared = rows[0].get("shared_tasks")
     header = [
@@ -288,7 +326,11 @@ def comparison_table(
 def format_comparison(
     run_dirs: list[Path], split: str = "dev", markdown: bool = False, by_seed: bool = False
 ) -> str:
-    header, body = comparison_table(run_dirs, split, by_seed)
+    return render_table(*comparison_table(run_dirs, split, by_seed), markdown=markdown)
+
+
+def render_table(header: list[str], body: list[list[str]], markdown: bool = False) -> str:
+    """A table as Markdown, or as aligned plain text for a terminal."""
     if markdown:
         lines = [
             "| " + " | ".join(header) + " |",
