@@ -1,14 +1,18 @@
 """Two runs' dev curves side by side (docs/results.md, the unfrozen CA-MTL run): each
 run's best step and per-task dev scores there, and the difference of the dev means at
 the steps both evaluated (range, mean, how many within a point; `--per-step` lists
-them). Reads metrics.jsonl only, so it works on an unfinished run.
+them). Reads metrics.jsonl only, so it works on an unfinished run; a run whose folder is
+gone is read from the results file of bench/converged.py as FILE.json:RUN_NAME (its dev
+mean at every evaluation, its per-task scores at the selected step only).
 
     python bench/curve_diff.py runs/converged/camtl_s12 runs/converged/camtl_unfrozen_s12
+    python bench/curve_diff.py bench/results/converged.json:camtl_s13 runs/converged/plain_s13
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -45,15 +49,39 @@ def compare(base: list[dict[str, Any]], other: list[dict[str, Any]], per_step: b
     return "\n".join(lines)
 
 
+def recorded_curve(results: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """A run's records rebuilt from a converged.py results file: the dev mean at every
+    evaluation, and the per-task dev scores at the selected (best) step."""
+    runs = [run for row in results["rows"].values() for run in row["runs"]]
+    found = [run for run in runs if Path(run["run"]).name == name]
+    if len(found) != 1:
+        known = ", ".join(sorted(Path(run["run"]).name for run in runs))
+        raise SystemExit(f"{len(found)} runs named {name!r} in the results file; it has: {known}")
+    run = found[0]
+    records = [{**point, "tasks": {}} for point in run["history"]]
+    best = max(records, key=lambda r: r["mean"])
+    if best["step"] != run["selected_step"]:
+        raise SystemExit(f"{name}: the best dev mean is not at the selected step")
+    best["tasks"] = run["dev"]
+    return records
+
+
+def load_curve(source: str) -> list[dict[str, Any]]:
+    """A run folder's metrics.jsonl, or RESULTS.json:RUN_NAME (see the module docstring)."""
+    path, _, name = source.partition(".json:")
+    if name:
+        results = json.loads(Path(path + ".json").read_text(encoding="utf-8"))
+        return recorded_curve(results, name)
+    return read_jsonl(Path(source) / "metrics.jsonl")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("base", type=Path)
-    parser.add_argument("other", type=Path)
+    parser.add_argument("base", help="a run folder, or RESULTS.json:RUN_NAME")
+    parser.add_argument("other", help="a run folder, or RESULTS.json:RUN_NAME")
     parser.add_argument("--per-step", action="store_true", help="list every matched step")
     args = parser.parse_args()
-    base = read_jsonl(args.base / "metrics.jsonl")
-    other = read_jsonl(args.other / "metrics.jsonl")
-    print(compare(base, other, args.per_step))
+    print(compare(load_curve(args.base), load_curve(args.other), args.per_step))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
 
@@ -47,3 +48,25 @@ def test_per_step_lists_every_matched_step(curve_diff: ModuleType) -> None:
         "  250: 60.00 61.50 (+1.50)",
         "  500: 70.00 69.50 (-0.50)",
     ]
+
+
+def test_a_run_recorded_in_a_results_file_is_a_curve_with_its_selected_scores(
+    curve_diff: ModuleType, tmp_path: Path
+) -> None:
+    run = {
+        "run": "runs/converged/camtl_s13",
+        "selected_step": 500,
+        "dev": {"a": 71.0, "b": 69.0},
+        "history": [{"step": 250, "mean": 60.0}, {"step": 500, "mean": 70.0}],
+    }
+    results = tmp_path / "converged.json"
+    results.write_text(json.dumps({"rows": {"camtl": {"runs": [run]}}}), encoding="utf-8")
+    curve = curve_diff.load_curve(f"{results}:camtl_s13")
+    assert [(r["step"], r["mean"]) for r in curve] == [(250, 60.0), (500, 70.0)]
+    assert curve[1]["tasks"] == {"a": 71.0, "b": 69.0} and curve[0]["tasks"] == {}
+    # against a run folder's records: the best steps' tasks and the matched means
+    report = curve_diff.compare(curve, _records((250, 61.0), (500, 72.0)), per_step=False)
+    assert "  a: base 71.00 other 72.00 (+1.00)" in report
+    assert report.endswith("from +1.00 to +2.00, mean +1.50, within one point at 1")
+    with pytest.raises(SystemExit, match="0 runs named 'plain_s13'.*camtl_s13"):
+        curve_diff.load_curve(f"{results}:plain_s13")
