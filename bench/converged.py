@@ -201,6 +201,13 @@ def carry_over(
     }
 
 
+def recorded_names(results: dict[str, Any]) -> set[str]:
+    """The row names of a results file and the folder names of the runs it records (all
+    of them finished)."""
+    rows = results["rows"]
+    return set(rows) | {Path(run["run"]).name for row in rows.values() for run in row["runs"]}
+
+
 def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Every row with a finished run, the single-task row first (the reference)."""
     reference = None
@@ -269,8 +276,21 @@ def main() -> int:
         metavar="RESULTS_JSON",
         help="print this results file as a Markdown table and exit",
     )
+    parser.add_argument(
+        "--recorded",
+        metavar="NAME",
+        help="with --keep: exit 0 if that file records a row or a finished run of this name, "
+        "else 1 (bench/converged.sh asks before training a run)",
+    )
     parser.add_argument("--split", choices=("dev", "test"), default="dev")
     args = parser.parse_args()
+    if args.recorded:
+        if not args.keep:
+            parser.error("--recorded needs --keep RESULTS_JSON")
+        if not args.keep.is_file():
+            return 1
+        earlier = json.loads(args.keep.read_text(encoding="utf-8"))
+        return 0 if args.recorded in recorded_names(earlier) else 1
     if args.table:
         print(markdown_table(json.loads(args.table.read_text(encoding="utf-8")), args.split))
         return 0

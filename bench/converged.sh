@@ -9,8 +9,8 @@
 #                                        camtl_mtu camtl_unfrozen ladder_2 ladder_3 ladder_4
 #   THREADS=1 bash bench/converged.sh camtl     (one thread per run, to run two at once)
 #   KEEP=bench/results/converged.json bash bench/converged.sh ladder_3
-#       (the results file also keeps the runs it recorded before whose folders are not here:
-#        finished on another machine)
+#       (a run that results file records is not trained again, and the file keeps the runs
+#        it recorded before whose folders are not here: finished on another machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -31,6 +31,11 @@ train() {  # train OUT CONFIG [--set ...]: skip when finished, resume when inter
   local out=$1 config=$2
   shift 2
   if grep -qs '"completed"' "$out/status.json"; then return; fi
+  if [ -n "${KEEP:-}" ] && "$BIN/python" bench/converged.py --keep "$KEEP" \
+    --recorded "$(basename "$out")"; then
+    echo "$out: finished on another machine, recorded in $KEEP; not trained again" >&2
+    return
+  fi
   local resume=()
   [ -d "$out/checkpoint" ] && resume=(--resume)
   "$BIN/camtl" train "$config" --output-dir "$out" "${resume[@]}" "${THREADS_SET[@]}" "$@"
@@ -39,6 +44,11 @@ train() {  # train OUT CONFIG [--set ...]: skip when finished, resume when inter
 for row in "${ROWS[@]}"; do
   case $row in
     single_task)
+      if [ -n "${KEEP:-}" ] && "$BIN/python" bench/converged.py --keep "$KEEP" \
+        --recorded single_task; then
+        echo "single_task: recorded in $KEEP; not trained again" >&2
+        continue
+      fi
       # each task alone, MiniLM fully fine-tuned, dev every 150 steps, at most 3,000 steps
       "$BIN/camtl" baseline single-task configs/converged/camtl.yaml \
         --output-root "$ROOT/single_task" --max-steps 3000 \

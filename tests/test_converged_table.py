@@ -196,3 +196,22 @@ def test_table_shows_a_results_file_as_compare_shows_run_folders(
     assert camtl[9] == "-"  # starved: not recorded for these runs
     with pytest.raises(SystemExit, match="no test scores"):
         converged.markdown_table({"rows": converged.summarise(runs)}, "test")
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("camtl_s13", 0), ("single_task", 0), ("a", 0), ("camtl_s14", 1), ("plain", 1)],
+)
+def test_recorded_says_whether_a_results_file_holds_a_row_or_run_of_that_name(
+    converged: ModuleType, tmp_path: Path, name: str, code: int
+) -> None:
+    runs = {
+        "single_task": [_entry("runs/single/a", 12, {"a": 90.0})],
+        "camtl": [_entry("runs/camtl_s13", 13, {"a": 88.0})],
+    }
+    results = tmp_path / "converged.json"
+    results.write_text(json.dumps({"rows": converged.summarise(runs)}), encoding="utf-8")
+    argv = ["converged.py", "--keep", str(results), "--recorded", name]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", argv)
+        assert converged.main() == code
