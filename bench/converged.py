@@ -5,7 +5,7 @@ of the rows in one plot.
 
     python bench/converged.py --out bench/results/converged.json \\
         --plot bench/results/converged_curves.png \\
-        --row single_task runs/converged_single_task/* \\
+        --row single_task runs/converged/single_task/* \\
         --row plain runs/converged/plain_s* --row camtl runs/converged/camtl_s*
 
 A row of single-task runs (one task each) is one system: one model per task, parameters
@@ -19,7 +19,8 @@ run on another machine), so a row can gain a seed without the folders of the oth
         --out bench/results/converged.json --row ladder_3_cond_bottleneck runs/converged/ladder_3_*
     python bench/converged.py --table bench/results/converged.json [--split test]
 
-``--table`` prints a results file as the Markdown table of `camtl compare --by-seed`.
+``--table`` prints a results file as the Markdown table of `camtl compare --by-seed`;
+``--keep FILE --recorded NAME`` answers (exit status) whether FILE records that run.
 """
 
 from __future__ import annotations
