@@ -72,7 +72,10 @@ def load_curve(source: str) -> list[dict[str, Any]]:
     if name:
         results = json.loads(Path(path + ".json").read_text(encoding="utf-8"))
         return recorded_curve(results, name)
-    return read_jsonl(Path(source) / "metrics.jsonl")
+    records = [r for r in read_jsonl(Path(source) / "metrics.jsonl") if "mean" in r]
+    if not records:
+        raise SystemExit(f"{source}: no dev evaluation in metrics.jsonl (not a run folder?)")
+    return records
 
 
 def main() -> None:

@@ -70,3 +70,10 @@ def test_a_run_recorded_in_a_results_file_is_a_curve_with_its_selected_scores(
     assert report.endswith("from +1.00 to +2.00, mean +1.50, within one point at 1")
     with pytest.raises(SystemExit, match="0 runs named 'plain_s13'.*camtl_s13"):
         curve_diff.load_curve(f"{results}:plain_s13")
+
+
+def test_a_folder_without_evaluations_is_named_in_the_error(
+    curve_diff: ModuleType, tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit, match=f"{tmp_path}: no dev evaluation"):
+        curve_diff.load_curve(str(tmp_path))
