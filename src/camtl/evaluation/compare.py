@@ -57,11 +57,7 @@ def score_row(
     return {
         "run": name,
         "scores": scores,
-        **{
-            k: v
-            for k, v in aggregate(scores).items()
-            if k in ("mean", "worst", "worst_task", "spread")
-        },
+        **aggregate(scores),  # mean, worst, worst_task, spread: as the report computed them
         "total_params": total_params,
         "encoder_params": encoder_params,
         "wall_time_s": wall_time_s,
