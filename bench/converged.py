@@ -202,6 +202,17 @@ def carry_over(
     }
 
 
+def read_results(path: Path) -> dict[str, Any]:
+    """A results file this script wrote, or one clear error naming the file."""
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{path}: not a readable results file ({error})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), dict):
+        raise SystemExit(f"{path}: no 'rows' (not a results file of bench/converged.py)")
+    return results
+
+
 def recorded_names(results: dict[str, Any]) -> set[str]:
     """The row names of a results file and the folder names of the runs it records (all
     of them finished)."""
@@ -290,10 +301,9 @@ def main() -> int:
             parser.error("--recorded needs --keep RESULTS_JSON")
         if not args.keep.is_file():
             return 1
-        earlier = json.loads(args.keep.read_text(encoding="utf-8"))
-        return 0 if args.recorded in recorded_names(earlier) else 1
+        return 0 if args.recorded in recorded_names(read_results(args.keep)) else 1
     if args.table:
-        print(markdown_table(json.loads(args.table.read_text(encoding="utf-8")), args.split))
+        print(markdown_table(read_results(args.table), args.split))
         return 0
     if args.out is None or not (args.row or args.keep):
         parser.error("--out and at least one --row or --keep are required (or --table alone)")
@@ -305,10 +315,10 @@ def main() -> int:
             print(f"row {name}: no finished run in {shown}", file=sys.stderr)
     result: dict[str, Any] = {}
     if args.keep:
-        earlier = json.loads(args.keep.read_text(encoding="utf-8"))
+        earlier = read_results(args.keep)
         runs = carry_over(runs, earlier)
         # the commands that built the runs carried over, oldest first
-        result["earlier_commands"] = [*earlier.get("earlier_commands", []), earlier["command"]]
+        result["earlier_commands"] = [*earlier.get("earlier_commands", []), earlier.get("command")]
     rows = summarise(runs)
     result = {"rows": rows, "command": "python " + " ".join(sys.argv), **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -215,3 +215,17 @@ def test_recorded_says_whether_a_results_file_holds_a_row_or_run_of_that_name(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", argv)
         assert converged.main() == code
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "not a readable results file"), ("{not json", "not a readable"), ("[]", "no 'rows'")],
+)
+def test_a_bad_results_file_is_one_error_naming_it(
+    converged: ModuleType, tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "converged.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit, match=f"{path}: {message}"):
+        converged.read_results(path)
