@@ -1,9 +1,13 @@
-"""Shared fixtures: a tiny random encoder written once per session, an isolated cache."""
+"""Shared fixtures: a tiny random encoder written once per session, an isolated cache, and
+the scripts under bench/ loaded as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -28,3 +32,18 @@ def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory):
     return make_tiny_tokenizer(tmp_path_factory.mktemp("tiny-tok"))
+
+
+@pytest.fixture(scope="session")
+def bench_script() -> Callable[[str], ModuleType]:
+    """Loads bench/NAME.py as a module (bench/ is scripts, not a package)."""
+
+    def load(name: str) -> ModuleType:
+        path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -4,25 +4,19 @@ system of single-task models against a mean over seeds)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "converged.py"
-
 
 @pytest.fixture(scope="module")
-def converged() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_converged", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def converged(bench_script: Callable[[str], ModuleType]) -> ModuleType:
+    return bench_script("converged")
 
 
 def _history(*means: float, every: int = 250) -> list[dict[str, float]]:

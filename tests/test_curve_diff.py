@@ -3,23 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "curve_diff.py"
-
 
 @pytest.fixture(scope="module")
-def curve_diff() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_curve_diff", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def curve_diff(bench_script: Callable[[str], ModuleType]) -> ModuleType:
+    return bench_script("curve_diff")
 
 
 def _records(*points: tuple[int, float]) -> list[dict]:
