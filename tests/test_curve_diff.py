@@ -71,3 +71,7 @@ def test_a_folder_without_evaluations_is_named_in_the_error(
 ) -> None:
     with pytest.raises(SystemExit, match=f"{tmp_path}: no dev evaluation"):
         curve_diff.load_curve(str(tmp_path))
+    # a run that logged only its training steps so far has no curve either
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 50, "loss": 1.0}) + "\n")
+    with pytest.raises(SystemExit, match=f"{tmp_path}: no dev evaluation"):
+        curve_diff.load_curve(str(tmp_path))
