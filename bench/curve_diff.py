@@ -12,12 +12,12 @@ mean at every evaluation, its per-task scores at the selected step only).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 from camtl.fileio import read_jsonl
+from converged import read_results  # bench/ is on sys.path (script folder)
 
 
 def compare(base: list[dict[str, Any]], other: list[dict[str, Any]], per_step: bool) -> str:
@@ -70,8 +70,7 @@ def load_curve(source: str) -> list[dict[str, Any]]:
     """A run folder's metrics.jsonl, or RESULTS.json:RUN_NAME (see the module docstring)."""
     path, _, name = source.partition(".json:")
     if name:
-        results = json.loads(Path(path + ".json").read_text(encoding="utf-8"))
-        return recorded_curve(results, name)
+        return recorded_curve(read_results(Path(path + ".json")), name)
     records = [r for r in read_jsonl(Path(source) / "metrics.jsonl") if "mean" in r]
     if not records:
         raise SystemExit(f"{source}: no dev evaluation in metrics.jsonl (not a run folder?)")

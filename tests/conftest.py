@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -36,10 +37,15 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def bench_script() -> Callable[[str], ModuleType]:
-    """Loads bench/NAME.py as a module (bench/ is scripts, not a package)."""
+    """Loads bench/NAME.py as a module (bench/ is scripts, not a package). bench/ goes on
+    sys.path, as it does for a script run from there, so that one script can import
+    another."""
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    if str(bench) not in sys.path:
+        sys.path.append(str(bench))
 
     def load(name: str) -> ModuleType:
-        path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+        path = bench / f"{name}.py"
         spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

@@ -75,3 +75,12 @@ def test_a_folder_without_evaluations_is_named_in_the_error(
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 50, "loss": 1.0}) + "\n")
     with pytest.raises(SystemExit, match=f"{tmp_path}: no dev evaluation"):
         curve_diff.load_curve(str(tmp_path))
+
+
+def test_a_missing_results_file_is_named_in_one_error(
+    curve_diff: ModuleType, tmp_path: Path
+) -> None:
+    # read through bench/converged.py's read_results (its tests cover the other bad files)
+    results = tmp_path / "converged.json"
+    with pytest.raises(SystemExit, match=f"{results}: not a readable results file"):
+        curve_diff.load_curve(f"{results}:camtl_s13")
