@@ -318,7 +318,8 @@ def main() -> int:
         earlier = read_results(args.keep)
         runs = carry_over(runs, earlier)
         # the commands that built the runs carried over, oldest first
-        result["earlier_commands"] = [*earlier.get("earlier_commands", []), earlier.get("command")]
+        commands = [*earlier.get("earlier_commands", []), earlier.get("command")]
+        result["earlier_commands"] = [c for c in commands if c]
     rows = summarise(runs)
     result = {"rows": rows, "command": "python " + " ".join(sys.argv), **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -154,6 +154,20 @@ def test_keep_carries_the_runs_an_earlier_file_recorded_and_a_new_seed_joins_its
     assert "row camtl" not in capsys.readouterr().err  # one finished run: no warning
 
 
+def test_keep_from_a_file_without_a_command_records_no_empty_command(
+    converged: ModuleType, tmp_path: Path
+) -> None:
+    earlier_runs = {"camtl": [_entry("runs/camtl_s13", 13, {"a": 88.0, "b": 44.0})]}
+    earlier_file = tmp_path / "earlier.json"  # a results file put together by hand
+    earlier_file.write_text(json.dumps({"rows": converged.summarise(earlier_runs)}))
+    out = tmp_path / "out.json"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["converged.py", "--keep", str(earlier_file), "--out", str(out)])
+        assert converged.main() == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["earlier_commands"] == [] and list(result["rows"]) == ["camtl"]
+
+
 def test_keep_replaces_an_earlier_record_of_the_same_run_folder(
     converged: ModuleType, tmp_path: Path
 ) -> None:
