@@ -36,6 +36,7 @@ from typing import Any
 from camtl.evaluation.compare import (
     load_report,
     longest_starvation,
+    primary_scores,
     rank_rows,
     relative_worst,
     render_table,
@@ -66,12 +67,6 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
     status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
     seed = read_yaml(run_dir / "config.yaml").get("seed")
 
-    def scores(report: dict[str, Any] | None) -> dict[str, float] | None:
-        if report is None:
-            return None
-        tasks = report["results"]["tasks"]
-        return {t: e["scores"][e["primary_metric"]] for t, e in tasks.items()}
-
     params = info.get("parameters", {})
     history = [
         {"step": r["step"], "mean": r["mean"]} for r in read_jsonl(run_dir / "metrics.jsonl")
@@ -79,8 +74,8 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
     return {
         "run": str(run_dir),
         "seed": seed,
-        "dev": scores(dev),
-        "test": scores(test),
+        "dev": primary_scores(dev),
+        "test": primary_scores(test) if test else None,
         "selected_step": status.get("best_step"),
         "steps_run": status.get("step"),
         "stopped_by": status.get("stopped_by"),

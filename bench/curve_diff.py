@@ -1,9 +1,11 @@
 """Two runs' dev curves side by side (docs/results.md, the unfrozen CA-MTL run): each
-run's best step and per-task dev scores there, and the difference of the dev means at
-the steps both evaluated (range, mean, how many within a point; `--per-step` lists
-them). Reads metrics.jsonl only, so it works on an unfinished run; a run whose folder is
-gone is read from the results file of bench/converged.py as FILE.json:RUN_NAME (its dev
-mean at every evaluation, its per-task scores at the selected step only).
+run's best step and per-task dev scores there (and test scores where both runs have
+them: a finished run's report_test.json, or its results-file record), and the difference
+of the dev means at the steps both evaluated (range, mean, how many within a point;
+`--per-step` lists them). Reads metrics.jsonl, so it works on an unfinished run; a run
+whose folder is gone is read from the results file of bench/converged.py as
+FILE.json:RUN_NAME (its dev mean at every evaluation, its per-task scores at the selected
+step only).
 
     python bench/curve_diff.py runs/converged/camtl_s12 runs/converged/camtl_unfrozen_s12
     python bench/curve_diff.py bench/results/converged.json:camtl_s13 runs/converged/plain_s13
@@ -12,27 +14,34 @@ mean at every evaluation, its per-task scores at the selected step only).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from pathlib import Path
 from typing import Any
 
+from camtl.evaluation.compare import load_report, primary_scores
 from camtl.fileio import read_jsonl
 from converged import read_results  # bench/ is on sys.path (script folder)
 
 
 def compare(base: list[dict[str, Any]], other: list[dict[str, Any]], per_step: bool) -> str:
-    """The report for two runs' metrics.jsonl records (each with step, mean and tasks)."""
+    """The report for two runs' metrics.jsonl records (each with step, mean and tasks; the
+    selected one of a finished run also with test)."""
     best_base = max(base, key=lambda r: r["mean"])
     best_other = max(other, key=lambda r: r["mean"])
     lines = [
         f"best: base step {best_base['step']} mean {best_base['mean']:.2f}; "
         f"other step {best_other['step']} mean {best_other['mean']:.2f}"
     ]
+    tests = (best_base.get("test"), best_other.get("test"))
     for task, score in best_base["tasks"].items():
         change = best_other["tasks"][task] - score
-        lines.append(
-            f"  {task}: base {score:.2f} other {best_other['tasks'][task]:.2f} ({change:+.2f})"
-        )
+        line = f"  {task}: base {score:.2f} other {best_other['tasks'][task]:.2f} ({change:+.2f})"
+        if tests[0] and tests[1]:
+            base_test, other_test = tests[0][task], tests[1][task]
+            line += f"; test base {base_test:.2f} other {other_test:.2f}"
+            line += f" ({other_test - base_test:+.2f})"
+        lines.append(line)
     base_mean = {r["step"]: r["mean"] for r in base}
     matched = [
         (r["step"], base_mean[r["step"]], r["mean"]) for r in other if r["step"] in base_mean
@@ -63,6 +72,8 @@ def recorded_curve(results: dict[str, Any], name: str) -> list[dict[str, Any]]:
     if best["step"] != run["selected_step"]:
         raise SystemExit(f"{name}: the best dev mean is not at the selected step")
     best["tasks"] = run["dev"]
+    if run.get("test"):
+        best["test"] = run["test"]
     return records
 
 
@@ -74,6 +85,12 @@ def load_curve(source: str) -> list[dict[str, Any]]:
     records = [r for r in read_jsonl(Path(source) / "metrics.jsonl") if "mean" in r]
     if not records:
         raise SystemExit(f"{source}: no dev evaluation in metrics.jsonl (not a run folder?)")
+    run_dir = Path(source)
+    if (run_dir / "report_test.json").is_file():  # finished: the selected checkpoint on test
+        selected = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
+        for record in records:
+            if record["step"] == selected.get("best_step"):
+                record["test"] = primary_scores(load_report(run_dir, "test"))
     return records
 
 

@@ -84,3 +84,41 @@ def test_a_missing_results_file_is_named_in_one_error(
     results = tmp_path / "converged.json"
     with pytest.raises(SystemExit, match=f"{results}: not a readable results file"):
         curve_diff.load_curve(f"{results}:camtl_s13")
+
+
+def _report(**task_scores: float) -> dict:
+    tasks = {t: {"primary_metric": "f1", "scores": {"f1": s}} for t, s in task_scores.items()}
+    return {"results": {"tasks": tasks}}
+
+
+def test_test_scores_are_compared_where_both_runs_have_them(
+    curve_diff: ModuleType, tmp_path: Path
+) -> None:
+    # a finished run folder: its report_test.json belongs to status.json's selected step
+    folder = tmp_path / "camtl_s12"
+    folder.mkdir()
+    (folder / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in _records((250, 60.0), (500, 70.0))),
+        encoding="utf-8",
+    )
+    (folder / "status.json").write_text(json.dumps({"best_step": 500}), encoding="utf-8")
+    (folder / "report_test.json").write_text(json.dumps(_report(a=65.0, b=66.0)))
+    curve = curve_diff.load_curve(str(folder))
+    assert "test" not in curve[0] and curve[1]["test"] == {"a": 65.0, "b": 66.0}
+    # a recorded run with test scores
+    run = {
+        "run": "runs/converged/plain_s12",
+        "selected_step": 500,
+        "dev": {"a": 71.0, "b": 69.0},
+        "test": {"a": 64.0, "b": 68.5},
+        "history": [{"step": 250, "mean": 60.0}, {"step": 500, "mean": 70.0}],
+    }
+    results = tmp_path / "converged.json"
+    results.write_text(json.dumps({"rows": {"plain": {"runs": [run]}}}), encoding="utf-8")
+    recorded = curve_diff.load_curve(f"{results}:plain_s12")
+    report = curve_diff.compare(recorded, curve, per_step=False)
+    assert "  a: base 71.00 other 70.00 (-1.00); test base 64.00 other 65.00 (+1.00)" in report
+    assert "  b: base 69.00 other 70.00 (+1.00); test base 68.50 other 66.00 (-2.50)" in report
+    # against a run without test scores (unfinished): dev only
+    report = curve_diff.compare(recorded, _records((250, 61.0), (500, 72.0)), per_step=False)
+    assert "  a: base 71.00 other 72.00 (+1.00)\n" in report

@@ -26,12 +26,18 @@ def load_report(run_dir: Path, split: str = "dev") -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def primary_scores(report: dict[str, Any]) -> dict[str, float]:
+    """Each task's primary score in an evaluation report."""
+    tasks = report["results"]["tasks"]
+    return {name: entry["scores"][entry["primary_metric"]] for name, entry in tasks.items()}
+
+
 def _row(name: str, report: dict[str, Any]) -> dict[str, Any]:
-    results, info = report["results"], report.get("run_info", {})
+    info = report.get("run_info", {})
     params = info.get("parameters", {})
     return score_row(
         name,
-        {n: entry["scores"][entry["primary_metric"]] for n, entry in results["tasks"].items()},
+        primary_scores(report),
         total_params=params.get("total"),
         encoder_params=params.get("encoder"),
         wall_time_s=info.get("wall_time_s"),
