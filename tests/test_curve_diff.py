@@ -105,6 +105,10 @@ def test_test_scores_are_compared_where_both_runs_have_them(
     (folder / "report_test.json").write_text(json.dumps(_report(a=65.0, b=66.0)))
     curve = curve_diff.load_curve(str(folder))
     assert "test" not in curve[0] and curve[1]["test"] == {"a": 65.0, "b": 66.0}
+    # selected by another aggregate than the dev mean: the test scores stay with that step
+    (folder / "status.json").write_text(json.dumps({"best_step": 250}), encoding="utf-8")
+    selected_early = curve_diff.load_curve(str(folder))
+    assert "test" in selected_early[0] and "test" not in selected_early[1]
     # a recorded run with test scores
     run = {
         "run": "runs/converged/plain_s12",
