@@ -31,6 +31,15 @@ def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def served_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    """A tiny run with a task of every kind, in fp32 so that served and offline
+    predictions match (shared by the serving tests)."""
+    from tests.test_kinds import train_kinds_run
+
+    return train_kinds_run(tmp_path_factory.mktemp("serve"), tiny_encoder_dir, mixed_precision="no")
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory):
     return make_tiny_tokenizer(tmp_path_factory.mktemp("tiny-tok"))
 

@@ -92,10 +92,19 @@ def test_label_not_in_labels(tmp_path: Path) -> None:
     assert "lab.csv, row 3" in message and "'maybe'" in message and "0, 1" in message
 
 
+def test_one_empty_text_of_a_pair_is_read(tmp_path: Path) -> None:
+    """An e-mail without a subject, a pair without its second sentence: ordinary input."""
+    records = csv_records(tmp_path, "a,b,label\nx,  ,1\n,y,0\n", "one.csv")
+    examples = to_examples(pair_spec(labels=["0", "1"]), records, "train")
+    assert [(e["text_a"], e["text_b"]) for e in examples] == [("x", "  "), ("", "y")]
+    unlabelled = to_examples(pair_spec(), records, "input", labelled=False)
+    assert [e["text_b"] for e in unlabelled] == ["  ", "y"]
+
+
 def test_empty_text(tmp_path: Path) -> None:
-    records = csv_records(tmp_path, "a,b,label\nx,y,1\nx,  ,1\n", "empty.csv")
+    records = csv_records(tmp_path, "a,b,label\nx,y,1\n ,  ,1\n", "empty.csv")
     message = error(pair_spec(labels=["0", "1"]), records)
-    assert "empty.csv, row 3" in message and "empty text in column 'b'" in message
+    assert "empty.csv, row 3" in message and "empty text in both columns 'a' and 'b'" in message
 
 
 def test_missing_label_value() -> None:
@@ -330,7 +339,7 @@ def test_load_task_examples_empty_train(tmp_path: Path) -> None:
 
 
 # rows 3 (empty text) and 5 (empty label: missing, not a class named "") are bad
-BAD_ROWS_CSV = "a,b,label\nx,y,pos\n,y,neg\np,q,neg\nr,s,\nt,u,pos\n"
+BAD_ROWS_CSV = "a,b,label\nx,y,pos\n,,neg\np,q,neg\nr,s,\nt,u,pos\n"
 
 
 @pytest.mark.parametrize("mode", ["error", "skip"])
@@ -356,7 +365,7 @@ def test_on_bad_rows(tmp_path: Path, mode: str) -> None:
 
 
 def test_skip_with_every_row_bad_still_fails(tmp_path: Path) -> None:
-    path = write(tmp_path / "train.csv", "a,b,label\n,y,neg\n")
+    path = write(tmp_path / "train.csv", "a,b,label\n,,neg\n")
     spec = pair_spec(
         labels=["neg"], source=SourceSpec(paths={"train": str(path)}, on_bad_rows="skip")
     )

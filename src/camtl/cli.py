@@ -77,10 +77,17 @@ def cmd_add_task(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from camtl.predict import predict_file
 
-    count = predict_file(
-        Path(args.run_dir), args.task, Path(args.input), Path(args.output), args.batch_size
+    summary = predict_file(
+        Path(args.run_dir),
+        args.task,
+        Path(args.input),
+        Path(args.output),
+        args.batch_size,
+        on_bad_rows=args.on_bad_rows,
     )
-    print(f"wrote {count} predictions to {args.output}")
+    print(f"wrote {summary.predicted} predictions to {args.output}")
+    if summary.skipped:
+        print(f"skipped {summary.skipped} unreadable records (their lines hold the error)")
     return 0
 
 
@@ -264,11 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_add_task)
 
     p = sub.add_parser("predict", help="predict one task on a JSONL/CSV/TSV file")
-    p.add_argument("run_dir")
-    p.add_argument("--task", required=True)
+    p.add_argument("run_dir", help="a finished run directory or an ONNX export of one")
+    p.add_argument("--task", required=True, help="the task to predict (one of the run's)")
     p.add_argument("--input", required=True, help="records with the task's text columns")
     p.add_argument("--output", required=True, help="JSONL output, one prediction per line")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="inputs per forward pass")
+    p.add_argument(
+        "--on-bad-rows",
+        choices=("error", "skip"),
+        default="error",
+        help="a record the task cannot read: stop naming its row and write nothing (error), "
+        'or write {"row": N, "error": ...} in its place and go on (skip)',
+    )
     p.set_defaults(func=cmd_predict)
 
     baseline = sub.add_parser("baseline", help="baseline runs to compare a config against")

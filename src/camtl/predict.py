@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from camtl.data.examples import to_examples
@@ -17,6 +18,7 @@ from camtl.precision import resolve_precision
 from camtl.runfiles import CONFIG_FILE
 
 log = logging.getLogger("camtl")
+BAD_ROW_POLICIES = ("error", "skip")
 
 
 def run_precision(run_dir: Path) -> str:
@@ -30,12 +32,32 @@ def run_precision(run_dir: Path) -> str:
     return load_saved_config(run_dir).precision()
 
 
+@dataclass
+class PredictSummary:
+    """What ``predict_file`` wrote: predictions, and records skipped as unreadable."""
+
+    predicted: int
+    skipped: int
+
+
 def predict_file(
-    run_dir: Path, task_name: str, input_path: Path, output_path: Path, batch_size: int = 64
-) -> int:
-    """Write one JSON line per input record; returns how many. Output appears only whole."""
+    run_dir: Path,
+    task_name: str,
+    input_path: Path,
+    output_path: Path,
+    batch_size: int = 64,
+    on_bad_rows: str = "error",
+) -> PredictSummary:
+    """Write one JSON line per input record, in input order; output appears only whole.
+
+    ``on_bad_rows``: ``error`` stops at the first record the task cannot read, naming its
+    row, and writes nothing; ``skip`` writes ``{"row": N, "error": ...}`` in its place and
+    goes on.
+    """
     from transformers import AutoTokenizer
 
+    if on_bad_rows not in BAD_ROW_POLICIES:
+        raise CamtlError(f"--on-bad-rows {on_bad_rows!r}: one of {', '.join(BAD_ROW_POLICIES)}")
     model = load_model(run_dir)
     if task_name not in model.task_index:
         raise CamtlError(
@@ -45,7 +67,9 @@ def predict_file(
     spec = next(t for t in model.tasks if t.name == task_name)
     labels = model.labels.get(task_name) or []
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
-    examples = to_examples(spec, read_records(input_path), "input", labelled=False)
+    skipped: list[dict] | None = [] if on_bad_rows == "skip" else None
+    records = read_records(input_path, skipped=skipped)
+    examples = to_examples(spec, records, "input", labelled=False, skipped=skipped)
     encoded = encode_examples(spec, examples, tokenizer, model.task_index[task_name])
     outputs = run_model(
         model,
@@ -57,10 +81,13 @@ def predict_file(
     )
     predictions = readable_predictions(spec, labels, examples, encoded.features, outputs)
     lines = [
-        json.dumps({"row": example["_row"], **prediction}, ensure_ascii=False)
+        (example["_row"], {"row": example["_row"], **prediction})
         for example, prediction in zip(examples, predictions)
     ]
-    atomic_write_text(output_path, "\n".join(lines) + "\n")
+    lines += [(bad["row"], {"row": bad["row"], "error": bad["error"]}) for bad in skipped or []]
+    lines.sort(key=lambda line: line[0])
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for _, line in lines)
+    atomic_write_text(output_path, text)
     if encoded.truncated:
         log.warning(
             "%d of %d inputs were longer than max_length=%d tokens and were truncated",
@@ -68,4 +95,4 @@ def predict_file(
             len(examples),
             spec.max_length,
         )
-    return len(lines)
+    return PredictSummary(len(examples), len(skipped or []))

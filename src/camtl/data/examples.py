@@ -73,10 +73,10 @@ def to_examples(
     """
     if not records:
         raise DataError(f"{source_label(spec, split)}: split '{split}' has no examples")
+    if not labelled:
+        return _unlabelled_examples(spec, records, split, skipped)
     records = derive_columns(spec, records)
     kind = spec.kind
-    if not labelled:
-        return [_with_origin(kind.unlabelled_example(spec, r, split), r) for r in records]
     records = subsample(records, spec.max_examples(split), spec.name)
     if split == "train" and spec.train_fraction is not None:
         records = subsample(records, spec.fraction_size(len(records)), f"{spec.name}/fraction")
@@ -89,14 +89,7 @@ def to_examples(
         except DataError as exc:
             if skipped is None:
                 raise
-            skipped.append(
-                {
-                    "file": record.get("_file", "<records>"),
-                    "row": record.get("_row", 0),
-                    "split": split,
-                    "error": str(exc),
-                }
-            )
+            skipped.append(_skip_entry(record, split, exc))
             continue
         examples.append(_with_origin(example, record))
     if not examples:
@@ -105,6 +98,32 @@ def to_examples(
             f"({len(records)} rows, every one skipped as bad)"
         )
     return examples
+
+
+def _unlabelled_examples(
+    spec: TaskSpec, records: list[Record], split: str, skipped: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Prediction inputs, one record at a time so that a bad one can be skipped alone."""
+    examples = []
+    for record in records:
+        try:
+            derived = derive_columns(spec, [record])[0]
+            example = spec.kind.unlabelled_example(spec, derived, split)
+            examples.append(_with_origin(example, derived))
+        except DataError as exc:
+            if skipped is None:
+                raise
+            skipped.append(_skip_entry(record, split, exc))
+    return examples
+
+
+def _skip_entry(record: Record, split: str, exc: DataError) -> dict[str, Any]:
+    return {
+        "file": record.get("_file", "<records>"),
+        "row": record.get("_row", 0),
+        "split": split,
+        "error": str(exc),
+    }
 
 
 def derive_columns(spec: TaskSpec, records: list[Record]) -> list[Record]:

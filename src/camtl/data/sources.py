@@ -62,10 +62,12 @@ def read_records(
     fmt: str | None = None,
     columns: list[str] | None = None,
     encoding: str = "utf-8",
+    skipped: list[dict[str, Any]] | None = None,
 ) -> list[Record]:
     """Read one file into records (format from ``fmt`` or the suffix). ``columns`` names the
     fields of a CSV/TSV file that has no header row; ``encoding`` is the text files'
-    (a UTF-8 byte-order mark is dropped either way)."""
+    (a UTF-8 byte-order mark is dropped either way). ``skipped``: when given, a JSONL line
+    that is not a JSON object is appended to it (file, row, error) instead of stopping."""
     readers = {
         "csv": read_csv,
         "tsv": read_tsv,
@@ -89,6 +91,8 @@ def read_records(
             columns,
             encoding,
         )
+    if fmt == "jsonl":
+        return read_jsonl(path, encoding, skipped)
     return readers[fmt](path) if fmt == "parquet" else readers[fmt](path, encoding)
 
 
@@ -201,22 +205,34 @@ def _json_error(path: str | Path, exc: json.JSONDecodeError, line: int | None = 
     )
 
 
-def read_jsonl(path: str | Path, encoding: str = "utf-8") -> list[Record]:
-    """One JSON object per line; blank lines are skipped."""
+def read_jsonl(
+    path: str | Path, encoding: str = "utf-8", skipped: list[dict[str, Any]] | None = None
+) -> list[Record]:
+    """One JSON object per line; blank lines are skipped. ``skipped``: see read_records."""
     records = []
     for number, line in enumerate(_lines(path, encoding), start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _json_error(path, exc, number) from None
-        if not isinstance(value, dict):
-            raise DataError(
-                f"{path}, line {number}: expected a JSON object, got {type(value).__name__}"
-            )
-        records.append({**value, "_file": str(path), "_row": number})
+            records.append(_jsonl_record(path, line, number))
+        except DataError as exc:
+            if skipped is None:
+                raise
+            skipped.append({"file": str(path), "row": number, "error": str(exc)})
     return records
+
+
+def _jsonl_record(path: str | Path, line: str, number: int) -> Record:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise _json_error(path, exc, number) from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep, a 4,300-digit integer
+        raise DataError(f"{path}, line {number}: unreadable JSON ({exc})") from None
+    if not isinstance(value, dict):
+        kind = type(value).__name__
+        raise DataError(f"{path}, line {number}: expected a JSON object, got {kind}")
+    return {**value, "_file": str(path), "_row": number}
 
 
 def read_json(path: str | Path, encoding: str = "utf-8") -> list[Record]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,22 @@ from camtl.tasks.spec import TaskSpec
 # Examples per tokenizer call: big enough for the fast tokenizer's parallelism, small
 # enough to keep its intermediate objects from piling up on large datasets.
 CHUNK_SIZE = 2048
+
+# A fast tokenizer's truncation and padding are state of its Rust backend that every call
+# sets before it encodes, so two threads encoding with one tokenizer can each encode under
+# the other's settings (an over-long input left uncut). One lock per tokenizer object
+# serialises its calls; threads with tokenizers of their own do not wait for each other.
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def tokenizer_lock(tokenizer: Any) -> threading.Lock:
+    """The lock that every encoding call with ``tokenizer`` holds."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(tokenizer)
+        if lock is None:
+            lock = _LOCKS[tokenizer] = threading.Lock()
+        return lock
 
 
 @dataclass
@@ -37,7 +55,7 @@ def encode_examples(
     if kind.needs_fast_tokenizer:
         require_fast(tokenizer, spec.name, kind.name)
     result = EncodeResult()
-    with _gc_paused():
+    with tokenizer_lock(tokenizer), _gc_paused():
         for start in range(0, len(examples), CHUNK_SIZE):
             features, truncated = kind.encode(spec, examples[start : start + CHUNK_SIZE], tokenizer)
             for feature in features:

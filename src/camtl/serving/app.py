@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,7 +32,9 @@ from prometheus_client import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from camtl.serving.batcher import DynamicBatcher, QueueFull
+from camtl import __version__
+from camtl.serving import contract
+from camtl.serving.batcher import DynamicBatcher, QueueFull, WorkerStopped
 from camtl.serving.engine import BatchStats, InferenceEngine, RequestError
 
 log = logging.getLogger("camtl")
@@ -113,11 +116,32 @@ def create_app(engine: InferenceEngine, settings: ServeSettings) -> Any:
 
     app = FastAPI(
         title="camtl",
-        description=f"Every task of the multi-task model in {engine.run_dir}.",
+        version=__version__,
+        description=contract.model_description(engine),
         lifespan=lifespan,
     )
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document with the schemas of the hand-read body and of every answer."""
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            document.setdefault("components", {})["schemas"] = contract.schemas(
+                engine, settings.max_inputs
+            )
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    secured = (401,) if settings.api_key else ()
+
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # a client's
+        # lone surrogate quoted back must not break the response's own encoding
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
     @app.exception_handler(HTTPException)
@@ -147,32 +171,72 @@ def create_app(engine: InferenceEngine, settings: ServeSettings) -> Any:
     def unauthorized() -> Any:
         return error(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
-    @app.get("/health", summary="200 once the model is loaded and ready")
-    async def health() -> dict[str, Any]:
+    @app.get(
+        "/health",
+        summary="200 while the model is loaded and its worker runs, else 503",
+        response_model=None,
+        responses={
+            200: contract.json_content(contract.ref("Health"), "ready"),
+            **contract.error_responses(503),
+        },
+    )
+    async def health() -> Any:
+        batcher = state.get("batcher")
+        if batcher is None or not batcher.alive:
+            return error(503, "the model worker is not running")
         return {"status": "ok", "tasks": len(engine.specs)}
 
-    @app.get("/v1/tasks", summary="the tasks, their input fields and labels")
+    @app.get(
+        "/v1/tasks",
+        summary="the tasks, their input fields and labels",
+        response_model=None,
+        responses={
+            200: contract.json_content(contract.ref("TaskList"), "every task of the model"),
+            **contract.error_responses(*secured),
+        },
+    )
     async def tasks(request: Request) -> Any:
         if not authorized(request):
             return unauthorized()
         return {"tasks": engine.tasks()}
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_model=None,
+        responses={
+            200: {
+                "description": "Prometheus text format",
+                "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+            },
+            **contract.error_responses(*secured),
+        },
+    )
     async def prometheus(request: Request) -> Any:
         if not authorized(request):
             return unauthorized()
         metrics.queue_depth.set(state["batcher"].depth if "batcher" in state else 0)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    first = next(iter(engine.specs.values()))
+    example_record = dict.fromkeys(first.kind.input_columns(first), "...")
+    example = {"task": first.name, "inputs": [example_record]}
+
     @app.post(
         "/v1/predict",
         summary="predict one task on a list of records",
+        response_model=None,
+        responses={
+            200: contract.json_content(contract.ref("PredictResponse"), "one per record"),
+            **contract.error_responses(400, *secured, 404, 413, 422, 500, 503),
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
                 "content": {
                     "application/json": {
-                        "example": {"task": "snli", "inputs": [{"text": "...", "text_pair": "..."}]}
+                        "schema": contract.ref("PredictRequest"),
+                        "example": example,
                     }
                 },
             }
@@ -195,6 +259,8 @@ def create_app(engine: InferenceEngine, settings: ServeSettings) -> Any:
                     future = state["batcher"].submit(prepared)
                 except QueueFull as exc:
                     raise RequestError(503, f"busy: {exc}; retry shortly") from None
+                except WorkerStopped as exc:
+                    raise RequestError(503, f"unavailable: {exc}") from None
                 predictions = await asyncio.wrap_future(future)
                 status = 200
                 response = {"task": task, "predictions": predictions}
@@ -204,6 +270,10 @@ def create_app(engine: InferenceEngine, settings: ServeSettings) -> Any:
             status = exc.status
             headers = {"Retry-After": "1"} if status == 503 else None
             response = error(status, str(exc), headers)
+        except Exception:  # ours, not the client's: logged, answered, counted
+            log.exception("prediction request failed (task %s)", task)
+            status = 500
+            response = error(500, "internal error (the server log has the details)")
         metrics.requests.labels(task, str(status)).inc()
         metrics.latency.observe(time.perf_counter() - started)
         return response
@@ -227,7 +297,9 @@ async def _read_body(request: Any, limit: int) -> bytes:
 def _parse(body: bytes, engine: InferenceEngine, settings: ServeSettings) -> tuple[str, Any]:
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise RequestError(400, "body: JSON nested too deeply") from None
+    except ValueError as exc:  # malformed JSON, bad UTF-8, an integer of 4,300+ digits
         raise RequestError(400, f"body: malformed JSON ({exc})") from None
     if not isinstance(data, dict):
         raise RequestError(422, 'body: must be an object {"task": ..., "inputs": [...]}')

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,10 @@ log = logging.getLogger("camtl")
 
 class QueueFull(Exception):
     """More requests are waiting than ``max_queue``."""
+
+
+class WorkerStopped(Exception):
+    """The worker thread is not running: the server is closing, or it died."""
 
 
 @dataclass
@@ -50,6 +54,7 @@ class DynamicBatcher:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._pending = 0  # submitted and not yet in a model run (queued or being gathered)
         self._lock = threading.Lock()
+        self._closing = False
         self._thread = threading.Thread(target=self._loop, name="camtl-batcher", daemon=True)
         self._thread.start()
 
@@ -57,9 +62,17 @@ class DynamicBatcher:
     def depth(self) -> int:
         return self._pending
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread runs and takes requests."""
+        return self._thread.is_alive() and not self._closing
+
     def submit(self, request: Prepared) -> Future:
-        """Queue one request; its future gets the request's predictions."""
+        """Queue one request; its future gets the request's predictions (or the exception
+        that failed it)."""
         with self._lock:
+            if not self.alive:
+                raise WorkerStopped("the model worker is not running")
             if self._pending >= self.max_queue:
                 raise QueueFull(f"{self._pending} requests are waiting (--max-queue)")
             self._pending += 1
@@ -69,6 +82,8 @@ class DynamicBatcher:
 
     def close(self) -> None:
         """Answer what is queued, then stop the worker."""
+        with self._lock:
+            self._closing = True
         self._queue.put(None)
         self._thread.join()
 
@@ -96,7 +111,7 @@ class DynamicBatcher:
                     break
                 jobs.append(job)
                 tokens += job.request.tokens
-            self._answer(jobs)
+            self._answer_guarded(jobs)
             if stop:
                 self._drain()
                 return
@@ -112,19 +127,51 @@ class DynamicBatcher:
             if job is not None:
                 leftover.append(job)
         if leftover:
-            self._answer(leftover)
+            self._answer_guarded(leftover)
+
+    def _answer_guarded(self, jobs: list[_Job]) -> None:
+        try:
+            self._answer(jobs)
+        except Exception as exc:  # a bug of ours: fail these requests, keep the worker
+            log.exception("answering a batch failed")
+            for job in jobs:
+                _settle(job.future, exc)
 
     def _answer(self, jobs: list[_Job]) -> None:
+        """Run the jobs whose clients still wait and settle every future. Nothing that
+        goes wrong here may end the worker: a request left unanswered waits forever, and
+        so does every request after it."""
         with self._lock:  # these leave the waiting line: their model run starts
             self._pending -= len(jobs)
+        # a future cancelled by its client (a timeout, a shutdown) is dropped; the others
+        # turn RUNNING, after which a client's cancel can no longer race our set_result
+        live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not live:
+            return
         try:
-            results, stats = self._run([job.request for job in jobs])
+            results, stats = self._run([job.request for job in live])
+            if len(results) != len(live):
+                raise RuntimeError(f"the model run answered {len(results)} of {len(live)} requests")
         except Exception as exc:  # the server answers 500 for these and keeps serving
             log.exception("model run failed")
-            for job in jobs:
-                job.future.set_exception(exc)
+            for job in live:
+                _settle(job.future, exc)
             return
+        for job, result in zip(live, results):
+            _settle(job.future, result)
         if self._on_batch is not None:
-            self._on_batch(stats)
-        for job, result in zip(jobs, results):
-            job.future.set_result(result)
+            try:
+                self._on_batch(stats)
+            except Exception:  # metrics must not take the worker down
+                log.exception("recording batch metrics failed")
+
+
+def _settle(future: Future, result: Any) -> None:
+    """Give ``future`` its result, or its exception when ``result`` is one."""
+    try:
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # settled already; nobody waits for a second answer
+        log.warning("a request's answer came after it was settled")

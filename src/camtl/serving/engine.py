@@ -9,11 +9,13 @@ predict`` writes them.
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from camtl.data.examples import to_examples
@@ -22,6 +24,8 @@ from camtl.errors import CamtlError
 from camtl.evaluation.decode import forward_features, readable_predictions
 from camtl.export import load_model
 from camtl.predict import run_precision
+
+log = logging.getLogger("camtl")
 
 
 class RequestError(CamtlError):
@@ -44,6 +48,9 @@ class Prepared:
     @property
     def tokens(self) -> int:
         return sum(len(f["input_ids"]) for f in self.features)
+
+
+Answer = list[dict[str, Any]] | Exception  # a request's predictions, or what failed it
 
 
 @dataclass
@@ -101,31 +108,65 @@ class InferenceEngine:
         try:
             examples = to_examples(spec, records, "input", labelled=False)
         except CamtlError as exc:  # a record the kind refuses: its message names the row
-            raise RequestError(422, str(exc)) from None
+            message = re.sub(r"^inputs, row (\d+): ", r"inputs[\1]: ", str(exc))
+            raise RequestError(422, message) from None
         encoded = encode_examples(spec, examples, self.tokenizer, self.model.task_index[task])
         return Prepared(task, examples, encoded.features, encoded.truncated)
 
     # -- the model ------------------------------------------------------------------------
-    def run(self, requests: list[Prepared]) -> tuple[list[list[dict[str, Any]]], BatchStats]:
-        """Predictions of every request (in its records' order) and the passes it took."""
-        items = [(r, f) for r, request in enumerate(requests) for f in range(len(request.features))]
-        items.sort(key=lambda item: len(requests[item[0]].features[item[1]]["input_ids"]))
-        outputs: list[list[np.ndarray | None]] = [[None] * len(r.features) for r in requests]
+    def run(self, requests: list[Prepared]) -> tuple[list[Answer], BatchStats]:
+        """Each request's predictions (in its records' order), or the exception that failed
+        it, and the passes it took.
+
+        A forward pass that raises fails no request on its own evidence: each request of
+        that pass is run again alone, so that only a request that fails by itself is
+        answered with its error and the others of the pass get their predictions.
+        """
         stats = BatchStats()
+        outputs, failed = self._forward(requests, range(len(requests)), stats)
+        answers: list[Answer] = []
+        for r, request in enumerate(requests):
+            if r in failed:
+                alone, error = self._forward([request], [0], stats)
+                if error:
+                    answers.append(error[0])
+                    continue
+                outputs[r] = alone[0]
+            try:
+                answers.append(self._decode(request, outputs[r]))
+            except Exception as exc:  # a decoding bug fails this request only
+                log.exception("decoding the predictions of task %s failed", request.task)
+                answers.append(exc)
+        return answers, stats
+
+    def _forward(
+        self, requests: list[Prepared], which: Iterable[int], stats: BatchStats
+    ) -> tuple[list[list[Any]], dict[int, Exception]]:
+        """Outputs of every feature of ``requests[r]`` for r in ``which``, and the requests
+        that took part in a pass that raised (with its exception)."""
+        items = [(r, f) for r in which for f in range(len(requests[r].features))]
+        items.sort(key=lambda item: len(requests[item[0]].features[item[1]]["input_ids"]))
+        outputs: list[list[Any]] = [[None] * len(r.features) for r in requests]
+        failed: dict[int, Exception] = {}
         for chunk in self._passes(requests, items):
             features = [requests[r].features[f] for r, f in chunk]
-            with torch.inference_mode():
-                results = forward_features(
-                    self.model,
-                    features,
-                    self.tokenizer.pad_token_id,
-                    self.device,
-                    self.precision,
-                )
+            try:
+                with torch.inference_mode():
+                    results = forward_features(
+                        self.model,
+                        features,
+                        self.tokenizer.pad_token_id,
+                        self.device,
+                        self.precision,
+                    )
+            except Exception as exc:
+                log.exception("a forward pass of %d inputs failed", len(chunk))
+                failed.update({r: exc for r, _ in chunk})
+                continue
             for (r, f), output in zip(chunk, results):
                 outputs[r][f] = output
             stats.passes.append((len(chunk), len({requests[r].task for r, _ in chunk})))
-        return [self._decode(req, out) for req, out in zip(requests, outputs)], stats
+        return outputs, failed
 
     def _passes(
         self, requests: list[Prepared], items: list[tuple[int, int]]
@@ -151,21 +192,27 @@ class InferenceEngine:
 
 
 def _check_value(value: Any, form: str, where: str) -> None:
-    if form == "words":
-        if isinstance(value, str):
-            if not value.strip():
-                raise RequestError(422, f"{where}: empty text")
-            return
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(w, str) and w.strip() for w in value)
-        ):
-            raise RequestError(
-                422, f"{where}: must be a non-empty list of words (or a space-separated string)"
-            )
+    """The value's type (text, or words as a list of texts or one string) and that it is
+    valid Unicode. Whether it may be empty is the task kind's to say (``prepare``)."""
+    if form == "words" and isinstance(value, list):
+        for i, word in enumerate(value):
+            if not isinstance(word, str):
+                raise RequestError(
+                    422, f"{where}[{i}]: a word must be text, got {type(word).__name__}"
+                )
+            _check_unicode(word, f"{where}[{i}]")
         return
     if not isinstance(value, str):
-        raise RequestError(422, f"{where}: must be text, got {type(value).__name__}")
-    if not value.strip():
-        raise RequestError(422, f"{where}: empty text")
+        wanted = "a list of words or a string" if form == "words" else "text"
+        raise RequestError(422, f"{where}: must be {wanted}, got {type(value).__name__}")
+    _check_unicode(value, where)
+
+
+def _check_unicode(value: str, where: str) -> None:
+    """JSON can carry a lone surrogate (``"\\ud800"``), which no tokenizer can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(
+            422, f"{where}: not valid Unicode ({exc.reason} at character {exc.start})"
+        ) from None

@@ -197,6 +197,15 @@ class TaskKind:
         """A prediction as ``camtl predict`` writes it (``output``: None for windowed kinds)."""
         raise NotImplementedError
 
+    def empty_fields(self, spec: TaskSpec) -> str:
+        """Which input fields may be empty, in one sentence (for docs and the API)."""
+        return "No field may be empty."
+
+    def prediction_schema(self) -> dict[str, Any]:
+        """The JSON Schema of one prediction as ``readable`` gives it (the server's API
+        contract)."""
+        raise NotImplementedError
+
     # -- MT-Uncertainty ------------------------------------------------------------------
     def uncertainty_prior(self, train_examples: Sequence[dict]) -> float:
         """A statistic of the train split that ``uncertainty`` normalises by."""
@@ -214,6 +223,14 @@ class TaskKind:
     ) -> Uncertainty:
         """Per-row entropy of the model's prediction, normalised to [0, 1] and raw."""
         raise NotImplementedError
+
+
+# a prediction's {label: probability} object (classification, multi-label)
+PROBABILITY_PER_LABEL: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {"type": "number"},
+    "description": "each label's probability",
+}
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:

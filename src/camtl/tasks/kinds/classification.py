@@ -14,7 +14,14 @@ import torch.nn.functional as F
 from camtl.constants import IGNORE_INDEX
 from camtl.errors import DataError
 from camtl.tasks.kinds import records
-from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
+from camtl.tasks.kinds.base import (
+    PROBABILITY_PER_LABEL,
+    BatchField,
+    KindSample,
+    TaskKind,
+    entropy,
+    register_kind,
+)
 from camtl.tasks.kinds.encoding import encode_texts
 from camtl.tasks.kinds.heads import PooledHead
 
@@ -73,12 +80,30 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
+def text_empty_fields(spec: Any) -> str:
+    """``text_fields``'s rule in one sentence."""
+    if not spec.is_pair:
+        return "The text may not be empty."
+    first, second = spec.text_columns[:2]
+    return f"Either of {first} and {second} may be empty, not both."
+
+
 def text_fields(spec: Any, record: records.Record) -> dict[str, Any]:
-    """``text_a`` and ``text_b`` (None for a single text) of a text or text-pair task."""
-    return {
-        "text_a": records.text(record, spec.text_columns[0]),
-        "text_b": records.text(record, spec.text_columns[1]) if spec.is_pair else None,
-    }
+    """``text_a`` and ``text_b`` (None for a single text) of a text or text-pair task.
+
+    Either text of a pair may be empty (an e-mail without a subject, a missing second
+    sentence): the encoder reads the other one. A single text, or a pair with both
+    empty, gives the model nothing to read and is refused.
+    """
+    if not spec.is_pair:
+        return {"text_a": records.text(record, spec.text_columns[0]), "text_b": None}
+    first, second = (records.text(record, c, allow_empty=True) for c in spec.text_columns[:2])
+    if not first.strip() and not second.strip():
+        raise DataError(
+            f"{records.where(record)}: empty text in both columns "
+            f"'{spec.text_columns[0]}' and '{spec.text_columns[1]}'"
+        )
+    return {"text_a": first, "text_b": second}
 
 
 class OneOfOutputs:
@@ -156,6 +181,19 @@ class Classification(OneOfOutputs, TaskKind):
 
     def build_head(self, spec, hidden_size, num_labels, dropout, pooling):
         return ClassificationHead(hidden_size, num_labels, dropout, pooling)
+
+    def empty_fields(self, spec):
+        return text_empty_fields(spec)
+
+    def prediction_schema(self):
+        return {
+            "type": "object",
+            "required": ["label", "probabilities"],
+            "properties": {
+                "label": {"type": "string", "description": "the most probable class"},
+                "probabilities": PROBABILITY_PER_LABEL,
+            },
+        }
 
     def readable(self, spec, labels, example, prediction, output):
         probs = softmax(np.asarray(output, dtype=np.float64))

@@ -19,8 +19,14 @@ import torch.nn.functional as F
 
 from camtl.errors import ConfigError, DataError
 from camtl.tasks.kinds import records
-from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, register_kind
-from camtl.tasks.kinds.classification import check_lengths, text_fields
+from camtl.tasks.kinds.base import (
+    PROBABILITY_PER_LABEL,
+    BatchField,
+    KindSample,
+    TaskKind,
+    register_kind,
+)
+from camtl.tasks.kinds.classification import check_lengths, text_empty_fields, text_fields
 from camtl.tasks.kinds.encoding import encode_texts
 from camtl.tasks.kinds.heads import PooledHead
 
@@ -188,6 +194,23 @@ class MultiLabel(TaskKind):
             counts[ex["labels"]] += 1
         common = np.flatnonzero(counts > len(train) / 2).tolist()
         return [list(common) for _ in examples]
+
+    def empty_fields(self, spec):
+        return text_empty_fields(spec)
+
+    def prediction_schema(self):
+        return {
+            "type": "object",
+            "required": ["labels", "probabilities"],
+            "properties": {
+                "labels": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "every label whose probability passes its threshold",
+                },
+                "probabilities": PROBABILITY_PER_LABEL,
+            },
+        }
 
     def readable(self, spec, labels, example, prediction, output):
         probs = _sigmoid(np.asarray(output, dtype=np.float64))

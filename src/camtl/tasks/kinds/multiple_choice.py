@@ -151,9 +151,12 @@ class MultipleChoice(OneOfOutputs, TaskKind):
             )
 
     def _texts(self, spec: Any, record: records.Record) -> dict[str, Any]:
-        texts = [records.text(record, column) for column in spec.text_columns]
+        """The context columns may be empty (the choices alone can be read); a choice may
+        not."""
         n = self.options(spec).context_columns
-        return {"context": " ".join(texts[:n]), "choices": texts[n:]}
+        context = [records.text(record, c, allow_empty=True) for c in spec.text_columns[:n]]
+        choices = [records.text(record, c) for c in spec.text_columns[n:]]
+        return {"context": " ".join(t for t in context if t.strip()), "choices": choices}
 
     def example(self, spec, record, split, index, labels):
         example = self._texts(spec, record)
@@ -195,6 +198,26 @@ class MultipleChoice(OneOfOutputs, TaskKind):
         choices = len(spec.text_columns) - self.options(spec).context_columns
         return ChoiceHead(hidden_size, choices, dropout, pooling)
 
+    def empty_fields(self, spec):
+        n = self.options(spec).context_columns
+        context, choices = spec.text_columns[:n], spec.text_columns[n:]
+        return f"{', '.join(context)} may be empty; the choices ({', '.join(choices)}) may not."
+
+    def prediction_schema(self):
+        return {
+            "type": "object",
+            "required": ["choice", "answer", "probabilities"],
+            "properties": {
+                "choice": {"type": "integer", "description": "0-based index of the choice"},
+                "answer": {"type": "string", "description": "the chosen choice's text"},
+                "probabilities": {
+                    "type": "array",
+                    "items": {"type": "number"},
+                    "description": "one per choice, in the request's order",
+                },
+            },
+        }
+
     def readable(self, spec, labels, example, prediction, output):
         probs = softmax(np.asarray(output, dtype=np.float64))
         return {
@@ -219,19 +242,25 @@ def _encode_fitted(
     full = tokenizer(contexts, seconds, truncation=False, **kwargs)
     rows: list[Row] = [(full, i) for i in range(len(contexts))]
     long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > max_length]
-    for strategy in ("only_first", "longest_first"):
-        if not long:
-            break
+    # only_first cuts the context alone; where the context holds fewer tokens than must go,
+    # the tokenizer refuses it outright, so those rows are cut longest_first from the start
+    context_only, both = [], []
+    for i in long:
+        excess = len(full["input_ids"][i]) - max_length
+        context_tokens = sum(1 for s in full.sequence_ids(i) if s == 0)
+        (context_only if context_tokens > excess else both).append(i)
+    for strategy, group in (("only_first", context_only), ("longest_first", both)):
+        if not group:
+            continue
         cut = tokenizer(
-            [contexts[i] for i in long],
-            [seconds[i] for i in long],
+            [contexts[i] for i in group],
+            [seconds[i] for i in group],
             truncation=strategy,
             max_length=max_length,
             **kwargs,
         )
-        for j, i in enumerate(long):
+        for j, i in enumerate(group):
             rows[i] = (cut, j)
-        long = [i for j, i in enumerate(long) if len(cut["input_ids"][j]) > max_length]
     return rows, sum(
         len(encoding["input_ids"][row]) < len(full["input_ids"][i])
         for i, (encoding, row) in enumerate(rows)

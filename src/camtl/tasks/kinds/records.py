@@ -67,7 +67,9 @@ def as_list(record: Record, column: str) -> list[Any]:
     )
 
 
-def text(record: Record, column: str) -> str:
+def text(record: Record, column: str, allow_empty: bool = False) -> str:
+    """The record's text in ``column``; an empty one is an error unless ``allow_empty``
+    (a missing value, such as an empty CSV cell, reads as empty)."""
     value = field(record, column)
     if is_missing(value):
         value = ""
@@ -77,7 +79,7 @@ def text(record: Record, column: str) -> str:
         raise DataError(
             f"{where(record)}: column '{column}' must hold text, got {type(value).__name__}"
         )
-    if not value.strip():
+    if not allow_empty and not value.strip():
         raise DataError(f"{where(record)}: empty text in column '{column}'")
     return value
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from camtl.errors import DataError
 from camtl.tasks.kinds import records
 from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, register_kind
-from camtl.tasks.kinds.classification import check_lengths, text_fields
+from camtl.tasks.kinds.classification import check_lengths, text_empty_fields, text_fields
 from camtl.tasks.kinds.encoding import encode_texts
 from camtl.tasks.kinds.heads import PooledHead
 
@@ -138,6 +138,16 @@ class Regression(TaskKind):
         if not train:
             raise ValueError("trivial_baseline: no training labels")
         return [float(np.mean([float(ex["label"]) for ex in train]))] * len(examples)
+
+    def empty_fields(self, spec):
+        return text_empty_fields(spec)
+
+    def prediction_schema(self):
+        return {
+            "type": "object",
+            "required": ["score"],
+            "properties": {"score": {"type": "number", "description": "the predicted value"}},
+        }
 
     def readable(self, spec, labels, example, prediction, output):
         return {"score": prediction}

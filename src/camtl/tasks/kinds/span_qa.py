@@ -395,6 +395,19 @@ class SpanQA(TaskKind):
     def baseline(self, spec, labels, train, examples):
         return [" ".join(ex["context"].split()[:1]) for ex in examples]
 
+    def prediction_schema(self):
+        return {
+            "type": "object",
+            "required": ["answer", "answer_start"],
+            "properties": {
+                "answer": {"type": "string", "description": "a span of the context"},
+                "answer_start": {
+                    "type": "integer",
+                    "description": "its character offset in the context (-1: no answer)",
+                },
+            },
+        }
+
     def readable(self, spec, labels, example, prediction, output):
         start = example["context"].find(prediction) if prediction else -1
         return {"answer": prediction, "answer_start": start}

@@ -204,6 +204,20 @@ class TokenTagging(TaskKind):
         tag = labels[majority(t for ex in train for t in ex["tags"])]
         return [[tag] * len(ex["tags"]) for ex in examples]
 
+    def prediction_schema(self):
+        return {
+            "type": "object",
+            "required": ["tokens", "tags"],
+            "properties": {
+                "tokens": {"type": "array", "items": {"type": "string"}, "description": "words"},
+                "tags": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "one tag per word",
+                },
+            },
+        }
+
     def readable(self, spec, labels, example, prediction, output):
         return {"tokens": example["tokens"], "tags": prediction}
 
