@@ -84,6 +84,7 @@ BODY_CHARS = 300  # characters kept of each example body
 LOG_ERRORS_KEPT = 5  # exception lines kept per server log
 POLL_S = 0.2  # wait between /health polls while a server starts
 PERCENTILES = (50, 99)
+KIB = 1024
 RATIO_MEASURE = (
     "time per served request at c32 on the same workload, the first named over the second "
     "(lower is better)"
@@ -439,8 +440,8 @@ def rss_bytes(pid: int) -> int:
 
 def _proc_rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
+        if line.startswith("VmRSS:"):  # in kB
+            return int(line.split()[1]) * KIB
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
@@ -745,6 +746,10 @@ def rss_phase(
         "(a proxy for one single-task model per task: same encoder, so about the same "
         "memory; it overstates each by the other tasks' heads and CA-MTL's modules)"
     )
+    method += (
+        f"; every server a fresh process, its RSS (children included) read after {count} "
+        "requests of its own tasks' records, short and long, at c32"
+    )
     return {
         "rss_over_seven_processes": ratio(all_tasks, sum(one_task)),
         "rss_processes": len(runs),
@@ -888,6 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     args.command = " ".join(["python", sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # a SIGTERM of the bench unwinds like Ctrl-C, so that every server it started is stopped
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -60,3 +60,24 @@ def test_quick_mode_writes_every_key(
         assert all(isinstance(body, str) for body in workload["examples"])
     assert isinstance(result["server_log_errors"], dict)
     assert result["setup"]["tasks"] and result["command"].startswith("python")
+
+
+def test_a_503_with_retry_after_is_a_rejection_and_the_rest_are_errors(
+    bench_script: Callable[[str], ModuleType],
+) -> None:
+    load = bench_script("serve_load")
+    outcome = load.Outcome
+    phase = load.Phase("flood", planned=7, concurrency=7, unfinished=1)
+    phase.outcomes = [
+        outcome("200", 0.1),
+        outcome("503", 0.1, retry_after=True),
+        outcome("503", 0.1, body="no Retry-After"),
+        outcome("500", 0.1, body="internal error"),
+        outcome("timeout", 0.1, body="TimeoutError()"),
+        outcome("connection", 0.1, body="ConnectionRefusedError()"),
+    ]
+    summary = load.summarize(phase)
+    assert (summary["ok"], summary["rejected_503"], summary["errors"]) == (1, 1, 5)
+    breakdown = load.error_breakdown(phase)
+    assert breakdown["errors"] == 5 and breakdown["status_counts"]["unfinished"] == 1
+    assert breakdown["examples"] == ["no Retry-After", "internal error", "TimeoutError()"]
