@@ -11,8 +11,6 @@ from types import ModuleType
 
 import pytest
 
-from tests.test_kinds import train_kinds_run
-
 pytest.importorskip("fastapi")
 
 RATIOS = (
@@ -27,9 +25,9 @@ WORKLOADS = ("warmup", "c1", "c32", "mixed_c32", "flood", "rss_warmup")
 
 
 def test_quick_mode_writes_every_key(
-    bench_script: Callable[[str], ModuleType], tmp_path: Path, tiny_encoder_dir: Path
+    bench_script: Callable[[str], ModuleType], tmp_path: Path, served_run: Path
 ) -> None:
-    run = train_kinds_run(tmp_path, tiny_encoder_dir, mixed_precision="no")
+    run = served_run
     out = tmp_path / "serve_load.json"
     argv = [str(run), "--out", str(out), "--quick", "--skip-onnx", "--single-task-runs", str(run)]
     assert bench_script("serve_load").main(argv) == 0
@@ -51,7 +49,7 @@ def test_quick_mode_writes_every_key(
         assert 0 < counted <= summary["requests_planned"]
     assert result["mixed_length_c32"]["truncated_responses"] <= result["mixed_length_c32"]["ok"]
 
-    assert isinstance(result["errors"], int)
+    assert result["errors"] == 0, result["errors_by_workload"]  # floods of mixed lengths too
     by_workload = result["errors_by_workload"]
     assert set(by_workload) == set(WORKLOADS)
     assert sum(w["errors"] for w in by_workload.values()) == result["errors"]
