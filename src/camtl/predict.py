@@ -9,6 +9,7 @@ from pathlib import Path
 from camtl.data.examples import to_examples
 from camtl.data.sources import read_records
 from camtl.data.tokenize import encode_examples
+from camtl.device import resolve_device
 from camtl.errors import CamtlError
 from camtl.evaluation.decode import readable_predictions, run_model
 from camtl.export import is_export, load_model
@@ -19,24 +20,32 @@ from camtl.runfiles import CONFIG_FILE
 log = logging.getLogger("camtl")
 
 
-def run_precision(run_dir: Path) -> str:
-    """The precision a saved run was configured with, resolved for this machine."""
+def run_precision(run_dir: Path, device: str = "cpu") -> str:
+    """The precision a saved run was configured with, resolved for ``device`` (``auto``:
+    bf16 where that CPU or GPU runs it fast, else fp32)."""
     from camtl.config import load_saved_config
 
     if is_export(run_dir):
         return "no"  # onnxruntime runs the graph as exported, in fp32
     if not (run_dir / CONFIG_FILE).is_file():
-        return resolve_precision("auto")
-    return load_saved_config(run_dir).precision()
+        return resolve_precision("auto", device)
+    return load_saved_config(run_dir).precision(device)
 
 
 def predict_file(
-    run_dir: Path, task_name: str, input_path: Path, output_path: Path, batch_size: int = 64
+    run_dir: Path,
+    task_name: str,
+    input_path: Path,
+    output_path: Path,
+    batch_size: int = 64,
+    device: str = "cpu",
 ) -> int:
-    """Write one JSON line per input record; returns how many. Output appears only whole."""
+    """Write one JSON line per input record; returns how many. Output appears only whole.
+    ``device``: a ``--device`` value (camtl.device)."""
     from transformers import AutoTokenizer
 
-    model = load_model(run_dir)
+    device = resolve_device(device)
+    model = load_model(run_dir, device)
     if task_name not in model.task_index:
         raise CamtlError(
             f"--task: unknown task {task_name!r} for {run_dir} "
@@ -53,7 +62,8 @@ def predict_file(
         task_name,
         batch_size,
         tokenizer.pad_token_id,
-        precision=run_precision(run_dir),
+        device,
+        precision=run_precision(run_dir, device),
     )
     predictions = readable_predictions(spec, labels, examples, encoded.features, outputs)
     lines = [
