@@ -14,7 +14,7 @@
 # then, on the GPU machine, from the repository root (carry .gpu-cache and .whl):
 #   bash bench/gpu_check.sh
 # Without a GPU the same path runs on the CPU, with a few steps and small splits:
-#   bash bench/gpu_check.sh --dry-run     # DEVICE=cpu STEPS=5; about 3 minutes on 2 cores
+#   bash bench/gpu_check.sh --dry-run     # DEVICE=cpu STEPS=5; about 2 minutes on 2 cores
 #
 # Settings (environment): PY (python3; here .venv/bin/python is used where it exists),
 # DEVICE (cuda, cuda:N or cpu), STEPS (200), REQUESTS (200), RECORDS (8 per request),
