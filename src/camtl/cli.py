@@ -36,14 +36,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from camtl.device import resolve_device
+
+    device = resolve_device(args.device)
     if args.zero_shot:
         from camtl.transfer import zero_shot_report
 
+        if device != "cpu":
+            raise CamtlError(f"--device {args.device!r}: --zero-shot runs on the CPU only")
         zero_shot_report(Path(args.run_dir), Path(args.zero_shot), args.batch_size)
         return 0
     from camtl.evaluation.runs import evaluate_run
 
-    evaluate_run(Path(args.run_dir), args.split, args.batch_size)
+    evaluate_run(Path(args.run_dir), args.split, args.batch_size, device)
     return 0
 
 
@@ -84,6 +89,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         Path(args.output),
         args.batch_size,
         on_bad_rows=args.on_bad_rows,
+        device=args.device,
     )
     print(f"wrote {summary.predicted} predictions to {args.output}")
     if summary.skipped:
@@ -124,6 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_inputs=args.max_inputs,
         max_queue=args.max_queue,
         api_key=args.api_key or os.environ.get("CAMTL_API_KEY") or None,
+        device=args.device,
     )
     return 0
 
@@ -217,6 +224,12 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    from camtl.device import DEVICE_HELP
+
+    parser.add_argument("--device", default="cpu", metavar="DEVICE", help=DEVICE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="camtl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -237,13 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a trained run on a split")
     p.add_argument("run_dir")
-    p.add_argument("--split", choices=("dev", "test"), default="dev")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--split", choices=("dev", "test"), default="dev", help="split to score")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
     p.add_argument(
         "--zero-shot",
         metavar="TASK.yaml",
-        help="score a new task's dev split with each trained task embedding",
+        help="score a new task's dev split with each trained task embedding (CPU only)",
     )
+    _add_device(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("add-task", help="add a task to a trained model and adapt to it")
@@ -283,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a record the task cannot read: stop naming its row and write nothing (error), "
         'or write {"row": N, "error": ...} in its place and go on (skip)',
     )
+    _add_device(p)
     p.set_defaults(func=cmd_predict)
 
     baseline = sub.add_parser("baseline", help="baseline runs to compare a config against")
@@ -310,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve every task of a trained run over HTTP")
     p.add_argument("run_dir")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument(
         "--max-batch-tokens", type=int, default=8192, help="padded tokens per forward pass"
     )
@@ -320,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="how long a request waits for others to share its forward pass",
     )
-    p.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    p.add_argument(
+        "--max-body-bytes", type=int, default=1_000_000, help="largest request body; then 413"
+    )
     p.add_argument("--max-inputs", type=int, default=256, help="records per request")
     p.add_argument("--max-queue", type=int, default=256, help="requests waiting; then 503")
     p.add_argument(
@@ -328,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="require 'Authorization: Bearer KEY' on /v1/* and /metrics "
         "(default: $CAMTL_API_KEY; unset: no check)",
     )
+    _add_device(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("push", help="upload a finished run to the Hugging Face hub")

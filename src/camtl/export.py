@@ -20,13 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from camtl.errors import CamtlError
+from camtl.errors import CamtlError, ConfigError
 from camtl.fileio import atomic_write_text
 from camtl.modeling.model import MultiTaskModel, MultiTaskOutput
 from camtl.runfiles import CONFIG_FILE, MODEL_FILE
 
 ONNX_FILE = "model.onnx"
 EXPORT_FILE = "export.json"
+CUDA_PROVIDER = "CUDAExecutionProvider"
 BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "task_ids")
 # files of a run directory an export carries along (the tokenizer's are saved afresh)
 CARRIED = (MODEL_FILE, CONFIG_FILE, "report.json", "report.md", "report_test.json")
@@ -168,7 +169,7 @@ class OnnxMultiTaskModel:
 
     training = False
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, device: str = "cpu") -> None:
         import onnxruntime
 
         meta = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
@@ -177,9 +178,14 @@ class OnnxMultiTaskModel:
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
         info = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))
         self.outputs = info["outputs"]
-        self.session = onnxruntime.InferenceSession(
-            str(folder / ONNX_FILE), providers=["CPUExecutionProvider"]
-        )
+        providers = onnx_providers(device, onnxruntime.get_available_providers())
+        self.session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), providers=providers)
+        if device != "cpu" and CUDA_PROVIDER not in self.session.get_providers():
+            # onnxruntime falls back to the CPU when the CUDA provider fails to load
+            raise ConfigError(
+                f"--device {device!r}: onnxruntime could not start its {CUDA_PROVIDER} for "
+                f"{folder} (missing CUDA or cuDNN libraries?); use --device cpu"
+            )
         # each graph input with the numpy type the graph declares for it
         types = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
         self.inputs = {i.name: types.get(i.type, np.int64) for i in self.session.get_inputs()}
@@ -205,8 +211,24 @@ class OnnxMultiTaskModel:
         return output
 
 
+def onnx_providers(device: str, available: list[str]) -> list[Any]:
+    """onnxruntime execution providers for a resolved device (``cpu`` or ``cuda:N``):
+    the CUDA provider on GPU N, else a ``ConfigError``: an export asked to run on a GPU
+    never runs on the CPU instead."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if CUDA_PROVIDER not in available:
+        raise ConfigError(
+            f"--device {device!r}: this onnxruntime has no {CUDA_PROVIDER} (providers: "
+            f"{', '.join(available)}); install onnxruntime-gpu in its place, or use --device cpu"
+        )
+    index = int(device.partition(":")[2] or 0)
+    return [(CUDA_PROVIDER, {"device_id": index})]
+
+
 def load_model(folder: Path, device: str = "cpu") -> Any:
-    """The model of a run directory (PyTorch) or of an ONNX export (onnxruntime)."""
+    """The model of a run directory (PyTorch) or of an ONNX export (onnxruntime), on a
+    resolved ``device`` (``cpu`` or ``cuda:N``, camtl.device)."""
     if is_export(folder):
-        return OnnxMultiTaskModel(folder)
+        return OnnxMultiTaskModel(folder, device)
     return MultiTaskModel.from_pretrained(folder, device)

@@ -10,6 +10,7 @@ from pathlib import Path
 from camtl.data.examples import to_examples
 from camtl.data.sources import read_records
 from camtl.data.tokenize import encode_examples
+from camtl.device import resolve_device
 from camtl.errors import CamtlError
 from camtl.evaluation.decode import readable_predictions, run_model
 from camtl.export import is_export, load_model
@@ -21,15 +22,16 @@ log = logging.getLogger("camtl")
 BAD_ROW_POLICIES = ("error", "skip")
 
 
-def run_precision(run_dir: Path) -> str:
-    """The precision a saved run was configured with, resolved for this machine."""
+def run_precision(run_dir: Path, device: str = "cpu") -> str:
+    """The precision a saved run was configured with, resolved for ``device`` (``auto``:
+    bf16 where that CPU or GPU runs it fast, else fp32)."""
     from camtl.config import load_saved_config
 
     if is_export(run_dir):
         return "no"  # onnxruntime runs the graph as exported, in fp32
     if not (run_dir / CONFIG_FILE).is_file():
-        return resolve_precision("auto")
-    return load_saved_config(run_dir).precision()
+        return resolve_precision("auto", device)
+    return load_saved_config(run_dir).precision(device)
 
 
 @dataclass
@@ -47,18 +49,20 @@ def predict_file(
     output_path: Path,
     batch_size: int = 64,
     on_bad_rows: str = "error",
+    device: str = "cpu",
 ) -> PredictSummary:
     """Write one JSON line per input record, in input order; output appears only whole.
 
     ``on_bad_rows``: ``error`` stops at the first record the task cannot read, naming its
     row, and writes nothing; ``skip`` writes ``{"row": N, "error": ...}`` in its place and
-    goes on.
+    goes on. ``device``: a ``--device`` value (camtl.device).
     """
     from transformers import AutoTokenizer
 
     if on_bad_rows not in BAD_ROW_POLICIES:
         raise CamtlError(f"--on-bad-rows {on_bad_rows!r}: one of {', '.join(BAD_ROW_POLICIES)}")
-    model = load_model(run_dir)
+    device = resolve_device(device)
+    model = load_model(run_dir, device)
     if task_name not in model.task_index:
         raise CamtlError(
             f"--task: unknown task {task_name!r} for {run_dir} "
@@ -77,7 +81,8 @@ def predict_file(
         task_name,
         batch_size,
         tokenizer.pad_token_id,
-        precision=run_precision(run_dir),
+        device,
+        precision=run_precision(run_dir, device),
     )
     predictions = readable_predictions(spec, labels, examples, encoded.features, outputs)
     lines = [

@@ -7,6 +7,7 @@ from typing import Any
 
 from camtl.config import load_saved_config
 from camtl.data.prepare import prepare_tasks
+from camtl.device import resolve_device
 from camtl.errors import CamtlError
 from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.evaluation.report import format_table, write_report
@@ -14,37 +15,42 @@ from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import CONFIG_FILE
 
 
-def load_run(run_dir: Path) -> tuple[Any, MultiTaskModel, Any]:
-    """(resolved config, best model, tokenizer) of a run directory."""
+def load_run(run_dir: Path, device: str = "cpu") -> tuple[Any, MultiTaskModel, Any]:
+    """(resolved config, best model on ``device``, tokenizer) of a run directory."""
     from transformers import AutoTokenizer
 
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise CamtlError(f"{run_dir}: not a camtl run directory (config.yaml missing)")
     config = load_saved_config(run_dir)
-    model = MultiTaskModel.from_pretrained(run_dir)
+    model = MultiTaskModel.from_pretrained(run_dir, device)
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     return config, model, tokenizer
 
 
-def evaluate_run(run_dir: Path, split: str = "dev", batch_size: int = 64) -> dict[str, Any]:
-    """Evaluate the saved model of ``run_dir`` and write ``eval_<split>.{json,md}``."""
-    config, model, tokenizer = load_run(run_dir)
+def evaluate_run(
+    run_dir: Path, split: str = "dev", batch_size: int = 64, device: str = "cpu"
+) -> dict[str, Any]:
+    """Evaluate the saved model of ``run_dir`` and write ``eval_<split>.{json,md}``.
+    ``device``: a ``--device`` value (camtl.device)."""
+    device = resolve_device(device)
+    config, model, tokenizer = load_run(run_dir, device)
     tasks = prepare_tasks(
         model.tasks, tokenizer, ("train", split), labels=model.labels, encode=(split,)
     )
     if not any(t.examples.get(split) for t in tasks):
         raise CamtlError(f"{run_dir}: no task of this run has a {split!r} split")
-    # the precision the run was configured with ("auto" resolves for this machine)
-    precision = config.precision()
+    # the precision the run was configured with ("auto" resolves for this device)
+    precision = config.precision(device)
     results = evaluate_tasks(
-        model, tasks, split, batch_size, tokenizer.pad_token_id, precision=precision
+        model, tasks, split, batch_size, tokenizer.pad_token_id, device, precision=precision
     )
     info = {
         "encoder": config.model.encoder,
         "architecture": config.model.architecture,
         "parameters": model.parameter_counts(),
         "precision": precision,
+        "device": device,
         "command": f"camtl evaluate {run_dir}",
     }
     write_report(run_dir, results, [], info, name=f"eval_{split}")

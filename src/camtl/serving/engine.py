@@ -20,6 +20,7 @@ import torch
 
 from camtl.data.examples import to_examples
 from camtl.data.tokenize import encode_examples
+from camtl.device import resolve_device
 from camtl.errors import CamtlError
 from camtl.evaluation.decode import forward_features, readable_predictions
 from camtl.export import load_model
@@ -65,10 +66,10 @@ class InferenceEngine:
         from transformers import AutoTokenizer
 
         self.run_dir = run_dir
-        self.device = device
-        self.model = load_model(run_dir, device).eval()  # a run directory or an ONNX export
+        self.device = resolve_device(device)  # a --device value: cpu, cuda[:N], auto
+        self.model = load_model(run_dir, self.device).eval()  # a run directory or ONNX export
         self.tokenizer = AutoTokenizer.from_pretrained(run_dir)
-        self.precision = run_precision(run_dir)
+        self.precision = run_precision(run_dir, self.device)
         self.max_batch_tokens = max_batch_tokens
         self.specs = {spec.name: spec for spec in self.model.tasks}
 

@@ -6,6 +6,7 @@ import logging
 import signal
 from pathlib import Path
 
+from camtl.device import resolve_device
 from camtl.errors import ConfigError
 
 log = logging.getLogger("camtl")
@@ -21,8 +22,10 @@ def serve(
     max_inputs: int = 256,
     max_queue: int = 256,
     api_key: str | None = None,
+    device: str = "cpu",
 ) -> None:
-    """Serve ``run_dir`` until SIGTERM or Ctrl-C: in-flight requests are answered first."""
+    """Serve ``run_dir`` until SIGTERM or Ctrl-C: in-flight requests are answered first.
+    ``device``: a ``--device`` value (camtl.device)."""
     try:
         import uvicorn
 
@@ -45,14 +48,18 @@ def serve(
             raise ConfigError(f"{flag} {value}: must be a positive integer")
     if max_wait_ms < 0:
         raise ConfigError(f"--max-wait-ms {max_wait_ms}: must be >= 0")
-    engine = InferenceEngine(run_dir, max_batch_tokens=max_batch_tokens)  # ready before listening
+    device = resolve_device(device)
+    # ready before listening
+    engine = InferenceEngine(run_dir, device=device, max_batch_tokens=max_batch_tokens)
     settings = ServeSettings(
         max_batch_tokens, max_wait_ms, max_body_bytes, max_inputs, max_queue, api_key
     )
     log.info(
-        "serving %d tasks of %s on http://%s:%d%s",
+        "serving %d tasks of %s (%s, precision %s) on http://%s:%d%s",
         len(engine.specs),
         run_dir,
+        device,
+        engine.precision,
         host,
         port,
         " (bearer token required)" if api_key else "",
