@@ -1,5 +1,5 @@
 """Shared fixtures: a tiny random encoder written once per session, an isolated cache, and
-the scripts under bench/ loaded as modules."""
+the scripts under bench/ and experiments/ loaded as modules."""
 
 from __future__ import annotations
 
@@ -44,18 +44,17 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory):
     return make_tiny_tokenizer(tmp_path_factory.mktemp("tiny-tok"))
 
 
-@pytest.fixture(scope="session")
-def bench_script() -> Callable[[str], ModuleType]:
-    """Loads bench/NAME.py as a module (bench/ is scripts, not a package). bench/ goes on
-    sys.path, as it does for a script run from there, so that one script can import
-    another."""
-    bench = Path(__file__).resolve().parent.parent / "bench"
-    if str(bench) not in sys.path:
-        sys.path.append(str(bench))
+def _script_loader(folder: str) -> Callable[[str], ModuleType]:
+    """Loads FOLDER/NAME.py as a module (bench/ and experiments/ are scripts, not packages).
+    The folder goes on sys.path, as it does for a script run from there, so that one script
+    can import another."""
+    scripts = Path(__file__).resolve().parent.parent / folder
+    if str(scripts) not in sys.path:
+        sys.path.append(str(scripts))
 
     def load(name: str) -> ModuleType:
-        path = bench / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+        path = scripts / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"{folder}_{name}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -63,3 +62,15 @@ def bench_script() -> Callable[[str], ModuleType]:
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def bench_script() -> Callable[[str], ModuleType]:
+    """Loads bench/NAME.py (the product's benchmarks) as a module."""
+    return _script_loader("bench")
+
+
+@pytest.fixture(scope="session")
+def experiment_script() -> Callable[[str], ModuleType]:
+    """Loads experiments/NAME.py (the research drivers) as a module."""
+    return _script_loader("experiments")

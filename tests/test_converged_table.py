@@ -1,4 +1,4 @@
-"""bench/converged.py, which builds the headline table at convergence: the convergence
+"""experiments/converged.py, which builds the headline table at convergence: the convergence
 test (the dev mean's gain over a run's last 20% of steps) and a row's aggregates (one
 system of single-task models against a mean over seeds)."""
 
@@ -15,8 +15,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def converged(bench_script: Callable[[str], ModuleType]) -> ModuleType:
-    return bench_script("converged")
+def converged(experiment_script: Callable[[str], ModuleType]) -> ModuleType:
+    return experiment_script("converged")
 
 
 def _history(*means: float, every: int = 250) -> list[dict[str, float]]:

@@ -1,4 +1,4 @@
-"""bench/curve_diff.py, which compares two runs' dev curves at the steps both evaluated
+"""experiments/curve_diff.py, which compares two runs' dev curves at the steps both evaluated
 (docs/results.md quotes its ranges, means and per-step values)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def curve_diff(bench_script: Callable[[str], ModuleType]) -> ModuleType:
-    return bench_script("curve_diff")
+def curve_diff(experiment_script: Callable[[str], ModuleType]) -> ModuleType:
+    return experiment_script("curve_diff")
 
 
 def _records(*points: tuple[int, float]) -> list[dict]:
@@ -80,7 +80,7 @@ def test_a_folder_without_evaluations_is_named_in_the_error(
 def test_a_missing_results_file_is_named_in_one_error(
     curve_diff: ModuleType, tmp_path: Path
 ) -> None:
-    # read through bench/converged.py's read_results (its tests cover the other bad files)
+    # read through experiments/converged.py's read_results (its tests cover the other bad files)
     results = tmp_path / "converged.json"
     with pytest.raises(SystemExit, match=f"{results}: not a readable results file"):
         curve_diff.load_curve(f"{results}:camtl_s13")

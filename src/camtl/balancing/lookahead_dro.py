@@ -1,6 +1,6 @@
 """Lookahead-DRO (Michel, Ruder and Yogatama), as we read its abstract: the only part of the
 paper available to us. docs/training.md gives our method and the failure cases it answers;
-bench/dro_synthetic.py is the setting its defaults were chosen on."""
+experiments/dro_synthetic.py is the setting its defaults were chosen on."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class LookaheadDRO(SimplexWeights):
     average of the task's loss over its reference loss (the mean of its first
     ``reference_updates`` losses; q stays uniform until every task has one).
 
-    Failure cases of off-the-shelf DRO this answers (bench/dro_synthetic.py): raw losses
+    Failure cases of off-the-shelf DRO this answers (experiments/dro_synthetic.py): raw losses
     send the weight to whichever task has the highest loss, even one whose loss is mostly
     label noise; and a Gram matrix from one batch counts each task's gradient noise as
     progress (E <g, g> = |E g|^2 + variance), so a noisy task looks the most improvable.

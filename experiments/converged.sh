@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The comparison at convergence (docs/results.md, the paper's Tables 3.1 and 3.4): the
+# seven single-task models, then plain multi-task and default CA-MTL with three seeds each,
+# then the ladder rows 2-4 with three seeds each, every run with early stopping; then
+# experiments/results/converged.json and the dev curves. A finished run is kept and an
+# interrupted one resumes from its checkpoint, so the script can be stopped and rerun
+# (the whole of it is days of CPU time on 2 cores; hours on a GPU).
+#   bash experiments/converged.sh [ROW...]     rows: single_task single_task_seed camtl plain
+#                                              camtl_mtu camtl_unfrozen ladder_2 ladder_3 ladder_4
+#   THREADS=1 bash experiments/converged.sh camtl     (one thread per run, to run two at once)
+#   KEEP=experiments/results/converged.json bash experiments/converged.sh ladder_3
+#       (a run that results file records is not trained again, and the file keeps the runs
+#        it recorded before whose folders are not here: finished on another machine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+ROOT=${ROOT:-runs/converged}
+SEEDS=${SEEDS:-12 13 14}
+THREADS_SET=()
+[ -n "${THREADS:-}" ] && THREADS_SET=(--set "training.num_threads=$THREADS")
+KEEP_ARG=()
+[ -n "${KEEP:-}" ] && KEEP_ARG=(--keep "$KEEP")
+ROWS=("$@")
+[ ${#ROWS[@]} -gt 0 ] || ROWS=(single_task single_task_seed camtl plain camtl_mtu camtl_unfrozen ladder_2
+  ladder_3 ladder_4)
+PER_LAYER=(--set model.camtl.generators=per_layer)
+NO_ALIGN_LN=(--set model.camtl.conditional_alignment=false
+  --set model.camtl.conditional_layer_norm=false)
+
+train() {  # train OUT CONFIG [--set ...]: skip when finished, resume when interrupted
+  local out=$1 config=$2
+  shift 2
+  if grep -qs '"completed"' "$out/status.json"; then return; fi
+  if [ -n "${KEEP:-}" ] && "$BIN/python" experiments/converged.py --keep "$KEEP" \
+    --recorded "$(basename "$out")"; then
+    echo "$out: finished on another machine, recorded in $KEEP; not trained again" >&2
+    return
+  fi
+  local resume=()
+  [ -d "$out/checkpoint" ] && resume=(--resume)
+  "$BIN/camtl" train "$config" --output-dir "$out" "${resume[@]}" "${THREADS_SET[@]}" "$@"
+}
+
+for row in "${ROWS[@]}"; do
+  case $row in
+    single_task)
+      if [ -n "${KEEP:-}" ] && "$BIN/python" experiments/converged.py --keep "$KEEP" \
+        --recorded single_task; then
+        echo "single_task: recorded in $KEEP; not trained again" >&2
+        continue
+      fi
+      # each task alone, MiniLM fully fine-tuned, dev every 150 steps, at most 3,000 steps
+      "$BIN/camtl" baseline single-task experiments/configs/converged/camtl.yaml \
+        --output-root "$ROOT/single_task" --max-steps 3000 \
+        --set training.eval_every=150 "${THREADS_SET[@]}" ;;
+    single_task_seed)  # is one seed enough? wnut16 (the noisiest F1) again with seed 13
+      "$BIN/camtl" baseline single-task experiments/configs/converged/camtl.yaml \
+        --output-root "$ROOT/single_task_s13" --tasks wnut16 --max-steps 3000 \
+        --set seed=13 --set training.eval_every=150 "${THREADS_SET[@]}" ;;
+    camtl | plain)
+      for seed in $SEEDS; do
+        train "$ROOT/${row}_s$seed" "experiments/configs/converged/$row.yaml" --set "seed=$seed"
+      done ;;
+    camtl_mtu)  # CA-MTL with MT-Uncertainty sampling (exact mode) in place of temperature
+      for seed in $SEEDS; do
+        train "$ROOT/camtl_mtu_s$seed" experiments/configs/converged/camtl.yaml --set "seed=$seed" \
+          --set "training.sampler={name: mt_uncertainty}"
+      done ;;
+    camtl_unfrozen)  # the test of the likeliest cause of the gap: nothing frozen, seed 12
+      train "$ROOT/camtl_unfrozen_s12" experiments/configs/converged/camtl.yaml --set seed=12 \
+        --set model.freeze_layers=0 --set model.freeze_embeddings=false ;;
+    ladder_2)  # conditional attention alone
+      for seed in $SEEDS; do
+        train "$ROOT/ladder_2_cond_attention_s$seed" experiments/configs/converged/camtl.yaml \
+          --set "seed=$seed" "${PER_LAYER[@]}" "${NO_ALIGN_LN[@]}" --set model.camtl.bottleneck=none
+      done ;;
+    ladder_3)  # + conditional bottleneck
+      for seed in $SEEDS; do
+        train "$ROOT/ladder_3_cond_bottleneck_s$seed" experiments/configs/converged/camtl.yaml \
+          --set "seed=$seed" "${PER_LAYER[@]}" "${NO_ALIGN_LN[@]}"
+      done ;;
+    ladder_4)  # full CA-MTL with the paper's per-layer generators
+      for seed in $SEEDS; do
+        train "$ROOT/ladder_4_full_per_layer_s$seed" experiments/configs/converged/camtl.yaml \
+          --set "seed=$seed" "${PER_LAYER[@]}"
+      done ;;
+    *) echo "unknown row: $row" >&2; exit 2 ;;
+  esac
+done
+
+"$BIN/python" experiments/converged.py "${KEEP_ARG[@]}" --out experiments/results/converged.json \
+  --plot experiments/results/converged_curves.png \
+  --row single_task "$ROOT"/single_task/*/ \
+  --row plain "$ROOT"/plain_s*/ --row camtl "$ROOT"/camtl_s*/ \
+  --row camtl_mtu "$ROOT"/camtl_mtu_s*/ --row camtl_unfrozen "$ROOT"/camtl_unfrozen_s*/ \
+  --row ladder_2_cond_attention "$ROOT"/ladder_2_cond_attention_s*/ \
+  --row ladder_3_cond_bottleneck "$ROOT"/ladder_3_cond_bottleneck_s*/ \
+  --row ladder_4_full_per_layer "$ROOT"/ladder_4_full_per_layer_s*/
