@@ -56,7 +56,7 @@ CONFIGS = {
     "camtl": {"architecture": "camtl", "freeze_embeddings": None, "freeze_layers": None},
 }
 # --per-layer: also the paper's per-layer FiLM generators (same d-wide z). Off by default:
-# a fourth model interleaved moved every ratio in our runs (docs/results.md).
+# a fourth model interleaved moved every ratio in our runs (docs/research/2026-speed.md).
 PER_LAYER = {"camtl_per_layer": {**CONFIGS["camtl"], "generators": "per_layer"}}
 NUM_TASKS = 7
 DEFAULT = resolve_precision("auto")

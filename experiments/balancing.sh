@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The balancing evidence on the offline suite (docs/results.md): each row is
+# The balancing evidence on the offline suite (docs/research/2026-sampling-balancing.md): each row is
 # experiments/configs/balancing/suite.yaml with a sampler, a balancer and seeds. A finished run is kept,
 # an interrupted one resumes from its checkpoint, so the script can be stopped and rerun.
 # About 20 minutes a run on 2 CPU cores; 18 runs.

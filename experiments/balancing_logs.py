@@ -1,4 +1,5 @@
-"""What the samplers and balancers did, read from runs' train_log.jsonl (docs/results.md,
+"""What the samplers and balancers did, read from runs' train_log.jsonl
+(docs/research/2026-sampling-balancing.md,
 "Sampling and balancing at 1,200 steps"): each task's share of the examples drawn, the
 mean task weights and how often one task held more than half of the weight, and FAMO's
 share of the gradient per task (z_t / l_t over the sum, from the logged weights and

@@ -1,7 +1,7 @@
-"""The comparison at convergence (docs/results.md): per row (single-task, plain, CA-MTL,
-ladder rows) the per-seed dev and test scores of the selected checkpoints, where and why
-each run stopped, and the aggregate columns of the paper's Table 3.4; plus the dev curves
-of the rows in one plot.
+"""The comparison at convergence (docs/research/2026-convergence.md): per row (single-task,
+plain, CA-MTL, ladder rows) the per-seed dev and test scores of the selected
+checkpoints, where and why each run stopped, and the aggregate columns of the paper's
+Table 3.4; plus the dev curves of the rows in one plot.
 
     python experiments/converged.py --out experiments/results/converged.json \\
         --plot experiments/results/converged_curves.png \\

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The comparison at convergence (docs/results.md, the paper's Tables 3.1 and 3.4): the
+# The comparison at convergence (docs/research/2026-convergence.md, the paper's Tables 3.1 and 3.4): the
 # seven single-task models, then plain multi-task and default CA-MTL with three seeds each,
 # then the ladder rows 2-4 with three seeds each, every run with early stopping; then
 # experiments/results/converged.json and the dev curves. A finished run is kept and an

@@ -1,11 +1,11 @@
-"""Two runs' dev curves side by side (docs/results.md, the unfrozen CA-MTL run): each
-run's best step and per-task dev scores there (and test scores where both runs have
-them: a finished run's report_test.json, or its results-file record), and the difference
-of the dev means at the steps both evaluated (range, mean, how many within a point;
-`--per-step` lists them). Reads metrics.jsonl, so it works on an unfinished run; a run
-whose folder is gone is read from the results file of experiments/converged.py as
-FILE.json:RUN_NAME (its dev mean at every evaluation, its per-task scores at the selected
-step only).
+"""Two runs' dev curves side by side (docs/research/2026-convergence.md, the unfrozen
+CA-MTL run): each run's best step and per-task dev scores there (and test scores where
+both runs have them: a finished run's report_test.json, or its results-file record), and
+the difference of the dev means at the steps both evaluated (range, mean, how many
+within a point; `--per-step` lists them). Reads metrics.jsonl, so it works on an
+unfinished run; a run whose folder is gone is read from the results file of
+experiments/converged.py as FILE.json:RUN_NAME (its dev mean at every evaluation, its
+per-task scores at the selected step only).
 
     python experiments/curve_diff.py runs/converged/camtl_s12 runs/converged/camtl_unfrozen_s12
     python experiments/curve_diff.py experiments/results/converged.json:camtl_s13 \\

@@ -1,5 +1,5 @@
 """experiments/curve_diff.py, which compares two runs' dev curves at the steps both evaluated
-(docs/results.md quotes its ranges, means and per-step values)."""
+(docs/research/2026-convergence.md quotes its ranges, means and per-step values)."""
 
 from __future__ import annotations
 

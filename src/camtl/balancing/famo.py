@@ -98,5 +98,6 @@ class FAMO(LossBalancer):
 
     def gradient_weights(self) -> dict[str, float] | None:
         """z_t / l_t normalised over the tasks of the last batch: a task whose loss nears 0
-        takes nearly all of the gradient, whatever z is (docs/results.md)."""
+        takes nearly all of the gradient, whatever z is
+        (docs/research/2026-sampling-balancing.md)."""
         return getattr(self, "last_gradient_weights", None)

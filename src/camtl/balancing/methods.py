@@ -116,7 +116,8 @@ class SimplexWeights(LossBalancer):
         )
         # each task's reference loss for ``relative_losses``: the mean of its first
         # ``reference_updates`` losses (one batch's loss is too noisy: a lucky first batch
-        # of the regression task made it look stuck for a whole run, docs/results.md)
+        # of the regression task made it look stuck for a whole run,
+        # docs/research/2026-sampling-balancing.md)
         self.register_buffer("initial", torch.zeros(len(task_names), dtype=torch.float64))
         self.register_buffer("reference_seen", torch.zeros(len(task_names), dtype=torch.long))
 

@@ -3,8 +3,8 @@
 Why a balancer that reads scores: on the offline suite every loss-based worst case (group
 DRO, Lookahead-DRO) sent the weight to snli, rt_polarity and vader, whose relative losses
 fall slowest, while the worst task by its score was wnut16, whose token loss is mostly
-O tokens and falls fastest (docs/results.md). A task's loss says little about its
-metric across task kinds; its dev score says it directly.
+O tokens and falls fastest (docs/research/2026-sampling-balancing.md). A task's loss says
+little about its metric across task kinds; its dev score says it directly.
 """
 
 from __future__ import annotations

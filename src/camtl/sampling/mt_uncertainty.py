@@ -33,7 +33,8 @@ No task starves (both modes), by two guarantees. A share floor: every task gets 
 follows uncertainty freely, no task falls below half of what uniform sampling gives it; 0
 turns it off). It is needed because uncertainties of different task kinds are not on one
 scale: a tagging task's mean token entropy sits far below a 3-way classifier's, and
-without the floor the offline suite's wnut16 got 128 of 38,400 examples (docs/results.md).
+without the floor the offline suite's wnut16 got 128 of 38,400 examples
+(docs/research/2026-sampling-balancing.md).
 Calibrating each task's scores to its own scale was the alternative; it removes the very
 difference between tasks that the sampler is meant to act on. A stretch bound: a task
 without an example for ``max_unsampled_fraction`` of the run's steps (2% by default; 0
