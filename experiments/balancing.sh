@@ -2,7 +2,7 @@
 # The balancing evidence on the offline suite (docs/research/2026-sampling-balancing.md): each row is
 # experiments/configs/balancing/suite.yaml with a sampler, a balancer and seeds. A finished run is kept,
 # an interrupted one resumes from its checkpoint, so the script can be stopped and rerun.
-# About 20 minutes a run on 2 CPU cores; 18 runs.
+# About 20 minutes a run on 2 CPU cores; 20 runs.
 #   bash experiments/balancing.sh [ROW...]          (default: every row)
 #   SINGLE_TASK="runs/converged_single_task/*" bash experiments/balancing.sh   (relative worst)
 set -euo pipefail
@@ -22,7 +22,7 @@ ROWS=(
   "uniform_group_dro_relative|$UNIFORM|{name: group_dro, options: {relative_losses: true}}|12"
   "uniform_pcgrad|$UNIFORM|{name: pcgrad}|12"
   "mtu_lookahead_dro|$AMORTIZED|{name: lookahead_dro}|12"
-  "uniform_score_dro|$UNIFORM|{name: score_dro}|12"
+  "uniform_score_dro|$UNIFORM|{name: score_dro}|12 13 14"
 )
 wanted=("$@")
 for row in "${ROWS[@]}"; do
