@@ -1,5 +1,5 @@
-"""The names of the files and folders in a run directory (README: "What a run directory
-holds"), in one place so that writers and readers agree."""
+"""The names of the files and folders in a run directory (docs/usage.md: "What a run
+directory holds"), in one place so that writers and readers agree."""
 
 from __future__ import annotations
 
