@@ -12,7 +12,11 @@ DIR`` run it as they run a run directory.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +26,12 @@ from torch import nn
 
 from camtl.errors import CamtlError
 from camtl.fileio import atomic_write_text
+from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel, MultiTaskOutput
 from camtl.runfiles import CONFIG_FILE, MODEL_FILE
 
 ONNX_FILE = "model.onnx"
+ONNX_DATA_FILE = f"{ONNX_FILE}.data"  # the weights, beside the graph (torch.onnx writes them)
 EXPORT_FILE = "export.json"
 BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "task_ids")
 # files of a run directory an export carries along (the tokenizer's are saved afresh)
@@ -79,11 +85,21 @@ def _example_inputs(model: MultiTaskModel, fields: list[str]) -> tuple[torch.Ten
 
 
 def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
-    """Write the ONNX export of ``run_dir`` into ``output``; checks it against PyTorch."""
-    from transformers import AutoTokenizer
+    """Write the ONNX export of ``run_dir`` into ``output``; checks it against PyTorch.
 
-    from camtl.model_card import write_model_card
+    The export is built in a folder beside ``output`` and moved in only when finished, so
+    a failed export leaves ``output`` as it was."""
+    _require_onnx_extras()
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise CamtlError(f"--output {output}: not empty (--overwrite replaces it)")
+    with _staging(output) as folder:
+        _write_export(run_dir, folder)
+        _publish(folder, output)
+    write_model_card(output)
+    return output / ONNX_FILE
 
+
+def _require_onnx_extras() -> None:
     try:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401  (torch.onnx's exporter)
@@ -91,8 +107,36 @@ def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
         raise CamtlError(
             f"camtl export needs the ONNX extras ({exc.name} is missing): pip install 'camtl[onnx]'"
         ) from None
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise CamtlError(f"--output {output}: not empty (--overwrite replaces it)")
+
+
+@contextmanager
+def _staging(output: Path) -> Iterator[Path]:
+    """A new folder beside ``output`` (same file system) for the export, removed at exit."""
+    output = output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _publish(staged: Path, output: Path) -> None:
+    """Move the finished export's files into ``output``, each replacing its namesake (other
+    files stay, but not a previous export's graph); ``export.json`` goes first out and last
+    in, so that ``output`` reads as an export only when it holds the whole of this one."""
+    output.mkdir(parents=True, exist_ok=True)
+    for name in (EXPORT_FILE, ONNX_FILE, ONNX_DATA_FILE):
+        (output / name).unlink(missing_ok=True)
+    names = sorted(p.name for p in staged.iterdir() if p.name != EXPORT_FILE)
+    for name in [*names, EXPORT_FILE]:
+        os.replace(staged / name, output / name)
+
+
+def _write_export(run_dir: Path, output: Path) -> None:
+    """The fp32 graph (checked against PyTorch), tokenizer, run files and export.json."""
+    from transformers import AutoTokenizer
+
     model = MultiTaskModel.from_pretrained(run_dir).float().eval()
     model.encoder.gather_for_export()
     fields = input_fields(model)
@@ -104,7 +148,6 @@ def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
     dynamic["task_ids"] = {0: batch}
     if fields:  # _Graph's *extra, present only when a head reads an input field
         dynamic["extra"] = tuple(rows_and_tokens for _ in fields)
-    output.mkdir(parents=True, exist_ok=True)
     graph = _Graph(model, fields).eval()
     outputs = [f"logits_{spec.name}" for spec in model.tasks]
     with torch.inference_mode():
@@ -130,8 +173,6 @@ def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
         "outputs": dict(zip([t.name for t in model.tasks], outputs)),
     }
     atomic_write_text(output / EXPORT_FILE, json.dumps(info, indent=2))
-    write_model_card(output)
-    return output / ONNX_FILE
 
 
 def _check_against_pytorch(graph: _Graph, path: Path, names: list[str], fields: list[str]) -> None:
