@@ -6,7 +6,8 @@ in; every task's head output for every row out (``logits_<task>``), with dynamic
 length axes. CA-MTL runs in its gather form there (each example's task weights gathered),
 so the graph has no data-dependent shapes. DIR also holds the tokenizer, the label maps,
 the run's config and reports and a model card, so ``camtl predict DIR`` and ``camtl serve
-DIR`` run it as they run a run directory.
+DIR`` run it as they run a run directory. ``--quantize int8`` writes the graph with int8
+weights, behind a parity gate on the run's dev split (camtl.quantize).
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ from camtl.errors import CamtlError
 from camtl.fileio import atomic_write_text
 from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel, MultiTaskOutput
+from camtl.quantize import (
+    MAX_DROP,
+    PARITY_SPLIT,
+    QUANTIZE_CHOICES,
+    Parity,
+    Reference,
+    card_section,
+    check_parity,
+    fp32_reference,
+    parity_table,
+    quantize_export,
+    too_large,
+)
 from camtl.runfiles import CONFIG_FILE, MODEL_FILE
 
 ONNX_FILE = "model.onnx"
@@ -84,18 +98,34 @@ def _example_inputs(model: MultiTaskModel, fields: list[str]) -> tuple[torch.Ten
     return (ids, mask, torch.zeros_like(ids), tasks, *extra)
 
 
-def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
+def export_onnx(
+    run_dir: Path,
+    output: Path,
+    overwrite: bool = False,
+    quantize: str = "none",
+    max_drop: float = MAX_DROP,
+    accept_drop: bool = False,
+) -> Path:
     """Write the ONNX export of ``run_dir`` into ``output``; checks it against PyTorch.
 
-    The export is built in a folder beside ``output`` and moved in only when finished, so
-    a failed export leaves ``output`` as it was."""
+    ``quantize="int8"`` writes the graph with int8 weights once its dev scores are within
+    ``max_drop`` points of the fp32 model's on every task (camtl.quantize), or anyway with
+    ``accept_drop``. The export is built in a folder beside ``output`` and moved in only
+    when finished, so a failed or refused export leaves ``output`` as it was."""
     _require_onnx_extras()
+    if quantize not in QUANTIZE_CHOICES:
+        raise CamtlError(f"--quantize {quantize!r}: not one of {', '.join(QUANTIZE_CHOICES)}")
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise CamtlError(f"--output {output}: not empty (--overwrite replaces it)")
+    reference = fp32_reference(run_dir) if quantize == "int8" else None
     with _staging(output) as folder:
         _write_export(run_dir, folder)
+        if reference is not None:
+            _quantize_with_gate(reference, folder, max_drop, accept_drop)
         _publish(folder, output)
-    write_model_card(output)
+    card = write_model_card(output)
+    if quantize == "int8":
+        atomic_write_text(card, card.read_text(encoding="utf-8") + card_section(parity_of(output)))
     return output / ONNX_FILE
 
 
@@ -173,6 +203,31 @@ def _write_export(run_dir: Path, output: Path) -> None:
         "outputs": dict(zip([t.name for t in model.tasks], outputs)),
     }
     atomic_write_text(output / EXPORT_FILE, json.dumps(info, indent=2))
+
+
+def _quantize_with_gate(
+    reference: Reference, folder: Path, max_drop: float, accept_drop: bool
+) -> None:
+    """Quantise the export in ``folder`` to int8, record its dev parity with the fp32 model
+    in export.json, and raise ParityError on a drop over ``max_drop`` unless accepted."""
+    quantize_export(folder)
+    table = parity_table(reference, folder)
+    info = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))
+    info.update(
+        parity=table,
+        parity_split=PARITY_SPLIT,
+        max_drop=max_drop,
+        over_max_drop=too_large(table, max_drop),
+    )
+    atomic_write_text(folder / EXPORT_FILE, json.dumps(info, indent=2))
+    if not accept_drop:
+        check_parity(table, max_drop)
+
+
+def parity_of(folder: Path) -> Parity:
+    """The int8 parity table an export's export.json records (empty for fp32)."""
+    info = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))
+    return info.get("parity", {})
 
 
 def _check_against_pytorch(graph: _Graph, path: Path, names: list[str], fields: list[str]) -> None:
