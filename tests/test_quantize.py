@@ -138,6 +138,27 @@ def fp32_export(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_the_benchmark_times_int8_over_fp32_on_the_same_batches(
+    run: Path, fp32_export: Path, tmp_path: Path, bench_script
+) -> None:
+    from transformers import AutoTokenizer
+
+    from camtl.data.prepare import prepare_tasks
+    from camtl.export import load_model
+
+    parity = bench_script("onnx_parity")
+    int8 = parity.quantized_copy(fp32_export, tmp_path / "int8")
+    assert json.loads((int8 / "export.json").read_text())["quantize"] == "int8"
+    fp32_model, int8_model = load_model(fp32_export), load_model(int8)
+    tokenizer = AutoTokenizer.from_pretrained(run)
+    tasks = prepare_tasks(fp32_model.tasks, tokenizer, ("dev",), labels=fp32_model.labels)
+    batches = parity.feature_batches(tasks, "dev", 4)
+    assert sum(map(len, batches)) == sum(len(t.features["dev"]) for t in tasks)
+    timing = parity.int8_over_fp32_onnx(fp32_model, int8_model, batches, tokenizer.pad_token_id)
+    assert timing["fp32_onnx_s"] > 0 and timing["int8_onnx_s"] > 0
+    assert timing["int8_over_fp32_onnx"] == timing["int8_onnx_s"] / timing["fp32_onnx_s"]
+
+
 def test_int8_overwrites_an_fp32_export_whole(run: Path, fp32_export: Path, tmp_path) -> None:
     """No weights of the fp32 graph are left beside the int8 one."""
     import shutil
