@@ -53,8 +53,8 @@ class _QuantizerChatter(logging.Filter):
 def quantize_graph(source: Path, target: Path) -> None:
     """Write ``source``'s graph with int8 weights (dynamic quantisation) to ``target``.
 
-    One scale per output channel: on the demo model it kept every task closer to fp32
-    than one scale per tensor (docs/serving.md)."""
+    One scale per output channel: on a short demo run one scale per tensor lost more dev
+    score on two tasks (docs/serving.md)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     chatter = _QuantizerChatter()
