@@ -151,9 +151,25 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from camtl.export import export_onnx
+    from camtl.export import export_onnx, parity_of
+    from camtl.quantize import MAX_DROP, ParityError, format_parity
 
-    path = export_onnx(Path(args.run_dir), Path(args.output), overwrite=args.overwrite)
+    if args.quantize == "none" and (args.accept_drop or args.max_drop is not None):
+        raise CamtlError("--max-drop and --accept-drop apply to --quantize int8")
+    try:
+        path = export_onnx(
+            Path(args.run_dir),
+            Path(args.output),
+            overwrite=args.overwrite,
+            quantize=args.quantize,
+            max_drop=MAX_DROP if args.max_drop is None else args.max_drop,
+            accept_drop=args.accept_drop,
+        )
+    except ParityError as exc:
+        print(format_parity(exc.table))
+        raise
+    if args.quantize == "int8":
+        print(format_parity(parity_of(path.parent)))
     print(f"exported {args.run_dir} -> {path}")
     return 0
 
@@ -362,6 +378,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx",), default="onnx")
     p.add_argument("--output", required=True, help="folder of the export")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    p.add_argument(
+        "--quantize",
+        choices=("none", "int8"),
+        default="none",
+        help="int8: write the graph with int8 weights (onnxruntime dynamic quantisation), "
+        "once its primary dev score on every task is within --max-drop points of the fp32 "
+        "model's; needs the run's dev data (default: none, the fp32 graph)",
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        metavar="POINTS",
+        help="with --quantize int8: the most points of a task's primary dev score the int8 "
+        "graph may lose against the fp32 model before the export is refused, exit status 3 "
+        "(default: 1.0)",
+    )
+    p.add_argument(
+        "--accept-drop",
+        action="store_true",
+        help="with --quantize int8: write the export even when a task loses more than "
+        "--max-drop points (the table is still printed and kept in export.json)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="per-task scores of several runs side by side")

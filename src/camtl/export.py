@@ -6,13 +6,18 @@ in; every task's head output for every row out (``logits_<task>``), with dynamic
 length axes. CA-MTL runs in its gather form there (each example's task weights gathered),
 so the graph has no data-dependent shapes. DIR also holds the tokenizer, the label maps,
 the run's config and reports and a model card, so ``camtl predict DIR`` and ``camtl serve
-DIR`` run it as they run a run directory.
+DIR`` run it as they run a run directory. ``--quantize int8`` writes the graph with int8
+weights, behind a parity gate on the run's dev split (camtl.quantize).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,25 @@ from torch import nn
 
 from camtl.errors import CamtlError, ConfigError
 from camtl.fileio import atomic_write_text
+from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel, MultiTaskOutput
+from camtl.quantize import (
+    MAX_DROP,
+    PARITY_SPLIT,
+    QUANTIZE_CHOICES,
+    Parity,
+    Reference,
+    card_section,
+    check_parity,
+    fp32_reference,
+    parity_table,
+    quantize_export,
+    too_large,
+)
 from camtl.runfiles import CONFIG_FILE, MODEL_FILE
 
 ONNX_FILE = "model.onnx"
+ONNX_DATA_FILE = f"{ONNX_FILE}.data"  # the weights, beside the graph (torch.onnx writes them)
 EXPORT_FILE = "export.json"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "task_ids")
@@ -79,12 +99,38 @@ def _example_inputs(model: MultiTaskModel, fields: list[str]) -> tuple[torch.Ten
     return (ids, mask, torch.zeros_like(ids), tasks, *extra)
 
 
-def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
-    """Write the ONNX export of ``run_dir`` into ``output``; checks it against PyTorch."""
-    from transformers import AutoTokenizer
+def export_onnx(
+    run_dir: Path,
+    output: Path,
+    overwrite: bool = False,
+    quantize: str = "none",
+    max_drop: float = MAX_DROP,
+    accept_drop: bool = False,
+) -> Path:
+    """Write the ONNX export of ``run_dir`` into ``output``; checks it against PyTorch.
 
-    from camtl.model_card import write_model_card
+    ``quantize="int8"`` writes the graph with int8 weights once its dev scores are within
+    ``max_drop`` points of the fp32 model's on every task (camtl.quantize), or anyway with
+    ``accept_drop``. The export is built in a folder beside ``output`` and moved in only
+    when finished, so a failed or refused export leaves ``output`` as it was."""
+    _require_onnx_extras()
+    if quantize not in QUANTIZE_CHOICES:
+        raise CamtlError(f"--quantize {quantize!r}: not one of {', '.join(QUANTIZE_CHOICES)}")
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise CamtlError(f"--output {output}: not empty (--overwrite replaces it)")
+    reference = fp32_reference(run_dir) if quantize == "int8" else None
+    with _staging(output) as folder:
+        _write_export(run_dir, folder)
+        if reference is not None:
+            _quantize_with_gate(reference, folder, max_drop, accept_drop)
+        _publish(folder, output)
+    card = write_model_card(output)
+    if quantize == "int8":
+        atomic_write_text(card, card.read_text(encoding="utf-8") + card_section(parity_of(output)))
+    return output / ONNX_FILE
 
+
+def _require_onnx_extras() -> None:
     try:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401  (torch.onnx's exporter)
@@ -92,8 +138,36 @@ def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
         raise CamtlError(
             f"camtl export needs the ONNX extras ({exc.name} is missing): pip install 'camtl[onnx]'"
         ) from None
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise CamtlError(f"--output {output}: not empty (--overwrite replaces it)")
+
+
+@contextmanager
+def _staging(output: Path) -> Iterator[Path]:
+    """A new folder beside ``output`` (same file system) for the export, removed at exit."""
+    output = output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _publish(staged: Path, output: Path) -> None:
+    """Move the finished export's files into ``output``, each replacing its namesake (other
+    files stay, but not a previous export's graph); ``export.json`` goes first out and last
+    in, so that ``output`` reads as an export only when it holds the whole of this one."""
+    output.mkdir(parents=True, exist_ok=True)
+    for name in (EXPORT_FILE, ONNX_FILE, ONNX_DATA_FILE):
+        (output / name).unlink(missing_ok=True)
+    names = sorted(p.name for p in staged.iterdir() if p.name != EXPORT_FILE)
+    for name in [*names, EXPORT_FILE]:
+        os.replace(staged / name, output / name)
+
+
+def _write_export(run_dir: Path, output: Path) -> None:
+    """The fp32 graph (checked against PyTorch), tokenizer, run files and export.json."""
+    from transformers import AutoTokenizer
+
     model = MultiTaskModel.from_pretrained(run_dir).float().eval()
     model.encoder.gather_for_export()
     fields = input_fields(model)
@@ -105,7 +179,6 @@ def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
     dynamic["task_ids"] = {0: batch}
     if fields:  # _Graph's *extra, present only when a head reads an input field
         dynamic["extra"] = tuple(rows_and_tokens for _ in fields)
-    output.mkdir(parents=True, exist_ok=True)
     graph = _Graph(model, fields).eval()
     outputs = [f"logits_{spec.name}" for spec in model.tasks]
     with torch.inference_mode():
@@ -131,8 +204,31 @@ def export_onnx(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
         "outputs": dict(zip([t.name for t in model.tasks], outputs)),
     }
     atomic_write_text(output / EXPORT_FILE, json.dumps(info, indent=2))
-    write_model_card(output)
-    return output / ONNX_FILE
+
+
+def _quantize_with_gate(
+    reference: Reference, folder: Path, max_drop: float, accept_drop: bool
+) -> None:
+    """Quantise the export in ``folder`` to int8, record its dev parity with the fp32 model
+    in export.json, and raise ParityError on a drop over ``max_drop`` unless accepted."""
+    quantize_export(folder)
+    table = parity_table(reference, folder)
+    info = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))
+    info.update(
+        parity=table,
+        parity_split=PARITY_SPLIT,
+        max_drop=max_drop,
+        over_max_drop=too_large(table, max_drop),
+    )
+    atomic_write_text(folder / EXPORT_FILE, json.dumps(info, indent=2))
+    if not accept_drop:
+        check_parity(table, max_drop)
+
+
+def parity_of(folder: Path) -> Parity:
+    """The int8 parity table an export's export.json records (empty for fp32)."""
+    info = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))
+    return info.get("parity", {})
 
 
 def _check_against_pytorch(graph: _Graph, path: Path, names: list[str], fields: list[str]) -> None:
