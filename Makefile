@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.camtl-installed
 CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
 
-.PHONY: venv data browser demo test lint bench clean
+.PHONY: venv data browser demo test lint dist dist-check bench clean
 
 venv: $(STAMP)
 
@@ -42,5 +42,31 @@ lint: venv
 	$(BIN)/ruff check src tests bench experiments
 	$(BIN)/ruff format --check src tests bench experiments
 
+# A wheel and an sdist in dist/, checked by twine.
+dist: venv
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist . >/dev/null
+	$(BIN)/twine check --strict dist/*
+
+# The wheel installed in a fresh virtual environment runs `camtl --help` and a few steps of
+# the demo config. The new venv borrows the dependencies of $(VENV) through a .pth file
+# (a second torch install would take minutes), so what it tests is the wheel itself: its
+# modules, package data and entry point, with `pip check` on its declared dependencies.
+WHEEL_VENV ?= /tmp/camtl-wheel-venv
+dist-check: dist data
+	rm -rf $(WHEEL_VENV)
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(BIN)/python -c "import site; print(site.getsitepackages()[0])" > \
+	  "$$($(WHEEL_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/camtl-deps.pth"
+	$(WHEEL_VENV)/bin/python -m pip uninstall -q -y setuptools  # the borrowed one is newer
+	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps dist/camtl-*.whl
+	$(WHEEL_VENV)/bin/python -m pip check
+	cd $(WHEEL_VENV) && bin/python -c "import camtl, sys; assert 'camtl-wheel-venv' in camtl.__file__, camtl.__file__"
+	$(WHEEL_VENV)/bin/camtl --help >/dev/null
+	$(WHEEL_VENV)/bin/camtl train $(CONFIG) --output-dir $(WHEEL_VENV)/run --overwrite \
+	  --set training.max_steps=3 --set training.eval_every=3 --set training.log_every=1
+	test -f $(WHEEL_VENV)/run/report.json
+	rm -rf $(WHEEL_VENV)
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs dist

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from camtl import __version__
 from camtl.fileio import atomic_write_text
 from camtl.runfiles import MODEL_CARD_FILE, MODEL_FILE
 
@@ -132,7 +133,8 @@ def render_model_card(run_dir: Path, repo_id: str | None = None) -> str:
         "## Use",
         "",
         "```bash",
-        "pip install 'camtl[serve]'",
+        f"pip install 'camtl-{__version__}-py3-none-any.whl[serve]'   # `make dist` in camtl's "
+        "repository builds the wheel",
         *([f"huggingface-cli download {repo_id} --local-dir model"] if repo_id else []),
         f"camtl predict {'model' if repo_id else where} --task {tasks[0]['name']} "
         "--input inputs.jsonl --output predictions.jsonl",
