@@ -1,0 +1,108 @@
+"""The training-speed options (issue 36), on tiny random encoders: the encoder's dropout,
+the attention kernel, the optimizer kernel and the frozen layers' cast cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoModel
+
+from camtl.config import config_from_dict
+from camtl.errors import ConfigError
+from camtl.model_config import CamtlConfig, ModelConfig
+from camtl.modeling import MultiTaskModel
+from tests.test_model import LABELS, TASKS, mixed_batch
+
+ARCHITECTURES = ["plain", "camtl"]
+
+
+def build(encoder_dir: Path, architecture: str = "camtl", **options) -> MultiTaskModel:
+    config = ModelConfig(
+        encoder=str(encoder_dir),
+        architecture=architecture,
+        camtl=CamtlConfig(max_length=16),
+        **options,
+    )
+    return MultiTaskModel(AutoModel.from_pretrained(encoder_dir), TASKS, LABELS, config)
+
+
+def config_error(section: dict) -> str:
+    """The one-line error of a run config with ``section``."""
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"tasks": ["snli"], **section})
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------------- dropout
+
+
+def _dropouts(model: MultiTaskModel) -> dict[str, float]:
+    return {n: m.p for n, m in model.encoder.named_modules() if isinstance(m, nn.Dropout)}
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_dropout_options_set_the_encoders_dropout(
+    tiny_encoder_dir: Path, architecture: str
+) -> None:
+    default = build(tiny_encoder_dir, architecture)
+    assert set(_dropouts(default).values()) == {0.1}  # the pretrained config's, unchanged
+    model = build(tiny_encoder_dir, architecture, attention_dropout=0.0, hidden_dropout=0.25)
+    ps = _dropouts(model)
+    attention = {n for n in ps if n.endswith("attention.self.dropout")}
+    assert attention and all(ps[n] == 0.0 for n in attention)
+    hidden = set(ps) - attention
+    assert any("embeddings" in n for n in hidden)
+    assert all(ps[n] == 0.25 for n in hidden)  # CA-MTL's bottleneck dropout included
+    assert model.encoder.config.attention_probs_dropout_prob == 0.0
+    assert model.encoder.config.hidden_dropout_prob == 0.25
+    assert model.heads["cls"].dropout.p == 0.1  # model.dropout: the heads' own
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_a_training_pass_without_dropout_draws_no_random_numbers(
+    tiny_encoder_dir: Path, architecture: str
+) -> None:
+    model = build(
+        tiny_encoder_dir, architecture, dropout=0.0, attention_dropout=0.0, hidden_dropout=0.0
+    ).train()
+    batch = mixed_batch()
+    state = torch.get_rng_state()
+    model(**batch).loss.backward()
+    assert torch.equal(state, torch.get_rng_state())
+    # the check can see a draw: hidden dropout alone (the pretrained 0.1) draws
+    build(tiny_encoder_dir, architecture, dropout=0.0, attention_dropout=0.0).train()(**batch)
+    assert not torch.equal(state, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_dropout_options_survive_save_and_reload(
+    tiny_encoder_dir: Path, tmp_path: Path, architecture: str
+) -> None:
+    model = build(tiny_encoder_dir, architecture, attention_dropout=0.0, hidden_dropout=0.2)
+    model.save_pretrained(tmp_path)
+    again = MultiTaskModel.from_pretrained(tmp_path)
+    assert again.config.attention_dropout == 0.0 and again.config.hidden_dropout == 0.2
+    assert _dropouts(again) == _dropouts(model)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"model": {"attention_dropout": 1.0}}, "key 'model.attention_dropout': must be in [0, 1)"),
+        ({"model": {"hidden_dropout": -0.1}}, "key 'model.hidden_dropout': must be in [0, 1)"),
+        (
+            {"model": {"hidden_dropout": "none"}},
+            "key 'model.hidden_dropout': expected a number, got 'none'",
+        ),
+    ],
+)
+def test_bad_dropout_options_are_one_line_naming_the_key(section: dict, message: str) -> None:
+    assert config_error(section) == message
+
+
+def test_dropout_options_default_to_the_pretrained_values() -> None:
+    model = config_from_dict({"tasks": ["snli"]}).model
+    assert model.attention_dropout is None and model.hidden_dropout is None
