@@ -47,6 +47,7 @@ def full_config() -> dict[str, Any]:
             "encoder": "/models/enc",
             "pooling": "cls",
             "dropout": 0.2,
+            "attention": "eager",
             "attention_dropout": 0.0,
             "hidden_dropout": 0.05,
             "freeze_embeddings": True,

@@ -106,3 +106,100 @@ def test_bad_dropout_options_are_one_line_naming_the_key(section: dict, message:
 def test_dropout_options_default_to_the_pretrained_values() -> None:
     model = config_from_dict({"tasks": ["snli"]}).model
     assert model.attention_dropout is None and model.hidden_dropout is None
+
+
+# ------------------------------------------------------------------------ attention kernel
+
+
+@pytest.mark.parametrize(
+    ("setting", "training", "device", "kernel"),
+    [
+        ("auto", True, "cpu", "eager"),
+        ("auto", False, "cpu", "sdpa"),
+        ("auto", True, "cuda", "sdpa"),
+        ("auto", False, "cuda", "sdpa"),
+        ("sdpa", True, "cpu", "sdpa"),
+        ("eager", False, "cuda", "eager"),
+    ],
+)
+def test_auto_is_eager_when_training_on_cpu_only(
+    setting: str, training: bool, device: str, kernel: str
+) -> None:
+    from camtl.modeling.attention import attention_kernel
+
+    assert attention_kernel(setting, training, torch.device(device)) == kernel
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_auto_picks_the_kernel_per_forward_pass(
+    tiny_encoder_dir: Path, architecture: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import camtl.modeling.conditional_encoder as conditional_encoder
+
+    model = build(tiny_encoder_dir, architecture)
+    assert model.encoder.attention_setting == "auto"
+    used: list[str] = []
+    attend = conditional_encoder.attend
+
+    def spy(kernel, *args):
+        used.append(kernel)
+        return attend(kernel, *args)
+
+    monkeypatch.setattr(conditional_encoder, "attend", spy)
+    for training, kernel in ((True, "eager"), (False, "sdpa")):
+        used.clear()
+        model.train(training)
+        model(**mixed_batch())
+        if architecture == "camtl":
+            assert set(used) == {kernel}
+        else:  # Hugging Face's forward reads its config's kernel
+            assert model.encoder.config._attn_implementation == kernel
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_training_passes_agree_across_kernels_without_dropout(
+    tiny_encoder_dir: Path, architecture: str
+) -> None:
+    """In training mode, dropout off: eager and sdpa compute the same loss and gradients."""
+    results = []
+    for attention in ("sdpa", "eager"):
+        torch.manual_seed(0)
+        model = build(
+            tiny_encoder_dir,
+            architecture,
+            attention=attention,
+            dropout=0.0,
+            attention_dropout=0.0,
+            hidden_dropout=0.0,
+        ).train()
+        loss = model(**mixed_batch()).loss
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.allclose(loss_a, loss_b, atol=1e-5)
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        assert torch.allclose(grads_a[name], grads_b[name], atol=1e-5), name
+
+
+def test_eager_attention_draws_no_random_numbers_without_dropout() -> None:
+    from camtl.modeling.attention import eager_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=g) for _ in range(3))
+    bias = torch.zeros(2, 1, 1, 5)
+    state = torch.get_rng_state()
+    out = eager_attention(q, k, v, bias, 0.0)
+    assert torch.equal(state, torch.get_rng_state())
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    assert torch.allclose(out, expected, atol=1e-6)
+    eager_attention(q, k, v, bias, 0.1)
+    assert not torch.equal(state, torch.get_rng_state())
+
+
+def test_attention_option_is_checked_and_defaults_to_auto() -> None:
+    assert config_error({"model": {"attention": "flash"}}) == (
+        "key 'model.attention': 'flash' is not allowed (allowed: 'auto', 'sdpa', 'eager')"
+    )
+    assert config_from_dict({"tasks": ["snli"]}).model.attention == "auto"

@@ -72,6 +72,9 @@ class ModelConfig:
     encoder: ``minilm`` (the offline default), a Hugging Face hub name, or a local folder.
     pooling: how classification/regression heads read a sequence (``mean`` or ``cls``).
     dropout: the heads' dropout.
+    attention: the attention kernel: ``sdpa`` (torch's fused scaled_dot_product_attention),
+    ``eager`` (explicit matmuls and softmax), or ``auto``: eager when training on CPU, sdpa
+    otherwise (camtl.modeling.attention).
     attention_dropout, hidden_dropout: the encoder's dropout on attention probabilities and
     on hidden states (Hugging Face's ``attention_probs_dropout_prob`` and
     ``hidden_dropout_prob``); None keeps the pretrained config's values.
@@ -82,6 +85,7 @@ class ModelConfig:
     architecture: Literal["plain", "camtl"] = "plain"
     pooling: Literal["mean", "cls"] = "mean"
     dropout: float = 0.1
+    attention: Literal["auto", "sdpa", "eager"] = "auto"
     attention_dropout: float | None = None
     hidden_dropout: float | None = None
     freeze_embeddings: bool | None = None

@@ -55,6 +55,7 @@ class MultiTaskModel(nn.Module):
         self.encoder: SharedEncoder = build_shared_encoder(
             config.architecture, encoder, len(tasks), config.camtl
         )
+        self.encoder.set_attention(config.attention)
         self.tasks = list(tasks)
         self.labels = {k: list(v) for k, v in labels.items()}
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
