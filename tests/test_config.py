@@ -59,6 +59,7 @@ def full_config() -> dict[str, Any]:
             "batch_size": 3,
             "learning_rate": 1e-4,
             "mixed_precision": "bf16",
+            "optimizer_impl": "foreach",
             "batch_mode": "single_task",
             "sampler": {"name": "temperature", "options": {"temperature": 3.0}},
             "eval_every": 5,

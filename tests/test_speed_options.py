@@ -203,3 +203,77 @@ def test_attention_option_is_checked_and_defaults_to_auto() -> None:
         "key 'model.attention': 'flash' is not allowed (allowed: 'auto', 'sdpa', 'eager')"
     )
     assert config_from_dict({"tasks": ["snli"]}).model.attention == "auto"
+
+
+# ---------------------------------------------------------------------------- the optimizer
+
+
+def _run_config(**training):
+    return config_from_dict({"tasks": ["snli"], "training": training})
+
+
+@pytest.mark.parametrize(
+    ("impl", "fused", "foreach"),
+    [
+        ("auto", True, None),
+        ("fused", True, None),
+        ("foreach", None, True),
+        ("torch_default", None, None),
+    ],
+)
+def test_optimizer_impl_picks_the_adamw_kernel(
+    tiny_encoder_dir: Path, impl: str, fused: bool | None, foreach: bool | None
+) -> None:
+    from camtl.training.setup import build_optimizer, fused_adamw_supported
+
+    model = build(tiny_encoder_dir)
+    assert fused_adamw_supported(list(model.parameters()))  # torch >= 2.4 on CPU
+    optimizer = build_optimizer(model, _run_config(optimizer_impl=impl))
+    assert (optimizer.defaults["fused"], optimizer.defaults["foreach"]) == (fused, foreach)
+
+
+def test_fused_is_refused_where_torch_has_no_kernel() -> None:
+    from camtl.training.setup import optimizer_flags
+
+    params = [torch.zeros(2, dtype=torch.long)]
+    assert optimizer_flags("auto", params) == {"fused": None, "foreach": None}
+    with pytest.raises(ConfigError, match="key 'training.optimizer_impl': torch has no fused"):
+        optimizer_flags("fused", params)
+
+
+def test_fused_and_unfused_steps_agree_and_a_loaded_state_keeps_the_configured_kernel(
+    tiny_encoder_dir: Path,
+) -> None:
+    """The kernels differ in rounding only; a checkpoint of one kernel loads into the other
+    (load_state_dict takes the saved flags: apply_optimizer_flags restores the configured)."""
+    from camtl.training.setup import apply_optimizer_flags, build_optimizer
+
+    models, optimizers = [], []
+    for impl in ("fused", "torch_default"):
+        torch.manual_seed(0)
+        model = build(tiny_encoder_dir)
+        optimizer = build_optimizer(model, _run_config(optimizer_impl=impl))
+        for _ in range(3):
+            model(**mixed_batch()).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        models.append(model)
+        optimizers.append(optimizer)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    fused, unfused = optimizers
+    flags = {"fused": True, "foreach": None}
+    fused.load_state_dict(unfused.state_dict())
+    assert fused.param_groups[0]["fused"] is None  # the saved groups' flags
+    apply_optimizer_flags(fused, flags)
+    assert all(g["fused"] is True for g in fused.param_groups)
+    models[0](**mixed_batch()).loss.backward()
+    fused.step()  # runs the fused kernel on the loaded state
+
+
+def test_optimizer_impl_is_checked_and_defaults_to_auto() -> None:
+    assert config_error({"training": {"optimizer_impl": "adam"}}) == (
+        "key 'training.optimizer_impl': 'adam' is not allowed "
+        "(allowed: 'auto', 'fused', 'foreach', 'torch_default')"
+    )
+    assert config_from_dict({"tasks": ["snli"]}).training.optimizer_impl == "auto"

@@ -42,6 +42,7 @@ from camtl.training.rundir import (
     write_status,
 )
 from camtl.training.setup import (
+    apply_optimizer_flags,
     build_accelerator,
     build_model_and_data,
     build_optimizer,
@@ -130,6 +131,7 @@ class Trainer:
     def _setup_training(self) -> None:
         cfg = self.train_cfg
         optimizer = build_optimizer(self.model, self.config)
+        self.optimizer_flags = {k: optimizer.defaults[k] for k in ("fused", "foreach")}
         self.balancer.to(self.accelerator.device)
         balancer_params = [p for p in self.balancer.parameters() if p.requires_grad]
         if balancer_params:  # uncertainty weighting learns its log-variances
@@ -205,6 +207,7 @@ class Trainer:
     def load_checkpoint(self) -> None:
         folder = self.run_dir / CHECKPOINT_DIR
         self.accelerator.load_state(str(folder))
+        apply_optimizer_flags(self.optimizer, self.optimizer_flags)
         state = json.loads((folder / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
         self.step = state["step"]
         self.best_score = state["best_score"]
