@@ -60,6 +60,7 @@ def full_config() -> dict[str, Any]:
             "learning_rate": 1e-4,
             "mixed_precision": "bf16",
             "optimizer_impl": "foreach",
+            "cast_frozen_once": False,
             "batch_mode": "single_task",
             "sampler": {"name": "temperature", "options": {"temperature": 3.0}},
             "eval_every": 5,

@@ -277,3 +277,118 @@ def test_optimizer_impl_is_checked_and_defaults_to_auto() -> None:
         "(allowed: 'auto', 'fused', 'foreach', 'torch_default')"
     )
     assert config_from_dict({"tasks": ["snli"]}).training.optimizer_impl == "auto"
+
+
+# ------------------------------------------------------------------ frozen layers' cast cache
+
+
+def _step(model: MultiTaskModel, precision: str) -> tuple[dict, dict]:
+    from camtl.precision import autocast
+
+    torch.manual_seed(0)
+    with autocast(precision):
+        out = model(**mixed_batch())
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return {k: v.detach().float() for k, v in out.logits.items()}, grads
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("precision", ["bf16", "no"])
+def test_cast_cache_changes_no_result(
+    tiny_encoder_dir: Path, architecture: str, precision: str
+) -> None:
+    """The cached copies are what autocast casts at each call: training passes are bit
+    for bit the same, in bf16 and (where the cache is idle) in fp32."""
+    from camtl.modeling.frozen_cast import CastCachedLinear, cache_frozen_casts
+
+    freeze = {"freeze_embeddings": True, "freeze_layers": 2}
+    model = build(tiny_encoder_dir, architecture, **freeze).train()
+    before = _step(model, precision)
+    count = cache_frozen_casts(model)
+    assert count > 0
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            assert isinstance(module, CastCachedLinear) is (not module.weight.requires_grad)
+    for _ in range(2):  # the second pass reads the cached copies
+        after = _step(model, precision)
+        for name in before[0]:
+            assert torch.equal(before[0][name], after[0][name]), name
+        assert before[1].keys() == after[1].keys()
+        for name in before[1]:
+            assert torch.equal(before[1][name], after[1][name]), name
+
+
+def test_cast_cache_follows_loaded_weights_and_inference_mode(tiny_encoder_dir: Path) -> None:
+    from camtl.modeling.frozen_cast import cache_frozen_casts, uncache_frozen_casts
+
+    model = build(tiny_encoder_dir)
+    cache_frozen_casts(model)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model.eval()(**mixed_batch())  # first cast under inference mode (an evaluation)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(**mixed_batch()).loss.backward()  # training may save the copies for backward
+    # new frozen weights, loaded in place: the cached copies must follow
+    state = {k: v + 0.5 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    torch.manual_seed(0)
+    model.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cached = model(**mixed_batch()).logits
+    uncache_frozen_casts(model)
+    assert not any(type(m).__name__ == "CastCachedLinear" for m in model.modules())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = model(**mixed_batch()).logits
+    for name in plain:
+        assert torch.equal(cached[name], plain[name]), name
+
+
+def test_cast_cache_leaves_saved_weights_fp32(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from camtl.modeling.frozen_cast import cache_frozen_casts
+    from camtl.runfiles import WEIGHTS_FILE
+
+    model = build(tiny_encoder_dir).eval()
+    keys = set(model.state_dict())
+    cache_frozen_casts(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model(**mixed_batch()).logits
+    assert set(model.state_dict()) == keys
+    model.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / WEIGHTS_FILE), "pt") as saved:
+        names = list(saved.keys())
+        assert set(names) == keys
+        assert {saved.get_tensor(k).dtype for k in names} == {torch.float32}
+    again = MultiTaskModel.from_pretrained(tmp_path)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = again(**mixed_batch()).logits
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+@pytest.mark.parametrize(
+    ("setting", "precision", "on"),
+    [
+        (None, "bf16", True),
+        (None, "no", False),
+        (None, "fp16", False),
+        (True, "no", True),
+        (False, "bf16", False),
+    ],
+)
+def test_cast_cache_is_on_by_default_for_bf16_runs(
+    setting: bool | None, precision: str, on: bool
+) -> None:
+    from camtl.modeling.frozen_cast import use_frozen_cast_cache
+
+    assert use_frozen_cast_cache(setting, precision) is on
+
+
+def test_cast_frozen_once_is_checked_and_defaults_to_null() -> None:
+    assert config_error({"training": {"cast_frozen_once": "bf16"}}) == (
+        "key 'training.cast_frozen_once': expected true or false, got 'bf16'"
+    )
+    assert config_from_dict({"tasks": ["snli"]}).training.cast_frozen_once is None

@@ -19,6 +19,7 @@ from camtl.config import RunConfig, save_config
 from camtl.data.collate import collate_features
 from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.fileio import append_jsonl, read_jsonl
+from camtl.modeling.frozen_cast import cache_frozen_casts, use_frozen_cast_cache
 from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import (
     CONFIG_FILE,
@@ -130,6 +131,8 @@ class Trainer:
     # -- set-up --------------------------------------------------------------------------
     def _setup_training(self) -> None:
         cfg = self.train_cfg
+        if use_frozen_cast_cache(cfg.cast_frozen_once, self.precision):
+            cache_frozen_casts(self.model)
         optimizer = build_optimizer(self.model, self.config)
         self.optimizer_flags = {k: optimizer.defaults[k] for k in ("fused", "foreach")}
         self.balancer.to(self.accelerator.device)
