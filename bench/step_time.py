@@ -13,6 +13,16 @@ first four in the default precision (``auto``: bf16 where the CPU has bf16 instr
   bf16_over_fp32_infer               CA-MTL inference time of the batch, bf16 / fp32
   train_flops_over_peak              FLOP/s achieved by the CA-MTL training step in the
                                      faster precision / bf16 matmul peak of this machine
+  camtl_step_over_before             CA-MTL bf16 training step with the speed options of
+                                     issue 36 (NEW: attention auto, i.e. eager when training
+                                     on CPU; attention dropout 0, hidden dropout 0.1; fused
+                                     AdamW; frozen weights cast once) / the same step as it
+                                     ran before them (BEFORE: sdpa attention, dropout 0.1
+                                     everywhere, torch's default AdamW kernel, on CPU a loop
+                                     over parameters; casts at every call); no target
+
+Every other configuration trains as `camtl train` does by default (model.attention auto,
+training.optimizer_impl auto, training.cast_frozen_once on for bf16).
 
 FLOP count of a training step: counted by torch.utils.flop_counter.FlopCounterMode over one
 forward and backward pass (matmuls, linear layers, attention's two batched products; each
@@ -26,9 +36,9 @@ The peak is the median throughput of a 2048 x 2048 bf16 matmul, measured in the 
 
 Step times are interleaved (A B C A B C ...) and summarised by the median, so a burst of
 load on this noisy machine hits every configuration alike; the precision comparison is a
-second interleaved pair (CA-MTL fp32 / bf16), kept apart so the first three ratios are
-timed as before. Peak memory is measured in a fresh subprocess per configuration (sampling
-RSS during the steps).
+second interleaved pair (CA-MTL fp32 / bf16), and NEW / BEFORE a third, kept apart so the
+first three ratios are timed as before. Peak memory is measured in a fresh subprocess per
+configuration (sampling RSS during the steps).
 
     python bench/step_time.py --out results/step_time.json [--encoder minilm] [--steps 12]
 """
@@ -43,6 +53,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +73,25 @@ NUM_TASKS = 7
 DEFAULT = resolve_precision("auto")
 
 
-def build(encoder: str, name: str) -> Any:
+@dataclass(frozen=True)
+class Setup:
+    """The speed options of a timed model: model options (camtl.model_config.ModelConfig),
+    the AdamW kernel (training.optimizer_impl) and training.cast_frozen_once."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    optimizer_impl: str = "auto"
+    cast_frozen_once: bool | None = None
+
+
+DEFAULTS = Setup()  # what `camtl train` does
+NEW = Setup({"attention": "auto", "attention_dropout": 0.0, "hidden_dropout": 0.1}, "auto", True)
+BEFORE = Setup(
+    {"attention": "sdpa", "attention_dropout": 0.1, "hidden_dropout": 0.1}, "torch_default", False
+)
+SETUPS = {"default": DEFAULTS, "new": NEW, "before": BEFORE}
+
+
+def build(encoder: str, name: str, options: dict[str, Any] | None = None) -> Any:
     from transformers import AutoModel
 
     from camtl.model_config import CamtlConfig, ModelConfig
@@ -88,9 +117,24 @@ def build(encoder: str, name: str) -> Any:
     ]
     labels = {t.name: ["a", "b", "c"] for t in tasks}
     config = ModelConfig(
-        encoder=encoder, camtl=CamtlConfig(max_length=128, generators=generators), **spec
+        encoder=encoder,
+        camtl=CamtlConfig(max_length=128, generators=generators),
+        **spec,
+        **(options or {}),
     )
     return MultiTaskModel(hf, tasks, labels, config), hf
+
+
+def prepare(
+    encoder: str, name: str, setup: Setup = DEFAULTS, precision: str = DEFAULT
+) -> tuple[Any, torch.optim.Optimizer]:
+    """A model in training mode and its optimizer, as ``setup`` says."""
+    from camtl.modeling.frozen_cast import cache_frozen_casts, use_frozen_cast_cache
+
+    model = build(encoder, name, setup.model)[0].train()
+    if use_frozen_cast_cache(setup.cast_frozen_once, precision):
+        cache_frozen_casts(model)
+    return model, optimizer_for(model, setup.optimizer_impl)
 
 
 def make_batch(vocab: int, batch: int, length: int) -> dict[str, torch.Tensor]:
@@ -117,23 +161,30 @@ def train_step(
     return time.perf_counter() - start
 
 
-def optimizer_for(model: Any) -> torch.optim.Optimizer:
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+def optimizer_for(model: Any, impl: str = "auto") -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, its kernel as training.optimizer_impl says."""
+    from camtl.training.setup import optimizer_flags
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=1e-5, **optimizer_flags(impl, params))
 
 
 def time_steps(
-    encoder: str, steps: int, batch: dict, runs: dict[str, tuple[str, str]]
+    encoder: str, steps: int, batch: dict, runs: dict[str, tuple[str, str, Setup]]
 ) -> dict[str, float]:
-    """Median step time of each run: label -> (configuration, precision), interleaved."""
-    built = {label: build(encoder, name)[0].train() for label, (name, _) in runs.items()}
-    optims = {label: optimizer_for(m) for label, m in built.items()}
-    for label, (_, precision) in runs.items():  # warm-up: allocator, optimizer state, kernels
+    """Median step time of each run: label -> (configuration, precision, setup),
+    interleaved."""
+    built = {
+        label: prepare(encoder, name, setup, precision)
+        for label, (name, precision, setup) in runs.items()
+    }
+    for label, (_, precision, _) in runs.items():  # warm-up: allocator, optimizer state
         for _ in range(2):
-            train_step(built[label], optims[label], batch, precision)
+            train_step(*built[label], batch, precision)
     times: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(steps):
-        for label, (_, precision) in runs.items():
-            times[label].append(train_step(built[label], optims[label], batch, precision))
+        for label, (_, precision, _) in runs.items():
+            times[label].append(train_step(*built[label], batch, precision))
     return {label: statistics.median(t) for label, t in times.items()}
 
 
@@ -209,10 +260,8 @@ def _rss_bytes() -> int:
 
 def peak_memory_child(encoder: str, name: str, steps: int, batch_size: int, length: int) -> None:
     """Run in a fresh process: peak RSS growth over the training steps, printed as JSON."""
-    model, _ = build(encoder, name)
-    model.train()
+    model, optimizer = prepare(encoder, name)
     batch = make_batch(model.encoder.config.vocab_size, batch_size, length)
-    optimizer = optimizer_for(model)
     before = _rss_bytes()
     peak = before
     running = True
@@ -285,14 +334,25 @@ def main() -> None:
         args.encoder,
         args.steps,
         batch,
-        {name: (name, DEFAULT) for name in [*CONFIGS, *(PER_LAYER if args.per_layer else {})]},
+        {
+            name: (name, DEFAULT, DEFAULTS)
+            for name in [*CONFIGS, *(PER_LAYER if args.per_layer else {})]
+        },
     )
     step.update(
         time_steps(
             args.encoder,
             args.steps,
             batch,
-            {"camtl_fp32": ("camtl", "no"), "camtl_bf16": ("camtl", "bf16")},
+            {"camtl_fp32": ("camtl", "no", DEFAULTS), "camtl_bf16": ("camtl", "bf16", DEFAULTS)},
+        )
+    )
+    step.update(
+        time_steps(
+            args.encoder,
+            args.steps,
+            batch,
+            {"camtl_new": ("camtl", "bf16", NEW), "camtl_before": ("camtl", "bf16", BEFORE)},
         )
     )
     infer = time_inference(args.encoder, args.steps, batch)
@@ -311,6 +371,7 @@ def main() -> None:
         "bf16_over_fp32_train_step": step["camtl_bf16"] / step["camtl_fp32"],
         "bf16_over_fp32_infer": infer["camtl_fp32"] / infer["camtl_bf16"],
         "train_flops_over_peak": flops / min(step["camtl_bf16"], step["camtl_fp32"]) / peak,
+        "camtl_step_over_before": step["camtl_new"] / step["camtl_before"],
         **(
             {"camtl_shared_over_per_layer_generators": step["camtl"] / step["camtl_per_layer"]}
             if args.per_layer
@@ -330,6 +391,7 @@ def main() -> None:
             "steps": args.steps,
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            "camtl_step_over_before": {"new": asdict(NEW), "before": asdict(BEFORE)},
         },
         "targets": {
             "camtl_over_frozen_mtl": "<= 1.35",

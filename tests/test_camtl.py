@@ -56,13 +56,15 @@ def padded_inputs(length: int = 12) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_identity_at_initialisation(encoder_dir: Path, variant: str) -> None:
+def test_identity_at_initialisation(encoder_dir: Path, variant: str, attention: str) -> None:
     hf = AutoModel.from_pretrained(encoder_dir).eval()
     inputs = padded_inputs()
     with torch.no_grad():
         expected = hf(**inputs).last_hidden_state
         cond = ConditionalEncoder(hf, num_tasks=3, cam=VARIANTS[variant]).eval()
+        cond.set_attention(attention)
         got = cond(**inputs, task_ids=torch.tensor([0, 1, 2]))
     mask = inputs["attention_mask"].bool()
     assert torch.allclose(got[mask], expected[mask], atol=1e-5)

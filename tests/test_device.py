@@ -220,7 +220,7 @@ def test_predict_and_evaluate_on_cpu_as_before(
 
 def test_serve_on_cpu(tiny_run: Path) -> None:
     pytest.importorskip("fastapi")
-    from tests.test_serve import Server
+    from camtl.testing.server import ServerProcess as Server
 
     server = Server(tiny_run, "--device", "cpu")
     try:

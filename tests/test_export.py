@@ -73,7 +73,7 @@ def test_onnxruntime_predictions_equal_pytorch(exported, kind_name: str, tmp_pat
 
 
 def test_serve_runs_an_export(exported) -> None:
-    from tests.test_serve import Server
+    from camtl.testing.server import ServerProcess as Server
 
     _, out = exported
     server = Server(out)

@@ -116,6 +116,25 @@ def test_save_and_reload_give_identical_outputs(tmp_path: Path, model_type: str)
     assert [t.name for t in again.tasks] == ["cls", "reg", "tag", "qa"]
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager", "auto"])
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "electra", "xlm-roberta"])
+def test_plain_encoder_is_the_pretrained_model_for_every_attention(
+    tmp_path: Path, model_type: str, attention: str
+) -> None:
+    """Identity at init: the plain encoder's hidden states are Hugging Face's own (its
+    default kernel) whatever ``model.attention`` says, padding included."""
+    encoder_dir = make_tiny_encoder(tmp_path / "enc", model_type)
+    hf = AutoModel.from_pretrained(encoder_dir).eval()
+    model = build(encoder_dir, attention=attention).eval()
+    batch = mixed_batch()
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        expected = hf(**inputs).last_hidden_state
+        got = model.encode(**inputs, task_ids=batch["task_ids"])
+    mask = inputs["attention_mask"].bool()
+    assert torch.allclose(got[mask], expected[mask], atol=1e-5)
+
+
 def test_from_pretrained_on_a_wrong_folder_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CamtlError, match="no saved model"):
         MultiTaskModel.from_pretrained(tmp_path)

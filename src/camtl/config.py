@@ -80,6 +80,13 @@ class TrainingConfig:
     # auto: bf16 where the hardware runs it fast, else fp32 (camtl.precision); YAML reads an
     # unquoted `no` as false, which means fp32 too
     mixed_precision: str | bool = "auto"
+    # AdamW's kernel: auto = fused where torch has it for every parameter, else torch's
+    # own choice; torch_default = torch's own choice (a loop over parameters on CPU,
+    # foreach on CUDA), what camtl ran before this option (camtl.training.setup)
+    optimizer_impl: Literal["auto", "fused", "foreach", "torch_default"] = "auto"
+    # frozen layers' weights cast to the autocast dtype once, not at every forward pass
+    # (bit-identical results); None: on for bf16 runs (camtl.modeling.frozen_cast)
+    cast_frozen_once: bool | None = None
     batch_mode: Literal["mixed", "single_task"] = "mixed"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     balancer: BalancerConfig = field(default_factory=BalancerConfig)

@@ -71,6 +71,13 @@ class ModelConfig:
 
     encoder: ``minilm`` (the offline default), a Hugging Face hub name, or a local folder.
     pooling: how classification/regression heads read a sequence (``mean`` or ``cls``).
+    dropout: the heads' dropout.
+    attention: the attention kernel: ``sdpa`` (torch's fused scaled_dot_product_attention),
+    ``eager`` (explicit matmuls and softmax), or ``auto``: eager when training on CPU, sdpa
+    otherwise (camtl.modeling.attention).
+    attention_dropout, hidden_dropout: the encoder's dropout on attention probabilities and
+    on hidden states (Hugging Face's ``attention_probs_dropout_prob`` and
+    ``hidden_dropout_prob``); None keeps the pretrained config's values.
     freeze_layers: how many bottom Transformer layers keep their pretrained weights fixed.
     """
 
@@ -78,6 +85,9 @@ class ModelConfig:
     architecture: Literal["plain", "camtl"] = "plain"
     pooling: Literal["mean", "cls"] = "mean"
     dropout: float = 0.1
+    attention: Literal["auto", "sdpa", "eager"] = "auto"
+    attention_dropout: float | None = None
+    hidden_dropout: float | None = None
     freeze_embeddings: bool | None = None
     freeze_layers: int | None = None
     camtl: CamtlConfig = field(default_factory=CamtlConfig)
@@ -93,8 +103,10 @@ class ModelConfig:
         return embeddings, layers
 
     def validate(self, path: str, where: str) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError.at(where, f"key '{path}.dropout': must be in [0, 1)")
+        for key in ("dropout", "attention_dropout", "hidden_dropout"):
+            value = getattr(self, key)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError.at(where, f"key '{path}.{key}': must be in [0, 1)")
         if self.freeze_layers is not None and self.freeze_layers < 0:
             raise ConfigError.at(where, f"key '{path}.freeze_layers': must be >= 0")
 

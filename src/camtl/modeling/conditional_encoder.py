@@ -3,7 +3,8 @@ pretrained submodules and adds the task-conditioned modules around them.
 
 We do not patch the library's forward functions (they change between versions); we reuse
 the pretrained ``nn.Linear``/``nn.LayerNorm`` objects of each layer and run our own forward
-with torch's scaled_dot_product_attention, the conditional bias entering as an additive mask.
+with torch's scaled_dot_product_attention or the explicit form (``model.attention``,
+camtl.modeling.attention), the conditional bias entering as an additive mask.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from camtl.errors import ConfigError
 from camtl.model_config import CamtlConfig
+from camtl.modeling.attention import attend, attention_kernel
 from camtl.modeling.conditional import (
     ConditionalAlignment,
     ConditionalAttentionBias,
@@ -55,7 +56,7 @@ class ConditionalLayer(nn.Module):
         attn = base.attention.self
         self.heads = attn.num_attention_heads
         self.head_size = attn.attention_head_size
-        self.attn_dropout = config.attention_probs_dropout_prob
+        self.attention_setting = "auto"  # model.attention (ConditionalEncoder.set_attention)
         self.act = _activation(config.hidden_act)
         self.cond_attention = (
             ConditionalAttentionBias(
@@ -117,13 +118,10 @@ class ConditionalLayer(nn.Module):
             if self.cond_attention is None
             else self.cond_attention(z, rows, hidden.shape[1], mask_bias)
         )
-        context = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=bias.to(q.dtype),
-            dropout_p=self.attn_dropout if self.training else 0.0,
-        )
+        # the pretrained layer's own attention dropout (its p: model.attention_dropout)
+        dropout_p = attn.dropout.p if self.training else 0.0
+        kernel = attention_kernel(self.attention_setting, self.training, hidden.device)
+        context = attend(kernel, q, k, v, bias.to(q.dtype), dropout_p)
         context = context.transpose(1, 2).reshape(hidden.shape)
         out = base.attention.output
         attended = self._norm(
@@ -236,6 +234,11 @@ class ConditionalEncoder(SharedEncoder):
             if cam.bottleneck == "large"
             else None
         )
+
+    def set_attention(self, setting: str) -> None:
+        super().set_attention(setting)
+        for layer in self.layers:
+            layer.attention_setting = setting
 
     def gather_for_export(self, enabled: bool = True) -> None:
         """Switch to the export form (TaskRows without runs): no shape or control flow then

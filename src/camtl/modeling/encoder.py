@@ -70,6 +70,27 @@ def disable_pooler(encoder: nn.Module) -> None:
             param.requires_grad_(False)
 
 
+def set_dropout(encoder: nn.Module, attention: float | None, hidden: float | None) -> None:
+    """Set a pretrained Hugging Face encoder's dropout before the shared encoder is built
+    on it (``model.attention_dropout`` / ``model.hidden_dropout``; None keeps the
+    pretrained config's value): its config fields, which CA-MTL's own modules read, and the
+    ``nn.Dropout`` modules it built from them (their p is fixed at construction). An
+    ``nn.Dropout`` with p = 0 returns its input untouched and draws no random numbers."""
+    config = encoder.config
+    if attention is not None:
+        config.attention_probs_dropout_prob = attention
+    if hidden is not None:
+        config.hidden_dropout_prob = hidden
+    for name, module in encoder.named_modules():
+        if not isinstance(module, nn.Dropout):
+            continue
+        # attention.self.dropout: the attention probabilities'; every other one is hidden
+        is_attention = name.endswith("attention.self.dropout")
+        value = attention if is_attention else hidden
+        if value is not None:
+            module.p = value
+
+
 def freeze_encoder(encoder: SharedEncoder, freeze_embeddings: bool, freeze_layers: int) -> None:
     """Keep the embeddings and/or the bottom ``freeze_layers`` layers at pretrained values.
 

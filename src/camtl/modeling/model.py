@@ -18,6 +18,7 @@ from camtl.modeling.encoder import (
     disable_pooler,
     freeze_encoder,
     load_encoder_and_tokenizer,
+    set_dropout,
 )
 from camtl.modeling.shared_encoder import SharedEncoder, build_shared_encoder
 from camtl.runfiles import ENCODER_CONFIG_DIR, MODEL_FILE, WEIGHTS_FILE
@@ -50,9 +51,11 @@ class MultiTaskModel(nn.Module):
         check_supported(encoder.config.model_type, config.encoder)
         self.config = config
         disable_pooler(encoder)
+        set_dropout(encoder, config.attention_dropout, config.hidden_dropout)
         self.encoder: SharedEncoder = build_shared_encoder(
             config.architecture, encoder, len(tasks), config.camtl
         )
+        self.encoder.set_attention(config.attention)
         self.tasks = list(tasks)
         self.labels = {k: list(v) for k, v in labels.items()}
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from camtl.model_config import CamtlConfig
+from camtl.modeling.attention import attention_kernel
 
 
 class SharedEncoder(nn.Module):
@@ -23,6 +24,12 @@ class SharedEncoder(nn.Module):
 
     config: Any  # the Hugging Face config of the pretrained encoder
     embeddings: nn.Module
+    attention_setting: str = "auto"  # model.attention: auto | sdpa | eager
+
+    def set_attention(self, setting: str) -> None:
+        """Which attention kernel forward passes run (camtl.modeling.attention); ``auto``
+        decides per pass from the module's mode and the device."""
+        self.attention_setting = setting
 
     def forward(
         self,
@@ -122,6 +129,10 @@ class PlainEncoder(SharedEncoder):
         return self
 
     def forward(self, input_ids, attention_mask, token_type_ids, task_ids):
+        # Hugging Face reads the kernel from its config at every forward pass
+        kernel = attention_kernel(self.attention_setting, self.training, input_ids.device)
+        if self.config._attn_implementation != kernel:
+            self.config._attn_implementation = kernel
         out = self._pretrained(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         )

@@ -52,7 +52,8 @@ def build_accelerator(config: RunConfig, precision: str) -> Any:
 
 
 def build_optimizer(model: MultiTaskModel, config: RunConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and LayerNorm weights; frozen parameters left out."""
+    """AdamW; no weight decay on biases and LayerNorm weights; frozen parameters left out;
+    its kernel by ``training.optimizer_impl``."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -62,7 +63,50 @@ def build_optimizer(model: MultiTaskModel, config: RunConfig) -> torch.optim.Opt
         {"params": decay, "weight_decay": config.training.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.training.learning_rate)
+    flags = optimizer_flags(config.training.optimizer_impl, decay + no_decay)
+    return torch.optim.AdamW(groups, lr=config.training.learning_rate, **flags)
+
+
+def fused_adamw_supported(params: list[torch.Tensor]) -> bool:
+    """Whether torch has a fused AdamW kernel for every one of ``params`` (floating point,
+    on a device with the kernel: CPU and CUDA among them since torch 2.4)."""
+    from torch.optim import optimizer
+
+    devices = getattr(optimizer, "_get_fused_kernels_supported_devices", lambda: ["cuda"])()
+    return all(p.is_floating_point() and p.device.type in devices for p in params)
+
+
+def optimizer_flags(impl: str, params: list[torch.Tensor]) -> dict[str, bool | None]:
+    """AdamW's ``fused`` and ``foreach`` for ``training.optimizer_impl``: ``auto`` is fused
+    where supported, else torch's own choice (``torch_default``: both None)."""
+    if impl == "auto":
+        impl = "fused" if fused_adamw_supported(params) else "torch_default"
+    if impl == "fused":
+        if not fused_adamw_supported(params):
+            devices = sorted({p.device.type for p in params})
+            raise ConfigError(
+                "key 'training.optimizer_impl': torch has no fused AdamW for these "
+                f"parameters (on {', '.join(devices)}); use auto or foreach"
+            )
+        return {"fused": True, "foreach": None}
+    if impl == "foreach":
+        return {"fused": None, "foreach": True}
+    return {"fused": None, "foreach": None}
+
+
+def apply_optimizer_flags(optimizer: torch.optim.Optimizer, flags: dict[str, bool | None]) -> None:
+    """Set the kernel flags again after a checkpoint was loaded: ``load_state_dict`` takes
+    them from the saved param groups, and the configured kernel must win. The state (moments,
+    step counts) is the same for every kernel, so it carries over exactly; only the fused
+    kernel wants each step count on its parameter's device."""
+    for group in optimizer.param_groups:
+        group.update(flags)
+        if not flags.get("fused"):
+            continue
+        for param in group["params"]:
+            state = optimizer.state.get(param)
+            if state and "step" in state:
+                state["step"] = state["step"].to(dtype=torch.float32, device=param.device)
 
 
 def check_higher_is_better(tasks: list[TaskData], balancer: str) -> None:

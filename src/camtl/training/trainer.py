@@ -19,6 +19,7 @@ from camtl.config import RunConfig, save_config
 from camtl.data.collate import collate_features
 from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.fileio import append_jsonl, read_jsonl
+from camtl.modeling.frozen_cast import cache_frozen_casts, use_frozen_cast_cache
 from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import (
     CONFIG_FILE,
@@ -42,6 +43,7 @@ from camtl.training.rundir import (
     write_status,
 )
 from camtl.training.setup import (
+    apply_optimizer_flags,
     build_accelerator,
     build_model_and_data,
     build_optimizer,
@@ -129,7 +131,10 @@ class Trainer:
     # -- set-up --------------------------------------------------------------------------
     def _setup_training(self) -> None:
         cfg = self.train_cfg
+        if use_frozen_cast_cache(cfg.cast_frozen_once, self.precision):
+            cache_frozen_casts(self.model)
         optimizer = build_optimizer(self.model, self.config)
+        self.optimizer_flags = {k: optimizer.defaults[k] for k in ("fused", "foreach")}
         self.balancer.to(self.accelerator.device)
         balancer_params = [p for p in self.balancer.parameters() if p.requires_grad]
         if balancer_params:  # uncertainty weighting learns its log-variances
@@ -205,6 +210,7 @@ class Trainer:
     def load_checkpoint(self) -> None:
         folder = self.run_dir / CHECKPOINT_DIR
         self.accelerator.load_state(str(folder))
+        apply_optimizer_flags(self.optimizer, self.optimizer_flags)
         state = json.loads((folder / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
         self.step = state["step"]
         self.best_score = state["best_score"]
