@@ -49,6 +49,9 @@ from camtl.evaluation.metrics import aggregate
 from camtl.fileio import read_jsonl
 from camtl.yamlio import read_yaml
 
+# the offline suite's primary metrics (accuracy, F1, correlations): all higher-is-better
+LOWER_IS_BETTER_TASKS: frozenset[str] = frozenset()
+
 LATE_SHARE = 0.2  # the convergence test: the dev mean's gain over the last 20% of steps
 
 
@@ -110,10 +113,12 @@ def row_summary(
         scores = system_scores(runs, split, single)
         if not scores:
             continue
-        agg = aggregate(scores)
+        agg = aggregate(scores, lower_is_better=LOWER_IS_BETTER_TASKS)
         entry: dict[str, Any] = {"tasks": scores, **agg}
         if not single and len(runs) > 1:
-            per_seed = [aggregate(r[split]) for r in runs if r[split]]
+            per_seed = [
+                aggregate(r[split], lower_is_better=LOWER_IS_BETTER_TASKS) for r in runs if r[split]
+            ]
             entry["sd"] = {
                 key: statistics.stdev(a[key] for a in per_seed) for key in ("mean", "worst")
             }
@@ -241,6 +246,7 @@ def markdown_table(result: dict[str, Any], split: str) -> str:
             score_row(
                 Path(run["run"]).name,
                 run[split],
+                lower_is_better=LOWER_IS_BETTER_TASKS,
                 total_params=run["params_total"],
                 encoder_params=run["encoder_params"],
                 wall_time_s=run["wall_time_s"],

@@ -72,7 +72,7 @@ def fake_run(root: Path, name: str, scores: dict[str, float], total: int, **info
         t: {"primary_metric": "accuracy", "scores": {"accuracy": s}} for t, s in scores.items()
     }
     report = {
-        "results": {"tasks": tasks, "aggregate": aggregate(scores)},
+        "results": {"tasks": tasks, "aggregate": aggregate(scores, lower_is_better=())},
         "run_info": {"parameters": {"total": total, "encoder": 100}, "wall_time_s": 10.0, **info},
     }
     (run / "report.json").write_text(json.dumps(report))

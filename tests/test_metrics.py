@@ -207,11 +207,28 @@ def test_baseline_span_qa_first_word():
 def test_primary_score_and_aggregate():
     task = spec(TaskType.CLASSIFICATION, ["macro_f1", "accuracy"])
     assert m.primary_score(task, {"accuracy": 90.0, "macro_f1": 80.0}) == 80.0
-    summary = m.aggregate({"a": 80.0, "b": 60.0, "c": 70.0})
+    summary = m.aggregate({"a": 80.0, "b": 60.0, "c": 70.0}, lower_is_better=())
     assert summary["mean"] == pytest.approx(70.0)
     assert summary["worst"] == 60.0 and summary["worst_task"] == "b"
     assert summary["spread"] == pytest.approx(statistics.pstdev([80, 60, 70]))
-    assert m.aggregate({"only": 50.0})["spread"] == 0.0
+    assert m.aggregate({"only": 50.0}, lower_is_better=())["spread"] == 0.0
     with pytest.raises(ValueError):
-        m.aggregate({})
+        m.aggregate({}, lower_is_better=())
     assert not math.isnan(summary["spread"])
+
+
+def test_every_metric_declares_its_direction_and_aggregates_follow_it():
+    from camtl.tasks.kinds import get_kind, kind_names
+
+    for name in kind_names():
+        for metric in get_kind(name).metrics:
+            assert isinstance(m.higher_is_better(metric), bool)
+    assert not m.higher_is_better("mse") and m.higher_is_better("pearson")
+    with pytest.raises(KeyError, match="unknown metric 'nope'"):
+        m.higher_is_better("nope")
+    lower = m.lower_is_better_tasks({"acc": "accuracy", "reg": "mse"})
+    assert lower == {"reg"}
+    better = m.aggregate({"acc": 80.0, "reg": 0.5}, lower_is_better=lower)
+    worse = m.aggregate({"acc": 80.0, "reg": 5.0}, lower_is_better=lower)
+    assert better["mean"] > worse["mean"]  # a lower mse is the better model
+    assert worse["worst_task"] == "reg" and worse["worst"] == -5.0

@@ -280,6 +280,32 @@ def test_final_dev_report_equals_a_fresh_evaluation(trained_run: Path) -> None:
     assert report["baseline_aggregate"] == fresh["baseline_aggregate"]
 
 
+def test_a_regression_task_with_mse_first_selects_the_lowest_mse_checkpoint(
+    tmp_path: Path, tiny_encoder_dir: Path
+) -> None:
+    """A lower-is-better primary metric: selection, the reported mean and its margin over
+    the baseline all take the lowest mse as the best."""
+    write_task_files(tmp_path)
+    config = yaml.safe_load(write_config(tmp_path, tiny_encoder_dir).read_text())
+    scores = next(t for t in config["tasks"] if t["name"] == "scores")
+    config["tasks"] = [{**scores, "metrics": ["mse", "pearson"]}]
+    config["training"].update(max_steps=40, eval_every=5, log_every=5)
+    path = tmp_path / "mse.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    dev_mse = {r["step"]: r["scores"]["scores"]["mse"] for r in history}
+    best = json.loads((run / "status.json").read_text())["best_step"]
+    assert len(dev_mse) >= 4 and dev_mse[best] == min(dev_mse.values())
+    report = json.loads((run / "report.json").read_text())["results"]
+    entry = report["tasks"]["scores"]
+    assert report["aggregate"]["mean"] == pytest.approx(-entry["scores"]["mse"])
+    mean_margin = report["aggregate"]["mean"] - report["baseline_aggregate"]["mean"]
+    task_margin = entry["baseline"]["mse"] - entry["scores"]["mse"]
+    assert mean_margin == pytest.approx(task_margin)  # the same sign for the same numbers
+
+
 def test_early_stopping_rule_counts_evaluations_without_gain() -> None:
     from camtl.config import EarlyStoppingConfig
 

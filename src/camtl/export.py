@@ -323,8 +323,10 @@ def onnx_providers(device: str, available: list[str]) -> list[Any]:
 
 
 def load_model(folder: Path, device: str = "cpu") -> Any:
-    """The model of a run directory (PyTorch) or of an ONNX export (onnxruntime), on a
-    resolved ``device`` (``cpu`` or ``cuda:N``, camtl.device)."""
+    """The model of a run directory (PyTorch, ready for inference only) or of an ONNX
+    export (onnxruntime), on a resolved ``device`` (``cpu`` or ``cuda:N``, camtl.device)."""
+    from camtl.modeling.frozen_cast import prepare_for_inference
+
     if is_export(folder):
         return OnnxMultiTaskModel(folder, device)
-    return MultiTaskModel.from_pretrained(folder, device)
+    return prepare_for_inference(MultiTaskModel.from_pretrained(folder, device))

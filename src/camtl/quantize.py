@@ -162,9 +162,9 @@ def parity_table(reference: Reference, export_dir: Path) -> Parity:
 
 def drop(row: dict[str, Any]) -> float:
     """How many points a row's int8 score is worse than fp32 (negative: better)."""
-    from camtl.evaluation.report import LOWER_IS_BETTER  # (matplotlib: not on serving's path)
+    from camtl.tasks.kinds import higher_is_better
 
-    return row["delta"] if row["metric"] in LOWER_IS_BETTER else -row["delta"]
+    return -row["delta"] if higher_is_better(row["metric"]) else row["delta"]
 
 
 def too_large(table: Parity, max_drop: float) -> list[str]:

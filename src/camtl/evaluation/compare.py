@@ -7,13 +7,14 @@ import os
 import re
 import statistics
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from camtl.errors import CamtlError
-from camtl.evaluation.metrics import aggregate
+from camtl.evaluation.metrics import aggregate, lower_is_better_tasks
 from camtl.evaluation.report import report_name
 from camtl.runfiles import CONFIG_FILE
 
@@ -32,12 +33,19 @@ def primary_scores(report: dict[str, Any]) -> dict[str, float]:
     return {name: entry["scores"][entry["primary_metric"]] for name, entry in tasks.items()}
 
 
+def report_lower_is_better(report: dict[str, Any]) -> set[str]:
+    """The tasks of a report whose primary metric is lower-is-better."""
+    tasks = report["results"]["tasks"]
+    return lower_is_better_tasks({name: entry["primary_metric"] for name, entry in tasks.items()})
+
+
 def _row(name: str, report: dict[str, Any]) -> dict[str, Any]:
     info = report.get("run_info", {})
     params = info.get("parameters", {})
     return score_row(
         name,
         primary_scores(report),
+        lower_is_better=report_lower_is_better(report),
         total_params=params.get("total"),
         encoder_params=params.get("encoder"),
         wall_time_s=info.get("wall_time_s"),
@@ -51,6 +59,7 @@ def score_row(
     name: str,
     scores: dict[str, float],
     *,
+    lower_is_better: Collection[str],
     total_params: int | None,
     encoder_params: int | None,
     wall_time_s: float | None,
@@ -63,7 +72,9 @@ def score_row(
     return {
         "run": name,
         "scores": scores,
-        **aggregate(scores),  # mean, worst, worst_task, spread: as the report computed them
+        "lower_is_better": sorted(lower_is_better),
+        # mean, worst, worst_task, spread: as the report computed them
+        **aggregate(scores, lower_is_better=lower_is_better),
         "total_params": total_params,
         "encoder_params": encoder_params,
         "wall_time_s": wall_time_s,
@@ -171,12 +182,14 @@ def is_single_task(report: dict[str, Any]) -> bool:
 def single_task_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The single-task runs as one system: one model per task, parameters summed."""
     scores = {t: s for row in rows for t, s in row["scores"].items()}
-    agg = aggregate(scores)
+    lower = {t for row in rows for t in row["lower_is_better"]}
+    agg = aggregate(scores, lower_is_better=lower)
     totals = [r["total_params"] for r in rows]
     times = [r["wall_time_s"] for r in rows]
     return {
         "run": f"single-task ({len(rows)} models)",
         "scores": scores,
+        "lower_is_better": sorted(lower),
         **{k: agg[k] for k in ("mean", "worst", "worst_task", "spread")},
         "total_params": None if None in totals else sum(totals),
         "encoder_params": rows[0]["encoder_params"],

@@ -9,7 +9,12 @@ import torch
 
 from camtl.data.prepare import TaskData
 from camtl.evaluation.decode import run_model
-from camtl.evaluation.metrics import aggregate, compute_metrics, trivial_baseline
+from camtl.evaluation.metrics import (
+    aggregate,
+    compute_metrics,
+    lower_is_better_tasks,
+    trivial_baseline,
+)
 
 
 def evaluate_tasks(
@@ -43,7 +48,8 @@ def evaluate_tasks(
             "n_examples": len(examples),
         }
     primary = {n: e["scores"][e["primary_metric"]] for n, e in results["tasks"].items()}
-    results["aggregate"] = aggregate(primary) if primary else {}
+    lower = lower_is_better_tasks({n: e["primary_metric"] for n, e in results["tasks"].items()})
+    results["aggregate"] = aggregate(primary, lower_is_better=lower) if primary else {}
     return add_baselines(results, tasks, split) if with_baselines else results
 
 
@@ -58,6 +64,9 @@ def add_baselines(results: dict[str, Any], tasks: list[TaskData], split: str) ->
             )
     if results["tasks"]:
         results["baseline_aggregate"] = aggregate(
-            {n: e["baseline"][e["primary_metric"]] for n, e in results["tasks"].items()}
+            {n: e["baseline"][e["primary_metric"]] for n, e in results["tasks"].items()},
+            lower_is_better=lower_is_better_tasks(
+                {n: e["primary_metric"] for n, e in results["tasks"].items()}
+            ),
         )
     return results

@@ -8,9 +8,10 @@ on a 0-100 scale (correlations x 100) except ``mse``. Every metric function take
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from camtl.tasks.kinds import higher_is_better
 from camtl.tasks.kinds.classification import accuracy, f1, macro_f1, mcc
 from camtl.tasks.kinds.regression import mse, pearson, spearman
 from camtl.tasks.kinds.span_qa import exact_match, normalize_answer, squad_f1
@@ -24,6 +25,8 @@ __all__ = [
     "entity_f1",
     "exact_match",
     "f1",
+    "higher_is_better",
+    "lower_is_better_tasks",
     "macro_f1",
     "mcc",
     "mse",
@@ -69,18 +72,32 @@ def primary_score(spec: TaskSpec, scores: dict[str, float]) -> float:
     return scores[spec.primary_metric]
 
 
-def aggregate(primary_by_task: dict[str, float]) -> dict[str, Any]:
-    """Mean, worst (lowest) value and task, and population standard deviation of scores.
+def aggregate(
+    primary_by_task: Mapping[str, float], *, lower_is_better: Collection[str]
+) -> dict[str, Any]:
+    """Mean, worst value and task, and population standard deviation of primary scores.
 
-    Assumes higher is better, as for every metric but ``mse``.
+    ``lower_is_better``: the tasks whose primary metric declares that a smaller value is
+    better (``lower_is_better_tasks``). Their scores enter negated, so that a better model
+    always has a higher mean and the worst task is the one with the lowest entry: every
+    selection, early stop and comparison can take the maximum.
     """
     if not primary_by_task:
         raise ValueError("aggregate: no task scores")
-    values = list(primary_by_task.values())
-    worst_task = min(primary_by_task, key=primary_by_task.__getitem__)
+    oriented = {
+        task: -score if task in lower_is_better else score
+        for task, score in primary_by_task.items()
+    }
+    values = list(oriented.values())
+    worst_task = min(oriented, key=oriented.__getitem__)
     return {
         "mean": float(statistics.fmean(values)),
-        "worst": float(primary_by_task[worst_task]),
+        "worst": float(oriented[worst_task]),
         "worst_task": worst_task,
         "spread": float(statistics.pstdev(values)),
     }
+
+
+def lower_is_better_tasks(metric_by_task: Mapping[str, str]) -> set[str]:
+    """The tasks whose (primary) metric is lower-is-better, from task -> metric name."""
+    return {task for task, metric in metric_by_task.items() if not higher_is_better(metric)}

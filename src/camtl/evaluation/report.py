@@ -26,11 +26,11 @@ from typing import Any
 from camtl.evaluation.plots import plot_dev_curves
 from camtl.fileio import atomic_write_text
 from camtl.runfiles import DEV_CURVES_FILE
+from camtl.tasks.kinds import higher_is_better
 
 __all__ = [
     "BELOW_BASELINE_MARK",
     "DEV_CURVES_FILE",
-    "LOWER_IS_BETTER",
     "REPORT_FORMAT_VERSION",
     "beats_baseline",
     "format_table",
@@ -44,8 +44,6 @@ logger = logging.getLogger(__name__)
 REPORT_FORMAT_VERSION = 1
 # Marks a task whose score does not beat its trivial baseline (terminal and Markdown).
 BELOW_BASELINE_MARK = "!!"
-# Metrics where smaller is better; every other metric is higher-is-better.
-LOWER_IS_BETTER = frozenset({"mse"})
 _RUN_INFO_ORDER = (
     "encoder",
     "architecture",
@@ -108,7 +106,7 @@ def beats_baseline(metric: str, score: Any, baseline: Any) -> bool | None:
     s, b = _number(score), _number(baseline)
     if s is None or b is None:
         return None
-    return s < b if metric in LOWER_IS_BETTER else s > b
+    return s > b if higher_is_better(metric) else s < b
 
 
 def format_table(results: Mapping[str, Any]) -> str:
@@ -130,7 +128,8 @@ def format_table(results: Mapping[str, Any]) -> str:
     out = [_headline(results), line(header), rule, *map(line, rows)]
     if aggregates:
         out += [rule, *map(line, aggregates)]
-    out += [rule, *_baseline_summary(results)]
+    note = negated_note(results)
+    out += [rule, *([note] if note else []), *_baseline_summary(results)]
     return "\n".join(out)
 
 
@@ -144,7 +143,8 @@ def render_markdown(
     if info:
         parts += ["## Run", "", *info, ""]
     parts += ["## Scores", "", *_markdown_table(results), ""]
-    parts += [*_baseline_summary(results, markdown=True), ""]
+    note = negated_note(results)
+    parts += [*([note, ""] if note else []), *_baseline_summary(results, markdown=True), ""]
     if curves_file:
         parts += ["## Dev curves", "", f"![dev curves]({curves_file})", ""]
     return "\n".join(parts)
@@ -169,7 +169,7 @@ class _TaskRow:
         if self.score is None or self.baseline is None:
             return None
         diff = self.score - self.baseline
-        return -diff if self.metric in LOWER_IS_BETTER else diff
+        return diff if higher_is_better(self.metric) else -diff
 
 
 def _task_rows(results: Mapping[str, Any]) -> list[_TaskRow]:
@@ -338,18 +338,37 @@ def _md_code(text: str) -> str:
     return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
+AGGREGATE_KEYS = ("mean", "worst", "spread")
+
+
+def _decimals(name: str) -> int:
+    """2 for 0-100 scores and the aggregates, 4 for a lower-is-better metric (mse)."""
+    return 2 if name in AGGREGATE_KEYS or higher_is_better(name) else 4
+
+
 def _fmt(value: float | None, metric: str) -> str:
-    """A score: 2 decimals (0-100 scale), 4 for mse; ``-`` when missing."""
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if metric in LOWER_IS_BETTER else f"{value:.2f}"
+    """A score, or ``-`` when missing."""
+    return "-" if value is None else f"{value:.{_decimals(metric)}f}"
 
 
 def _fmt_margin(value: float | None, metric: str) -> str:
     """A signed margin; ``-`` when missing."""
-    if value is None:
-        return "-"
-    return f"{value:+.4f}" if metric in LOWER_IS_BETTER else f"{value:+.2f}"
+    return "-" if value is None else f"{value:+.{_decimals(metric)}f}"
+
+
+def negated_note(results: Mapping[str, Any]) -> str | None:
+    """A line saying which tasks enter the mean and worst negated, when any do."""
+    lower = sorted(
+        f"{name} ({entry['primary_metric']})"
+        for name, entry in (results.get("tasks") or {}).items()
+        if not higher_is_better(entry["primary_metric"])
+    )
+    if not lower:
+        return None
+    return (
+        f"mean and worst take {', '.join(lower)} negated: lower is better there, "
+        "and a higher mean is always the better model."
+    )
 
 
 def _number(value: Any) -> float | None:

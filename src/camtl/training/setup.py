@@ -112,10 +112,10 @@ def apply_optimizer_flags(optimizer: torch.optim.Optimizer, flags: dict[str, boo
 def check_higher_is_better(tasks: list[TaskData], balancer: str) -> None:
     """A balancer that reads dev scores takes the highest as the best: refuse a task whose
     primary metric is lower-is-better (mse) before the run starts."""
-    from camtl.evaluation.report import LOWER_IS_BETTER
+    from camtl.tasks.kinds import higher_is_better
 
     for index, task in enumerate(tasks):
-        if task.spec.primary_metric in LOWER_IS_BETTER:
+        if not higher_is_better(task.spec.primary_metric):
             raise ConfigError(
                 f"key 'tasks[{index}].metrics': balancer {balancer} needs a primary metric "
                 f"where higher is better; task {task.spec.name} has {task.spec.primary_metric} "

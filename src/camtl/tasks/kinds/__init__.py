@@ -20,6 +20,7 @@ from camtl.tasks.kinds.base import (
     TaskKind,
     all_batch_fields,
     get_kind,
+    higher_is_better,
     kind_names,
     register_kind,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "TaskKind",
     "all_batch_fields",
     "get_kind",
+    "higher_is_better",
     "kind_names",
     "register_kind",
 ]

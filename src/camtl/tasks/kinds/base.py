@@ -93,6 +93,8 @@ class TaskKind:
     # name -> metric(predictions, references); the first of a spec's metrics is its primary
     metrics: ClassVar[dict[str, Metric]]
     default_metrics: ClassVar[tuple[str, ...]]
+    # the metrics of ``metrics`` where a smaller value is better; every other is higher-better
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()
     # whether tasks have a label vocabulary (``spec.labels``, inferred from train if unset)
     has_labels: ClassVar[bool] = False
     batch_fields: ClassVar[tuple[BatchField, ...]] = ()
@@ -265,6 +267,19 @@ def get_kind(name: Any) -> TaskKind:
     if key not in _KINDS:
         raise KeyError(f"unknown task kind {key!r} (known: {', '.join(_KINDS)})")
     return _KINDS[key]
+
+
+def higher_is_better(metric: str) -> bool:
+    """The direction a metric declares (``TaskKind.lower_is_better``); an unknown name is
+    an error, never a silent guess."""
+    known = False
+    for kind in _KINDS.values():
+        if metric in kind.lower_is_better:
+            return False
+        known = known or metric in kind.metrics
+    if not known:
+        raise KeyError(f"unknown metric {metric!r}")
+    return True
 
 
 def all_batch_fields() -> list[BatchField]:

@@ -98,6 +98,7 @@ class Regression(TaskKind):
     text_arity = (1, 2)
     metrics = {"pearson": pearson, "spearman": spearman, "mse": mse}
     default_metrics = ("pearson", "spearman")
+    lower_is_better = frozenset({"mse"})
     batch_fields = (BatchField("reg_labels", torch.float, math.nan),)
 
     def sample(self):
