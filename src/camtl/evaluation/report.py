@@ -361,7 +361,7 @@ def negated_note(results: Mapping[str, Any]) -> str | None:
     lower = sorted(
         f"{name} ({entry['primary_metric']})"
         for name, entry in (results.get("tasks") or {}).items()
-        if not higher_is_better(entry["primary_metric"])
+        if entry.get("primary_metric") and not higher_is_better(entry["primary_metric"])
     )
     if not lower:
         return None
