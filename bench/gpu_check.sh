@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of `--device` (issue 35): train configs/demo.yaml for 200 steps on CUDA in
+# The GPU check of `--device`: train configs/demo.yaml for 200 steps on CUDA in
 # bf16, `camtl evaluate --split dev --device cuda`, then `camtl serve --device cuda` under a
 # burst of 200 concurrent requests over every demo task; prints training step time,
 # evaluation time and requests/s, and writes them to $RESULT (default $OUT/gpu_check.json

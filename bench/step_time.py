@@ -13,13 +13,13 @@ first four in the default precision (``auto``: bf16 where the CPU has bf16 instr
   bf16_over_fp32_infer               CA-MTL inference time of the batch, bf16 / fp32
   train_flops_over_peak              FLOP/s achieved by the CA-MTL training step in the
                                      faster precision / bf16 matmul peak of this machine
-  camtl_step_over_before             CA-MTL bf16 training step with the speed options of
-                                     issue 36 (NEW: attention auto, i.e. eager when training
-                                     on CPU; attention dropout 0, hidden dropout 0.1; fused
-                                     AdamW; frozen weights cast once) / the same step as it
-                                     ran before them (BEFORE: sdpa attention, dropout 0.1
+  camtl_step_over_before             CA-MTL bf16 training step with the speed options
+                                     (NEW: attention auto, i.e. eager when training on CPU;
+                                     attention dropout 0, hidden dropout 0.1; fused AdamW;
+                                     frozen weights cast once) / the same step as it ran
+                                     before them (BEFORE: sdpa attention, dropout 0.1
                                      everywhere, torch's default AdamW kernel, on CPU a loop
-                                     over parameters; casts at every call); no target
+                                     over parameters; casts at every call); target <= 0.55
 
 Every other configuration trains as `camtl train` does by default (model.attention auto,
 training.optimizer_impl auto, training.cast_frozen_once on for bf16).
@@ -400,7 +400,8 @@ def main() -> None:
             "camtl_peak_mem_over_full_finetune": "<= 1.0",
             "bf16_over_fp32_train_step": "<= 0.70",
             "bf16_over_fp32_infer": "<= 0.60",
-            "train_flops_over_peak": ">= 0.40",
+            "train_flops_over_peak": ">= 0.30",
+            "camtl_step_over_before": "<= 0.55",
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The training-speed options (issue 36), on tiny random encoders: the encoder's dropout,
+"""The training-speed options, on tiny random encoders: the encoder's dropout,
 the attention kernel, the optimizer kernel and the frozen layers' cast cache."""
 
 from __future__ import annotations
