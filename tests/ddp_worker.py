@@ -75,7 +75,7 @@ def watch_writes(run_dir: Path, writes: list[list[str]]) -> None:
 class RecordingTrainer(trainer_module.Trainer):
     def train_step(self) -> dict[str, float]:
         logs = super().train_step()
-        self.lrs.append(self.lr_schedule.get_last_lr()[0])
+        self.lrs.append(self.lr_scheduler.get_last_lr()[0])
         return logs
 
 

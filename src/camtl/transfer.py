@@ -265,17 +265,17 @@ def _train(
     from transformers import get_linear_schedule_with_warmup
 
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps)
+    lr_scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps)
     sizes = [len(t.features["train"]) for t in tasks]
     batch = min(opts.batch_size, sum(sizes))
-    scheduler = BatchScheduler(
+    batch_scheduler = BatchScheduler(
         build_sampler("uniform", {}, sizes, steps), sizes, batch, "mixed", opts.seed
     )
     losses = []
     device = next(model.parameters()).device
     model.train()
     for step in range(steps):
-        chosen = scheduler.next_batch(step)
+        chosen = batch_scheduler.next_batch(step)
         feats = [tasks[t].features["train"][i] for t, i in chosen]
         inputs = collate_features(feats, pad_token_id)
         with autocast(precision, device):
@@ -283,7 +283,7 @@ def _train(
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        schedule.step()
+        lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(out.loss.detach()))
     model.eval()

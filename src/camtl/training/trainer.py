@@ -56,17 +56,17 @@ log = logging.getLogger("camtl")
 KILL_ENV = "CAMTL_KILL_AFTER_STEP"
 
 
-class _SchedulerState:
+class _BatchSchedulerState:
     """Adapter so accelerate's save_state/load_state carry the batch scheduler's state."""
 
-    def __init__(self, scheduler: BatchScheduler) -> None:
-        self.scheduler = scheduler
+    def __init__(self, batch_scheduler: BatchScheduler) -> None:
+        self.batch_scheduler = batch_scheduler
 
     def state_dict(self) -> dict[str, Any]:
-        return {"json": json.dumps(self.scheduler.state_dict())}
+        return {"json": json.dumps(self.batch_scheduler.state_dict())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.scheduler.load_state_dict(json.loads(state["json"]))
+        self.batch_scheduler.load_state_dict(json.loads(state["json"]))
 
 
 class Trainer:
@@ -147,11 +147,11 @@ class Trainer:
         )
         from transformers import get_linear_schedule_with_warmup
 
-        lr_schedule = get_linear_schedule_with_warmup(
+        lr_scheduler = get_linear_schedule_with_warmup(
             optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps
         )
-        self.ddp_model, self.optimizer, self.lr_schedule = self.accelerator.prepare(
-            self.model, optimizer, lr_schedule
+        self.ddp_model, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
+            self.model, optimizer, lr_scheduler
         )
         self.world = self.accelerator.num_processes
         scorer = None
@@ -170,7 +170,7 @@ class Trainer:
                 shard=(self.accelerator.process_index, self.accelerator.num_processes),
                 reduce_sum=lambda t: self.accelerator.reduce(t.contiguous(), reduction="sum"),
             )
-        self.scheduler = BatchScheduler(
+        self.batch_scheduler = BatchScheduler(
             self.sampler,
             [len(t.features["train"]) for t in self.tasks],
             cfg.batch_size * self.world,
@@ -178,7 +178,7 @@ class Trainer:
             self.config.seed,
             scorer,
         )
-        self.accelerator.register_for_checkpointing(_SchedulerState(self.scheduler))
+        self.accelerator.register_for_checkpointing(_BatchSchedulerState(self.batch_scheduler))
         self.accelerator.register_for_checkpointing(self.balancer)
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -229,7 +229,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def _micro_batch(self) -> dict[str, torch.Tensor]:
-        global_batch = self.scheduler.next_batch(self.step)
+        global_batch = self.batch_scheduler.next_batch(self.step)
         mine = BatchScheduler.shard(global_batch, self.accelerator.process_index, self.world)
         features = [self.tasks[t].features["train"][i] for t, i in mine]
         batch = collate_features(features, self.tokenizer.pad_token_id)
@@ -246,7 +246,7 @@ class Trainer:
             context = self.accelerator.no_sync(self.ddp_model) if not sync else _null()
             self.balance_context.step = self.step
             self.balance_context.update = sync
-            self.balance_context.learning_rate = self.lr_schedule.get_last_lr()[0]
+            self.balance_context.learning_rate = self.lr_scheduler.get_last_lr()[0]
             with context, self.accelerator.autocast():
                 out = self.ddp_model(**batch)
                 loss = self.balancer.combine(out.task_losses, self.balance_context) / accum
@@ -263,7 +263,7 @@ class Trainer:
                 self.ddp_model.parameters(), self.train_cfg.max_grad_norm
             )
         self.optimizer.step()
-        self.lr_schedule.step()
+        self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return {"loss": total, **{f"loss/{k}": sum(v) / len(v) for k, v in task_losses.items()}}
@@ -436,8 +436,8 @@ class Trainer:
         )
 
     def _log_step(self, logs: dict[str, float]) -> None:
-        lr = self.lr_schedule.get_last_lr()[0]
-        drawn = dict(zip([t.spec.name for t in self.tasks], self.scheduler.drawn))
+        lr = self.lr_scheduler.get_last_lr()[0]
+        drawn = dict(zip([t.spec.name for t in self.tasks], self.batch_scheduler.drawn))
         record = {
             "step": self.step,
             "lr": lr,
@@ -506,21 +506,23 @@ class Trainer:
             "parameters": model.parameter_counts(),
             "processes": self.accelerator.num_processes,
             "command": self.command,
-            "examples_drawn": dict(zip([t.spec.name for t in self.tasks], self.scheduler.drawn)),
+            "examples_drawn": dict(
+                zip([t.spec.name for t in self.tasks], self.batch_scheduler.drawn)
+            ),
             "examples_used_total_fraction": round(
-                sum(int(s.sum()) for s in self.scheduler.seen)
-                / sum(len(s) for s in self.scheduler.seen),
+                sum(int(s.sum()) for s in self.batch_scheduler.seen)
+                / sum(len(s) for s in self.batch_scheduler.seen),
                 4,
             ),
             "examples_used_fraction": {
                 self.tasks[t].spec.name: round(f, 4)
-                for t, f in self.scheduler.used_fraction().items()
+                for t, f in self.batch_scheduler.used_fraction().items()
             },
             "candidates_scored": self.sampler.candidates_scored(),
             "longest_unsampled_steps": dict(
                 zip(
                     [t.spec.name for t in self.tasks],
-                    self.scheduler.longest_unsampled(self.step),
+                    self.batch_scheduler.longest_unsampled(self.step),
                 )
             ),
         }
