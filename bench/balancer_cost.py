@@ -55,7 +55,7 @@ class Runner:
         )
         sizes = [len(t.features["train"]) for t in tasks]
         # every runner draws the same batches: same sampler, same seed
-        self.scheduler = BatchScheduler(
+        self.batch_scheduler = BatchScheduler(
             build_sampler("uniform", {}, sizes, 1000), sizes, batch, "mixed", 12
         )
         self.tasks = tasks

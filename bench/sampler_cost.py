@@ -94,7 +94,7 @@ class Runner:
             lambda: self.sampler.scored,
             precision=precision,
         )
-        self.scheduler = BatchScheduler(self.sampler, sizes, batch, "mixed", 12, scorer)
+        self.batch_scheduler = BatchScheduler(self.sampler, sizes, batch, "mixed", 12, scorer)
         self.tasks = tasks
         self.pad = tokenizer.pad_token_id
         self.step_index = 0
@@ -109,7 +109,7 @@ class Runner:
         from camtl.precision import autocast
 
         start = time.perf_counter()
-        chosen = self.scheduler.next_batch(self.step_index)
+        chosen = self.batch_scheduler.next_batch(self.step_index)
         feats = [self.tasks[t].features["train"][i] for t, i in chosen]
         with autocast(self.precision):
             loss = self.loss(self.model(**collate_features(feats, self.pad)))
@@ -131,7 +131,7 @@ def staleness(runner: Runner, batch: int) -> dict[str, float]:
         return {}
     candidates = [(e[0], e[1]) for e in sampler.cache]
     cached = sampler.cached_scores()
-    norm, raw = runner.scheduler.score(candidates)
+    norm, raw = runner.batch_scheduler.score(candidates)
     fresh = uncertainty_scores(
         norm, raw, np.array([t for t, _ in candidates]), sampler.options.score_form
     )

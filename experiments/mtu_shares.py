@@ -57,10 +57,10 @@ def simulate(
     scorer = make_scorer(
         model, tasks, pad, "cpu", 128, 4, 12, lambda: sampler.scored, precision=precision
     )
-    scheduler = BatchScheduler(sampler, sizes, 32, "mixed", 12, scorer)
+    batch_scheduler = BatchScheduler(sampler, sizes, 32, "mixed", 12, scorer)
     counts = np.zeros((steps, len(tasks)))
     for step in range(steps):
-        for task, _ in scheduler.next_batch(step):
+        for task, _ in batch_scheduler.next_batch(step):
             counts[step, task] += 1
     names = [t.spec.name for t in tasks]
     windows = [
@@ -71,7 +71,7 @@ def simulate(
     return {
         "second_half_shares": dict(zip(names, (late / late.sum()).round(4).tolist())),
         "windows": windows,
-        "longest_unsampled_steps": dict(zip(names, scheduler.longest_unsampled(steps))),
+        "longest_unsampled_steps": dict(zip(names, batch_scheduler.longest_unsampled(steps))),
         "candidates_scored": sampler.scored,
     }
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+import camtl.training.step as step_module
 import camtl.training.trainer as trainer_module
 import camtl.training.uncertainty as uncertainty_module
 from camtl.config import load_config
@@ -72,13 +73,6 @@ def watch_writes(run_dir: Path, writes: list[list[str]]) -> None:
     sys.addaudithook(hook)
 
 
-class RecordingTrainer(trainer_module.Trainer):
-    def train_step(self) -> dict[str, float]:
-        logs = super().train_step()
-        self.lrs.append(self.lr_schedule.get_last_lr()[0])
-        return logs
-
-
 def main() -> None:
     config_path, out_dir = sys.argv[1], Path(sys.argv[2])
     config = load_config(config_path)
@@ -105,7 +99,7 @@ def main() -> None:
         record["shards"].append([list(p) for p in mine])
         return mine
 
-    collate = trainer_module.collate_features
+    collate = step_module.collate_features
 
     def recording_collate(features: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
         record["fed"].append([list(map(int, f["input_ids"])) for f in features])
@@ -120,11 +114,21 @@ def main() -> None:
     uncertainty_module.collate_features = counting_collate
     BatchScheduler.next_batch = recording_next_batch
     BatchScheduler.shard = staticmethod(recording_shard)
-    trainer_module.collate_features = recording_collate
+    step_module.collate_features = recording_collate
+
+    train_step = trainer_module.train_step
+
+    def recording_train_step(
+        parts: step_module.StepParts, accelerator: Any, step: int
+    ) -> dict[str, float]:
+        logs = train_step(parts, accelerator, step)
+        record["lrs"].append(parts.lr_scheduler.get_last_lr()[0])
+        return logs
+
+    trainer_module.train_step = recording_train_step
 
     watch_writes(Path(config.output_dir), record["writes"])
-    trainer = RecordingTrainer(config, command="ddp_worker")
-    trainer.lrs = record["lrs"]
+    trainer = trainer_module.Trainer(config, command="ddp_worker")
     initial = weights_hash(trainer.model)
     trainer.fit()
     model = trainer.accelerator.unwrap_model(trainer.ddp_model)
@@ -144,7 +148,7 @@ def main() -> None:
         balancer_weights=trainer.balancer.weights(),
         candidates_scored=trainer.sampler.candidates_scored(),
         fed_is_shard=record.pop("fed") == expected_fed,
-        steps=trainer.step,
+        steps=trainer.progress.step,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"rank{record['rank']}.json").write_text(json.dumps(record), encoding="utf-8")

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
+from camtl.balancing import build_balancer
 from camtl.config import RunConfig, load_task_file, save_config
-from camtl.data.collate import collate_features
 from camtl.data.prepare import TaskData, encode_split, prepare_tasks
 from camtl.errors import CamtlError, ConfigError
 from camtl.evaluation.evaluate import evaluate_tasks
@@ -36,11 +36,11 @@ from camtl.evaluation.runs import load_run
 from camtl.fileio import atomic_write_text
 from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel
-from camtl.precision import autocast
 from camtl.runfiles import CONFIG_FILE, TRANSFER_FILE
 from camtl.sampling import BatchScheduler, build_sampler
 from camtl.tasks.spec import TaskSpec
 from camtl.training.rundir import prepare_run_dir, write_status
+from camtl.training.step import SingleProcess, StepParts, train_step
 
 INITS = ("random", "xavier", "auto")  # and copy:TASK
 
@@ -260,32 +260,34 @@ def _train(
     pad_token_id: int,
     precision: str = "no",
 ) -> list[float]:
-    """Plain AdamW steps on uniformly mixed batches of ``tasks``; no weight decay, so
-    parameters whose gradient is masked to zero do not move."""
+    """The trainer's step on uniformly mixed batches of ``tasks``, in one process, with
+    equal task weights (the mean of the task losses present: the model's own loss). AdamW
+    without weight decay, so parameters whose gradient is masked to zero do not move.
+    Returns each step's loss."""
     from transformers import get_linear_schedule_with_warmup
 
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps)
     sizes = [len(t.features["train"]) for t in tasks]
-    batch = min(opts.batch_size, sum(sizes))
-    scheduler = BatchScheduler(
-        build_sampler("uniform", {}, sizes, steps), sizes, batch, "mixed", opts.seed
+    parts = StepParts(
+        model=model,
+        balancer=build_balancer("equal", {}, [t.spec.name for t in tasks]),
+        optimizer=optimizer,
+        lr_scheduler=get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps),
+        batch_scheduler=BatchScheduler(
+            build_sampler("uniform", {}, sizes, steps),
+            sizes,
+            min(opts.batch_size, sum(sizes)),
+            "mixed",
+            opts.seed,
+        ),
+        tasks=tasks,
+        pad_token_id=pad_token_id,
+        clip_parameters=params,
+        max_grad_norm=1.0,
     )
-    losses = []
-    device = next(model.parameters()).device
+    one_process = SingleProcess(precision, next(model.parameters()).device)
     model.train()
-    for step in range(steps):
-        chosen = scheduler.next_batch(step)
-        feats = [tasks[t].features["train"][i] for t, i in chosen]
-        inputs = collate_features(feats, pad_token_id)
-        with autocast(precision, device):
-            out = model(**{k: v.to(device) if v is not None else None for k, v in inputs.items()})
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(out.loss.detach()))
+    losses = [train_step(parts, one_process, step)["loss"] for step in range(steps)]
     model.eval()
     return losses
 

@@ -14,6 +14,7 @@ from camtl.fileio import read_jsonl
 from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import TASK_SHARES_FILE, TRAIN_LOG_FILE
+from camtl.sampling import BatchScheduler, TaskSampler
 
 
 @dataclass
@@ -76,3 +77,22 @@ def plot_task_shares_from_log(run_dir: Path) -> None:
         shares.append({"step": record["step"], "shares": window})
         previous = drawn
     plot_task_shares(shares, run_dir / TASK_SHARES_FILE)
+
+
+def sampling_info(
+    tasks: list[TaskData], batch_scheduler: BatchScheduler, sampler: TaskSampler, step: int
+) -> dict[str, Any]:
+    """The report's account of what the batch scheduler drew in ``step`` steps."""
+    names = [t.spec.name for t in tasks]
+    seen = batch_scheduler.seen
+    return {
+        "examples_drawn": dict(zip(names, batch_scheduler.drawn)),
+        "examples_used_total_fraction": round(
+            sum(int(s.sum()) for s in seen) / sum(len(s) for s in seen), 4
+        ),
+        "examples_used_fraction": {
+            names[t]: round(f, 4) for t, f in batch_scheduler.used_fraction().items()
+        },
+        "candidates_scored": sampler.candidates_scored(),
+        "longest_unsampled_steps": dict(zip(names, batch_scheduler.longest_unsampled(step))),
+    }

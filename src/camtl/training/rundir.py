@@ -5,7 +5,7 @@ camtl_model.json       tasks, label maps, model config   } the best model so far
 model.safetensors      weights                           } reloadable with
 encoder_config/        encoder architecture              } MultiTaskModel.from_pretrained
 tokenizer files
-checkpoint/            latest training state (model, optimizer, scheduler, sampler, RNG)
+checkpoint/            latest training state (model, optimizer, LR and batch schedulers, RNG)
 metrics.jsonl          one line per evaluation;  train_log.jsonl: one per logged step
 tb/                    TensorBoard events
 report.{json,md}, dev_curves.png, report_test.{json,md}

@@ -1,4 +1,5 @@
-"""Building what a training run needs: data and model, optimizer, accelerator."""
+"""Building what a training run needs: data and model, optimizer, LR and batch schedulers,
+accelerator."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from typing import Any
 
 import torch
 
-from camtl.config import RunConfig
+from camtl.config import RunConfig, TrainingConfig
 from camtl.data.prepare import TaskData, prepare_tasks
 from camtl.errors import ConfigError
 from camtl.modeling.encoder import load_encoder_and_tokenizer
 from camtl.modeling.model import MultiTaskModel
+from camtl.sampling import BatchScheduler, TaskSampler
+from camtl.training.uncertainty import make_scorer
 
 
 def build_model_and_data(config: RunConfig) -> tuple[list[TaskData], MultiTaskModel, Any]:
@@ -65,6 +68,56 @@ def build_optimizer(model: MultiTaskModel, config: RunConfig) -> torch.optim.Opt
     ]
     flags = optimizer_flags(config.training.optimizer_impl, decay + no_decay)
     return torch.optim.AdamW(groups, lr=config.training.learning_rate, **flags)
+
+
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig) -> Any:
+    """Linear warmup over ``warmup_ratio`` of the steps, then linear decay to 0."""
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(
+        optimizer, int(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps
+    )
+
+
+def build_batch_scheduler(
+    config: RunConfig,
+    sampler: TaskSampler,
+    model: MultiTaskModel,
+    tasks: list[TaskData],
+    pad_token_id: int,
+    accelerator: Any,
+    precision: str,
+    proxies: dict[int, int],
+) -> BatchScheduler:
+    """What picks each step's global batch (``batch_size`` per process): ``sampler``'s
+    tasks and examples, with MT-Uncertainty's scorer over ``model`` when it asks for one
+    (each process scores its share of the candidates)."""
+    cfg = config.training
+    scoring = sampler.scoring_request()
+    scorer = None
+    if scoring is not None:
+        scorer = make_scorer(
+            model,
+            tasks,
+            pad_token_id,
+            accelerator.device,
+            cfg.eval_batch_size,
+            scoring.mc_samples,
+            config.seed,
+            lambda: sampler.candidates_scored() or 0,
+            proxies,
+            precision,
+            shard=(accelerator.process_index, accelerator.num_processes),
+            reduce_sum=lambda t: accelerator.reduce(t.contiguous(), reduction="sum"),
+        )
+    return BatchScheduler(
+        sampler,
+        [len(t.features["train"]) for t in tasks],
+        cfg.batch_size * accelerator.num_processes,
+        cfg.batch_mode,
+        config.seed,
+        scorer,
+    )
 
 
 def fused_adamw_supported(params: list[torch.Tensor]) -> bool:
