@@ -301,7 +301,7 @@ def test_apply_override_indexes_lists() -> None:
         ),
         (
             {"model": {"architecture": "ca-mtl"}},
-            "key 'model.architecture': 'ca-mtl' is not allowed (allowed: 'plain', 'camtl')",
+            "key 'model.architecture': 'ca-mtl' is not allowed (allowed: 'camtl', 'plain')",
         ),
         (
             {"training": {"batch_mode": "single"}},
