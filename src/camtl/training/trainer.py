@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from camtl.balancing import BalanceContext, build_balancer
+from camtl.balancing import Need, build_balancer
 from camtl.config import RunConfig, save_config
 from camtl.data.collate import collate_features
 from camtl.evaluation.evaluate import evaluate_tasks
@@ -45,9 +45,10 @@ from camtl.training.rundir import (
 from camtl.training.setup import (
     apply_optimizer_flags,
     build_accelerator,
+    build_balance_context,
     build_model_and_data,
     build_optimizer,
-    check_higher_is_better,
+    check_balancer_needs,
 )
 from camtl.training.uncertainty import make_scorer, resolve_proxies
 
@@ -111,8 +112,7 @@ class Trainer:
             config.training.balancer.options,
             [t.spec.name for t in self.tasks],
         )
-        if self.balancer.uses_dev_scores:
-            check_higher_is_better(self.tasks, config.training.balancer.name)
+        check_balancer_needs(self.tasks, self.balancer)
         self.resuming = resume
         if self.is_main:
             self.resuming = prepare_run_dir(self.run_dir, resume, overwrite)
@@ -139,11 +139,8 @@ class Trainer:
         balancer_params = [p for p in self.balancer.parameters() if p.requires_grad]
         if balancer_params:  # uncertainty weighting learns its log-variances
             optimizer.add_param_group({"params": balancer_params, "weight_decay": 0.0})
-        self.balance_context = BalanceContext(
-            shared_parameters=self.model.shared_parameters(
-                cfg.balancer.options.get("parameters", "top_layer")
-            ),
-            all_reduce_mean=self._all_reduce_mean,
+        self.balance_context = build_balance_context(
+            self.balancer, self.model, self._all_reduce_mean
         )
         from transformers import get_linear_schedule_with_warmup
 
@@ -323,7 +320,7 @@ class Trainer:
                     self.writer.add_scalar(f"dev/{name}", value, self.step)
                 self.writer.add_scalar("dev/mean", agg["mean"], self.step)
                 self.writer.add_scalar("dev/worst", agg["worst"], self.step)
-        if self.balancer.uses_dev_scores:
+        if Need.DEV_SCORES in self.balancer.needs:
             self._share_dev_scores(primary)
         self.accelerator.wait_for_everyone()
 
