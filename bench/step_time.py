@@ -98,7 +98,7 @@ def build(encoder: str, name: str, options: dict[str, Any] | None = None) -> Any
     from camtl.modeling import MultiTaskModel
     from camtl.modeling.conditional_encoder import CamtlOptions
     from camtl.modeling.encoder import resolve_encoder_name
-    from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+    from camtl.tasks.spec import SourceSpec, TaskSpec
 
     spec = dict({**CONFIGS, **PER_LAYER}[name])
     generators = spec.pop("generators", "shared")
@@ -108,7 +108,7 @@ def build(encoder: str, name: str, options: dict[str, Any] | None = None) -> Any
     tasks = [
         TaskSpec(
             f"t{i}",
-            TaskType.CLASSIFICATION,
+            "classification",
             ["text"],
             "label",
             ["a", "b", "c"],

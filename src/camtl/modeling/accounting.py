@@ -8,7 +8,7 @@ import torch
 
 from camtl.errors import ConfigError
 from camtl.model_config import ModelConfig
-from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+from camtl.tasks.spec import SourceSpec, TaskSpec
 
 
 def count_parameters(
@@ -36,7 +36,7 @@ def count_parameters(
     tasks = [
         TaskSpec(
             f"task{i}",
-            TaskType.CLASSIFICATION,
+            "classification",
             ["text"],
             "label",
             [str(c) for c in range(num_labels)],
