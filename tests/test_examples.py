@@ -319,6 +319,16 @@ def test_load_task_examples_reads_given_splits_only(tmp_path: Path) -> None:
         load_task_examples(spec)
 
 
+def test_pinned_labels_win_and_leave_the_spec_alone(tmp_path: Path) -> None:
+    """A saved model's labels: used as given, train not read to infer any, spec unchanged."""
+    dev = write(tmp_path / "dev.jsonl", '{"a": "x", "b": "y", "label": "yes"}\n')
+    source = SourceSpec(paths={"train": str(tmp_path / "missing.jsonl"), "dev": str(dev)})
+    spec = pair_spec(source=source)
+    examples, labels = load_task_examples(spec, ("dev",), labels=["no", "yes"])
+    assert labels == ["no", "yes"] and [e["label"] for e in examples["dev"]] == [1]
+    assert spec.labels is None
+
+
 def test_load_task_examples_regression_has_no_labels(tmp_path: Path) -> None:
     train = write(
         tmp_path / "tr.jsonl", "".join(f'{{"a": "s{i}", "label": {i / 2}}}\n' for i in range(10))

@@ -20,9 +20,9 @@ def build_model_and_data(config: RunConfig) -> tuple[list[TaskData], MultiTaskMo
     """Every task read, validated and tokenized, and the model built over them."""
     encoder, tokenizer = load_encoder_and_tokenizer(config.model.encoder)
     tasks = prepare_tasks(config.tasks, tokenizer, ("train", "dev", "test"))
+    # the model's label maps hold the labels in use (inferred ones too); the specs, and
+    # with them the run's config.yaml, keep what the config said
     labels = {t.spec.name: t.labels for t in tasks}
-    for task in tasks:  # the resolved config records inferred label lists
-        task.spec.labels = task.labels or None
     model = MultiTaskModel(encoder, [t.spec for t in tasks], labels, config.model)
     return tasks, model, tokenizer
 
