@@ -34,13 +34,14 @@ BALANCERS = {
 class Runner:
     def __init__(self, name: str, tasks: list[Any], tokenizer: Any, batch: int) -> None:
         from camtl.balancing import BalanceContext, build_balancer
-        from camtl.model_config import CamtlConfig, ModelConfig
+        from camtl.model_config import ModelConfig
         from camtl.modeling import MultiTaskModel
+        from camtl.modeling.conditional_encoder import CamtlOptions
         from camtl.sampling import BatchScheduler, build_sampler
 
         torch.manual_seed(0)
         config = ModelConfig(
-            encoder="minilm", architecture="camtl", camtl=CamtlConfig(max_length=64)
+            encoder="minilm", architecture="camtl", options={"camtl": CamtlOptions(max_length=64)}
         )
         self.model, _ = MultiTaskModel.from_encoder(
             config, [t.spec for t in tasks], {t.spec.name: t.labels for t in tasks}

@@ -36,12 +36,11 @@ VARIANTS = {
 def build(encoder: str, **camtl: object) -> torch.nn.Module:
     from transformers import AutoModel
 
-    from camtl.model_config import CamtlConfig
-    from camtl.modeling.conditional_encoder import ConditionalEncoder
+    from camtl.modeling.conditional_encoder import CamtlOptions, ConditionalEncoder
     from camtl.modeling.encoder import resolve_encoder_name
 
     hf = AutoModel.from_pretrained(resolve_encoder_name(encoder))
-    return ConditionalEncoder(hf, 7, CamtlConfig(max_length=128, **camtl)).eval()
+    return ConditionalEncoder(hf, 7, CamtlOptions(max_length=128, **camtl)).eval()
 
 
 def main() -> None:

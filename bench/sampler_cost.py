@@ -64,15 +64,16 @@ class Runner:
     def __init__(
         self, name: str, tasks: list[Any], tokenizer: Any, batch: int, precision: str
     ) -> None:
-        from camtl.model_config import CamtlConfig, ModelConfig
+        from camtl.model_config import ModelConfig
         from camtl.modeling import MultiTaskModel
+        from camtl.modeling.conditional_encoder import CamtlOptions
         from camtl.sampling import BatchScheduler, build_sampler
         from camtl.training.uncertainty import make_scorer
 
         torch.manual_seed(0)
         sampler_name, options = SAMPLERS[name]
         config = ModelConfig(
-            encoder="minilm", architecture="camtl", camtl=CamtlConfig(max_length=64)
+            encoder="minilm", architecture="camtl", options={"camtl": CamtlOptions(max_length=64)}
         )
         self.model, _ = MultiTaskModel.from_encoder(
             config, [t.spec for t in tasks], {t.spec.name: t.labels for t in tasks}

@@ -94,10 +94,11 @@ SETUPS = {"default": DEFAULTS, "new": NEW, "before": BEFORE}
 def build(encoder: str, name: str, options: dict[str, Any] | None = None) -> Any:
     from transformers import AutoModel
 
-    from camtl.model_config import CamtlConfig, ModelConfig
+    from camtl.model_config import ModelConfig
     from camtl.modeling import MultiTaskModel
+    from camtl.modeling.conditional_encoder import CamtlOptions
     from camtl.modeling.encoder import resolve_encoder_name
-    from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+    from camtl.tasks.spec import SourceSpec, TaskSpec
 
     spec = dict({**CONFIGS, **PER_LAYER}[name])
     generators = spec.pop("generators", "shared")
@@ -107,7 +108,7 @@ def build(encoder: str, name: str, options: dict[str, Any] | None = None) -> Any
     tasks = [
         TaskSpec(
             f"t{i}",
-            TaskType.CLASSIFICATION,
+            "classification",
             ["text"],
             "label",
             ["a", "b", "c"],
@@ -118,7 +119,7 @@ def build(encoder: str, name: str, options: dict[str, Any] | None = None) -> Any
     labels = {t.name: ["a", "b", "c"] for t in tasks}
     config = ModelConfig(
         encoder=encoder,
-        camtl=CamtlConfig(max_length=128, generators=generators),
+        options={"camtl": CamtlOptions(max_length=128, generators=generators)},
         **spec,
         **(options or {}),
     )

@@ -424,3 +424,36 @@ def test_score_dro_refuses_a_lower_is_better_primary_metric(
     err = capsys.readouterr().err
     assert "tasks[1].metrics" in err and "mse" in err
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
+
+
+@pytest.mark.parametrize("name", ["equal", "pcgrad", "lookahead_dro", "score_dro"])
+def test_the_trainer_gives_a_balancer_what_it_declares(name: str) -> None:
+    """Shared parameters only to a balancer whose ``needs`` hold them, of the set its own
+    options name; the dev-score check only for one that needs dev scores."""
+    from camtl.balancing import Need
+    from camtl.data.prepare import TaskData
+    from camtl.tasks.spec import TaskSpec
+    from camtl.training.setup import build_balance_context, check_balancer_needs
+
+    options = {"parameters": "all_shared"} if name in ("pcgrad", "lookahead_dro") else {}
+    balancer = build_balancer(name, options, NAMES)
+    asked: list[str] = []
+
+    class Model:
+        def shared_parameters(self, which: str) -> list[torch.nn.Parameter]:
+            asked.append(which)
+            return [torch.nn.Parameter(torch.zeros(2))]
+
+    context = build_balance_context(balancer, Model(), lambda t: t)  # type: ignore[arg-type]
+    wants_shared = Need.SHARED_PARAMETERS in balancer.needs
+    assert wants_shared == (name in ("pcgrad", "lookahead_dro"))
+    assert asked == (["all_shared"] if wants_shared else [])
+    assert len(context.shared_parameters) == int(wants_shared)
+    spec = TaskSpec(name="a", type="regression", text_columns=["t"], label_column="y")
+    spec.metrics = ["mse"]  # lower is better: dev scores cannot rank it
+    tasks = [TaskData(spec, [])]
+    if Need.DEV_SCORES in balancer.needs:
+        with pytest.raises(ConfigError, match="balancer score_dro needs a primary metric"):
+            check_balancer_needs(tasks, balancer)
+    else:
+        check_balancer_needs(tasks, balancer)

@@ -208,4 +208,7 @@ def test_the_paper_24task_config_loads() -> None:
         "span_qa",
         "token_tagging",
     }
-    assert config.model.camtl.max_length == 256 and config.training.sampler.name == "mt_uncertainty"
+    assert (
+        config.model.options["camtl"].max_length == 256
+        and config.training.sampler.name == "mt_uncertainty"
+    )

@@ -9,9 +9,9 @@ import torch
 from transformers import AutoModel
 
 from camtl.errors import ConfigError
-from camtl.model_config import CamtlConfig, ModelConfig
+from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
-from camtl.modeling.conditional_encoder import ConditionalEncoder
+from camtl.modeling.conditional_encoder import CamtlOptions, ConditionalEncoder
 from camtl.modeling.model import MODEL_FILE
 from camtl.testing import make_tiny_encoder
 from camtl.training.setup import build_optimizer
@@ -19,14 +19,14 @@ from tests.test_model import LABELS, TASKS, mixed_batch
 
 ARCHS = ["bert", "roberta", "electra", "xlm-roberta"]
 VARIANTS = {
-    "paper": CamtlConfig(max_length=16),
-    "authors_forms": CamtlConfig(
+    "paper": CamtlOptions(max_length=16),
+    "authors_forms": CamtlOptions(
         max_length=16, attention_form="authors", alignment_form="elementwise"
     ),
-    "large_chain": CamtlConfig(max_length=16, bottleneck="large"),
-    "z_narrow": CamtlConfig(max_length=16, task_embedding_dim=8, attention_blocks=3),
-    "per_layer": CamtlConfig(max_length=16, generators="per_layer"),
-    "per_layer_large_chain": CamtlConfig(
+    "large_chain": CamtlOptions(max_length=16, bottleneck="large"),
+    "z_narrow": CamtlOptions(max_length=16, task_embedding_dim=8, attention_blocks=3),
+    "per_layer": CamtlOptions(max_length=16, generators="per_layer"),
+    "per_layer_large_chain": CamtlOptions(
         max_length=16, generators="per_layer", bottleneck="large", task_embedding_dim=8
     ),
 }
@@ -92,7 +92,7 @@ def build(encoder_dir: Path, generators: str = "shared", **model_cfg) -> MultiTa
     config = ModelConfig(
         encoder=str(encoder_dir),
         architecture="camtl",
-        camtl=CamtlConfig(max_length=16, generators=generators),
+        options={"camtl": CamtlOptions(max_length=16, generators=generators)},
         **model_cfg,
     )
     return MultiTaskModel(AutoModel.from_pretrained(encoder_dir), TASKS, LABELS, config)
@@ -145,7 +145,7 @@ def test_frozen_parameters_get_no_gradient_and_no_optimizer_state(encoder_dir: P
 
 def test_shared_generators_are_saved_once_and_read_per_layer(tiny_encoder_dir: Path) -> None:
     cond = ConditionalEncoder(
-        AutoModel.from_pretrained(tiny_encoder_dir), 3, CamtlConfig(max_length=16)
+        AutoModel.from_pretrained(tiny_encoder_dir), 3, CamtlOptions(max_length=16)
     )
     names = list(cond.state_dict())
     assert not [n for n in names if n.startswith("layers.") and ".film" in n]
@@ -159,7 +159,7 @@ def test_shared_generators_are_saved_once_and_read_per_layer(tiny_encoder_dir: P
     per_layer = ConditionalEncoder(
         AutoModel.from_pretrained(tiny_encoder_dir),
         3,
-        CamtlConfig(max_length=16, generators="per_layer"),
+        CamtlOptions(max_length=16, generators="per_layer"),
     )
     count = sum(p.numel() for p in cond.parameters())
     assert count < sum(p.numel() for p in per_layer.parameters())
@@ -178,7 +178,7 @@ def test_runs_saved_before_shared_generators_reload_as_per_layer(
     del meta["model"]["camtl"]["generators"]  # what format-1 runs wrote
     meta_file.write_text(json.dumps(meta))
     again = MultiTaskModel.from_pretrained(tmp_path)
-    assert again.config.camtl.generators == "per_layer"
+    assert again.config.options["camtl"].generators == "per_layer"
     with torch.no_grad():
         a, b = model(**mixed_batch()), again(**mixed_batch())
     assert all(torch.equal(a.logits[n], b.logits[n]) for n in a.logits)
@@ -224,7 +224,7 @@ def test_ablation_ladder_switches_build_and_train(tiny_encoder_dir: Path, switch
     config = ModelConfig(
         encoder=str(tiny_encoder_dir),
         architecture="camtl",
-        camtl=CamtlConfig(max_length=16, **switches),
+        options={"camtl": CamtlOptions(max_length=16, **switches)},
     )
     model = MultiTaskModel(AutoModel.from_pretrained(tiny_encoder_dir), TASKS, LABELS, config)
     model(**mixed_batch()).loss.backward()
@@ -237,7 +237,7 @@ def test_ablation_ladder_switches_build_and_train(tiny_encoder_dir: Path, switch
 
 def test_sequence_longer_than_max_length_gets_no_bias_beyond(tiny_encoder_dir: Path) -> None:
     cond = ConditionalEncoder(
-        AutoModel.from_pretrained(tiny_encoder_dir), 2, CamtlConfig(max_length=8)
+        AutoModel.from_pretrained(tiny_encoder_dir), 2, CamtlOptions(max_length=8)
     )
     randomize_conditional(cond)
     out = cond(**padded_inputs(length=12), task_ids=torch.tensor([0, 1, 0]))
@@ -257,7 +257,7 @@ def test_relative_position_models_are_refused(tmp_path: Path) -> None:
     )
     config.position_embedding_type = "relative_key"
     with pytest.raises(ConfigError, match="absolute position"):
-        ConditionalEncoder(AutoModel.from_config(config), 2, CamtlConfig())
+        ConditionalEncoder(AutoModel.from_config(config), 2, CamtlOptions())
 
 
 def test_camtl_trains_end_to_end_and_reloads(tmp_path: Path, tiny_encoder_dir: Path) -> None:

@@ -17,7 +17,7 @@ from camtl.data.examples import (
 )
 from camtl.data.sources import read_conll, read_csv, read_jsonl, read_squad
 from camtl.errors import DataError
-from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+from camtl.tasks.spec import SourceSpec, TaskSpec
 
 
 def write(path: Path, text: str) -> Path:
@@ -27,7 +27,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def spec_of(
-    task_type: TaskType, text_columns: list[str], label_column: str = "label", **kwargs
+    task_type: str, text_columns: list[str], label_column: str = "label", **kwargs
 ) -> TaskSpec:
     return TaskSpec(
         name=kwargs.pop("name", "t"),
@@ -39,7 +39,7 @@ def spec_of(
 
 
 def pair_spec(**kwargs) -> TaskSpec:
-    return spec_of(TaskType.CLASSIFICATION, ["a", "b"], **kwargs)
+    return spec_of("classification", ["a", "b"], **kwargs)
 
 
 def error(spec: TaskSpec, records: list[dict], split: str = "train") -> str:
@@ -73,7 +73,7 @@ def test_pair_classification_with_integer_coded_labels(tmp_path: Path) -> None:
 
 
 def test_single_sentence_has_no_text_b(tmp_path: Path) -> None:
-    spec = spec_of(TaskType.CLASSIFICATION, ["a"], labels=["neg", "pos"])
+    spec = spec_of("classification", ["a"], labels=["neg", "pos"])
     examples = to_examples(spec, csv_records(tmp_path, "a,label\nfine,pos\n"), "dev")
     assert examples[0]["text_b"] is None and examples[0]["label"] == 1
 
@@ -118,14 +118,14 @@ def test_label_inference_sorted_and_string_matched() -> None:
     words = [{"label": v, "_file": "f", "_row": 1} for v in ["pos", "neg", "pos"]]
     assert infer_labels(pair_spec(), words) == ["neg", "pos"]
     assert label_key(1.0) == "1" and label_key(True) == "True" and label_key(None) is None
-    assert infer_labels(spec_of(TaskType.REGRESSION, ["a"]), words) == []
+    assert infer_labels(spec_of("regression", ["a"]), words) == []
 
 
 # ----------------------------------------------------------------------------- regression
 
 
 def test_regression_targets(tmp_path: Path) -> None:
-    spec = spec_of(TaskType.REGRESSION, ["a", "b"])
+    spec = spec_of("regression", ["a", "b"])
     records = csv_records(tmp_path, "a,b,label\nx,y,3.5\nx,y, -1 \n")
     assert [e["label"] for e in to_examples(spec, records, "train")] == [3.5, -1.0]
 
@@ -141,13 +141,13 @@ def test_regression_targets(tmp_path: Path) -> None:
 )
 def test_bad_regression_targets(tmp_path: Path, value: str, words: str) -> None:
     records = csv_records(tmp_path, f"a,label\nx,1\nx,{value}\n", "reg.csv")
-    message = error(spec_of(TaskType.REGRESSION, ["a"]), records)
+    message = error(spec_of("regression", ["a"]), records)
     assert "reg.csv, row 3" in message and words in message and "'label'" in message
 
 
 def test_regression_none_target() -> None:
     records = [{"a": "x", "label": float("nan"), "_file": "p.parquet", "_row": 7}]
-    message = error(spec_of(TaskType.REGRESSION, ["a"]), records)
+    message = error(spec_of("regression", ["a"]), records)
     assert "p.parquet, row 7" in message and "not a number" in message
 
 
@@ -155,7 +155,7 @@ def test_regression_none_target() -> None:
 
 
 def tag_spec(**kwargs) -> TaskSpec:
-    return spec_of(TaskType.TOKEN_TAGGING, ["tokens"], "tags", **kwargs)
+    return spec_of("token_tagging", ["tokens"], "tags", **kwargs)
 
 
 def test_conll_tagging_examples(tmp_path: Path) -> None:
@@ -192,7 +192,7 @@ def test_tagging_empty_tokens() -> None:
 
 
 def qa_spec(**kwargs) -> TaskSpec:
-    return spec_of(TaskType.SPAN_QA, ["question", "context"], "answers", **kwargs)
+    return spec_of("span_qa", ["question", "context"], "answers", **kwargs)
 
 
 def squad_file(tmp_path: Path, answers: list[dict], context: str = "aa bb aa cc") -> Path:
@@ -266,7 +266,7 @@ def test_subsampling_is_deterministic_and_keeps_order() -> None:
     assert [r["_row"] for r in first] == sorted(r["_row"] for r in first)
     assert first != subsample(records, 10, "task_b")
     assert subsample(records, 500, "task_a") is records
-    spec = spec_of(TaskType.CLASSIFICATION, ["a"], labels=["0", "1"], max_dev_examples=7)
+    spec = spec_of("classification", ["a"], labels=["0", "1"], max_dev_examples=7)
     examples = to_examples(spec, records, "dev")
     assert len(examples) == 7 and examples == to_examples(spec, records, "dev")
     assert len(to_examples(spec, records, "train")) == 100
@@ -319,11 +319,21 @@ def test_load_task_examples_reads_given_splits_only(tmp_path: Path) -> None:
         load_task_examples(spec)
 
 
+def test_pinned_labels_win_and_leave_the_spec_alone(tmp_path: Path) -> None:
+    """A saved model's labels: used as given, train not read to infer any, spec unchanged."""
+    dev = write(tmp_path / "dev.jsonl", '{"a": "x", "b": "y", "label": "yes"}\n')
+    source = SourceSpec(paths={"train": str(tmp_path / "missing.jsonl"), "dev": str(dev)})
+    spec = pair_spec(source=source)
+    examples, labels = load_task_examples(spec, ("dev",), labels=["no", "yes"])
+    assert labels == ["no", "yes"] and [e["label"] for e in examples["dev"]] == [1]
+    assert spec.labels is None
+
+
 def test_load_task_examples_regression_has_no_labels(tmp_path: Path) -> None:
     train = write(
         tmp_path / "tr.jsonl", "".join(f'{{"a": "s{i}", "label": {i / 2}}}\n' for i in range(10))
     )
-    spec = spec_of(TaskType.REGRESSION, ["a"], source=SourceSpec(paths={"train": str(train)}))
+    spec = spec_of("regression", ["a"], source=SourceSpec(paths={"train": str(train)}))
     examples, labels = load_task_examples(spec, ("train", "dev"))
     assert labels == [] and len(examples["dev"]) == 1 and len(examples["train"]) == 9
 

@@ -4,12 +4,15 @@ onnxruntime predictions equal PyTorch's; `camtl predict` and `camtl serve` run t
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from camtl.cli import main
-from camtl.tasks.kinds import get_kind, kind_names
+from camtl.tasks.kinds import BatchField, get_kind, kind_names
 from tests.test_kinds import train_kinds_run
 
 pytest.importorskip("onnxruntime")
@@ -108,3 +111,61 @@ def test_a_model_without_input_fields_exports(tmp_path: Path, tiny_encoder_dir: 
     assert main(["export", str(run), "--output", str(out)]) == 0
     info = json.loads((out / "export.json").read_text())
     assert info["inputs"] == ["input_ids", "attention_mask", "token_type_ids", "task_ids"]
+
+
+# an input field of each layout, as a kind would declare it
+LAID_OUT = [
+    BatchField("weights", torch.float, math.nan, layout="scalar", role="input"),
+    BatchField("marks", torch.long, -1, layout="tokens", role="input"),
+    BatchField("picks", torch.long, -100, layout="vector", role="input"),
+]
+
+
+def test_input_fields_are_made_up_by_their_layout() -> None:
+    from camtl.export import field_tensor
+
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
+    scalar, tokens, vector = (field_tensor(f, mask, width=3) for f in LAID_OUT)
+    assert scalar.shape == (3,) and scalar.dtype == torch.float and scalar.isfinite().all()
+    assert tokens.shape == (3, 4) and tokens.dtype == torch.long
+    assert (tokens[mask == 0] == -1).all() and (tokens[mask == 1] >= 0).all()
+    assert vector.shape == (3, 3) and vector[-1, -1] == -100 and (vector[:2] >= 0).all()
+
+
+def test_fields_of_every_layout_keep_dynamic_axes_in_the_graph(tmp_path: Path) -> None:
+    """Traced on one batch, the graph runs on another batch size, length and width."""
+    import onnxruntime
+
+    from camtl.export import field_axes, field_tensor
+
+    class Head(nn.Module):
+        def forward(self, ids, weights, marks, picks):
+            tokens = (ids * (marks + 1)).sum(1).float()
+            return tokens * weights + picks.clamp(min=0).sum(1).float()
+
+    def inputs(rows: int, length: int, width: int) -> tuple[torch.Tensor, ...]:
+        ids = torch.arange(rows * length).view(rows, length) % 7 + 1
+        mask = torch.ones_like(ids)
+        mask[-1, length // 2 :] = 0
+        return (ids, *(field_tensor(f, mask, width) for f in LAID_OUT))
+
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    dynamic = {
+        "ids": {0: batch, 1: length},
+        **{f.name: field_axes(f, batch, length) for f in LAID_OUT},
+    }
+    path = tmp_path / "head.onnx"
+    names = ["ids", *(f.name for f in LAID_OUT)]
+    torch.onnx.export(
+        Head().eval(),
+        inputs(2, 8, 3),
+        str(path),
+        dynamo=True,
+        input_names=names,
+        dynamic_shapes=dynamic,
+        verbose=False,
+    )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    check = inputs(4, 11, 5)
+    (got,) = session.run(None, {n: t.numpy() for n, t in zip(names, check)})
+    assert torch.allclose(torch.from_numpy(got), Head()(*check))

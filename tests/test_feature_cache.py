@@ -10,14 +10,14 @@ import pytest
 from camtl.data import feature_cache
 from camtl.data.feature_cache import cached_encode
 from camtl.data.tokenize import encode_examples
-from camtl.tasks.spec import TaskSpec, TaskType
+from camtl.tasks.spec import TaskSpec
 from tests.test_tokenize import qa_example
 
 SPECS_AND_EXAMPLES = {
     "classification": (
         TaskSpec(
             name="c",
-            type=TaskType.CLASSIFICATION,
+            type="classification",
             text_columns=["a", "b"],
             label_column="label",
             labels=["no", "yes"],
@@ -28,7 +28,7 @@ SPECS_AND_EXAMPLES = {
         ],
     ),
     "regression": (
-        TaskSpec(name="r", type=TaskType.REGRESSION, text_columns=["a"], label_column="y"),
+        TaskSpec(name="r", type="regression", text_columns=["a"], label_column="y"),
         [
             {"text_a": "good good", "text_b": None, "label": 0.1 + 0.2},
             {"text_a": "awful", "text_b": None, "label": -1.5},
@@ -37,7 +37,7 @@ SPECS_AND_EXAMPLES = {
     "tagging": (
         TaskSpec(
             name="t",
-            type=TaskType.TOKEN_TAGGING,
+            type="token_tagging",
             text_columns=["tokens"],
             label_column="tags",
             labels=["O", "B-PER"],
@@ -47,7 +47,7 @@ SPECS_AND_EXAMPLES = {
     "span_qa": (
         TaskSpec(
             name="q",
-            type=TaskType.SPAN_QA,
+            type="span_qa",
             text_columns=["question", "context"],
             label_column="answers",
             max_length=16,

@@ -11,7 +11,7 @@ from camtl.data.sources import read_split
 from camtl.errors import DataError
 from camtl.tasks import registry
 from camtl.tasks.glue import GLUE_FILES, GLUE_HUB, GLUE_TASKS, glue_task
-from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+from camtl.tasks.spec import SourceSpec, TaskSpec
 
 MNLI_TRAIN_HEAD = (
     "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\t"
@@ -232,7 +232,7 @@ def test_recipe_metrics_and_hub_sources() -> None:
     assert GLUE_TASKS["cola"].metrics == ["mcc"]
     assert GLUE_TASKS["mrpc"].metrics == ["f1", "accuracy"]
     assert GLUE_TASKS["qqp"].metrics == ["f1", "accuracy"]
-    assert GLUE_TASKS["stsb"].type == TaskType.REGRESSION
+    assert GLUE_TASKS["stsb"].type == "regression"
     assert GLUE_TASKS["stsb"].metrics == ["pearson", "spearman"]
     for name in ("sst2", "mnli", "mnli_mm", "qnli", "rte", "wnli", "snli_hub", "scitail"):
         assert GLUE_TASKS[name].metrics == ["accuracy"]
@@ -339,7 +339,7 @@ def test_glue_dir_for_another_task_uses_paths(tmp_path: Path) -> None:
     (tmp_path / "mine.tsv").write_text("text\tlabel\nhello\tgreet\n")
     spec = TaskSpec(
         name="greetings",
-        type=TaskType.CLASSIFICATION,
+        type="classification",
         text_columns=["text"],
         label_column="label",
         source=SourceSpec(kind="glue_dir", root=str(tmp_path), paths={"train": "mine.tsv"}),

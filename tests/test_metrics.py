@@ -13,7 +13,7 @@ from seqeval.metrics import f1_score as seqeval_f1
 from sklearn.metrics import f1_score, matthews_corrcoef
 
 from camtl.evaluation import metrics as m
-from camtl.tasks.spec import TaskSpec, TaskType
+from camtl.tasks.spec import TaskSpec
 
 RNG = np.random.default_rng(0)
 REFS = RNG.integers(0, 2, 50).tolist()
@@ -22,8 +22,8 @@ REFS3 = RNG.integers(0, 3, 60).tolist()
 PREDS3 = [r if RNG.random() < 0.6 else int(RNG.integers(0, 3)) for r in REFS3]
 
 
-def spec(kind: TaskType, metrics: list[str] | None = None, **kwargs) -> TaskSpec:
-    columns = ["q", "c"] if kind == TaskType.SPAN_QA else ["a"]
+def spec(kind: str, metrics: list[str] | None = None, **kwargs) -> TaskSpec:
+    columns = ["q", "c"] if kind == "span_qa" else ["a"]
     return TaskSpec(
         name="t",
         type=kind,
@@ -147,18 +147,16 @@ def test_squad_empty_answers():
 
 
 def test_compute_metrics_by_type():
-    scores = m.compute_metrics(
-        spec(TaskType.CLASSIFICATION, ["mcc", "accuracy", "f1"]), PREDS, REFS
-    )
+    scores = m.compute_metrics(spec("classification", ["mcc", "accuracy", "f1"]), PREDS, REFS)
     assert list(scores) == ["mcc", "accuracy", "f1"]
     assert scores["accuracy"] == m.accuracy(PREDS, REFS)
     scores = m.compute_metrics(
-        spec(TaskType.REGRESSION, ["pearson", "spearman", "mse"]), X.tolist(), Y.tolist()
+        spec("regression", ["pearson", "spearman", "mse"]), X.tolist(), Y.tolist()
     )
     assert scores["mse"] == pytest.approx(float(np.mean((X - Y) ** 2)))
-    scores = m.compute_metrics(spec(TaskType.TOKEN_TAGGING), TAG_PREDS, TAG_REFS)
+    scores = m.compute_metrics(spec("token_tagging"), TAG_PREDS, TAG_REFS)
     assert set(scores) == {"entity_f1", "token_accuracy"}
-    scores = m.compute_metrics(spec(TaskType.SPAN_QA), ["paris"], [["Paris"]])
+    scores = m.compute_metrics(spec("span_qa"), ["paris"], [["Paris"]])
     assert scores == {"squad_f1": 100.0, "exact_match": 100.0}
     assert all(isinstance(value, float) for value in scores.values())
 
@@ -170,7 +168,7 @@ def test_baseline_classification_majority():
     train = [{"label": 1}, {"label": 1}, {"label": 0}]
     dev = [{"label": 1}, {"label": 0}, {"label": 1}, {"label": 1}]
     scores = m.trivial_baseline(
-        spec(TaskType.CLASSIFICATION, ["accuracy", "mcc"]), train, dev, ["neg", "pos"]
+        spec("classification", ["accuracy", "mcc"]), train, dev, ["neg", "pos"]
     )
     assert scores == {"accuracy": 75.0, "mcc": 0.0}
 
@@ -179,7 +177,7 @@ def test_baseline_regression_mean_scores_zero_correlation():
     train = [{"label": 1.0}, {"label": 3.0}]
     dev = [{"label": 0.0}, {"label": 4.0}]
     scores = m.trivial_baseline(
-        spec(TaskType.REGRESSION, ["pearson", "spearman", "mse"]), train, dev, None
+        spec("regression", ["pearson", "spearman", "mse"]), train, dev, None
     )
     assert scores == {"pearson": 0.0, "spearman": 0.0, "mse": pytest.approx(4.0)}
 
@@ -188,7 +186,7 @@ def test_baseline_tagging_majority_tag():
     labels = ["O", "B-PER", "I-PER"]
     train = [{"tokens": ["a", "b", "c"], "tags": [0, 1, 0]}]
     dev = [{"tokens": ["a", "b"], "tags": [1, 0]}, {"tokens": ["c"], "tags": [0]}]
-    scores = m.trivial_baseline(spec(TaskType.TOKEN_TAGGING, labels=labels), train, dev, labels)
+    scores = m.trivial_baseline(spec("token_tagging", labels=labels), train, dev, labels)
     assert scores == {"entity_f1": 0.0, "token_accuracy": pytest.approx(100 * 2 / 3)}
 
 
@@ -197,7 +195,7 @@ def test_baseline_span_qa_first_word():
         {"context": "Paris is big.", "answers": [{"text": "Paris", "start": 0}]},
         {"context": "the cat sits", "answers": [{"text": "cat", "start": 4}]},
     ]
-    scores = m.trivial_baseline(spec(TaskType.SPAN_QA), [], dev, None)
+    scores = m.trivial_baseline(spec("span_qa"), [], dev, None)
     assert scores == {"squad_f1": 50.0, "exact_match": 50.0}
 
 
@@ -205,7 +203,7 @@ def test_baseline_span_qa_first_word():
 
 
 def test_primary_score_and_aggregate():
-    task = spec(TaskType.CLASSIFICATION, ["macro_f1", "accuracy"])
+    task = spec("classification", ["macro_f1", "accuracy"])
     assert m.primary_score(task, {"accuracy": 90.0, "macro_f1": 80.0}) == 80.0
     summary = m.aggregate({"a": 80.0, "b": 60.0, "c": 70.0}, lower_is_better=())
     assert summary["mean"] == pytest.approx(70.0)

@@ -11,15 +11,15 @@ from transformers import AutoModel
 from camtl.errors import CamtlError, ConfigError
 from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
-from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+from camtl.tasks.spec import SourceSpec, TaskSpec
 from camtl.testing import make_tiny_encoder
 
 SRC = SourceSpec(kind="files", paths={"train": "unused.jsonl"})
 TASKS = [
-    TaskSpec("cls", TaskType.CLASSIFICATION, ["text"], "label", ["a", "b", "c"], source=SRC),
-    TaskSpec("reg", TaskType.REGRESSION, ["text"], "label", source=SRC),
-    TaskSpec("tag", TaskType.TOKEN_TAGGING, ["tokens"], "tags", ["O", "B-X", "I-X"], source=SRC),
-    TaskSpec("qa", TaskType.SPAN_QA, ["question", "context"], "answers", source=SRC),
+    TaskSpec("cls", "classification", ["text"], "label", ["a", "b", "c"], source=SRC),
+    TaskSpec("reg", "regression", ["text"], "label", source=SRC),
+    TaskSpec("tag", "token_tagging", ["tokens"], "tags", ["O", "B-X", "I-X"], source=SRC),
+    TaskSpec("qa", "span_qa", ["question", "context"], "answers", source=SRC),
 ]
 for _t in TASKS:
     _t.validate("", "")

@@ -26,7 +26,6 @@ from camtl.data.offline import (
 )
 from camtl.errors import DataError
 from camtl.tasks.registry import get_task
-from camtl.tasks.spec import TaskType
 
 # ---------------------------------------------------------------- fake archives
 
@@ -258,11 +257,11 @@ def test_records_match_registered_specs(tmp_path: Path, downloads: list[str]) ->
         record = load_split(name, "train", tmp_path)[0]
         for column in [*spec.text_columns, spec.label_column]:
             assert column in record, (name, column)
-        if spec.type == TaskType.CLASSIFICATION:
+        if spec.type == "classification":
             assert all(r["label"] in spec.labels for r in load_split(name, "train", tmp_path))
-        elif spec.type == TaskType.REGRESSION:
+        elif spec.type == "regression":
             assert isinstance(record["label"], float)
-        elif spec.type == TaskType.TOKEN_TAGGING:
+        elif spec.type == "token_tagging":
             assert set(record["tags"]) <= set(spec.labels)
 
 

@@ -7,12 +7,12 @@ import pytest
 
 from camtl.data.tokenize import encode_examples
 from camtl.tasks.kinds.span_qa import best_span, postprocess_span_predictions
-from camtl.tasks.spec import TaskSpec, TaskType
+from camtl.tasks.spec import TaskSpec
 
 
 def qa_spec(**kwargs) -> TaskSpec:
     return TaskSpec(
-        name="qa", type=TaskType.SPAN_QA, text_columns=["q", "c"], label_column="answers", **kwargs
+        name="qa", type="span_qa", text_columns=["q", "c"], label_column="answers", **kwargs
     )
 
 

@@ -75,8 +75,9 @@ def test_every_shared_encoder_keeps_the_contract(architecture: str, tiny_encoder
     """Each registered encoder class: hidden states for any task ids, its pretrained layers,
     a first layer whose input hooks see [B, L, d], a task added, frozen parts frozen and the
     conditional modules trainable."""
-    from camtl.model_config import CamtlConfig, ModelConfig
+    from camtl.model_config import ModelConfig
     from camtl.modeling import MultiTaskModel
+    from camtl.modeling.conditional_encoder import CamtlOptions
     from camtl.tasks.spec import TaskSpec
 
     specs = [
@@ -86,7 +87,7 @@ def test_every_shared_encoder_keeps_the_contract(architecture: str, tiny_encoder
     config = ModelConfig(
         encoder=str(tiny_encoder_dir),
         architecture=architecture,
-        camtl=CamtlConfig(max_length=16),
+        options={"camtl": CamtlOptions(max_length=16)},
         freeze_layers=2,
     )
     model, _ = MultiTaskModel.from_encoder(config, specs, {"a": ["x", "y"], "b": ["x", "y"]})

@@ -23,7 +23,7 @@ from camtl.data.sources import (
     source_label,
 )
 from camtl.errors import DataError
-from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+from camtl.tasks.spec import SourceSpec, TaskSpec
 
 
 def write(path: Path, text: str) -> Path:
@@ -43,7 +43,7 @@ def error_of(func, *args) -> str:
 def pair_spec(**source) -> TaskSpec:
     return TaskSpec(
         name="pairs",
-        type=TaskType.CLASSIFICATION,
+        type="classification",
         text_columns=["a", "b"],
         label_column="label",
         source=SourceSpec(**source),
@@ -417,7 +417,7 @@ def test_hub_tagging_class_labels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: table)
     spec = TaskSpec(
         name="tag",
-        type=TaskType.TOKEN_TAGGING,
+        type="token_tagging",
         text_columns=["tokens"],
         label_column="tags",
         source=SourceSpec(kind="hub", hub_name="org/ner"),
@@ -446,7 +446,7 @@ def test_headerless_csv_and_tsv_with_source_columns(tmp_path: Path) -> None:
     write(tmp_path / "dev.csv", "fine,1\n")
     spec = TaskSpec(
         "mine",
-        TaskType.CLASSIFICATION,
+        "classification",
         ["text"],
         "label",
         source=SourceSpec(

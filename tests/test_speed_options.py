@@ -12,8 +12,9 @@ from transformers import AutoModel
 
 from camtl.config import config_from_dict
 from camtl.errors import ConfigError
-from camtl.model_config import CamtlConfig, ModelConfig
+from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
+from camtl.modeling.conditional_encoder import CamtlOptions
 from tests.test_model import LABELS, TASKS, mixed_batch
 
 ARCHITECTURES = ["plain", "camtl"]
@@ -23,7 +24,7 @@ def build(encoder_dir: Path, architecture: str = "camtl", **options) -> MultiTas
     config = ModelConfig(
         encoder=str(encoder_dir),
         architecture=architecture,
-        camtl=CamtlConfig(max_length=16),
+        options={"camtl": CamtlOptions(max_length=16)},
         **options,
     )
     return MultiTaskModel(AutoModel.from_pretrained(encoder_dir), TASKS, LABELS, config)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from camtl.data.tokenize import EncodeResult, encode_examples
-from camtl.tasks.spec import TaskSpec, TaskType
+from camtl.tasks.spec import TaskSpec
 
 COMMON_KEYS = {"input_ids", "attention_mask", "token_type_ids", "task_id", "example_index"}
 
 
-def make_spec(kind: TaskType, columns: int = 1, **kwargs) -> TaskSpec:
+def make_spec(kind: str, columns: int = 1, **kwargs) -> TaskSpec:
     names = ["a", "b"][:columns]
     return TaskSpec(name="t", type=kind, text_columns=names, label_column="label", **kwargs)
 
@@ -30,7 +30,7 @@ def qa_example(question: str, context: str, answer: str, occurrence: int = 0) ->
 
 
 def test_single_sentence_classification(tiny_tokenizer):
-    spec = make_spec(TaskType.CLASSIFICATION)
+    spec = make_spec("classification")
     examples = [
         {"text_a": "the movie is good", "text_b": None, "label": 1},
         {"text_a": "bad", "text_b": None, "label": 0},
@@ -54,7 +54,7 @@ def test_single_sentence_classification(tiny_tokenizer):
 
 
 def test_pair_gets_segment_ids(tiny_tokenizer):
-    spec = make_spec(TaskType.CLASSIFICATION, columns=2)
+    spec = make_spec("classification", columns=2)
     examples = [{"text_a": "the cat", "text_b": "a dog runs", "label": 2}]
     feature = encode_examples(spec, examples, tiny_tokenizer, task_id=0).features[0]
     tokens = tiny_tokenizer.convert_ids_to_tokens(feature["input_ids"])
@@ -63,7 +63,7 @@ def test_pair_gets_segment_ids(tiny_tokenizer):
 
 
 def test_regression_label_is_float_and_truncation_counted(tiny_tokenizer):
-    spec = make_spec(TaskType.REGRESSION, columns=2, max_length=10)
+    spec = make_spec("regression", columns=2, max_length=10)
     examples = [
         {"text_a": "the cat", "text_b": "a dog", "label": 3},
         {"text_a": "the cat " * 10, "text_b": "a dog " * 10, "label": 1.5},
@@ -82,7 +82,7 @@ def test_regression_label_is_float_and_truncation_counted(tiny_tokenizer):
 
 
 def test_mixed_single_and_pair_examples_keep_order(tiny_tokenizer):
-    spec = make_spec(TaskType.CLASSIFICATION, columns=2)
+    spec = make_spec("classification", columns=2)
     examples = [
         {"text_a": "good", "text_b": "bad", "label": 0},
         {"text_a": "great", "text_b": None, "label": 1},
@@ -95,7 +95,7 @@ def test_mixed_single_and_pair_examples_keep_order(tiny_tokenizer):
 
 
 def test_tagging_labels_first_subtoken_only(tiny_tokenizer):
-    spec = make_spec(TaskType.TOKEN_TAGGING, labels=["O", "B-PER", "I-PER"])
+    spec = make_spec("token_tagging", labels=["O", "B-PER", "I-PER"])
     examples = [{"tokens": ["john", "catss", "2024"], "tags": [1, 2, 0]}]
     feature = encode_examples(spec, examples, tiny_tokenizer, task_id=2).features[0]
     tokens = tiny_tokenizer.convert_ids_to_tokens(feature["input_ids"])
@@ -106,7 +106,7 @@ def test_tagging_labels_first_subtoken_only(tiny_tokenizer):
 
 
 def test_tagging_truncation_drops_words_and_counts(tiny_tokenizer):
-    spec = make_spec(TaskType.TOKEN_TAGGING, max_length=8, labels=["O", "B-LOC"])
+    spec = make_spec("token_tagging", max_length=8, labels=["O", "B-LOC"])
     long_words = ["paris", "is", "a", "big", "city", "and", "london", "is", "big"]
     examples = [
         {"tokens": long_words, "tags": [1, 0, 0, 0, 0, 0, 1, 0, 0]},
@@ -129,7 +129,7 @@ def _answer_text(example: dict, feature: dict) -> str:
 
 
 def test_qa_positions_map_back_to_answer(tiny_tokenizer):
-    spec = make_spec(TaskType.SPAN_QA, columns=2, max_length=64, doc_stride=16)
+    spec = make_spec("span_qa", columns=2, max_length=64, doc_stride=16)
     example = qa_example(
         "who sits in paris?", "Today the big cat sits in Paris, with Mary.", "Mary"
     )
@@ -146,7 +146,7 @@ def test_qa_positions_map_back_to_answer(tiny_tokenizer):
 
 
 def test_qa_windows_with_stride(tiny_tokenizer):
-    spec = make_spec(TaskType.SPAN_QA, columns=2, max_length=24, doc_stride=6)
+    spec = make_spec("span_qa", columns=2, max_length=24, doc_stride=6)
     filler = " ".join(["the dog eats food"] * 12)
     context = f"{filler} john lives in london today. {filler}"
     examples = [
@@ -181,7 +181,7 @@ def test_qa_windows_with_stride(tiny_tokenizer):
 def test_qa_answer_split_by_window_edges(tiny_tokenizer):
     # 16 - 3 specials - 1 question token = 12 context tokens per window, stride 4: windows
     # hold letters a..l, i..t, q..z
-    spec = make_spec(TaskType.SPAN_QA, columns=2, max_length=16, doc_stride=4)
+    spec = make_spec("span_qa", columns=2, max_length=16, doc_stride=4)
     context = "a b c d e f g h i j k l m n o p q r s t u v w x y z"
 
     def windows(answer: str) -> list[dict]:
@@ -201,7 +201,7 @@ def test_qa_answer_split_by_window_edges(tiny_tokenizer):
 
 
 def test_qa_long_question_is_cut_and_counted(tiny_tokenizer):
-    spec = make_spec(TaskType.SPAN_QA, columns=2, max_length=20, doc_stride=8)
+    spec = make_spec("span_qa", columns=2, max_length=20, doc_stride=8)
     long_question = " ".join(["who is the man in the city"] * 5)
     examples = [
         qa_example(long_question, "john is the man in the city of paris.", "john"),
@@ -218,7 +218,7 @@ def test_qa_long_question_is_cut_and_counted(tiny_tokenizer):
 
 
 def test_qa_without_answers_points_to_cls(tiny_tokenizer):
-    spec = make_spec(TaskType.SPAN_QA, columns=2)
+    spec = make_spec("span_qa", columns=2)
     example = {"id": "x", "question": "who?", "context": "the cat sits.", "answers": []}
     [feature] = encode_examples(spec, [example], tiny_tokenizer, task_id=0).features
     assert (feature["start_positions"], feature["end_positions"]) == (0, 0)
@@ -228,7 +228,7 @@ def test_example_index_across_chunks(tiny_tokenizer, monkeypatch):
     import camtl.data.tokenize as tokenize
 
     monkeypatch.setattr(tokenize, "CHUNK_SIZE", 2)
-    spec = make_spec(TaskType.CLASSIFICATION)
+    spec = make_spec("classification")
     examples = [
         {"text_a": word, "text_b": None, "label": i}
         for i, word in enumerate(["good", "bad", "great", "awful", "happy"])
@@ -249,19 +249,19 @@ def test_missing_token_type_ids_become_zeros(tiny_tokenizer):
             del encoding["token_type_ids"]
             return encoding
 
-    spec = make_spec(TaskType.CLASSIFICATION, columns=2)
+    spec = make_spec("classification", columns=2)
     examples = [{"text_a": "the cat", "text_b": "a dog", "label": 0}]
     [feature] = encode_examples(spec, examples, NoTypes(), task_id=0).features
     assert feature["token_type_ids"] == [0] * len(feature["input_ids"])
 
 
-@pytest.mark.parametrize("kind", [TaskType.TOKEN_TAGGING, TaskType.SPAN_QA])
+@pytest.mark.parametrize("kind", ["token_tagging", "span_qa"])
 def test_slow_tokenizer_is_refused(kind):
     from camtl.errors import CamtlError
 
     class Slow:
         is_fast = False
 
-    spec = make_spec(kind, columns=2 if kind == TaskType.SPAN_QA else 1)
+    spec = make_spec(kind, columns=2 if kind == "span_qa" else 1)
     with pytest.raises(CamtlError, match="fast tokenizer"):
         encode_examples(spec, [], Slow(), task_id=0)

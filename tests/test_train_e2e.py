@@ -152,12 +152,29 @@ def test_run_directory_holds_everything(trained_run: Path) -> None:
     assert [r["step"] for r in log] == [2, 4, 6]
 
 
-def test_resolved_config_reloads_and_labels_are_recorded(trained_run: Path) -> None:
+def test_config_keeps_what_was_written_and_the_model_the_inferred_labels(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    """No task of the config lists its labels: the run's config.yaml lists none either,
+    while the model's label maps (camtl_model.json) hold those inferred from train, and a
+    reloaded model predicts with them."""
     from camtl.config import load_config
 
     config = load_config(trained_run / "config.yaml")
-    assert config.task("pairs").labels == ["different", "same"]
+    assert all(task.labels is None for task in config.tasks)
     assert Path(config.task("pairs").source.paths["train"]).is_absolute()
+    saved = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert all(task["labels"] is None for task in saved["tasks"])
+    meta = json.loads((trained_run / "camtl_model.json").read_text())
+    assert all(task["labels"] is None for task in meta["tasks"])
+    assert meta["labels"]["pairs"] == ["different", "same"]
+    assert meta["labels"]["ner"] and meta["labels"]["ner"] == sorted(meta["labels"]["ner"])
+    assert MultiTaskModel.from_pretrained(trained_run).labels == meta["labels"]
+    inputs, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inputs.write_text(json.dumps({"premise": "good movie", "hypothesis": "bad food"}) + "\n")
+    argv = ["predict", str(trained_run), "--task", "pairs", "--input", str(inputs)]
+    assert main([*argv, "--output", str(out)]) == 0
+    assert json.loads(out.read_text())["label"] in ("different", "same")
 
 
 def test_evaluate_and_predict_commands(

@@ -46,7 +46,7 @@ def single_task_configs(config: RunConfig, options: BaselineOptions) -> list[Run
         single.tasks = [task]
         single.output_dir = str(root / task.name)
         if options.architecture != "keep":
-            single.model.architecture = options.architecture  # type: ignore[assignment]
+            single.model.architecture = options.architecture
             single.model.freeze_embeddings = None  # the architecture's default freezing
             single.model.freeze_layers = None
         # one task: nothing to sample or balance between

@@ -6,8 +6,9 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from camtl.errors import CamtlError
 
@@ -205,18 +206,64 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_params(args: argparse.Namespace) -> int:
     import json
 
-    from camtl.model_config import CamtlConfig
     from camtl.modeling.accounting import count_parameters, format_counts
 
-    cam = CamtlConfig(
-        max_length=args.max_length,
-        generators=args.generators,
-        task_embedding_dim=args.task_embedding_dim,
-    )
-    cam.validate("model.camtl", "params")
-    counts = count_parameters(args.model, args.tasks, args.architecture, args.labels, cam)
+    options = _encoder_options(args.architecture, _params_options(args))
+    counts = count_parameters(args.model, args.tasks, args.architecture, args.labels, options)
     print(json.dumps(counts) if args.json else format_counts(counts))
     return 0
+
+
+def _params_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The encoder kind's options ``camtl params`` was given: ``--option KEY=VALUE`` and
+    the shorthands of options with those names (CA-MTL's)."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    for item in args.option or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise CamtlError(f"--option {item!r}: expected KEY=VALUE (e.g. generators=per_layer)")
+        values[key.strip()] = yaml.safe_load(raw)
+    for key in ("max_length", "generators", "task_embedding_dim"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    return values
+
+
+def _encoder_options(architecture: str, values: dict[str, Any]) -> Any:
+    """``values`` as the options of encoder kind ``architecture`` (its ``Options``
+    dataclass); ConfigError names a key it does not have."""
+    from camtl.modeling.shared_encoder import encoder_kind
+    from camtl.structured import from_dict
+
+    kind = encoder_kind(architecture)
+    return from_dict(kind.Options, values, f"model.{architecture}", "params")
+
+
+class _Registered:
+    """argparse choices read from a registry when first needed, so that building the
+    parser (``camtl --help``, every command) does not import the model code (the option
+    needs a ``metavar``: argparse lists the choices of one without it as it is added)."""
+
+    def __init__(self, names: Callable[[], list[str]], *extra: str) -> None:
+        self._names = names
+        self._extra = extra
+
+    def _all(self) -> list[str]:
+        return [*self._names(), *self._extra]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+
+def _encoder_names() -> list[str]:
+    from camtl.modeling.shared_encoder import encoder_names  # registers the built-in kinds
+
+    return encoder_names()
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
@@ -330,9 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", help="comma-separated task names (default: every task)")
     p.add_argument(
         "--architecture",
-        choices=("plain", "camtl", "keep"),
+        choices=_Registered(_encoder_names, "keep"),
+        metavar="KIND",
         default="plain",
-        help="plain: the encoder fully fine-tuned (default); keep: the config's model section",
+        help="%(choices)s; plain: the encoder fully fine-tuned (default); keep: the config's "
+        "model section",
     )
     p.add_argument("--max-steps", type=int, help="steps per run (default: the config's)")
     p.add_argument("--overwrite", action="store_true", help="train finished runs again")
@@ -417,21 +466,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", help="parameter counts of a model for N tasks (no weights)")
     p.add_argument("--model", default="minilm", help="hub name, folder with config.json, or minilm")
     p.add_argument("--tasks", type=int, default=9, help="number of tasks")
-    p.add_argument("--architecture", choices=("camtl", "plain"), default="camtl")
+    p.add_argument(
+        "--architecture",
+        choices=_Registered(_encoder_names),
+        metavar="KIND",
+        default="camtl",
+        help="the encoder kind (model.architecture): %(choices)s (default: camtl)",
+    )
     p.add_argument("--labels", type=int, default=3, help="classes per task head")
-    p.add_argument("--max-length", type=int, default=128, help="L for the attention blocks")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option of the encoder kind (model.<architecture>.KEY), e.g. "
+        "--option bottleneck=large; repeatable",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="camtl: L for the attention blocks (default 128)",
+    )
     p.add_argument(
         "--generators",
-        choices=("shared", "per_layer"),
-        default="shared",
-        help="FiLM generators shared across layers (default) or one per layer",
+        default=None,
+        help="camtl: FiLM generators shared across layers (shared, the default) or one per "
+        "layer (per_layer)",
     )
     p.add_argument(
         "--task-embedding-dim",
         type=int,
         default=None,
         metavar="N",
-        help="width of the task embedding z (default: the hidden size)",
+        help="camtl: width of the task embedding z (default: the hidden size)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_params)

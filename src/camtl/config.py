@@ -32,7 +32,9 @@ class SamplerConfig:
 
 @dataclass
 class BalancerConfig:
-    """How task losses combine: equal, fixed, uncertainty, group_dro or lookahead_dro."""
+    """How task losses combine: a registered balancer (camtl.balancing: equal, fixed,
+    uncertainty, group_dro, lookahead_dro, famo, pcgrad, score_dro); ``options`` go to its
+    own config dataclass."""
 
     name: str = "equal"
     options: dict[str, Any] = field(default_factory=dict)

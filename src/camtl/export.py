@@ -1,13 +1,14 @@
 """`camtl export RUN_DIR --format onnx --output DIR`, and running an export on onnxruntime.
 
 The export is one ONNX graph of the whole model: token ids, attention mask, token types,
-task ids (and the input fields some kinds need, such as multiple choice's ``choice_ids``)
-in; every task's head output for every row out (``logits_<task>``), with dynamic batch and
-length axes. CA-MTL runs in its gather form there (each example's task weights gathered),
-so the graph has no data-dependent shapes. DIR also holds the tokenizer, the label maps,
-the run's config and reports and a model card, so ``camtl predict DIR`` and ``camtl serve
-DIR`` run it as they run a run directory. ``--quantize int8`` writes the graph with int8
-weights, behind a parity gate on the run's dev split (camtl.quantize).
+task ids (and the input fields some kinds need, such as multiple choice's ``choice_ids``,
+each shaped as its ``BatchField`` layout says) in; every task's head output for every row
+out (``logits_<task>``), with dynamic batch and length axes. CA-MTL runs in its gather
+form there (each example's task weights gathered), so the graph has no data-dependent
+shapes. DIR also holds the tokenizer, the label maps, the run's config and reports and a
+model card, so ``camtl predict DIR`` and ``camtl serve DIR`` run it as they run a run
+directory. ``--quantize int8`` writes the graph with int8 weights, behind a parity gate on
+the run's dev split (camtl.quantize).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from camtl.quantize import (
     too_large,
 )
 from camtl.runfiles import CONFIG_FILE, MODEL_FILE
+from camtl.tasks.kinds import BatchField
 
 ONNX_FILE = "model.onnx"
 ONNX_DATA_FILE = f"{ONNX_FILE}.data"  # the weights, beside the graph (torch.onnx writes them)
@@ -53,14 +55,43 @@ BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "task_ids")
 CARRIED = (MODEL_FILE, CONFIG_FILE, "report.json", "report.md", "report_test.json")
 
 
-def input_fields(model: MultiTaskModel) -> list[str]:
+def input_fields(model: MultiTaskModel) -> list[BatchField]:
     """The kinds' input batch fields the model's heads read, in a stable order."""
-    names: dict[str, None] = {}
+    fields: dict[str, BatchField] = {}
     for spec in model.tasks:
         for batch_field in spec.kind.batch_fields:
             if batch_field.role == "input":
-                names[batch_field.name] = None
-    return list(names)
+                fields.setdefault(batch_field.name, batch_field)
+    return list(fields.values())
+
+
+def field_tensor(batch_field: BatchField, mask: torch.Tensor, width: int) -> torch.Tensor:
+    """Made-up values of an input field for a batch whose attention mask is ``mask``
+    [B, L], laid out as the field declares: ``scalar`` [B], ``tokens`` [B, L] (the field's
+    fill on padding), ``vector`` [B, width]. The values are 0, 1, 0, ... (an index, a
+    position or a flag alike: what a head reads of a real batch); padding holds the fill."""
+    rows = mask.shape[0]
+    if batch_field.layout == "scalar":
+        values = torch.arange(rows) % 2
+    elif batch_field.layout == "tokens":
+        values = (torch.arange(mask.shape[1]) % 2).expand(rows, -1)
+        values = torch.where(mask.bool(), values, torch.full_like(values, -1))
+    else:
+        values = (torch.arange(width) % 2).expand(rows, -1).clone()
+        values[-1, width - 1] = -1  # one row shorter than the longest
+    tensor = values.to(batch_field.dtype)
+    return tensor.masked_fill(values < 0, batch_field.fill)
+
+
+def field_axes(
+    batch_field: BatchField, batch: torch.export.Dim, length: torch.export.Dim
+) -> dict[int, torch.export.Dim]:
+    """The dynamic axes of an input field by its layout (a vector's width its own)."""
+    if batch_field.layout == "scalar":
+        return {0: batch}
+    if batch_field.layout == "tokens":
+        return {0: batch, 1: length}
+    return {0: batch, 1: torch.export.Dim(f"{batch_field.name}_width")}
 
 
 class _Graph(nn.Module):
@@ -91,11 +122,11 @@ class _Graph(nn.Module):
         return tuple(outputs)
 
 
-def _example_inputs(model: MultiTaskModel, fields: list[str]) -> tuple[torch.Tensor, ...]:
+def _example_inputs(model: MultiTaskModel, fields: list[BatchField]) -> tuple[torch.Tensor, ...]:
     ids = torch.tensor([[2, 10, 11, 12, 3, 5, 6, 3], [2, 12, 13, 3, 7, 3, 0, 0]])
     mask = (ids != 0).long()
     tasks = torch.tensor([0, len(model.tasks) - 1])
-    extra = [torch.tensor([[-1, -1, -1, -1, -1, 0, 1, -1]] * 2) for _ in fields]
+    extra = [field_tensor(f, mask, width=3) for f in fields]
     return (ids, mask, torch.zeros_like(ids), tasks, *extra)
 
 
@@ -171,15 +202,15 @@ def _write_export(run_dir: Path, output: Path) -> None:
     model = MultiTaskModel.from_pretrained(run_dir).float().eval()
     model.encoder.gather_for_export()
     fields = input_fields(model)
-    names = [*BASE_INPUTS, *fields]
+    names = [*BASE_INPUTS, *(f.name for f in fields)]
     example = _example_inputs(model, fields)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
     rows_and_tokens = {0: batch, 1: length}
     dynamic: dict[str, Any] = {name: rows_and_tokens for name in BASE_INPUTS}
     dynamic["task_ids"] = {0: batch}
     if fields:  # _Graph's *extra, present only when a head reads an input field
-        dynamic["extra"] = tuple(rows_and_tokens for _ in fields)
-    graph = _Graph(model, fields).eval()
+        dynamic["extra"] = tuple(field_axes(f, batch, length) for f in fields)
+    graph = _Graph(model, [f.name for f in fields]).eval()
     outputs = [f"logits_{spec.name}" for spec in model.tasks]
     with torch.inference_mode():
         torch.onnx.export(
@@ -231,18 +262,20 @@ def parity_of(folder: Path) -> Parity:
     return info.get("parity", {})
 
 
-def _check_against_pytorch(graph: _Graph, path: Path, names: list[str], fields: list[str]) -> None:
+def _check_against_pytorch(
+    graph: _Graph, path: Path, names: list[str], fields: list[BatchField]
+) -> None:
     """The graph on onnxruntime gives PyTorch's outputs on a batch of another size and
-    length than the one traced (within 1e-4 in fp32), or the export stops."""
+    length (and vector width) than the one traced (within 1e-4 in fp32), or the export
+    stops."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ids = torch.tensor([[2, 10, 11, 12, 13, 3, 6, 7, 3, 0, 0], [2, 5, 3, 8, 3] + [0] * 6] * 2)
     mask = (ids != 0).long()
     tasks = torch.arange(4) % len(graph.model.tasks)
-    choices = torch.full_like(ids, -1)
-    choices[:, 6:8] = torch.tensor([0, 1])
-    inputs = (ids, mask, torch.zeros_like(ids), tasks, *[choices for _ in fields])
+    extra = [field_tensor(f, mask, width=5) for f in fields]
+    inputs = (ids, mask, torch.zeros_like(ids), tasks, *extra)
     with torch.inference_mode():
         expected = graph(*inputs)
     got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})
@@ -283,7 +316,13 @@ class OnnxMultiTaskModel:
                 f"{folder} (missing CUDA or cuDNN libraries?); use --device cpu"
             )
         # each graph input with the numpy type the graph declares for it
-        types = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
+        types = {
+            "tensor(int64)": np.int64,
+            "tensor(int32)": np.int32,
+            "tensor(float)": np.float32,
+            "tensor(double)": np.float64,
+            "tensor(bool)": np.bool_,
+        }
         self.inputs = {i.name: types.get(i.type, np.int64) for i in self.session.get_inputs()}
 
     def eval(self) -> OnnxMultiTaskModel:

@@ -28,10 +28,6 @@ _KIND_TAGS = {
     "multiple_choice": "multiple-choice",
 }
 
-# how the card names and tags a model of each architecture (others: "multi-task", no tag)
-_ARCHITECTURE_NAMES = {"camtl": "CA-MTL"}
-_ARCHITECTURE_TAGS = {"camtl": ["ca-mtl"]}
-
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
@@ -48,9 +44,21 @@ def _is_hub_name(encoder: str) -> bool:
     return "/" in encoder and not Path(encoder).exists() and not encoder.startswith((".", "/"))
 
 
+def _encoder_title_and_tags(architecture: str) -> tuple[str, list[str]]:
+    """How the card names and tags a model of this encoder kind (the kind says it:
+    ``SharedEncoder.title`` and ``tags``); a kind not registered here is "multi-task"."""
+    from camtl.modeling.shared_encoder import ENCODERS  # registers the built-in kinds
+
+    kind = ENCODERS.get(architecture)
+    if kind is None:
+        return "multi-task", []
+    return kind.title or "multi-task", list(kind.tags)
+
+
 def render_model_card(run_dir: Path, repo_id: str | None = None) -> str:
     meta = json.loads((run_dir / MODEL_FILE).read_text(encoding="utf-8"))
     tasks, labels, model = meta["tasks"], meta["labels"], meta["model"]
+    title, encoder_tags = _encoder_title_and_tags(model["architecture"])
     dev = _scores(_read_json(run_dir / "report.json"))
     test = _scores(_read_json(run_dir / "report_test.json"))
     report = _read_json(run_dir / "report.json") or {}
@@ -58,7 +66,7 @@ def render_model_card(run_dir: Path, repo_id: str | None = None) -> str:
     kinds = sorted({t["type"] for t in tasks})
     metadata: dict[str, Any] = {
         "library_name": "camtl",
-        "tags": ["camtl", "multi-task", *_ARCHITECTURE_TAGS.get(model["architecture"], [])]
+        "tags": ["camtl", "multi-task", *encoder_tags]
         + sorted({_KIND_TAGS.get(k, k) for k in kinds}),
     }
     if _is_hub_name(model["encoder"]):
@@ -93,7 +101,7 @@ def render_model_card(run_dir: Path, repo_id: str | None = None) -> str:
         "",
         f"# {name}",
         "",
-        f"One {_ARCHITECTURE_NAMES.get(model['architecture'], 'multi-task')} model with "
+        f"One {title} model with "
         f"{len(tasks)} tasks on `{model['encoder']}`, trained with "
         "[camtl](https://pypi.org/project/camtl/): one shared encoder, one head per task, "
         "and every task servable from one process.",

@@ -1,68 +1,24 @@
-"""The model's own options: the encoder, plain or CA-MTL, and CA-MTL's conditional modules.
+"""The model's own options: the pretrained encoder, the encoder kind and its options, the
+heads.
 
 A section of the run config (camtl.config), kept apart so that the model code reads its
-options without importing the whole run configuration.
+options without importing the whole run configuration. The encoder kinds are a registry
+(camtl.modeling.shared_encoder): ``model.architecture`` names one, and each kind's options
+(its own dataclass) sit under ``model.<kind>``, e.g. CA-MTL's under ``model.camtl``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from camtl.errors import ConfigError
 
+if TYPE_CHECKING:
+    from camtl.registry import Registry
+
 DEFAULT_ENCODER = "minilm"  # alias of the offline all-MiniLM-L6-v2 package (see camtl.data.assets)
-
-
-@dataclass
-class CamtlConfig:
-    """CA-MTL's conditional modules: one switch per row of the paper's Table 3.1, and the
-    alternative readings in docs/decisions.md (``*_form``). Used when ``model.architecture: camtl``.
-
-    task_embedding_dim: width of z feeding every FiLM generator; None = the hidden size (the
-    paper).
-    generators: "per_layer" (the paper: every conditioned module of every layer has its own
-    FiLM generator) or "shared" (one generator per kind of module, shared by the layers and
-    fed the task vector mixed with a layer embedding, as HyperFormer does). Per-layer
-    generators with a d-wide z cost 1.30x BERT-base's parameters for 9 tasks; shared ones
-    keep a d-wide z at 1.13x.
-    layer_embedding_dim: width of the layer embedding of shared generators.
-    attention_blocks: N diagonal blocks of size ceil(max_length / N); None = hidden / max_length.
-    cln_from_layer: first layer whose LayerNorms are conditional; None = the upper half.
-    bottleneck: "base" (in the top ``bottleneck_layers`` layers), "large" (a side chain
-    across all layers) or "none".
-    """
-
-    task_embedding_dim: int | None = None
-    generators: Literal["per_layer", "shared"] = "shared"
-    layer_embedding_dim: int = 64
-    conditional_attention: bool = True
-    attention_form: Literal["paper", "authors"] = "paper"
-    attention_blocks: int | None = None
-    max_length: int = 128
-    conditional_alignment: bool = True
-    alignment_form: Literal["matrix", "elementwise"] = "matrix"
-    conditional_layer_norm: bool = True
-    cln_from_layer: int | None = None
-    bottleneck: Literal["none", "base", "large"] = "base"
-    bottleneck_layers: int = 1
-    bottleneck_reduction: int = 3
-
-    def blocks(self, hidden_size: int) -> int:
-        return self.attention_blocks or max(1, round(hidden_size / self.max_length))
-
-    def validate(self, path: str, where: str) -> None:
-        for key in (
-            "task_embedding_dim",
-            "layer_embedding_dim",
-            "attention_blocks",
-            "max_length",
-            "bottleneck_layers",
-            "bottleneck_reduction",
-        ):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ConfigError.at(where, f"key '{path}.{key}': must be a positive integer")
 
 
 @dataclass
@@ -78,11 +34,16 @@ class ModelConfig:
     attention_dropout, hidden_dropout: the encoder's dropout on attention probabilities and
     on hidden states (Hugging Face's ``attention_probs_dropout_prob`` and
     ``hidden_dropout_prob``); None keeps the pretrained config's values.
-    freeze_layers: how many bottom Transformer layers keep their pretrained weights fixed.
+    freeze_embeddings, freeze_layers: whether the embeddings, and how many bottom
+    Transformer layers, keep their pretrained weights fixed; None: the encoder kind's
+    default (plain: nothing frozen; camtl: the embeddings and the bottom half).
+    architecture: the encoder kind (a registered name: ``plain``, ``camtl``, ...).
+    options: each encoder kind's options (its ``Options`` dataclass) by kind name, written
+    as ``model.<kind>`` beside the other keys; an absent kind has its defaults.
     """
 
     encoder: str = DEFAULT_ENCODER
-    architecture: Literal["plain", "camtl"] = "plain"
+    architecture: str = "plain"
     pooling: Literal["mean", "cls"] = "mean"
     dropout: float = 0.1
     attention: Literal["auto", "sdpa", "eager"] = "auto"
@@ -90,17 +51,7 @@ class ModelConfig:
     hidden_dropout: float | None = None
     freeze_embeddings: bool | None = None
     freeze_layers: int | None = None
-    camtl: CamtlConfig = field(default_factory=CamtlConfig)
-
-    def resolved_freezing(self, num_layers: int) -> tuple[bool, int]:
-        """(freeze embeddings, frozen bottom layers); unset means the architecture's default:
-        nothing frozen for ``plain``, embeddings and the bottom half for ``camtl``."""
-        camtl = self.architecture == "camtl"
-        embeddings = camtl if self.freeze_embeddings is None else self.freeze_embeddings
-        layers = (
-            (num_layers // 2 if camtl else 0) if self.freeze_layers is None else self.freeze_layers
-        )
-        return embeddings, layers
+    options: dict[str, Any] = field(default_factory=dict, metadata={"inline": True})
 
     def validate(self, path: str, where: str) -> None:
         for key in ("dropout", "attention_dropout", "hidden_dropout"):
@@ -109,11 +60,53 @@ class ModelConfig:
                 raise ConfigError.at(where, f"key '{path}.{key}': must be in [0, 1)")
         if self.freeze_layers is not None and self.freeze_layers < 0:
             raise ConfigError.at(where, f"key '{path}.freeze_layers': must be >= 0")
+        from camtl.structured import from_dict
+
+        kinds = _encoder_kinds()
+        if self.architecture not in kinds.names():
+            raise ConfigError.at(
+                where,
+                f"key '{path}.architecture': {self.architecture!r} is not allowed "
+                f"(allowed: {', '.join(map(repr, kinds.names()))})",
+            )
+        for name, options in self.options.items():
+            kind = kinds.get(name)
+            if kind is None:
+                known = [f.name for f in dataclasses.fields(self) if f.name != "options"]
+                known += [k for k in kinds.names() if dataclasses.fields(kinds.get(k).Options)]
+                raise ConfigError.at(
+                    where, f"unknown key '{path}.{name}' (known keys: {', '.join(known)})"
+                )
+            if isinstance(options, dict):
+                self.options[name] = from_dict(kind.Options, options, f"{path}.{name}", where)
+        kind = kinds.get(self.architecture)
+        if kind is not None and dataclasses.fields(kind.Options):  # recorded in full
+            self.options.setdefault(self.architecture, kind.Options())
+
+
+def _encoder_kinds() -> Registry[Any]:
+    """The registry of encoder kinds, the built-in ones registered (imported here, when a
+    config is checked: the model code sits above the config in the layers)."""
+    import camtl.modeling  # noqa: F401  (registers the built-in encoder kinds)
+    from camtl.modeling.shared_encoder import ENCODERS
+
+    return ENCODERS
 
 
 def upgrade_model_section(model: dict[str, Any]) -> None:
-    """Configs saved before generators could be shared had per-layer generators: say so,
-    since the default is now "shared" (a run's model.json or config.yaml, model section)."""
-    camtl = model.get("camtl")
-    if isinstance(camtl, dict):
-        camtl.setdefault("generators", "per_layer")
+    """Give the options a saved run recorded (the model section of its config.yaml or
+    camtl_model.json) the meaning they had when it was written: each encoder kind upgrades
+    its own (``SharedEncoder.upgrade_saved_options``)."""
+    kinds = _encoder_kinds()
+    for name, options in model.items():
+        kind = kinds.get(name)
+        if kind is not None and isinstance(options, dict):
+            kind.upgrade_saved_options(options)
+
+
+def section_in_use(model: dict[str, Any]) -> dict[str, Any]:
+    """A model section (plain data) without the options of encoder kinds other than its
+    own, which its model never reads: what two runs must share to have the same model."""
+    kinds = _encoder_kinds()
+    architecture = model.get("architecture", "plain")
+    return {k: v for k, v in model.items() if k == architecture or kinds.get(k) is None}

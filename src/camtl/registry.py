@@ -35,6 +35,10 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a test's stand-in component, once the test is done)."""
+        self._classes.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._classes)
 

@@ -3,6 +3,11 @@
 We write this small converter ourselves rather than use dacite/pydantic because every
 error must be one line naming the full key path (``training.sampler.name``) and the
 allowed values, and the dataclasses must stay plain so they round-trip to YAML.
+
+A field with ``metadata={"inline": True}`` (a dict) holds the keys of the mapping that no
+other field names, as they are, and writes its items back beside the other fields: the
+dataclass's ``validate`` checks and converts them (``model.<encoder kind>``, whose keys
+the registered encoder kinds decide).
 """
 
 from __future__ import annotations
@@ -106,11 +111,14 @@ def from_dict(cls: type[T], data: Any, path: str = "", where: str = "") -> T:
         raise ConfigError(f"{prefix}key '{shown}': expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    inline = next((name for name, f in fields.items() if f.metadata.get("inline")), None)
+    if inline is not None:
+        del fields[inline]
     unknown = [k for k in data if k not in fields]
-    if unknown:
+    if unknown and inline is None:
         key = f"{path}.{unknown[0]}" if path else str(unknown[0])
         raise ConfigError(f"{prefix}unknown key '{key}' (known keys: {', '.join(fields)})")
-    kwargs = {}
+    kwargs: dict[str, Any] = {} if inline is None else {inline: {k: data[k] for k in unknown}}
     for name, field in fields.items():
         sub = f"{path}.{name}" if path else name
         if name in data:
@@ -127,7 +135,14 @@ def from_dict(cls: type[T], data: Any, path: str = "", where: str = "") -> T:
 def to_dict(obj: Any) -> Any:
     """Plain-data form of a dataclass tree (enums as values), fit for YAML/JSON."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = to_dict(getattr(obj, f.name))
+            if f.metadata.get("inline"):
+                data.update(value)
+            else:
+                data[f.name] = value
+        return data
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, (list, tuple)):

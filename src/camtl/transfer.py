@@ -85,7 +85,6 @@ def load_new_task(
             raise ConfigError(f"--fraction {fraction}: must be in (0, 1]")
         spec.train_fraction = fraction
     (task,) = prepare_tasks([spec], tokenizer, splits, encode=())
-    task.spec.labels = task.labels or None
     if not task.examples.get("dev"):
         raise CamtlError(f"{path}: task {spec.name!r} has no dev split to score it on")
     index = len(model.tasks)

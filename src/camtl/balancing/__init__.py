@@ -5,6 +5,7 @@ from camtl.balancing import famo, lookahead_dro, methods, pcgrad, score_dro  # n
 from camtl.balancing.base import (
     BalanceContext,
     LossBalancer,
+    Need,
     balancer_names,
     build_balancer,
     register_balancer,
@@ -13,6 +14,7 @@ from camtl.balancing.base import (
 __all__ = [
     "BalanceContext",
     "LossBalancer",
+    "Need",
     "balancer_names",
     "build_balancer",
     "register_balancer",

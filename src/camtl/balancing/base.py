@@ -5,10 +5,16 @@ A balancer is looked up by name (``training.balancer.name``) with its own option
 ``BalanceContext`` (the step, the learning rate, the parameters gradient-based methods
 differentiate, and a function that averages a tensor over DDP ranks), and returns the loss.
 Balancers that keep weights expose them through ``weights()`` for the training log.
+
+What a balancer needs from the trainer beyond that is its declared contract, ``needs``
+(``Need``): the trainer provides exactly what a balancer declares and reads nothing else
+of it (camtl.training.setup). Learnable weights need no declaration: the trainer trains
+the balancer's own trainable parameters (uncertainty weighting's) with the model's.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -24,10 +30,21 @@ register_balancer = BALANCERS.register
 balancer_names = BALANCERS.names
 
 
+class Need(enum.Enum):
+    """What a balancer may need from the trainer besides the batch's task losses."""
+
+    # each dev evaluation's primary scores (higher is better), given to observe_dev_scores
+    DEV_SCORES = "dev_scores"
+    # BalanceContext.shared_parameters: the model's trainable shared parameters of the set
+    # ``shared_parameter_set()`` names, which gradient-based balancers differentiate
+    SHARED_PARAMETERS = "shared_parameters"
+
+
 @dataclass
 class BalanceContext:
     step: int = 0
     learning_rate: float = 0.0
+    # filled for a balancer that needs them (Need.SHARED_PARAMETERS), else empty
     shared_parameters: list[nn.Parameter] = field(default_factory=list)
     # False on the micro-batches of a step but the last: stateful weights update once a step
     update: bool = True
@@ -41,8 +58,8 @@ class LossBalancer(nn.Module):
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
-    # True: the trainer passes each dev evaluation's primary scores to observe_dev_scores
-    uses_dev_scores: ClassVar[bool] = False
+    # what the trainer must give it besides the task losses (see Need)
+    needs: ClassVar[frozenset[Need]] = frozenset()
 
     def __init__(self, task_names: list[str], options: Any) -> None:
         super().__init__()
@@ -59,7 +76,14 @@ class LossBalancer(nn.Module):
 
     def observe_dev_scores(self, scores: dict[str, float]) -> None:
         """Each task's primary dev score (higher is better) after an evaluation, the same
-        on every rank; called only when ``uses_dev_scores``."""
+        on every rank; called only when ``needs`` holds ``Need.DEV_SCORES``."""
+
+    def shared_parameter_set(self) -> str:
+        """Which of the model's shared parameters ``BalanceContext.shared_parameters``
+        holds where ``needs`` holds ``Need.SHARED_PARAMETERS``: a set
+        ``MultiTaskModel.shared_parameters`` knows (``top_layer``, ``heads_and_top_layer``,
+        ``all_shared``)."""
+        return "top_layer"
 
     def gradient_weights(self) -> dict[str, float] | None:
         """Each task's share of the gradient of the last combined loss, for a balancer

@@ -5,11 +5,11 @@ experiments/dro_synthetic.py is the setting its defaults were chosen on."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from camtl.balancing.base import BalanceContext, register_balancer
+from camtl.balancing.base import BalanceContext, Need, register_balancer
 from camtl.balancing.methods import SimplexWeights
 from camtl.errors import ConfigError
 from camtl.registry import check_options
@@ -73,6 +73,10 @@ class LookaheadDRO(SimplexWeights):
     """
 
     Options = LookaheadOptions
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.SHARED_PARAMETERS})
+
+    def shared_parameter_set(self) -> str:
+        return self.options.parameters
 
     def __init__(self, task_names: list[str], options: Any) -> None:
         super().__init__(task_names, options)

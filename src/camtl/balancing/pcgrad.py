@@ -16,11 +16,11 @@ order comes from the step number, so every rank projects alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
-from camtl.balancing.base import LossBalancer, register_balancer
+from camtl.balancing.base import LossBalancer, Need, register_balancer
 from camtl.errors import ConfigError
 
 
@@ -46,6 +46,10 @@ def project_conflicts(grads: torch.Tensor, generator: torch.Generator) -> torch.
 @register_balancer("pcgrad")
 class PCGrad(LossBalancer):
     Options = PCGradOptions
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.SHARED_PARAMETERS})
+
+    def shared_parameter_set(self) -> str:
+        return self.options.parameters
 
     def combine(self, task_losses, context):
         params = [p for p in context.shared_parameters if p.requires_grad]

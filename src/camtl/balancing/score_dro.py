@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from camtl.balancing.base import LossBalancer, check_task_keys, register_balancer
+from camtl.balancing.base import LossBalancer, Need, check_task_keys, register_balancer
 from camtl.balancing.methods import weighted_mean
 from camtl.errors import ConfigError
 from camtl.registry import check_options
@@ -49,7 +49,7 @@ class ScoreDRO(LossBalancer):
     """
 
     Options = ScoreDROOptions
-    uses_dev_scores: ClassVar[bool] = True
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.DEV_SCORES})
 
     def __init__(self, task_names: list[str], options: Any) -> None:
         super().__init__(task_names, options)

@@ -176,13 +176,15 @@ def load_task_examples(
     spec: TaskSpec,
     splits: Sequence[str] = SPLITS,
     skipped: list[dict[str, Any]] | None = None,
+    labels: list[str] | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """Read, validate and subsample a task's splits -> (examples by split, labels).
 
-    Labels are ``spec.labels`` or, when None, inferred from train ([] for regression and
-    span QA). A source without dev gets one carved from train (10%); a missing test split
-    is left out of the result. With ``source.on_bad_rows: skip`` rows that fail validation
-    are left out and appended to ``skipped`` (file, row, split, error).
+    Labels are ``labels`` (pinned: a saved model's), else ``spec.labels``, else inferred
+    from train ([] for regression and span QA); ``spec`` itself is never changed. A source
+    without dev gets one carved from train (10%); a missing test split is left out of the
+    result. With ``source.on_bad_rows: skip`` rows that fail validation are left out and
+    appended to ``skipped`` (file, row, split, error).
     """
     skip_bad = spec.source.on_bad_rows == "skip"
     bad: list[dict[str, Any]] | None = ([] if skipped is None else skipped) if skip_bad else None
@@ -194,11 +196,12 @@ def load_task_examples(
         if split in splits:
             records[split] = read_split(spec, split)
     has_labels = spec.kind.has_labels
-    infer = spec.labels is None and has_labels
+    given = spec.labels if labels is None else labels
+    infer = given is None and has_labels
     if "train" in splits or infer or ("dev" in splits and records["dev"] is None):
         records["train"] = derive_columns(spec, _read_train(spec))  # a derived label column
     train = records["train"] or []
-    labels = infer_labels(spec, train, skip_bad) if infer else list(spec.labels or [])
+    labels = infer_labels(spec, train, skip_bad) if infer else list(given or [])
     if "dev" in splits and records["dev"] is None:
         records["train"], records["dev"] = carve_dev(train)
     resolved = dataclasses.replace(spec, labels=labels) if has_labels else spec

@@ -17,6 +17,10 @@ log = logging.getLogger("camtl")
 
 @dataclass
 class TaskData:
+    """A task's data. ``spec`` is the task as configured, never changed by loading (a
+    run's config.yaml records what the user wrote); ``labels`` are the label names in use:
+    the spec's, a saved model's, or inferred from train."""
+
     spec: TaskSpec
     labels: list[str]
     examples: dict[str, list[dict]] = field(default_factory=dict)
@@ -49,7 +53,7 @@ def prepare_tasks(
     labels: dict[str, list[str]] | None = None,
     encode: Iterable[str] | None = None,
 ) -> list[TaskData]:
-    """Load, validate and tokenize every task.
+    """Load, validate and tokenize every task (the specs are left as they are).
 
     ``labels`` pins the label lists (those of a saved model); ``encode`` names the splits to
     tokenize (default: all loaded), e.g. only ``dev`` when train is loaded for baselines.
@@ -60,10 +64,9 @@ def prepare_tasks(
     # once: every task shares the tokenizer (and only when the cache is used)
     fingerprint = tokenizer_fingerprint(tokenizer) if feature_cache.enabled() else None
     for task_id, spec in enumerate(specs):
-        if labels and labels.get(spec.name) is not None:
-            spec.labels = list(labels[spec.name])
+        pinned = (labels or {}).get(spec.name)
         skipped: list[dict] = []
-        examples, task_labels = load_task_examples(spec, splits, skipped)
+        examples, task_labels = load_task_examples(spec, splits, skipped, pinned)
         if skipped:
             log.warning(
                 "task %s: %d bad rows skipped (source.on_bad_rows: skip), e.g. %s",

@@ -108,7 +108,8 @@ def longest_starvation(info: dict[str, Any]) -> float | None:
 def _config_without_seed(run_dir: Path) -> str | None:
     """The run's saved config, every default filled in (runs saved by older versions lack
     newer keys), without its seed and output folder. None: no config saved."""
-    from camtl.config import load_saved_config, upgrade_model_section
+    from camtl.config import load_saved_config
+    from camtl.model_config import section_in_use, upgrade_model_section
     from camtl.structured import to_dict
 
     path = run_dir / CONFIG_FILE
@@ -123,8 +124,7 @@ def _config_without_seed(run_dir: Path) -> str | None:
     model = config.get("model")
     if isinstance(model, dict):
         upgrade_model_section(model)
-        if model.get("architecture", "plain") != "camtl":
-            model.pop("camtl", None)  # unused by the plain model
+        config["model"] = section_in_use(model)  # other encoder kinds' options: unused
     return json.dumps(config, sort_keys=True)
 
 

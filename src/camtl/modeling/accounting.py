@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from camtl.errors import ConfigError
-from camtl.model_config import CamtlConfig, ModelConfig
-from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+from camtl.model_config import ModelConfig
+from camtl.tasks.spec import SourceSpec, TaskSpec
 
 
 def count_parameters(
@@ -16,11 +16,12 @@ def count_parameters(
     num_tasks: int,
     architecture: str = "camtl",
     num_labels: int = 3,
-    camtl: CamtlConfig | None = None,
-    max_length: int = 128,
+    options: Any = None,
 ) -> dict[str, Any]:
-    """Total, trainable, encoder, per-task counts and total/encoder ratio.
+    """Total, trainable, encoder, per-task counts and total/encoder ratio, and the encoder
+    kind's own facts (``SharedEncoder.description``, and ``summary`` in words).
 
+    ``options``: the encoder kind's options (its ``Options`` dataclass; None: defaults).
     Only ``config.json`` is read (a folder holding nothing else will do, or a hub name);
     the model is built on the meta device, so no weights are downloaded or allocated.
     """
@@ -32,11 +33,10 @@ def count_parameters(
     if num_tasks < 1:
         raise ConfigError("--tasks: must be at least 1")
     _, config = load_encoder_config(model_name, "--model")
-    cam = camtl or CamtlConfig(max_length=max_length)
     tasks = [
         TaskSpec(
             f"task{i}",
-            TaskType.CLASSIFICATION,
+            "classification",
             ["text"],
             "label",
             [str(c) for c in range(num_labels)],
@@ -51,7 +51,11 @@ def count_parameters(
             encoder,
             tasks,
             labels,
-            ModelConfig(encoder=model_name, architecture=architecture, camtl=cam),
+            ModelConfig(
+                encoder=model_name,
+                architecture=architecture,
+                options={} if options is None else {architecture: options},
+            ),
         )
     counts = model.parameter_counts()
     counts.update(
@@ -63,6 +67,7 @@ def count_parameters(
         layers=config.num_hidden_layers,
     )
     counts.update(model.encoder.description())
+    counts["summary"] = model.encoder.summary()
     return counts
 
 
@@ -71,12 +76,7 @@ def format_counts(counts: dict[str, Any]) -> str:
         f"model:        {counts['model']} ({counts['model_type']}, "
         f"{counts['layers']} layers, hidden {counts['hidden_size']})",
         f"architecture: {counts['architecture']}, {counts['tasks']} tasks"
-        + (
-            f" ({counts['generators']} FiLM generators, task embedding "
-            f"{counts['task_embedding_dim']})"
-            if "generators" in counts
-            else ""
-        ),
+        + (f" ({counts['summary']})" if counts.get("summary") else ""),
         f"encoder:      {counts['encoder']:>12,}  (the bare pretrained encoder)",
         f"total:        {counts['total']:>12,}",
         f"trainable:    {counts['trainable']:>12,}",

@@ -9,13 +9,13 @@ camtl.modeling.attention), the conditional bias entering as an additive mask.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from camtl.errors import ConfigError
-from camtl.model_config import CamtlConfig
 from camtl.modeling.attention import attend, attention_kernel
 from camtl.modeling.conditional import (
     ConditionalAlignment,
@@ -28,6 +28,57 @@ from camtl.modeling.conditional import (
     TaskRows,
 )
 from camtl.modeling.shared_encoder import SharedEncoder, register_encoder
+
+
+@dataclass
+class CamtlOptions:
+    """CA-MTL's conditional modules (``model.camtl``): one switch per row of the paper's
+    Table 3.1, and the alternative readings in docs/decisions.md (``*_form``).
+
+    task_embedding_dim: width of z feeding every FiLM generator; None = the hidden size (the
+    paper).
+    generators: "per_layer" (the paper: every conditioned module of every layer has its own
+    FiLM generator) or "shared" (one generator per kind of module, shared by the layers and
+    fed the task vector mixed with a layer embedding, as HyperFormer does). Per-layer
+    generators with a d-wide z cost 1.30x BERT-base's parameters for 9 tasks; shared ones
+    keep a d-wide z at 1.13x.
+    layer_embedding_dim: width of the layer embedding of shared generators.
+    attention_blocks: N diagonal blocks of size ceil(max_length / N); None = hidden / max_length.
+    cln_from_layer: first layer whose LayerNorms are conditional; None = the upper half.
+    bottleneck: "base" (in the top ``bottleneck_layers`` layers), "large" (a side chain
+    across all layers) or "none".
+    """
+
+    task_embedding_dim: int | None = None
+    generators: Literal["per_layer", "shared"] = "shared"
+    layer_embedding_dim: int = 64
+    conditional_attention: bool = True
+    attention_form: Literal["paper", "authors"] = "paper"
+    attention_blocks: int | None = None
+    max_length: int = 128
+    conditional_alignment: bool = True
+    alignment_form: Literal["matrix", "elementwise"] = "matrix"
+    conditional_layer_norm: bool = True
+    cln_from_layer: int | None = None
+    bottleneck: Literal["none", "base", "large"] = "base"
+    bottleneck_layers: int = 1
+    bottleneck_reduction: int = 3
+
+    def blocks(self, hidden_size: int) -> int:
+        return self.attention_blocks or max(1, round(hidden_size / self.max_length))
+
+    def validate(self, path: str, where: str) -> None:
+        for key in (
+            "task_embedding_dim",
+            "layer_embedding_dim",
+            "attention_blocks",
+            "max_length",
+            "bottleneck_layers",
+            "bottleneck_reduction",
+        ):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError.at(where, f"key '{path}.{key}': must be a positive integer")
 
 
 def _activation(name: Any) -> Any:
@@ -44,7 +95,7 @@ class ConditionalLayer(nn.Module):
         base: nn.Module,
         config: Any,
         z_dim: int,
-        cam: CamtlConfig,
+        cam: CamtlOptions,
         use_attention: bool,
         use_cln: bool,
         use_bottleneck: bool,
@@ -151,7 +202,7 @@ class _SharedLookup:
 
 
 def shared_generators(
-    config: Any, cam: CamtlConfig, z_dim: int, cln_from: int
+    config: Any, cam: CamtlOptions, z_dim: int, cln_from: int
 ) -> nn.ModuleDict | None:
     """One FiLM generator per kind of conditioned module that occurs in some layer
     (None when no layer has one)."""
@@ -177,7 +228,22 @@ def shared_generators(
 class ConditionalEncoder(SharedEncoder):
     """Embeddings -> conditional alignment -> conditional layers (-> side-chain bottleneck)."""
 
-    def __init__(self, hf_model: nn.Module, num_tasks: int, cam: CamtlConfig) -> None:
+    Options = CamtlOptions
+    title = "CA-MTL"
+    tags = ("ca-mtl",)
+
+    @classmethod
+    def default_freezing(cls, num_layers: int) -> tuple[bool, int]:
+        """The paper's: the embeddings and the bottom half of the layers."""
+        return True, num_layers // 2
+
+    @classmethod
+    def upgrade_saved_options(cls, options: dict[str, Any]) -> None:
+        """Runs saved before generators could be shared had per-layer generators (the
+        default is now "shared")."""
+        options.setdefault("generators", "per_layer")
+
+    def __init__(self, hf_model: nn.Module, num_tasks: int, cam: CamtlOptions) -> None:
         super().__init__()
         config = hf_model.config
         if getattr(config, "position_embedding_type", "absolute") != "absolute":
@@ -265,6 +331,12 @@ class ConditionalEncoder(SharedEncoder):
             "generators": self.cam.generators,
             "task_embedding_dim": self.task_embedding.table.embedding_dim,
         }
+
+    def summary(self) -> str:
+        facts = self.description()
+        return (
+            f"{facts['generators']} FiLM generators, task embedding {facts['task_embedding_dim']}"
+        )
 
     def conditional_modules(self) -> list[nn.Module]:
         """Every module whose parameters always train, whatever is frozen."""

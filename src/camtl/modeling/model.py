@@ -20,7 +20,7 @@ from camtl.modeling.encoder import (
     load_encoder_and_tokenizer,
     set_dropout,
 )
-from camtl.modeling.shared_encoder import SharedEncoder, build_shared_encoder
+from camtl.modeling.shared_encoder import SharedEncoder, build_shared_encoder, resolved_freezing
 from camtl.runfiles import ENCODER_CONFIG_DIR, MODEL_FILE, WEIGHTS_FILE
 from camtl.structured import from_dict, to_dict
 from camtl.tasks.kinds.heads import TaskHead
@@ -52,16 +52,14 @@ class MultiTaskModel(nn.Module):
         self.config = config
         disable_pooler(encoder)
         set_dropout(encoder, config.attention_dropout, config.hidden_dropout)
-        self.encoder: SharedEncoder = build_shared_encoder(
-            config.architecture, encoder, len(tasks), config.camtl
-        )
+        self.encoder: SharedEncoder = build_shared_encoder(config, encoder, len(tasks))
         self.encoder.set_attention(config.attention)
         self.tasks = list(tasks)
         self.labels = {k: list(v) for k, v in labels.items()}
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
         hidden = self.encoder.config.hidden_size
         self.heads = nn.ModuleDict({t.name: self._build_head(t, hidden) for t in self.tasks})
-        freeze_encoder(self.encoder, *config.resolved_freezing(encoder.config.num_hidden_layers))
+        freeze_encoder(self.encoder, *resolved_freezing(config, encoder.config.num_hidden_layers))
 
     # -- construction -------------------------------------------------------------------
     @classmethod

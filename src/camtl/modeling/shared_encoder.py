@@ -1,30 +1,53 @@
-"""The shared encoder's contract, and its plain implementation.
+"""The shared encoder's contract, the registry of encoder kinds, and the plain encoder.
 
 ``MultiTaskModel`` talks to its encoder only through ``SharedEncoder``: encode a batch with
 its task ids, add a task, list the modules that always train, give the pretrained layers
 and the first layer (whose input covsim reads), and the task-embedding table where there is
-one. Two classes implement it, registered by the ``model.architecture`` name: the plain
-pretrained encoder (here) and CA-MTL's ``ConditionalEncoder``.
+one. Each encoder kind registers under the name ``model.architecture`` gives
+(``@register_encoder``), with what the rest of the library asks of it: its ``Options``
+dataclass (a config's ``model.<name>``), its default freezing, how a model card names and
+tags it, and how it describes itself in parameter reports. Built in: the plain pretrained
+encoder (here) and CA-MTL's ``ConditionalEncoder`` (``model.architecture: camtl``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from camtl.model_config import CamtlConfig
+from camtl.errors import ConfigError
+from camtl.model_config import ModelConfig
 from camtl.modeling.attention import attention_kernel
+from camtl.registry import NoOptions, Registry
+from camtl.structured import from_dict
 
 
 class SharedEncoder(nn.Module):
-    """One encoder for every task; subclasses register with ``@register_encoder(name)``."""
+    """One encoder for every task; subclasses register with ``@register_encoder(name)``
+    and are built as ``cls(pretrained, num_tasks, options)``."""
 
+    name: ClassVar[str] = ""  # set by register_encoder
+    # the kind's own options, a dataclass read from ``model.<name>`` of a config
+    Options: ClassVar[type] = NoOptions
+    # how a model card names a model of this kind ("One CA-MTL model ..."); "" = multi-task
+    title: ClassVar[str] = ""
+    tags: ClassVar[tuple[str, ...]] = ()  # the model card's hub tags for this kind
     config: Any  # the Hugging Face config of the pretrained encoder
     embeddings: nn.Module
     attention_setting: str = "auto"  # model.attention: auto | sdpa | eager
+
+    @classmethod
+    def default_freezing(cls, num_layers: int) -> tuple[bool, int]:
+        """(freeze the embeddings, frozen bottom layers) where ``model.freeze_embeddings``
+        and ``model.freeze_layers`` are unset: nothing frozen."""
+        return False, 0
+
+    @classmethod
+    def upgrade_saved_options(cls, options: dict[str, Any]) -> None:
+        """Give the options a saved run recorded (``model.<name>`` of its config.yaml or
+        camtl_model.json, written by an older version) their meaning then, in place."""
 
     def set_attention(self, setting: str) -> None:
         """Which attention kernel forward passes run (camtl.modeling.attention); ``auto``
@@ -70,8 +93,13 @@ class SharedEncoder(nn.Module):
         return 0 if table is None else int(table.shape[1])
 
     def description(self) -> dict[str, Any]:
-        """Facts about the encoder's own design for parameter reports."""
+        """Facts about the encoder's own design for parameter reports (``camtl params
+        --json``)."""
         return {}
+
+    def summary(self) -> str:
+        """The same facts in a few words for text reports ("" when there are none)."""
+        return ""
 
     def pretrained_parameter_count(self) -> int:
         """Parameters of the bare pretrained encoder (no conditional modules, no pooler)."""
@@ -82,29 +110,52 @@ class SharedEncoder(nn.Module):
         return sum(p.numel() for part in parts for p in part.parameters())
 
 
-_ENCODERS: dict[str, Callable[[nn.Module, int, CamtlConfig], SharedEncoder]] = {}
+ENCODERS: Registry[SharedEncoder] = Registry("encoder kind", "model.architecture")
+register_encoder = ENCODERS.register
+encoder_names = ENCODERS.names
 
 
-def register_encoder(
-    name: str,
-) -> Callable[[type[SharedEncoder]], type[SharedEncoder]]:
-    def decorate(cls: type[SharedEncoder]) -> type[SharedEncoder]:
-        _ENCODERS[name] = cls  # type: ignore[assignment]
-        return cls
+def encoder_kind(name: str) -> type[SharedEncoder]:
+    """The encoder class registered as ``name`` (camtl.modeling imports every built-in
+    encoder module, which registers it); ConfigError lists the registered ones."""
+    cls = ENCODERS.get(name)
+    if cls is None:
+        raise ConfigError(
+            f"key 'model.architecture': {name!r} is not allowed "
+            f"(allowed: {', '.join(map(repr, encoder_names()))})"
+        )
+    return cls
 
-    return decorate
+
+def encoder_options(config: ModelConfig, name: str | None = None) -> Any:
+    """The options of encoder kind ``name`` (default: the config's architecture): those
+    ``model.<name>`` gives, or the kind's defaults."""
+    cls = encoder_kind(name or config.architecture)
+    options = config.options.get(cls.name)
+    if options is None:
+        return cls.Options()
+    if isinstance(options, dict):  # a model section built in code from plain data
+        return from_dict(cls.Options, options, f"model.{cls.name}")
+    return options
 
 
-def encoder_names() -> list[str]:
-    return sorted(_ENCODERS)
+def resolved_freezing(config: ModelConfig, num_layers: int) -> tuple[bool, int]:
+    """(freeze embeddings, frozen bottom layers): the config's, or where unset the
+    encoder kind's default (plain: nothing; camtl: embeddings and the bottom half)."""
+    embeddings, layers = encoder_kind(config.architecture).default_freezing(num_layers)
+    if config.freeze_embeddings is not None:
+        embeddings = config.freeze_embeddings
+    if config.freeze_layers is not None:
+        layers = config.freeze_layers
+    return embeddings, layers
 
 
 def build_shared_encoder(
-    architecture: str, pretrained: nn.Module, num_tasks: int, cam: CamtlConfig
+    config: ModelConfig, pretrained: nn.Module, num_tasks: int
 ) -> SharedEncoder:
-    """The registered encoder class ``architecture`` around a pretrained Hugging Face model
-    (camtl.modeling imports every built-in encoder module, which registers it)."""
-    return _ENCODERS[architecture](pretrained, num_tasks, cam)
+    """The encoder kind of ``model.architecture`` around a pretrained Hugging Face model."""
+    cls = encoder_kind(config.architecture)
+    return cls(pretrained, num_tasks, encoder_options(config))  # type: ignore[call-arg]
 
 
 @register_encoder("plain")
@@ -116,7 +167,7 @@ class PlainEncoder(SharedEncoder):
     forward is the pretrained model's.
     """
 
-    def __init__(self, pretrained: nn.Module, num_tasks: int = 0, cam: Any = None) -> None:
+    def __init__(self, pretrained: nn.Module, num_tasks: int = 0, options: Any = None) -> None:
         super().__init__()
         self.config = pretrained.config
         for name, child in pretrained.named_children():

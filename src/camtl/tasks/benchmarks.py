@@ -13,7 +13,7 @@ copies through a ``source`` override with the same fields. What is left out and 
 from __future__ import annotations
 
 from camtl.tasks.registry import register_task
-from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+from camtl.tasks.spec import SourceSpec, TaskSpec
 
 SUPERGLUE_HUB = "aps/super_glue"
 MRQA_HUB = "mrqa-workshop/mrqa"
@@ -52,7 +52,7 @@ SUPERGLUE_TASKS = [
     _superglue(
         "boolq",
         "boolq",
-        TaskType.CLASSIFICATION,
+        "classification",
         ["question", "passage"],
         "BoolQ: a yes/no question about a Wikipedia passage (SuperGLUE)",
         _BOOL,
@@ -60,7 +60,7 @@ SUPERGLUE_TASKS = [
     _superglue(
         "cb",
         "cb",
-        TaskType.CLASSIFICATION,
+        "classification",
         ["premise", "hypothesis"],
         "CommitmentBank: 3-way entailment of an embedded clause (SuperGLUE)",
         ["entailment", "contradiction", "neutral"],
@@ -77,7 +77,7 @@ SUPERGLUE_TASKS = [
     _superglue(
         "wic",
         "wic",
-        TaskType.CLASSIFICATION,
+        "classification",
         ["word_sentence1", "sentence2"],
         "WiC: is the word used in the same sense in both sentences? (SuperGLUE)",
         _BOOL,
@@ -86,7 +86,7 @@ SUPERGLUE_TASKS = [
     _superglue(
         "wsc",
         "wsc.fixed",
-        TaskType.CLASSIFICATION,
+        "classification",
         ["text", "query"],
         "WSC: does the pronoun refer to the noun phrase? (SuperGLUE)",
         _BOOL,
@@ -107,7 +107,7 @@ MRQA_SUBSETS = {
 MRQA_TASKS = [
     TaskSpec(
         name=name,
-        type=TaskType.SPAN_QA,
+        type="span_qa",
         text_columns=["question", "context"],
         label_column="answers",  # a list of answer strings: located in the context
         metrics=["squad_f1", "exact_match"],
@@ -130,7 +130,7 @@ WNUT17_LABELS = ["O"] + [
 
 WNUT17 = TaskSpec(
     name="wnut17",
-    type=TaskType.TOKEN_TAGGING,
+    type="token_tagging",
     text_columns=["tokens"],
     label_column="ner_tags",
     labels=WNUT17_LABELS,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 
 from camtl.tasks.registry import register_task
-from camtl.tasks.spec import GlueLayout, SourceSpec, TaskSpec, TaskType
+from camtl.tasks.spec import GlueLayout, SourceSpec, TaskSpec
 
 GLUE_HUB = "nyu-mll/glue"
 _TRAIN_DEV = {"train": "train", "dev": "validation"}
@@ -92,7 +92,7 @@ def _recipe(
     split_names: dict[str, str] | None = None,
 ) -> TaskSpec:
     """One recipe; ``hub`` is (name, config), by default (nyu-mll/glue, the task name)."""
-    task_type = TaskType.CLASSIFICATION if labels else TaskType.REGRESSION
+    task_type = "classification" if labels else "regression"
     hub_name, hub_config = hub or (GLUE_HUB, name)
     source = SourceSpec(
         kind="hub",

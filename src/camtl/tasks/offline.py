@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from camtl.tasks.registry import register_task
-from camtl.tasks.spec import SourceSpec, TaskSpec, TaskType
+from camtl.tasks.spec import SourceSpec, TaskSpec
 
 SNLI_LABELS = ["entailment", "neutral", "contradiction"]
 RT_LABELS = ["fresh", "rotten"]
@@ -160,7 +160,7 @@ def _source(name: str) -> SourceSpec:
 register_task(
     TaskSpec(
         name="snli",
-        type=TaskType.CLASSIFICATION,
+        type="classification",
         text_columns=["text", "text_pair"],
         label_column="label",
         labels=list(SNLI_LABELS),
@@ -175,7 +175,7 @@ register_task(
 register_task(
     TaskSpec(
         name="vader",
-        type=TaskType.REGRESSION,
+        type="regression",
         text_columns=["text"],
         label_column="label",
         labels=None,
@@ -190,7 +190,7 @@ register_task(
 register_task(
     TaskSpec(
         name="wnut16",
-        type=TaskType.TOKEN_TAGGING,
+        type="token_tagging",
         text_columns=["tokens"],
         label_column="tags",
         labels=list(WNUT_LABELS),
@@ -205,7 +205,7 @@ register_task(
 register_task(
     TaskSpec(
         name="rt_polarity",
-        type=TaskType.CLASSIFICATION,
+        type="classification",
         text_columns=["text"],
         label_column="label",
         labels=list(RT_LABELS),
@@ -219,7 +219,7 @@ register_task(
 register_task(
     TaskSpec(
         name="bbc_topic",
-        type=TaskType.CLASSIFICATION,
+        type="classification",
         text_columns=["text"],
         label_column="label",
         labels=list(BBC_LABELS),
@@ -234,7 +234,7 @@ register_task(
 register_task(
     TaskSpec(
         name="pos",
-        type=TaskType.TOKEN_TAGGING,
+        type="token_tagging",
         text_columns=["tokens"],
         label_column="tags",
         labels=list(POS_LABELS),
@@ -249,7 +249,7 @@ register_task(
 register_task(
     TaskSpec(
         name="wnut16_qa",
-        type=TaskType.SPAN_QA,
+        type="span_qa",
         text_columns=["question", "context"],
         label_column="answers",
         labels=None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -13,16 +12,6 @@ from camtl.errors import ConfigError
 
 if TYPE_CHECKING:
     from camtl.tasks.kinds import TaskKind
-
-
-class TaskType(str, enum.Enum):
-    """The built-in task kinds' names (a config may name any registered kind, see
-    camtl.tasks.kinds); ``TaskType.CLASSIFICATION == "classification"``."""
-
-    CLASSIFICATION = "classification"  # single sentences and sentence pairs
-    REGRESSION = "regression"
-    TOKEN_TAGGING = "token_tagging"
-    SPAN_QA = "span_qa"
 
 
 FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "squad")
@@ -147,9 +136,6 @@ class TaskSpec:
     # columns made from a record's fields before the kind reads it: name -> a Python format
     # template, e.g. {query: "Does '{span2_text}' refer to '{span1_text}'?"}
     derived_columns: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.type = getattr(self.type, "value", self.type)  # a TaskType member -> its name
 
     def validate(self, path: str, where: str) -> None:
         prefix = f"{where}: " if where else ""

@@ -101,12 +101,13 @@ def check_same_model(run_dir: Path, config: RunConfig) -> None:
     """Resuming: the model section must be the one the run started with (its checkpoint
     holds that model's weights); names the first key that differs."""
     from camtl.config import load_saved_config
+    from camtl.model_config import section_in_use
     from camtl.structured import to_dict
 
     if not (run_dir / CONFIG_FILE).is_file():
         return
-    before = to_dict(load_saved_config(run_dir).model)
-    difference = _first_difference(before, to_dict(config.model), "model")
+    before = section_in_use(to_dict(load_saved_config(run_dir).model))
+    difference = _first_difference(before, section_in_use(to_dict(config.model)), "model")
     if difference:
         key, old, new = difference
         raise ConfigError(

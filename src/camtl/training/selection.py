@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from camtl.balancing import LossBalancer
+from camtl.balancing import LossBalancer, Need
 from camtl.config import TrainingConfig
 from camtl.data.prepare import TaskData
 from camtl.evaluation.evaluate import evaluate_tasks
@@ -72,7 +72,7 @@ class Selection:
                 model.save_pretrained(self.run_dir, self.tokenizer)
             logs.dev_summary(record, saved=improved)
             primary = record["tasks"]
-        if self.balancer.uses_dev_scores:
+        if Need.DEV_SCORES in self.balancer.needs:
             self._share_dev_scores(primary)
         self.accelerator.wait_for_everyone()
 

@@ -4,10 +4,12 @@ accelerator."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from camtl.balancing import BalanceContext, LossBalancer, Need
 from camtl.config import RunConfig, TrainingConfig
 from camtl.data.prepare import TaskData, prepare_tasks
 from camtl.errors import ConfigError
@@ -21,9 +23,9 @@ def build_model_and_data(config: RunConfig) -> tuple[list[TaskData], MultiTaskMo
     """Every task read, validated and tokenized, and the model built over them."""
     encoder, tokenizer = load_encoder_and_tokenizer(config.model.encoder)
     tasks = prepare_tasks(config.tasks, tokenizer, ("train", "dev", "test"))
+    # the model's label maps hold the labels in use (inferred ones too); the specs, and
+    # with them the run's config.yaml, keep what the config said
     labels = {t.spec.name: t.labels for t in tasks}
-    for task in tasks:  # the resolved config records inferred label lists
-        task.spec.labels = task.labels or None
     model = MultiTaskModel(encoder, [t.spec for t in tasks], labels, config.model)
     return tasks, model, tokenizer
 
@@ -162,15 +164,33 @@ def apply_optimizer_flags(optimizer: torch.optim.Optimizer, flags: dict[str, boo
                 state["step"] = state["step"].to(dtype=torch.float32, device=param.device)
 
 
-def check_higher_is_better(tasks: list[TaskData], balancer: str) -> None:
-    """A balancer that reads dev scores takes the highest as the best: refuse a task whose
-    primary metric is lower-is-better (mse) before the run starts."""
+def check_balancer_needs(tasks: list[TaskData], balancer: LossBalancer) -> None:
+    """Refuse, before the run starts, a run that cannot give the balancer what it declared
+    it needs (``LossBalancer.needs``): dev scores are taken highest as best, so every
+    task's primary metric must be higher-is-better (not mse)."""
     from camtl.tasks.kinds import higher_is_better
 
+    if Need.DEV_SCORES not in balancer.needs:
+        return
     for index, task in enumerate(tasks):
         if not higher_is_better(task.spec.primary_metric):
             raise ConfigError(
-                f"key 'tasks[{index}].metrics': balancer {balancer} needs a primary metric "
-                f"where higher is better; task {task.spec.name} has {task.spec.primary_metric} "
-                "first (list another metric first)"
+                f"key 'tasks[{index}].metrics': balancer {balancer.name} needs a primary "
+                f"metric where higher is better; task {task.spec.name} has "
+                f"{task.spec.primary_metric} first (list another metric first)"
             )
+
+
+def build_balance_context(
+    balancer: LossBalancer,
+    model: MultiTaskModel,
+    all_reduce_mean: Callable[[torch.Tensor], torch.Tensor],
+) -> BalanceContext:
+    """The context the balancer's ``combine`` gets at every step: what it declared it
+    needs (``LossBalancer.needs``) and the reduction over ranks."""
+    shared = (
+        model.shared_parameters(balancer.shared_parameter_set())
+        if Need.SHARED_PARAMETERS in balancer.needs
+        else []
+    )
+    return BalanceContext(shared_parameters=shared, all_reduce_mean=all_reduce_mean)

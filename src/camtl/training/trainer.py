@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from camtl.balancing import BalanceContext, build_balancer
+from camtl.balancing import build_balancer
 from camtl.config import RunConfig, save_config
 from camtl.modeling.frozen_cast import cache_frozen_casts, use_frozen_cast_cache
 from camtl.modeling.model import MultiTaskModel
@@ -74,8 +74,7 @@ class Trainer:
         self.proxies = resolve_proxies(self.tasks, scoring.proxies) if scoring else {}
         names = [t.spec.name for t in self.tasks]
         self.balancer = build_balancer(cfg.balancer.name, cfg.balancer.options, names)
-        if self.balancer.uses_dev_scores:
-            setup.check_higher_is_better(self.tasks, cfg.balancer.name)
+        setup.check_balancer_needs(self.tasks, self.balancer)
         self.resuming = resume
         if self.is_main:
             self.resuming = prepare_run_dir(self.run_dir, resume, overwrite)
@@ -140,11 +139,8 @@ class Trainer:
         balancer_params = [p for p in self.balancer.parameters() if p.requires_grad]
         if balancer_params:  # uncertainty weighting learns its log-variances
             optimizer.add_param_group({"params": balancer_params, "weight_decay": 0.0})
-        balance_context = BalanceContext(
-            shared_parameters=self.model.shared_parameters(
-                cfg.balancer.options.get("parameters", "top_layer")
-            ),
-            all_reduce_mean=partial(all_reduce_mean, self.accelerator),
+        balance_context = setup.build_balance_context(
+            self.balancer, self.model, partial(all_reduce_mean, self.accelerator)
         )
         self.ddp_model, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
             self.model, optimizer, setup.build_lr_scheduler(optimizer, cfg)

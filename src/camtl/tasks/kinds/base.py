@@ -261,12 +261,11 @@ def kind_names() -> list[str]:
     return list(_KINDS)
 
 
-def get_kind(name: Any) -> TaskKind:
-    """The registered kind ``name`` (a str or TaskType); KeyError names the known ones."""
-    key = getattr(name, "value", name)
-    if key not in _KINDS:
-        raise KeyError(f"unknown task kind {key!r} (known: {', '.join(_KINDS)})")
-    return _KINDS[key]
+def get_kind(name: str) -> TaskKind:
+    """The registered kind ``name``; KeyError names the known ones."""
+    if name not in _KINDS:
+        raise KeyError(f"unknown task kind {name!r} (known: {', '.join(_KINDS)})")
+    return _KINDS[name]
 
 
 def higher_is_better(metric: str) -> bool:
