@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from camtl.cli import main
+from camtl.cli import build_parser, main
 from tests.test_train_e2e import write_config, write_task_files
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: str = "camtl"
+) -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of the command tree with its command line (``camtl``, ``camtl train``,
+    ``camtl data fetch``, ...)."""
+    found = [(path, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += _commands(child, f"{path} {name}")
+    return found
+
+
+def test_every_cli_option_and_command_has_help() -> None:
+    missing = []
+    for path, parser in _commands(build_parser()):
+        for action in parser._actions:
+            name = "/".join(action.option_strings) or action.dest
+            if not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{path} {name}")
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [
+                    f"{path} {choice.dest}" for choice in action._choices_actions if not choice.help
+                ]
+    assert len(_commands(build_parser())) > 15  # the walk reached the sub-commands
+    assert not missing, f"options without help: {missing}"
 
 
 def test_data_list_names_every_registered_task(capsys: pytest.CaptureFixture[str]) -> None:
