@@ -36,7 +36,7 @@ class TaskSpec(Protocol):
     labels: list[str] | None
     metrics: list[str]
     max_length: int
-    doc_stride: int
+    doc_stride: int | None
     options: dict[str, Any]
 
     @property

@@ -1,7 +1,8 @@
 """Extractive question answering: the answer is a span of the context.
 
-Contexts are not cut but split into overlapping windows of ``doc_stride`` tokens; a
-window's answer is its best-scoring context span, an example's the best over its windows.
+Contexts are not cut but split into windows that overlap by ``doc_stride`` tokens (unset:
+half of ``max_length``); a window's answer is its best-scoring context span, an example's
+the best over its windows.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from torch import nn
 from camtl.constants import IGNORE_INDEX
 from camtl.errors import ConfigError, DataError
 from camtl.tasks.kinds import records
-from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
+from camtl.tasks.kinds.base import (
+    BatchField,
+    KindSample,
+    TaskKind,
+    TaskSpec,
+    entropy,
+    register_kind,
+)
 from camtl.tasks.kinds.classification import check_lengths
 from camtl.tasks.kinds.encoding import model_inputs
 from camtl.tasks.kinds.heads import TaskHead
@@ -142,6 +150,13 @@ def _answers(record: records.Record, column: str, context: str) -> list[dict[str
 
 
 # ----------------------------------------------------------------------------- encoding
+
+
+def doc_stride(spec: TaskSpec) -> int:
+    """The spec's ``doc_stride``, or half its ``max_length`` when the key is unset: always
+    between 1 and max_length - 1 (max_length is at least 8), and ``qa_budget`` shrinks it
+    further when a long question leaves less context."""
+    return spec.max_length // 2 if spec.doc_stride is None else spec.doc_stride
 
 
 def qa_budget(room: int, doc_stride: int) -> tuple[int, int]:
@@ -304,7 +319,7 @@ class SpanQA(TaskKind):
 
     def check_spec(self, spec, path, prefix):
         super().check_spec(spec, path, prefix)
-        if not 0 < spec.doc_stride < spec.max_length:
+        if not 0 < doc_stride(spec) < spec.max_length:
             raise ConfigError(
                 f"{prefix}key '{path}.doc_stride': must be between 1 and max_length - 1"
             )
@@ -347,7 +362,7 @@ class SpanQA(TaskKind):
     def encode(self, spec, examples, tokenizer):
         """Question + context windows with stride, answer token positions, offsets."""
         room = spec.max_length - tokenizer.num_special_tokens_to_add(pair=True)
-        question_limit, stride = qa_budget(room, spec.doc_stride)
+        question_limit, stride = qa_budget(room, doc_stride(spec))
         questions, truncated = cap_questions(
             tokenizer, [ex["question"] for ex in examples], question_limit
         )
