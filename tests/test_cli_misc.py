@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from camtl.cli import build_parser, main
-from tests.test_train_e2e import write_config, write_task_files
+from camtl.testing.runs import fake_run, write_config, write_task_files
 
 
 def _commands(
@@ -89,23 +89,6 @@ def test_compare_tables_runs(
     assert lines[0].startswith("| run | pairs | scores | mean | worst")
     assert len(lines) == 4
     assert main(["compare", str(tmp_path)]) == 2
-
-
-def fake_run(root: Path, name: str, scores: dict[str, float], total: int, **info: object) -> Path:
-    """A run directory holding only a report.json, as a finished run writes it."""
-    from camtl.evaluation.metrics import aggregate
-
-    run = root / name
-    run.mkdir()
-    tasks = {
-        t: {"primary_metric": "accuracy", "scores": {"accuracy": s}} for t, s in scores.items()
-    }
-    report = {
-        "results": {"tasks": tasks, "aggregate": aggregate(scores, lower_is_better=())},
-        "run_info": {"parameters": {"total": total, "encoder": 100}, "wall_time_s": 10.0, **info},
-    }
-    (run / "report.json").write_text(json.dumps(report))
-    return run
 
 
 def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:

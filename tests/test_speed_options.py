@@ -14,7 +14,7 @@ from camtl.config import config_from_dict
 from camtl.errors import ConfigError
 from camtl.model_config import CamtlConfig, ModelConfig
 from camtl.modeling import MultiTaskModel
-from tests.test_model import LABELS, TASKS, mixed_batch
+from camtl.testing.models import LABELS, TASKS, mixed_batch
 
 ARCHITECTURES = ["plain", "camtl"]
 
