@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from camtl.errors import CamtlError
+from camtl.validation import flag, require
 
 
 def _quiet_libraries() -> None:
@@ -42,8 +43,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.zero_shot:
         from camtl.transfer import zero_shot_report
 
-        if device != "cpu":
-            raise CamtlError(f"--device {args.device!r}: --zero-shot runs on the CPU only")
+        require(device == "cpu", flag("--device", args.device), "--zero-shot runs on the CPU only")
         zero_shot_report(Path(args.run_dir), Path(args.zero_shot), args.batch_size)
         return 0
     from camtl.evaluation.runs import evaluate_run
@@ -154,8 +154,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from camtl.export import export_onnx, parity_of
     from camtl.quantize import MAX_DROP, ParityError, format_parity
 
-    if args.quantize == "none" and (args.accept_drop or args.max_drop is not None):
-        raise CamtlError("--max-drop and --accept-drop apply to --quantize int8")
+    for name, given in (
+        ("--max-drop", args.max_drop is not None),
+        ("--accept-drop", args.accept_drop),
+    ):
+        require(args.quantize == "int8" or not given, name, "applies to --quantize int8 only")
+    if args.max_drop is not None:
+        require(args.max_drop >= 0, flag("--max-drop", args.max_drop), "must be >= 0 (points)")
     try:
         path = export_onnx(
             Path(args.run_dir),

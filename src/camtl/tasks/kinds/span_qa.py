@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camtl.constants import IGNORE_INDEX
-from camtl.errors import ConfigError, DataError
+from camtl.errors import DataError
 from camtl.tasks.kinds import records
 from camtl.tasks.kinds.base import (
     BatchField,
@@ -34,6 +34,7 @@ from camtl.tasks.kinds.base import (
 from camtl.tasks.kinds.classification import check_lengths
 from camtl.tasks.kinds.encoding import model_inputs
 from camtl.tasks.kinds.heads import TaskHead
+from camtl.validation import config_key, require
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -319,10 +320,11 @@ class SpanQA(TaskKind):
 
     def check_spec(self, spec, path, prefix):
         super().check_spec(spec, path, prefix)
-        if not 0 < doc_stride(spec) < spec.max_length:
-            raise ConfigError(
-                f"{prefix}key '{path}.doc_stride': must be between 1 and max_length - 1"
-            )
+        require(
+            0 < doc_stride(spec) < spec.max_length,
+            config_key(f"{path}.doc_stride", prefix),
+            "must be between 1 and max_length - 1",
+        )
 
     def sample(self):
         def row(question: str, context: str, answer: str) -> dict[str, Any]:
