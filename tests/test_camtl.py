@@ -12,7 +12,6 @@ from camtl.errors import ConfigError
 from camtl.model_config import CamtlConfig, ModelConfig
 from camtl.modeling import MultiTaskModel
 from camtl.modeling.conditional_encoder import ConditionalEncoder
-from camtl.modeling.model import MODEL_FILE
 from camtl.testing import make_tiny_encoder
 from camtl.testing.models import LABELS, TASKS, build_camtl, mixed_batch, randomize_conditional
 from camtl.training.setup import build_optimizer
@@ -144,25 +143,6 @@ def test_shared_generators_are_saved_once_and_read_per_layer(tiny_encoder_dir: P
     )
     count = sum(p.numel() for p in cond.parameters())
     assert count < sum(p.numel() for p in per_layer.parameters())
-
-
-def test_runs_saved_before_shared_generators_reload_as_per_layer(
-    tiny_encoder_dir: Path, tmp_path: Path
-) -> None:
-    import json
-
-    model = build_camtl(tiny_encoder_dir, "per_layer")
-    randomize_conditional(model.encoder)
-    model.eval().save_pretrained(tmp_path)
-    meta_file = tmp_path / MODEL_FILE
-    meta = json.loads(meta_file.read_text())
-    del meta["model"]["camtl"]["generators"]  # what format-1 runs wrote
-    meta_file.write_text(json.dumps(meta))
-    again = MultiTaskModel.from_pretrained(tmp_path)
-    assert again.config.camtl.generators == "per_layer"
-    with torch.no_grad():
-        a, b = model(**mixed_batch()), again(**mixed_batch())
-    assert all(torch.equal(a.logits[n], b.logits[n]) for n in a.logits)
 
 
 def _run_config():

@@ -200,7 +200,7 @@ def test_compare_by_seed_gives_one_row_per_configuration(
         return path
 
     runs = [
-        run("wide_s12", 12, {"a": 80.0, "b": 60.0}),  # saved before `generators`
+        run("wide_s12", 12, {"a": 80.0, "b": 60.0}, generators="per_layer"),
         run("other", 12, {"a": 50.0, "b": 50.0}, generators="shared"),
         run(
             "wide_seed13",

@@ -12,7 +12,7 @@ from torch import nn
 
 from camtl.errors import CamtlError
 from camtl.fileio import atomic_target, atomic_write_text
-from camtl.model_config import ModelConfig, upgrade_model_section
+from camtl.model_config import ModelConfig
 from camtl.modeling.encoder import (
     check_supported,
     disable_pooler,
@@ -106,7 +106,6 @@ class MultiTaskModel(nn.Module):
         meta: dict[str, Any], where: str = MODEL_FILE
     ) -> tuple[ModelConfig, list[TaskSpec], dict[str, list[str]]]:
         """(model config, tasks, label maps) of a saved model's ``camtl_model.json``."""
-        upgrade_model_section(meta["model"])
         config = from_dict(ModelConfig, meta["model"], "model", where)
         tasks = [from_dict(TaskSpec, t, f"tasks[{i}]", where) for i, t in enumerate(meta["tasks"])]
         return config, tasks, {k: list(v) for k, v in meta["labels"].items()}
