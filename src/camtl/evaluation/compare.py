@@ -321,7 +321,7 @@ def table_cells(tasks: list[str], rows: list[dict[str, Any]]) -> tuple[list[str]
                 *(
                     [
                         "-" if relative is None else f"{relative[0]:.1f}% ({relative[1]})",
-                        f"{reach[0]}/{reach[1]}",
+                        "-" if reach is None else f"{reach[0]}/{reach[1]}",
                     ]
                     if with_single
                     else []

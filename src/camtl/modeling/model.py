@@ -48,7 +48,8 @@ class MultiTaskModel(nn.Module):
         config: ModelConfig,
     ) -> None:
         super().__init__()
-        check_supported(encoder.config.model_type, config.encoder)
+        encoder_config: Any = encoder.config  # the Hugging Face model's
+        check_supported(encoder_config.model_type, config.encoder)
         self.config = config
         disable_pooler(encoder)
         set_dropout(encoder, config.attention_dropout, config.hidden_dropout)
@@ -61,7 +62,7 @@ class MultiTaskModel(nn.Module):
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
         hidden = self.encoder.config.hidden_size
         self.heads = nn.ModuleDict({t.name: self._build_head(t, hidden) for t in self.tasks})
-        freeze_encoder(self.encoder, *config.resolved_freezing(encoder.config.num_hidden_layers))
+        freeze_encoder(self.encoder, *config.resolved_freezing(encoder_config.num_hidden_layers))
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -205,7 +206,7 @@ class MultiTaskModel(nn.Module):
             params = list(self.encoder.parameters())
         return [p for p in params if p.requires_grad]
 
-    def parameter_counts(self) -> dict[str, int]:
+    def parameter_counts(self) -> dict[str, int | float]:
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         encoder = self.encoder.pretrained_parameter_count()

@@ -116,6 +116,8 @@ class PlainEncoder(SharedEncoder):
     forward is the pretrained model's.
     """
 
+    _pretrained: nn.Module  # the Hugging Face model itself, not registered a second time
+
     def __init__(self, pretrained: nn.Module, num_tasks: int = 0, cam: Any = None) -> None:
         super().__init__()
         self.config = pretrained.config

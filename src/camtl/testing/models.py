@@ -5,7 +5,7 @@ initialisation (the helpers several test modules share)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import AutoModel
@@ -58,7 +58,9 @@ def mixed_batch(vocab: int = 50, length: int = 9) -> dict[str, torch.Tensor]:
     }
 
 
-def build_camtl(encoder_dir: Path, generators: str = "shared", **model_cfg: Any) -> MultiTaskModel:
+def build_camtl(
+    encoder_dir: Path, generators: Literal["per_layer", "shared"] = "shared", **model_cfg: Any
+) -> MultiTaskModel:
     """A CA-MTL model (attention blocks of 16 tokens) of ``TASKS`` on the encoder in
     ``encoder_dir``."""
     config = ModelConfig(

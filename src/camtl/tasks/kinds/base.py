@@ -182,7 +182,7 @@ class TaskKind:
         """Predictions in the form this kind's metrics take."""
         raise NotImplementedError
 
-    def references(self, spec: TaskSpec, labels: list[str], examples: list[dict]) -> list[Any]:
+    def references(self, spec: TaskSpec, labels: list[str], examples: Sequence[dict]) -> list[Any]:
         """Gold answers in the same form as ``decode``'s predictions."""
         raise NotImplementedError
 

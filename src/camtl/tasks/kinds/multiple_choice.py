@@ -245,7 +245,8 @@ def _encode_fitted(
     long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > max_length]
     # only_first cuts the context alone; where the context holds fewer tokens than must go,
     # the tokenizer refuses it outright, so those rows are cut longest_first from the start
-    context_only, both = [], []
+    context_only: list[int] = []
+    both: list[int] = []
     for i in long:
         excess = len(full["input_ids"][i]) - max_length
         context_tokens = sum(1 for s in full.sequence_ids(i) if s == 0)

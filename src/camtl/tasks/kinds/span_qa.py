@@ -205,11 +205,11 @@ def answer_positions(
         return 0, 0
     start_char = int(answer["start"])
     end_char = start_char + len(answer["text"])
-    context = [i for i, span in enumerate(offsets) if span is not None]
-    if not context or offsets[context[0]][0] > start_char or offsets[context[-1]][1] < end_char:
+    context = [(i, span) for i, span in enumerate(offsets) if span is not None]
+    if not context or context[0][1][0] > start_char or context[-1][1][1] < end_char:
         return 0, 0
-    start = max(i for i in context if offsets[i][0] <= start_char)
-    end = min(i for i in context if offsets[i][1] >= end_char)
+    start = max(i for i, span in context if span[0] <= start_char)
+    end = min(i for i, span in context if span[1] >= end_char)
     return (start, end) if start <= end else (0, 0)
 
 
