@@ -41,6 +41,7 @@ test: data browser
 lint: venv
 	$(BIN)/ruff check src tests bench experiments
 	$(BIN)/ruff format --check src tests bench experiments
+	$(BIN)/mypy src
 
 # A wheel and an sdist in dist/, checked by twine.
 dist: venv

@@ -1,5 +1,6 @@
-"""Shared fixtures: a tiny random encoder written once per session, an isolated cache, and
-the scripts under bench/ and experiments/ loaded as modules."""
+"""Shared fixtures: a tiny random encoder written once per session, an isolated cache, tiny
+trained runs, and the scripts under bench/ and experiments/ loaded as modules. Helpers
+that are not fixtures live in camtl.testing; no test module imports another."""
 
 from __future__ import annotations
 
@@ -34,9 +35,38 @@ def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def served_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
     """A tiny run with a task of every kind, in fp32 so that served and offline
     predictions match (shared by the serving tests)."""
-    from tests.test_kinds import train_kinds_run
+    from camtl.testing.runs import train_kinds_run
 
     return train_kinds_run(tmp_path_factory.mktemp("serve"), tiny_encoder_dir, mixed_precision="no")
+
+
+@pytest.fixture(scope="module")
+def camtl_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    """A tiny CA-MTL run of three tasks (pairs, scores, ner), with ``new_task.yaml`` beside
+    it: the pairs data under another name, a task to add (one run per test module)."""
+    import yaml
+
+    from camtl.cli import main
+    from camtl.testing.runs import write_config, write_task_files
+
+    root = tmp_path_factory.mktemp("transfer")
+    write_task_files(root)
+    path = write_config(root, tiny_encoder_dir, max_steps=4, eval_every=4, log_every=2)
+    config = yaml.safe_load(path.read_text())
+    config["model"].update(architecture="camtl", camtl={"max_length": 32})
+    config["tasks"] = config["tasks"][:3]  # pairs, scores, ner
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    # the new task: same data and labels as "pairs" under another name (its head is reusable)
+    new = {
+        "name": "pairs_new",
+        "type": "classification",
+        "text_columns": ["premise", "hypothesis"],
+        "label_column": "label",
+        "source": {"paths": {"train": "pairs.jsonl"}},
+    }
+    (root / "new_task.yaml").write_text(yaml.safe_dump(new))
+    return root / "run"
 
 
 @pytest.fixture(scope="session")

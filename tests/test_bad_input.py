@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from camtl.cli import main
+from camtl.testing.cli import assert_user_error, cli_error
 
 WORDS = (
     "the",
@@ -113,26 +113,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
-
-
-def assert_user_error(code: int, err: str, *parts: str) -> str:
-    """Exit 2 and exactly one stderr line ``error: ...`` holding every one of ``parts``."""
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    assert err.endswith("\n") and err.count("\n") == 1, f"not one line: {err!r}"
-    line = err.rstrip("\n")
-    assert line.startswith("error: "), line
-    for part in parts:
-        assert part in line, f"{part!r} not in {line!r}"
-    return line
-
-
-def cli_error(capsys: pytest.CaptureFixture[str], *args: str, parts: tuple[str, ...] = ()) -> str:
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out
-    return assert_user_error(code, err, *parts)
 
 
 def assert_no_run(run_dir: Path) -> None:

@@ -177,7 +177,7 @@ def test_lookahead_relative_losses_compare_progress_not_scale() -> None:
 )
 def test_balancers_train_end_to_end(tmp_path: Path, tiny_encoder_dir: Path, balancer: dict) -> None:
     from camtl.cli import main
-    from tests.test_train_e2e import write_config, write_task_files
+    from camtl.testing.runs import write_config, write_task_files
 
     write_task_files(tmp_path)
     path = write_config(
@@ -388,7 +388,7 @@ def test_score_dro_follows_the_dev_scores_of_a_real_run(
     """The trainer hands each evaluation's primary scores to the balancer: the weights
     logged after the first evaluation are those computed from metrics.jsonl by hand."""
     from camtl.cli import main
-    from tests.test_train_e2e import write_config, write_task_files
+    from camtl.testing.runs import write_config, write_task_files
 
     write_task_files(tmp_path)
     balancer = {"name": "score_dro", "options": {"step_size": 3.0}}
@@ -413,7 +413,7 @@ def test_score_dro_refuses_a_lower_is_better_primary_metric(
     import yaml
 
     from camtl.cli import main
-    from tests.test_train_e2e import write_config, write_task_files
+    from camtl.testing.runs import write_config, write_task_files
 
     write_task_files(tmp_path)
     path = write_config(tmp_path, tiny_encoder_dir, max_steps=1, balancer={"name": "score_dro"})

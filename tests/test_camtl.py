@@ -12,10 +12,9 @@ from camtl.errors import ConfigError
 from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
 from camtl.modeling.conditional_encoder import CamtlOptions, ConditionalEncoder
-from camtl.modeling.model import MODEL_FILE
 from camtl.testing import make_tiny_encoder
+from camtl.testing.models import LABELS, TASKS, build_camtl, mixed_batch, randomize_conditional
 from camtl.training.setup import build_optimizer
-from tests.test_model import LABELS, TASKS, mixed_batch
 
 ARCHS = ["bert", "roberta", "electra", "xlm-roberta"]
 VARIANTS = {
@@ -35,15 +34,6 @@ VARIANTS = {
 @pytest.fixture(scope="module", params=ARCHS)
 def encoder_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_encoder(tmp_path_factory.mktemp(request.param), request.param)
-
-
-def randomize_conditional(encoder: ConditionalEncoder, seed: int = 0) -> None:
-    """Move every conditional parameter away from its identity initialisation."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in encoder.conditional_modules():
-            for param in module.parameters():
-                param.add_(torch.randn(param.shape, generator=g) * 0.05)
 
 
 def padded_inputs(length: int = 12) -> dict[str, torch.Tensor]:
@@ -88,19 +78,9 @@ def test_padding_invariance(encoder_dir: Path, variant: str) -> None:
             assert torch.allclose(alone[0], batch[row, :n], atol=1e-5)
 
 
-def build(encoder_dir: Path, generators: str = "shared", **model_cfg) -> MultiTaskModel:
-    config = ModelConfig(
-        encoder=str(encoder_dir),
-        architecture="camtl",
-        options={"camtl": CamtlOptions(max_length=16, generators=generators)},
-        **model_cfg,
-    )
-    return MultiTaskModel(AutoModel.from_pretrained(encoder_dir), TASKS, LABELS, config)
-
-
 @pytest.mark.parametrize("generators", ["shared", "per_layer"])
 def test_mixed_tasks_match_each_task_alone(encoder_dir: Path, generators: str) -> None:
-    model = build(encoder_dir, generators)
+    model = build_camtl(encoder_dir, generators)
     randomize_conditional(model.encoder)
     model.eval()
     batch = mixed_batch()
@@ -113,7 +93,7 @@ def test_mixed_tasks_match_each_task_alone(encoder_dir: Path, generators: str) -
 
 
 def test_task_embedding_changes_outputs(encoder_dir: Path) -> None:
-    model = build(encoder_dir)
+    model = build_camtl(encoder_dir)
     randomize_conditional(model.encoder)
     model.eval()
     inputs = padded_inputs()
@@ -124,7 +104,7 @@ def test_task_embedding_changes_outputs(encoder_dir: Path) -> None:
 
 
 def test_frozen_parameters_get_no_gradient_and_no_optimizer_state(encoder_dir: Path) -> None:
-    model = build(encoder_dir)  # camtl default: embeddings + bottom half (2 of 4) frozen
+    model = build_camtl(encoder_dir)  # camtl default: embeddings + bottom half (2 of 4) frozen
     optimizer = build_optimizer(model, _run_config())
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     model(**mixed_batch()).loss.backward()
@@ -165,25 +145,6 @@ def test_shared_generators_are_saved_once_and_read_per_layer(tiny_encoder_dir: P
     assert count < sum(p.numel() for p in per_layer.parameters())
 
 
-def test_runs_saved_before_shared_generators_reload_as_per_layer(
-    tiny_encoder_dir: Path, tmp_path: Path
-) -> None:
-    import json
-
-    model = build(tiny_encoder_dir, "per_layer")
-    randomize_conditional(model.encoder)
-    model.eval().save_pretrained(tmp_path)
-    meta_file = tmp_path / MODEL_FILE
-    meta = json.loads(meta_file.read_text())
-    del meta["model"]["camtl"]["generators"]  # what format-1 runs wrote
-    meta_file.write_text(json.dumps(meta))
-    again = MultiTaskModel.from_pretrained(tmp_path)
-    assert again.config.options["camtl"].generators == "per_layer"
-    with torch.no_grad():
-        a, b = model(**mixed_batch()), again(**mixed_batch())
-    assert all(torch.equal(a.logits[n], b.logits[n]) for n in a.logits)
-
-
 def _run_config():
     from camtl.config import RunConfig
 
@@ -194,7 +155,7 @@ def _run_config():
 def test_save_and_reload_give_identical_predictions(
     encoder_dir: Path, tmp_path: Path, generators: str
 ) -> None:
-    model = build(encoder_dir, generators)
+    model = build_camtl(encoder_dir, generators)
     randomize_conditional(model.encoder)
     model.eval()
     model.save_pretrained(tmp_path)
@@ -266,7 +227,7 @@ def test_camtl_trains_end_to_end_and_reloads(tmp_path: Path, tiny_encoder_dir: P
     import yaml
 
     from camtl.cli import main
-    from tests.test_train_e2e import write_config, write_task_files
+    from camtl.testing.runs import write_config, write_task_files
 
     write_task_files(tmp_path)
     path = write_config(tmp_path, tiny_encoder_dir, max_steps=4, eval_every=2)

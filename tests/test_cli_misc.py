@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from camtl.cli import main
-from tests.test_train_e2e import write_config, write_task_files
+from camtl.cli import build_parser, main
+from camtl.testing.runs import fake_run, write_config, write_task_files
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: str = "camtl"
+) -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of the command tree with its command line (``camtl``, ``camtl train``,
+    ``camtl data fetch``, ...)."""
+    found = [(path, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += _commands(child, f"{path} {name}")
+    return found
+
+
+def test_every_cli_option_and_command_has_help() -> None:
+    missing = []
+    for path, parser in _commands(build_parser()):
+        for action in parser._actions:
+            name = "/".join(action.option_strings) or action.dest
+            if not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{path} {name}")
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [
+                    f"{path} {choice.dest}" for choice in action._choices_actions if not choice.help
+                ]
+    assert len(_commands(build_parser())) > 15  # the walk reached the sub-commands
+    assert not missing, f"options without help: {missing}"
 
 
 def test_data_list_names_every_registered_task(capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,23 +89,6 @@ def test_compare_tables_runs(
     assert lines[0].startswith("| run | pairs | scores | mean | worst")
     assert len(lines) == 4
     assert main(["compare", str(tmp_path)]) == 2
-
-
-def fake_run(root: Path, name: str, scores: dict[str, float], total: int, **info: object) -> Path:
-    """A run directory holding only a report.json, as a finished run writes it."""
-    from camtl.evaluation.metrics import aggregate
-
-    run = root / name
-    run.mkdir()
-    tasks = {
-        t: {"primary_metric": "accuracy", "scores": {"accuracy": s}} for t, s in scores.items()
-    }
-    report = {
-        "results": {"tasks": tasks, "aggregate": aggregate(scores, lower_is_better=())},
-        "run_info": {"parameters": {"total": total, "encoder": 100}, "wall_time_s": 10.0, **info},
-    }
-    (run / "report.json").write_text(json.dumps(report))
-    return run
 
 
 def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:
@@ -188,7 +200,7 @@ def test_compare_by_seed_gives_one_row_per_configuration(
         return path
 
     runs = [
-        run("wide_s12", 12, {"a": 80.0, "b": 60.0}),  # saved before `generators`
+        run("wide_s12", 12, {"a": 80.0, "b": 60.0}, generators="per_layer"),
         run("other", 12, {"a": 50.0, "b": 50.0}, generators="shared"),
         run(
             "wide_seed13",

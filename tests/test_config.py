@@ -264,8 +264,8 @@ def test_config_from_dict_without_a_folder_leaves_paths_alone() -> None:
 
 
 def test_doc_stride_is_checked_for_span_qa_only() -> None:
-    short = config_from_dict({"tasks": [{**INLINE, "max_length": 32}]}).tasks[0]
-    assert short.max_length == 32  # the default doc_stride (64) is irrelevant here
+    short = config_from_dict({"tasks": [{**INLINE, "max_length": 32, "doc_stride": 64}]}).tasks[0]
+    assert short.max_length == 32  # a classification task ignores doc_stride
     qa = {
         "name": "qa",
         "type": "span_qa",
@@ -274,9 +274,25 @@ def test_doc_stride_is_checked_for_span_qa_only() -> None:
         "max_length": 32,
         "source": {"paths": {"train": "qa.jsonl"}},
     }
-    with pytest.raises(ConfigError, match=r"key 'tasks\[0\]\.doc_stride': must be between"):
-        config_from_dict({"tasks": [qa]})
+    for bad in (32, 40, 0):  # an explicit value is kept, and checked
+        with pytest.raises(ConfigError) as error:
+            config_from_dict({"tasks": [{**qa, "doc_stride": bad}]})
+        message = str(error.value)
+        assert "\n" not in message
+        assert message == "key 'tasks[0].doc_stride': must be between 1 and max_length - 1"
     assert config_from_dict({"tasks": [{**qa, "doc_stride": 8}]}).tasks[0].doc_stride == 8
+
+
+def test_unset_doc_stride_follows_max_length() -> None:
+    from camtl.tasks.kinds.span_qa import doc_stride
+
+    # a built-in QA task with a shorter max_length and no doc_stride of its own
+    task = config_from_dict({"tasks": [{"name": "wnut16_qa", "max_length": 64}]}).tasks[0]
+    assert task.doc_stride is None
+    assert doc_stride(task) == 32
+    assert doc_stride(get_task("wnut16_qa")) == 64  # max_length 128
+    smallest = config_from_dict({"tasks": [{"name": "wnut16_qa", "max_length": 8}]}).tasks[0]
+    assert doc_stride(smallest) == 4
 
 
 def test_apply_override_indexes_lists() -> None:

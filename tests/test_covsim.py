@@ -11,7 +11,6 @@ import pytest
 
 from camtl.analysis.covsim import covariance_factor, covsim_matrix, task_covsim
 from camtl.cli import main
-from tests.test_transfer import camtl_run  # noqa: F401  (module fixture: a tiny CA-MTL run)
 
 
 def test_hand_computed_case() -> None:

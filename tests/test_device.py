@@ -23,8 +23,8 @@ from camtl.errors import ConfigError
 from camtl.export import CUDA_PROVIDER, onnx_providers
 from camtl.precision import resolve_precision
 from camtl.predict import run_precision
-from tests.test_bad_input import cli_error
-from tests.test_train_e2e import write_config, write_task_files
+from camtl.testing.cli import cli_error
+from camtl.testing.runs import write_config, write_task_files
 
 MALFORMED = ["gpu", "", "cuda:x", "cuda:", "cuda:-1", "cuda0", "mps", "cpu:0", "cuda:0:1"]
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.test_train_e2e import write_config, write_task_files
+from camtl.testing.runs import write_config, write_task_files
 
 WORLD, MAX_STEPS, BATCH = 2, 6, 4
 WORKER = Path(__file__).with_name("ddp_worker.py")

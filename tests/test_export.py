@@ -13,7 +13,7 @@ from torch import nn
 
 from camtl.cli import main
 from camtl.tasks.kinds import BatchField, get_kind, kind_names
-from tests.test_kinds import train_kinds_run
+from camtl.testing.runs import train_kinds_run
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

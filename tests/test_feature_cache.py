@@ -11,7 +11,7 @@ from camtl.data import feature_cache
 from camtl.data.feature_cache import cached_encode
 from camtl.data.tokenize import encode_examples
 from camtl.tasks.spec import TaskSpec
-from tests.test_tokenize import qa_example
+from camtl.testing.runs import qa_example
 
 SPECS_AND_EXAMPLES = {
     "classification": (

@@ -11,8 +11,7 @@ import pytest
 
 from camtl.cli import main
 from camtl.evaluation.html_report import find_chromium, render_report
-from tests.test_cli_misc import fake_run
-from tests.test_transfer import camtl_run  # noqa: F401  (module fixture: a tiny CA-MTL run)
+from camtl.testing.runs import fake_run
 
 
 def test_report_holds_tables_and_inlined_plots(camtl_run: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,31 +25,10 @@ from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
 from camtl.tasks.kinds import get_kind, kind_names
 from camtl.tasks.spec import SourceSpec, TaskSpec
+from camtl.testing.runs import task_entry, train_kinds_run, write_sample
 from camtl.training.uncertainty import make_scorer
 
 KINDS = kind_names()
-REPEAT = 6  # each sample record this many times: enough rows for train, dev and a batch
-
-
-def write_sample(kind_name: str, folder: Path) -> Path:
-    """The kind's sample records, repeated, as a JSONL file."""
-    path = folder / f"{kind_name}.jsonl"
-    rows = get_kind(kind_name).sample().records * REPEAT
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def task_entry(kind_name: str, path: Path) -> dict:
-    sample = get_kind(kind_name).sample()
-    return {
-        "name": f"{kind_name}_task",
-        "type": kind_name,
-        "text_columns": sample.text_columns,
-        "label_column": sample.label_column,
-        "max_length": 48,
-        "doc_stride": 16,
-        "source": {"paths": {"train": str(path), "dev": str(path), "test": str(path)}},
-    }
 
 
 def sample_spec(kind_name: str, folder: Path) -> TaskSpec:
@@ -148,40 +126,6 @@ def test_batch_fields_of_all_kinds_mix(tiny_encoder_dir: Path, tmp_path: Path, t
 
 
 # ----------------------------------------------------------------------------- one run
-
-
-def train_kinds_run(
-    root: Path,
-    encoder: Path,
-    kinds: list[str] = KINDS,
-    architecture: str = "camtl",
-    max_length: int = 48,
-    **training: Any,
-) -> Path:
-    """Train a tiny run with one task per kind in ``kinds`` (their sample records) in
-    ``root/run_<architecture>``; ``training`` keys override the short defaults."""
-    config = {
-        "output_dir": str(root / f"run_{architecture}"),
-        "seed": 4,
-        "model": {
-            "encoder": str(encoder),
-            "architecture": architecture,
-            "camtl": {"max_length": max_length},
-        },
-        "tasks": [task_entry(name, write_sample(name, root)) for name in kinds],
-        "training": {
-            "max_steps": 4,
-            "batch_size": 8,
-            "eval_every": 4,
-            "log_every": 4,
-            "learning_rate": 1e-3,
-            **training,
-        },
-    }
-    path = root / f"{architecture}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path)]) == 0
-    return root / f"run_{architecture}"
 
 
 @pytest.fixture(scope="module")

@@ -11,49 +11,8 @@ from transformers import AutoModel
 from camtl.errors import CamtlError, ConfigError
 from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
-from camtl.tasks.spec import SourceSpec, TaskSpec
 from camtl.testing import make_tiny_encoder
-
-SRC = SourceSpec(kind="files", paths={"train": "unused.jsonl"})
-TASKS = [
-    TaskSpec("cls", "classification", ["text"], "label", ["a", "b", "c"], source=SRC),
-    TaskSpec("reg", "regression", ["text"], "label", source=SRC),
-    TaskSpec("tag", "token_tagging", ["tokens"], "tags", ["O", "B-X", "I-X"], source=SRC),
-    TaskSpec("qa", "span_qa", ["question", "context"], "answers", source=SRC),
-]
-for _t in TASKS:
-    _t.validate("", "")
-LABELS = {"cls": ["a", "b", "c"], "tag": ["O", "B-X", "I-X"]}
-
-
-def mixed_batch(vocab: int = 50, length: int = 9) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    b = 8
-    ids = torch.randint(5, vocab, (b, length), generator=g)
-    mask = torch.ones(b, length, dtype=torch.long)
-    mask[1, 6:] = 0
-    ids[1, 6:] = 0
-    task_ids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
-    cls = torch.full((b,), -100)
-    cls[:2] = torch.tensor([2, 0])
-    reg = torch.full((b,), float("nan"))
-    reg[2:4] = torch.tensor([0.5, -1.0])
-    tag = torch.full((b, length), -100)
-    tag[4:6, 1:5] = torch.randint(0, 3, (2, 4), generator=g)
-    start = torch.full((b,), -100)
-    end = torch.full((b,), -100)
-    start[6:], end[6:] = torch.tensor([2, 0]), torch.tensor([3, 0])
-    return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "token_type_ids": torch.zeros_like(ids),
-        "task_ids": task_ids,
-        "cls_labels": cls,
-        "reg_labels": reg,
-        "tag_labels": tag,
-        "start_positions": start,
-        "end_positions": end,
-    }
+from camtl.testing.models import LABELS, TASKS, mixed_batch
 
 
 def build(encoder_dir: Path, **cfg) -> MultiTaskModel:

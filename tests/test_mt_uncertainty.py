@@ -211,7 +211,7 @@ def test_mt_uncertainty_resumes_exactly(mode: str) -> None:
 
 def test_real_scorer_on_every_task_type(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     from camtl.cli import main
-    from tests.test_train_e2e import write_config, write_task_files
+    from camtl.testing.runs import write_config, write_task_files
 
     write_task_files(tmp_path)
     path = write_config(
@@ -247,7 +247,7 @@ def tiny_model_and_tasks(encoder_dir: Path, name: str) -> tuple[Any, list[Any], 
     from camtl.data.prepare import prepare_tasks
     from camtl.model_config import ModelConfig
     from camtl.modeling import MultiTaskModel
-    from tests.test_train_e2e import write_config, write_task_files
+    from camtl.testing.runs import write_config, write_task_files
 
     root = encoder_dir.parent / name
     write_task_files(root)

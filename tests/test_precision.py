@@ -12,8 +12,7 @@ from camtl import precision
 from camtl.config import load_config
 from camtl.evaluation.decode import run_model
 from camtl.precision import autocast, cpu_has_fast_bf16, resolve_precision
-from tests.test_camtl import build, randomize_conditional
-from tests.test_model import mixed_batch
+from camtl.testing.models import build_camtl, mixed_batch, randomize_conditional
 
 
 @pytest.mark.parametrize(
@@ -74,7 +73,7 @@ BF16_ATOL = 0.05
 
 
 def test_bf16_logits_close_to_fp32(encoder_dir_bert: Path) -> None:
-    model = build(encoder_dir_bert)
+    model = build_camtl(encoder_dir_bert)
     randomize_conditional(model.encoder)
     model.eval()
     batch = mixed_batch()
@@ -89,7 +88,7 @@ def test_bf16_logits_close_to_fp32(encoder_dir_bert: Path) -> None:
 
 
 def test_bf16_mixed_tasks_match_each_task_alone(encoder_dir_bert: Path) -> None:
-    model = build(encoder_dir_bert)
+    model = build_camtl(encoder_dir_bert)
     randomize_conditional(model.encoder)
     model.eval()
     batch = mixed_batch()
@@ -104,7 +103,7 @@ def test_bf16_mixed_tasks_match_each_task_alone(encoder_dir_bert: Path) -> None:
 
 
 def test_run_model_returns_fp32_in_bf16(encoder_dir_bert: Path) -> None:
-    model = build(encoder_dir_bert)
+    model = build_camtl(encoder_dir_bert)
     batch = mixed_batch()
     rows = (batch["task_ids"] == 0).nonzero(as_tuple=True)[0].tolist()
     features = [

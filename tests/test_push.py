@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from camtl.cli import main
+from camtl.testing.runs import write_config, write_task_files
 from tests.hub_standin import HubStandIn
-from tests.test_train_e2e import write_config, write_task_files
 
 
 @pytest.fixture(autouse=True)

@@ -52,6 +52,17 @@ def encoded(tiny_tokenizer):
     return examples, features
 
 
+def test_qa_task_without_doc_stride_encodes_at_a_short_max_length(tiny_tokenizer):
+    spec = qa_spec(max_length=64)  # doc_stride unset: half of max_length
+    filler = " ".join(["the dog eats food"] * 30)
+    examples = [example("who lives in london?", f"{filler} john lives in london.", "john")]
+    features = encode_examples(spec, examples, tiny_tokenizer, task_id=0).features
+    assert len(features) > 1  # the context needs several windows
+    assert all(len(f["input_ids"]) <= 64 for f in features)
+    starts, ends = one_hot_logits(features)
+    assert postprocess_span_predictions(examples, features, starts, ends) == ["john"]
+
+
 def test_one_hot_logits_recover_gold(encoded):
     examples, features = encoded
     assert len(features) > len(examples)  # the first context needs several windows

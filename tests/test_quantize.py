@@ -11,7 +11,7 @@ import pytest
 from camtl.cli import main
 from camtl.quantize import check_parity, drop, format_parity, too_large
 from camtl.tasks.kinds import get_kind
-from tests.test_kinds import train_kinds_run
+from camtl.testing.runs import train_kinds_run
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

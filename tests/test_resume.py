@@ -22,7 +22,7 @@ import yaml
 from safetensors.torch import load_file
 
 from camtl.cli import main
-from tests.test_train_e2e import write_config, write_task_files
+from camtl.testing.runs import write_config, write_task_files
 
 MAX_STEPS, CHECKPOINT_EVERY, EVAL_EVERY, KILL_AFTER = 8, 3, 4, 5
 

@@ -15,7 +15,7 @@ from camtl.errors import ConfigError
 from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
 from camtl.modeling.conditional_encoder import CamtlOptions
-from tests.test_model import LABELS, TASKS, mixed_batch
+from camtl.testing.models import LABELS, TASKS, mixed_batch
 
 ARCHITECTURES = ["plain", "camtl"]
 

@@ -6,6 +6,7 @@ import pytest
 
 from camtl.data.tokenize import EncodeResult, encode_examples
 from camtl.tasks.spec import TaskSpec
+from camtl.testing.runs import qa_example
 
 COMMON_KEYS = {"input_ids", "attention_mask", "token_type_ids", "task_id", "example_index"}
 
@@ -13,20 +14,6 @@ COMMON_KEYS = {"input_ids", "attention_mask", "token_type_ids", "task_id", "exam
 def make_spec(kind: str, columns: int = 1, **kwargs) -> TaskSpec:
     names = ["a", "b"][:columns]
     return TaskSpec(name="t", type=kind, text_columns=names, label_column="label", **kwargs)
-
-
-def qa_example(question: str, context: str, answer: str, occurrence: int = 0) -> dict:
-    start = -1
-    for _ in range(occurrence + 1):
-        start = context.index(answer, start + 1)
-    return {
-        "id": "q",
-        "question": question,
-        "context": context,
-        "answers": [{"text": answer, "start": start}],
-        "_file": "f",
-        "_row": 1,
-    }
 
 
 def test_single_sentence_classification(tiny_tokenizer):

@@ -13,30 +13,8 @@ from camtl.cli import main
 from camtl.data.collate import collate_features
 from camtl.data.prepare import prepare_tasks
 from camtl.evaluation.runs import load_run
-from tests.test_bad_input import cli_error
-from tests.test_train_e2e import write_config, write_task_files
-
-
-@pytest.fixture(scope="module")
-def camtl_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("transfer")
-    write_task_files(root)
-    path = write_config(root, tiny_encoder_dir, max_steps=4, eval_every=4, log_every=2)
-    config = yaml.safe_load(path.read_text())
-    config["model"].update(architecture="camtl", camtl={"max_length": 32})
-    config["tasks"] = config["tasks"][:3]  # pairs, scores, ner
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path)]) == 0
-    # the new task: same data and labels as "pairs" under another name (its head is reusable)
-    new = {
-        "name": "pairs_new",
-        "type": "classification",
-        "text_columns": ["premise", "hypothesis"],
-        "label_column": "label",
-        "source": {"paths": {"train": "pairs.jsonl"}},
-    }
-    (root / "new_task.yaml").write_text(yaml.safe_dump(new))
-    return root / "run"
+from camtl.testing.cli import cli_error
+from camtl.testing.runs import write_config, write_task_files
 
 
 def old_task_logits(run_dir: Path) -> dict[str, torch.Tensor]:

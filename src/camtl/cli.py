@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from camtl.errors import CamtlError
+from camtl.validation import flag, require
 
 
 def _quiet_libraries() -> None:
@@ -43,8 +44,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.zero_shot:
         from camtl.transfer import zero_shot_report
 
-        if device != "cpu":
-            raise CamtlError(f"--device {args.device!r}: --zero-shot runs on the CPU only")
+        require(device == "cpu", flag("--device", args.device), "--zero-shot runs on the CPU only")
         zero_shot_report(Path(args.run_dir), Path(args.zero_shot), args.batch_size)
         return 0
     from camtl.evaluation.runs import evaluate_run
@@ -155,8 +155,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from camtl.export import export_onnx, parity_of
     from camtl.quantize import MAX_DROP, ParityError, format_parity
 
-    if args.quantize == "none" and (args.accept_drop or args.max_drop is not None):
-        raise CamtlError("--max-drop and --accept-drop apply to --quantize int8")
+    for name, given in (
+        ("--max-drop", args.max_drop is not None),
+        ("--accept-drop", args.accept_drop),
+    ):
+        require(args.quantize == "int8" or not given, name, "applies to --quantize int8 only")
+    if args.max_drop is not None:
+        require(args.max_drop >= 0, flag("--max-drop", args.max_drop), "must be >= 0 (points)")
     try:
         path = export_onnx(
             Path(args.run_dir),
@@ -287,6 +292,9 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_DIR_HELP = "a finished run directory (the output_dir of camtl train)"
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     from camtl.device import DEVICE_HELP
 
@@ -296,7 +304,7 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="camtl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do")
 
     p = sub.add_parser("train", help="train a multi-task model from a YAML config")
     p.add_argument("config", help="run config YAML (see configs/)")
@@ -312,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a trained run on a split")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("--split", choices=("dev", "test"), default="dev", help="split to score")
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
     p.add_argument(
@@ -324,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("add-task", help="add a task to a trained model and adapt to it")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="the trained run to extend (left unchanged)")
     p.add_argument("task_file", help="the task: a YAML definition, or {name: KNOWN_TASK}")
     p.add_argument(
         "--init",
@@ -334,7 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fraction", type=float, help="share of the task's training data (0-1]")
     p.add_argument("--steps", type=int, help="optimizer steps (default: 3 epochs, 10-300)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="examples per optimizer step (default: 32)"
+    )
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3; joint: the run's)")
     p.add_argument(
         "--joint",
@@ -342,7 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also train the run's shared "
         "parameters with its own tasks (changes their predictions)",
     )
-    p.add_argument("--seed", type=int, default=12)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=12,
+        help="seed of the new head, the task embedding row and the data order (default: 12)",
+    )
     p.add_argument("--output", help="new run directory (default: RUN_DIR+TASKFILE)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_add_task)
@@ -364,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     baseline = sub.add_parser("baseline", help="baseline runs to compare a config against")
-    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True)
+    baseline_sub = baseline.add_subparsers(
+        dest="baseline_command", required=True, help="which baseline"
+    )
     p = baseline_sub.add_parser(
         "single-task",
         help="one single-task run per task of a config (same encoder, data and settings)",
@@ -388,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_baseline_single_task)
 
     p = sub.add_parser("serve", help="serve every task of a trained run over HTTP")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a finished run directory or an ONNX export of one")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument(
@@ -414,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("push", help="upload a finished run to the Hugging Face hub")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("repo_id", help="NAMESPACE/NAME of the model repository")
     p.add_argument("--private", action="store_true", help="create the repository private")
     p.add_argument("--token", help="hub token (default: $HF_TOKEN or huggingface-cli login)")
@@ -423,8 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("export", help="export a trained run as one ONNX graph")
-    p.add_argument("run_dir")
-    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (only onnx)")
     p.add_argument("--output", required=True, help="folder of the export")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     p.add_argument(
@@ -452,8 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="per-task scores of several runs side by side")
-    p.add_argument("run_dirs", nargs="+")
-    p.add_argument("--split", choices=("dev", "test"), default="dev")
+    p.add_argument("run_dirs", nargs="+", help="run directories, one column each")
+    p.add_argument(
+        "--split", choices=("dev", "test"), default="dev", help="split of the scores (default: dev)"
+    )
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
     p.add_argument(
         "--by-seed",
@@ -504,10 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("report", help="one self-contained HTML page for several runs")
-    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("run_dirs", nargs="+", help="run directories to report on")
     p.add_argument("--output", default="report.html", help="HTML file to write")
-    p.add_argument("--split", choices=("dev", "test"), default="dev")
-    p.add_argument("--title", default="camtl experiment report")
+    p.add_argument(
+        "--split", choices=("dev", "test"), default="dev", help="split of the scores (default: dev)"
+    )
+    p.add_argument(
+        "--title", default="camtl experiment report", help="the page's title and heading"
+    )
     p.add_argument(
         "--by-seed",
         action="store_true",
@@ -521,15 +544,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     analyze = sub.add_parser("analyze", help="analyses of a trained run")
-    analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True)
+    analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True, help="the analysis")
     p = analyze_sub.add_parser("covsim", help="covariance similarity between tasks (eq. 3.7)")
-    p.add_argument("run_dir")
-    p.add_argument("--split", choices=("dev", "test"), default="dev")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
+    p.add_argument(
+        "--split", choices=("dev", "test"), default="dev", help="split to analyse (default: dev)"
+    )
     p.add_argument("--max-examples", type=int, default=500, help="examples per task")
     p.set_defaults(func=cmd_analyze_covsim)
 
     data = sub.add_parser("data", help="offline datasets and the encoder")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_sub = data.add_subparsers(dest="data_command", required=True, help="what to do")
     p = data_sub.add_parser("fetch", help="download and split the offline assets")
     p.add_argument("tasks", nargs="*", help="offline tasks (default: all, and the encoder)")
     p.set_defaults(func=cmd_data_fetch)

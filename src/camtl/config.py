@@ -13,7 +13,6 @@ import yaml
 from camtl.errors import ConfigError
 from camtl.model_config import (  # the model's own options, part of a run config
     ModelConfig,
-    upgrade_model_section,
 )
 from camtl.runfiles import CONFIG_FILE
 from camtl.structured import from_dict, to_dict
@@ -195,11 +194,9 @@ def config_from_dict(data: Any, where: str = "", base_dir: Path | None = None) -
 
 
 def load_saved_config(run_dir: Path) -> RunConfig:
-    """The resolved config a run directory holds, read as the version that wrote it meant."""
+    """The resolved config a run directory holds."""
     path = run_dir / CONFIG_FILE
     raw = read_yaml(path)
-    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
-        upgrade_model_section(raw["model"])
     return config_from_dict(raw, str(path), run_dir)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from camtl.errors import ConfigError
+from camtl.validation import flag, invalid, require
 
 DEVICE_HELP = (
     "where the model runs: cpu (default), cuda (= cuda:0), cuda:N, or auto (cuda:0 if "
@@ -28,7 +28,7 @@ def parse_device(value: str) -> tuple[str, int | None]:
         return text, None
     match = _CUDA.fullmatch(text)
     if match is None:
-        raise ConfigError(f"--device {value!r}: expected cpu, cuda, cuda:N or auto")
+        raise invalid(flag("--device", value), "expected cpu, cuda, cuda:N or auto")
     return "cuda", int(match.group(1) or 0)
 
 
@@ -43,14 +43,14 @@ def resolve_device(value: str) -> str:
     available = torch.cuda.is_available()
     if kind == "auto":
         return "cuda:0" if available else "cpu"
-    if not available:
-        raise ConfigError(
-            f"--device {value!r}: CUDA is not available here (torch {torch.__version__} "
-            "sees no GPU); use --device cpu"
-        )
+    require(
+        available,
+        flag("--device", value),
+        f"CUDA is not available here (torch {torch.__version__} sees no GPU); use --device cpu",
+    )
     count = torch.cuda.device_count()
     if index is None or index >= count:
-        raise ConfigError(
-            f"--device {value!r}: no such GPU ({count} visible: cuda:0 to cuda:{count - 1})"
+        raise invalid(
+            flag("--device", value), f"no such GPU ({count} visible: cuda:0 to cuda:{count - 1})"
         )
     return f"cuda:{index}"

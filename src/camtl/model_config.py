@@ -93,17 +93,6 @@ def _encoder_kinds() -> Registry[Any]:
     return ENCODERS
 
 
-def upgrade_model_section(model: dict[str, Any]) -> None:
-    """Give the options a saved run recorded (the model section of its config.yaml or
-    camtl_model.json) the meaning they had when it was written: each encoder kind upgrades
-    its own (``SharedEncoder.upgrade_saved_options``)."""
-    kinds = _encoder_kinds()
-    for name, options in model.items():
-        kind = kinds.get(name)
-        if kind is not None and isinstance(options, dict):
-            kind.upgrade_saved_options(options)
-
-
 def section_in_use(model: dict[str, Any]) -> dict[str, Any]:
     """A model section (plain data) without the options of encoder kinds other than its
     own, which its model never reads: what two runs must share to have the same model."""

@@ -11,12 +11,12 @@ from camtl.data.examples import to_examples
 from camtl.data.sources import read_records
 from camtl.data.tokenize import encode_examples
 from camtl.device import resolve_device
-from camtl.errors import CamtlError
 from camtl.evaluation.decode import readable_predictions, run_model
 from camtl.export import is_export, load_model
 from camtl.fileio import atomic_write_text
 from camtl.precision import resolve_precision
 from camtl.runfiles import CONFIG_FILE
+from camtl.validation import flag, require
 
 log = logging.getLogger("camtl")
 BAD_ROW_POLICIES = ("error", "skip")
@@ -59,15 +59,18 @@ def predict_file(
     """
     from transformers import AutoTokenizer
 
-    if on_bad_rows not in BAD_ROW_POLICIES:
-        raise CamtlError(f"--on-bad-rows {on_bad_rows!r}: one of {', '.join(BAD_ROW_POLICIES)}")
+    require(
+        on_bad_rows in BAD_ROW_POLICIES,
+        flag("--on-bad-rows", on_bad_rows),
+        f"one of {', '.join(BAD_ROW_POLICIES)}",
+    )
     device = resolve_device(device)
     model = load_model(run_dir, device)
-    if task_name not in model.task_index:
-        raise CamtlError(
-            f"--task: unknown task {task_name!r} for {run_dir} "
-            f"(tasks: {', '.join(model.task_index)})"
-        )
+    require(
+        task_name in model.task_index,
+        "--task",
+        f"unknown task {task_name!r} for {run_dir} (tasks: {', '.join(model.task_index)})",
+    )
     spec = next(t for t in model.tasks if t.name == task_name)
     labels = model.labels.get(task_name) or []
     tokenizer = AutoTokenizer.from_pretrained(run_dir)

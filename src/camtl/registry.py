@@ -10,8 +10,9 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from camtl.errors import ConfigError
+from camtl import validation
 from camtl.structured import from_dict
+from camtl.validation import config_key, invalid, require
 
 T = TypeVar("T")
 
@@ -50,9 +51,9 @@ class Registry(Generic[T]):
         """(the class, its validated options); an unknown name lists the known ones."""
         if name not in self._classes:
             prefix = f"{where}: " if where else ""
-            raise ConfigError(
-                f"{prefix}key '{self.key}.name': unknown {self.kind} {name!r} "
-                f"(known: {', '.join(self.names())})"
+            raise invalid(
+                config_key(f"{self.key}.name", prefix),
+                f"unknown {self.kind} {name!r} (known: {', '.join(self.names())})",
             )
         cls = self._classes[name]
         return cls, from_dict(cls.Options, options, f"{self.key}.options", where)  # type: ignore[attr-defined]
@@ -70,19 +71,18 @@ def check_options(
 ) -> None:
     """Common checks of an Options dataclass: a value among ``choices``, a positive integer,
     a positive number, a fraction in [0, 1). The error names the key path."""
+    prefix = f"{where}: " if where else ""
     for key, allowed in (choices or {}).items():
-        if getattr(options, key) not in allowed:
-            raise ConfigError.at(
-                where,
-                f"key '{path}.{key}': {getattr(options, key)!r} is not allowed "
-                f"(allowed: {', '.join(map(repr, allowed))})",
-            )
+        value = getattr(options, key)
+        require(
+            value in allowed,
+            config_key(f"{path}.{key}", prefix),
+            f"{value!r} is not allowed (allowed: {', '.join(map(repr, allowed))})",
+        )
     for key in positive_ints:
-        if getattr(options, key) < 1:
-            raise ConfigError.at(where, f"key '{path}.{key}': must be a positive integer")
+        validation.positive(config_key(f"{path}.{key}", prefix), getattr(options, key))
     for key in positive:
-        if not getattr(options, key) > 0:
-            raise ConfigError.at(where, f"key '{path}.{key}': must be > 0")
+        require(getattr(options, key) > 0, config_key(f"{path}.{key}", prefix), "must be > 0")
     for key in fractions:
-        if not 0.0 <= getattr(options, key) < 1.0:
-            raise ConfigError.at(where, f"key '{path}.{key}': must be in [0, 1)")
+        value = getattr(options, key)
+        require(0.0 <= value < 1.0, config_key(f"{path}.{key}", prefix), "must be in [0, 1)")

@@ -72,7 +72,7 @@ def convert(tp: Any, value: Any, path: str, where: str = "") -> Any:
             raise ConfigError(f"{prefix}key '{path}': expected a mapping, got {value!r}")
         _, val_tp = get_args(tp) or (str, Any)
         return {str(k): convert(val_tp, v, f"{path}.{k}", where) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path, where)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
@@ -103,6 +103,8 @@ def convert(tp: Any, value: Any, path: str, where: str = "") -> Any:
 
 def from_dict(cls: type[T], data: Any, path: str = "", where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys by their path."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"from_dict: {cls!r} is not a dataclass")
     prefix = f"{where}: " if where else ""
     shown = path or "<top level>"
     if data is None:

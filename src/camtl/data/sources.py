@@ -12,9 +12,9 @@ import contextlib
 import csv
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from camtl.errors import DataError
 from camtl.tasks.kinds.records import Record
@@ -37,6 +37,7 @@ SUFFIX_FORMATS = {
 }
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 _FIELD_LIMIT = 2**31 - 1
+Quoting = Literal[0, 1, 2, 3]  # csv.QUOTE_MINIMAL, QUOTE_ALL, QUOTE_NONNUMERIC, QUOTE_NONE
 
 
 # ----------------------------------------------------------------------------- files
@@ -68,7 +69,7 @@ def read_records(
     fields of a CSV/TSV file that has no header row; ``encoding`` is the text files'
     (a UTF-8 byte-order mark is dropped either way). ``skipped``: when given, a JSONL line
     that is not a JSON object is appended to it (file, row, error) instead of stopping."""
-    readers = {
+    readers: dict[str, Callable[..., list[Record]]] = {
         "csv": read_csv,
         "tsv": read_tsv,
         "jsonl": read_jsonl,
@@ -128,7 +129,10 @@ def _read_text(path: str | Path, encoding: str = "utf-8") -> str:
 
 
 def iter_delimited(
-    path: str | Path, delimiter: str, quoting: int = csv.QUOTE_MINIMAL, encoding: str = "utf-8"
+    path: str | Path,
+    delimiter: str,
+    quoting: Quoting = csv.QUOTE_MINIMAL,
+    encoding: str = "utf-8",
 ) -> Iterator[tuple[int, list[str]]]:
     """(first line number, fields) of each non-blank row of a CSV/TSV file, streamed."""
     kind = "CSV" if delimiter == "," else "delimited"
@@ -159,7 +163,7 @@ def iter_delimited(
 def _read_delimited(
     path: str | Path,
     delimiter: str,
-    quoting: int,
+    quoting: Quoting,
     columns: list[str] | None = None,
     encoding: str = "utf-8",
 ) -> list[Record]:
@@ -337,7 +341,7 @@ def _need(path: str | Path, where: str, node: Any, key: str, kind: type) -> Any:
 
 
 def _squad_records(path: str | Path, data: dict[str, Any]) -> list[Record]:
-    records = []
+    records: list[Record] = []
     for a, article in enumerate(data["data"]):
         title = article.get("title", "") if isinstance(article, dict) else ""
         for p, para in enumerate(_need(path, f"data[{a}]", article, "paragraphs", list)):
@@ -408,8 +412,8 @@ def source_label(spec: TaskSpec, split: str) -> str:
         path = source.paths.get(split) or source.paths.get("train")
         return str(path) if path else f"task '{spec.name}'"
     if source.kind == "glue_dir":
-        path = _glue_path(spec, split)
-        return str(path) if path is not None else str(source.root)
+        glue_path = _glue_path(spec, split)
+        return str(glue_path) if glue_path is not None else str(source.root)
     if source.kind == "hub":
         return _hub_label(spec, _hub_split(spec, split) or split)
     return f"task '{spec.name}' ({source.kind} cache, split {split})"

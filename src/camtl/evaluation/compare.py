@@ -98,7 +98,7 @@ def display_names(run_dirs: list[Path]) -> list[str]:
 
 def longest_starvation(info: dict[str, Any]) -> float | None:
     """The longest stretch any task went without an example, as a share of the run's
-    steps (None: a run saved before it was recorded)."""
+    steps (None: a report without them, e.g. camtl add-task's)."""
     gaps, steps = info.get("longest_unsampled_steps"), info.get("steps_run")
     if not gaps or not steps:
         return None
@@ -106,10 +106,10 @@ def longest_starvation(info: dict[str, Any]) -> float | None:
 
 
 def _config_without_seed(run_dir: Path) -> str | None:
-    """The run's saved config, every default filled in (runs saved by older versions lack
-    newer keys), without its seed and output folder. None: no config saved."""
+    """The run's saved config, every default filled in (a hand-written config may leave
+    keys out), without its seed and output folder. None: no config saved."""
     from camtl.config import load_saved_config
-    from camtl.model_config import section_in_use, upgrade_model_section
+    from camtl.model_config import section_in_use
     from camtl.structured import to_dict
 
     path = run_dir / CONFIG_FILE
@@ -117,13 +117,12 @@ def _config_without_seed(run_dir: Path) -> str | None:
         return None
     try:
         config = to_dict(load_saved_config(run_dir))
-    except CamtlError:  # not loadable by this version: compare it as saved
+    except CamtlError:  # not loadable here (a task kind this process lacks): compare as saved
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     for key in ("seed", "output_dir"):
         config.pop(key, None)
     model = config.get("model")
     if isinstance(model, dict):
-        upgrade_model_section(model)
         config["model"] = section_in_use(model)  # other encoder kinds' options: unused
     return json.dumps(config, sort_keys=True)
 
@@ -323,7 +322,7 @@ def table_cells(tasks: list[str], rows: list[dict[str, Any]]) -> tuple[list[str]
                 *(
                     [
                         "-" if relative is None else f"{relative[0]:.1f}% ({relative[1]})",
-                        f"{reach[0]}/{reach[1]}",
+                        "-" if reach is None else f"{reach[0]}/{reach[1]}",
                     ]
                     if with_single
                     else []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -14,7 +14,7 @@ from camtl.tasks.spec import SourceSpec, TaskSpec
 def count_parameters(
     model_name: str,
     num_tasks: int,
-    architecture: str = "camtl",
+    architecture: Literal["plain", "camtl"] = "camtl",
     num_labels: int = 3,
     options: Any = None,
 ) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def count_parameters(
                 options={} if options is None else {architecture: options},
             ),
         )
-    counts = model.parameter_counts()
+    counts: dict[str, Any] = dict(model.parameter_counts())
     counts.update(
         model=model_name,
         architecture=architecture,

@@ -357,9 +357,9 @@ class ConditionalBottleneck(nn.Module):
         return max(1, hidden // reduction)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, rows: TaskRows) -> torch.Tensor:
-        inner = F.gelu(
-            modulated_linear(x, self.down.weight, self.down.bias, *self.film_down(z), rows)
-        )
+        gamma, beta = self.film_down(z)
+        inner = F.gelu(modulated_linear(x, self.down.weight, self.down.bias, gamma, beta, rows))
+        gamma, beta = self.film_up(z)
         return self.dropout(
-            modulated_linear(inner, self.up.weight, self.up.bias, *self.film_up(z), rows)
+            modulated_linear(inner, self.up.weight, self.up.bias, gamma, beta, rows)
         )

@@ -10,7 +10,7 @@ camtl.modeling.attention), the conditional bias entering as an additive mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -92,7 +92,7 @@ class ConditionalLayer(nn.Module):
 
     def __init__(
         self,
-        base: nn.Module,
+        base: Any,
         config: Any,
         z_dim: int,
         cam: CamtlOptions,
@@ -103,7 +103,9 @@ class ConditionalLayer(nn.Module):
     ) -> None:
         super().__init__()
         gen = _SharedLookup(shared)
-        self.base = base  # the pretrained layer: its submodules are used, its forward is not
+        # the pretrained layer (a Hugging Face module, read by attribute name): its submodules
+        # are used, its forward is not
+        self.base: Any = base
         attn = base.attention.self
         self.heads = attn.num_attention_heads
         self.head_size = attn.attention_head_size
@@ -237,13 +239,7 @@ class ConditionalEncoder(SharedEncoder):
         """The paper's: the embeddings and the bottom half of the layers."""
         return True, num_layers // 2
 
-    @classmethod
-    def upgrade_saved_options(cls, options: dict[str, Any]) -> None:
-        """Runs saved before generators could be shared had per-layer generators (the
-        default is now "shared")."""
-        options.setdefault("generators", "per_layer")
-
-    def __init__(self, hf_model: nn.Module, num_tasks: int, cam: CamtlOptions) -> None:
+    def __init__(self, hf_model: Any, num_tasks: int, cam: CamtlOptions) -> None:
         super().__init__()
         config = hf_model.config
         if getattr(config, "position_embedding_type", "absolute") != "absolute":
@@ -301,27 +297,30 @@ class ConditionalEncoder(SharedEncoder):
             else None
         )
 
+    def conditional_layers(self) -> list[ConditionalLayer]:
+        return [cast(ConditionalLayer, layer) for layer in self.layers]
+
     def set_attention(self, setting: str) -> None:
         super().set_attention(setting)
-        for layer in self.layers:
+        for layer in self.conditional_layers():
             layer.attention_setting = setting
 
     def gather_for_export(self, enabled: bool = True) -> None:
         """Switch to the export form (TaskRows without runs): no shape or control flow then
         depends on the data, so the forward pass can be traced into one graph."""
         self.gather_rows = enabled
-        for layer in self.layers:
+        for layer in self.conditional_layers():
             if layer.cond_attention is not None:
                 layer.cond_attention.pad_to = self.config.max_position_embeddings
 
     def pretrained_layers(self) -> list[nn.Module]:
-        return [layer.base for layer in self.layers]  # each conditional layer keeps its base
+        return [layer.base for layer in self.conditional_layers()]  # each keeps its base
 
     def first_layer(self) -> nn.Module:
         return self.layers[0]
 
     def task_embeddings(self) -> nn.Parameter:
-        return self.task_embedding.table.weight
+        return cast(nn.Parameter, self.task_embedding.table.weight)
 
     def add_task(self, embedding: torch.Tensor | None = None) -> None:
         self.task_embedding.add_row(embedding)
@@ -346,7 +345,7 @@ class ConditionalEncoder(SharedEncoder):
                 mods.append(shared)
         if self.side_chain is not None:
             mods.append(self.side_chain)
-        for layer in self.layers:
+        for layer in self.conditional_layers():
             for name in ("cond_attention", "bottleneck"):
                 if getattr(layer, name) is not None:
                     mods.append(getattr(layer, name))

@@ -76,7 +76,7 @@ def set_dropout(encoder: nn.Module, attention: float | None, hidden: float | Non
     pretrained config's value): its config fields, which CA-MTL's own modules read, and the
     ``nn.Dropout`` modules it built from them (their p is fixed at construction). An
     ``nn.Dropout`` with p = 0 returns its input untouched and draws no random numbers."""
-    config = encoder.config
+    config: Any = encoder.config
     if attention is not None:
         config.attention_probs_dropout_prob = attention
     if hidden is not None:

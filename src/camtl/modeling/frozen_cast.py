@@ -12,6 +12,8 @@ requires a gradient again, the module is a plain ``nn.Linear``.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,9 +51,8 @@ class CastCachedLinear(nn.Linear):
         dtype = _autocast_dtype(input.device.type)
         if dtype is None or self.weight.requires_grad:
             return super().forward(input)
-        return F.linear(
-            input, self._cast("weight", self.weight, dtype), self._cast("bias", self.bias, dtype)
-        )
+        weight = cast(torch.Tensor, self._cast("weight", self.weight, dtype))  # never None
+        return F.linear(input, weight, self._cast("bias", self.bias, dtype))
 
 
 def cache_frozen_casts(model: nn.Module) -> int:
@@ -61,7 +62,7 @@ def cache_frozen_casts(model: nn.Module) -> int:
     for module in model.modules():
         if type(module) is nn.Linear and not module.weight.requires_grad:
             module.__class__ = CastCachedLinear
-            module._cast_cache = {}
+            cast(CastCachedLinear, module)._cast_cache = {}
             count += 1
     return count
 
@@ -81,7 +82,7 @@ def uncache_frozen_casts(model: nn.Module) -> None:
     """Undo ``cache_frozen_casts``: plain ``nn.Linear`` modules again, copies dropped."""
     for module in model.modules():
         if type(module) is CastCachedLinear:
-            module.__class__ = nn.Linear
+            module.__class__ = nn.Linear  # type: ignore[assignment]  # back to its own class
             del module._cast_cache
 
 

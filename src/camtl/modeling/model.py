@@ -12,7 +12,7 @@ from torch import nn
 
 from camtl.errors import CamtlError
 from camtl.fileio import atomic_target, atomic_write_text
-from camtl.model_config import ModelConfig, upgrade_model_section
+from camtl.model_config import ModelConfig
 from camtl.modeling.encoder import (
     check_supported,
     disable_pooler,
@@ -48,7 +48,8 @@ class MultiTaskModel(nn.Module):
         config: ModelConfig,
     ) -> None:
         super().__init__()
-        check_supported(encoder.config.model_type, config.encoder)
+        encoder_config: Any = encoder.config  # the Hugging Face model's
+        check_supported(encoder_config.model_type, config.encoder)
         self.config = config
         disable_pooler(encoder)
         set_dropout(encoder, config.attention_dropout, config.hidden_dropout)
@@ -59,7 +60,7 @@ class MultiTaskModel(nn.Module):
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
         hidden = self.encoder.config.hidden_size
         self.heads = nn.ModuleDict({t.name: self._build_head(t, hidden) for t in self.tasks})
-        freeze_encoder(self.encoder, *resolved_freezing(config, encoder.config.num_hidden_layers))
+        freeze_encoder(self.encoder, *resolved_freezing(config, encoder_config.num_hidden_layers))
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -104,7 +105,6 @@ class MultiTaskModel(nn.Module):
         meta: dict[str, Any], where: str = MODEL_FILE
     ) -> tuple[ModelConfig, list[TaskSpec], dict[str, list[str]]]:
         """(model config, tasks, label maps) of a saved model's ``camtl_model.json``."""
-        upgrade_model_section(meta["model"])
         config = from_dict(ModelConfig, meta["model"], "model", where)
         tasks = [from_dict(TaskSpec, t, f"tasks[{i}]", where) for i, t in enumerate(meta["tasks"])]
         return config, tasks, {k: list(v) for k, v in meta["labels"].items()}
@@ -204,7 +204,7 @@ class MultiTaskModel(nn.Module):
             params = list(self.encoder.parameters())
         return [p for p in params if p.requires_grad]
 
-    def parameter_counts(self) -> dict[str, int]:
+    def parameter_counts(self) -> dict[str, int | float]:
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         encoder = self.encoder.pretrained_parameter_count()

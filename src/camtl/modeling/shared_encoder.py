@@ -44,11 +44,6 @@ class SharedEncoder(nn.Module):
         and ``model.freeze_layers`` are unset: nothing frozen."""
         return False, 0
 
-    @classmethod
-    def upgrade_saved_options(cls, options: dict[str, Any]) -> None:
-        """Give the options a saved run recorded (``model.<name>`` of its config.yaml or
-        camtl_model.json, written by an older version) their meaning then, in place."""
-
     def set_attention(self, setting: str) -> None:
         """Which attention kernel forward passes run (camtl.modeling.attention); ``auto``
         decides per pass from the module's mode and the device."""
@@ -166,6 +161,8 @@ class PlainEncoder(SharedEncoder):
     ``encoder``, ``pooler``), so saved weights keep the Hugging Face key names, and its
     forward is the pretrained model's.
     """
+
+    _pretrained: nn.Module  # the Hugging Face model itself, not registered a second time
 
     def __init__(self, pretrained: nn.Module, num_tasks: int = 0, options: Any = None) -> None:
         super().__init__()

@@ -325,6 +325,6 @@ class MTUncertaintySampler(TaskSampler):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.cache = [list(e) for e in state["cache"]]
         self.scored = state["scored"]
-        self.recent = [[list(v) for v in r] for r in state.get("recent", self.recent)]
-        self.last_chosen = list(state.get("last_chosen", self.last_chosen))
-        self.owed = [float(v) for v in state.get("owed", self.owed)]
+        self.recent = [[list(v) for v in r] for r in state["recent"]]
+        self.last_chosen = list(state["last_chosen"])
+        self.owed = [float(v) for v in state["owed"]]

@@ -147,10 +147,10 @@ class BatchScheduler:
         self.cursors = list(state["cursors"])
         self.passes = list(state["passes"])
         self.drawn = list(state["drawn"])
-        self.returned = [list(r) for r in state.get("returned", [[] for _ in self.orders])]
+        self.returned = [list(r) for r in state["returned"]]
         self.seen = [np.zeros(n, dtype=bool) for n in self.pool_sizes]
-        for mask, indices in zip(self.seen, state.get("seen", [])):
+        for mask, indices in zip(self.seen, state["seen"]):
             mask[np.asarray(indices, dtype=np.int64)] = True
-        self.last_step = list(state.get("last_step", self.last_step))
-        self.longest_gap = list(state.get("longest_gap", self.longest_gap))
+        self.last_step = list(state["last_step"])
+        self.longest_gap = list(state["longest_gap"])
         self.sampler.load_state_dict(state["sampler"])

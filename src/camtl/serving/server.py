@@ -8,6 +8,7 @@ from pathlib import Path
 
 from camtl.device import resolve_device
 from camtl.errors import ConfigError
+from camtl.validation import flag, positive, require
 
 log = logging.getLogger("camtl")
 
@@ -37,17 +38,15 @@ def serve(
         ) from None
     from camtl.serving.engine import InferenceEngine
 
-    for flag, value in (
+    for name, value in (
         ("--port", port),
         ("--max-batch-tokens", max_batch_tokens),
         ("--max-body-bytes", max_body_bytes),
         ("--max-inputs", max_inputs),
         ("--max-queue", max_queue),
     ):
-        if value < 1:
-            raise ConfigError(f"{flag} {value}: must be a positive integer")
-    if max_wait_ms < 0:
-        raise ConfigError(f"--max-wait-ms {max_wait_ms}: must be >= 0")
+        positive(flag(name, value), value)
+    require(max_wait_ms >= 0, flag("--max-wait-ms", max_wait_ms), "must be >= 0")
     device = resolve_device(device)
     # ready before listening
     engine = InferenceEngine(run_dir, device=device, max_batch_tokens=max_batch_tokens)

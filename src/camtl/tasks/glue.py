@@ -26,8 +26,12 @@ def _binary(negative: str, positive: str) -> dict[str, str | None]:
 
 
 _DEV = {"train": "train.tsv", "dev": "dev.tsv"}
-_PAIR = {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}
-_MNLI = {"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"}
+_PAIR: dict[str, str | int] = {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}
+_MNLI: dict[str, str | int] = {
+    "premise": "sentence1",
+    "hypothesis": "sentence2",
+    "label": "gold_label",
+}
 
 GLUE_FILES: dict[str, GlueLayout] = {
     # CoLA's train/dev files have no header: source, label, original mark, sentence.

@@ -123,7 +123,7 @@ class TaskSpec:
     labels: list[str] | None = None
     metrics: list[str] = field(default_factory=list)
     max_length: int = 128
-    doc_stride: int = 64
+    doc_stride: int | None = None  # span QA; None: max_length // 2 (span_qa.doc_stride)
     max_train_examples: int | None = None
     max_dev_examples: int | None = None
     max_test_examples: int | None = None

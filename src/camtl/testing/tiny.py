@@ -32,7 +32,7 @@ def write_vocab(folder: Path) -> Path:
 
 def make_tiny_tokenizer(folder: str | Path):
     """A fast uncased WordPiece tokenizer saved in ``folder`` (offsets and word ids work)."""
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # v5: an alias
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,10 +19,10 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 import torch
 
-from camtl.errors import ConfigError
 from camtl.registry import NoOptions
 from camtl.tasks.kinds.heads import TaskHead
 from camtl.tasks.kinds.records import Record
+from camtl.validation import config_key, require
 
 
 class TaskSpec(Protocol):
@@ -36,7 +36,7 @@ class TaskSpec(Protocol):
     labels: list[str] | None
     metrics: list[str]
     max_length: int
-    doc_stride: int
+    doc_stride: int | None
     options: dict[str, Any]
 
     @property
@@ -112,9 +112,13 @@ class TaskKind:
 
     # -- the spec ------------------------------------------------------------------------
     def check_spec(self, spec: TaskSpec, path: str, prefix: str) -> None:
-        """Kind-specific checks of a spec beyond arity and metrics (raise ConfigError)."""
-        if spec.labels and not self.has_labels:
-            raise ConfigError(f"{prefix}key '{path}.labels': a {self.name} task has no labels")
+        """Kind-specific checks of a spec beyond arity and metrics (``camtl.validation``'s
+        ``require(condition, config_key(f"{path}.KEY", prefix), message)``: a ConfigError)."""
+        require(
+            not spec.labels or self.has_labels,
+            config_key(f"{path}.labels", prefix),
+            f"a {self.name} task has no labels",
+        )
 
     def options(self, spec: TaskSpec) -> Any:
         """The spec's validated options (the kind's Options dataclass). Kinds read them
@@ -178,7 +182,7 @@ class TaskKind:
         """Predictions in the form this kind's metrics take."""
         raise NotImplementedError
 
-    def references(self, spec: TaskSpec, labels: list[str], examples: list[dict]) -> list[Any]:
+    def references(self, spec: TaskSpec, labels: list[str], examples: Sequence[dict]) -> list[Any]:
         """Gold answers in the same form as ``decode``'s predictions."""
         raise NotImplementedError
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from camtl.errors import ConfigError, DataError
+from camtl.errors import DataError
 from camtl.tasks.kinds import records
 from camtl.tasks.kinds.base import (
     PROBABILITY_PER_LABEL,
@@ -29,6 +29,7 @@ from camtl.tasks.kinds.base import (
 from camtl.tasks.kinds.classification import check_lengths, text_empty_fields, text_fields
 from camtl.tasks.kinds.encoding import encode_texts
 from camtl.tasks.kinds.heads import PooledHead
+from camtl.validation import config_key, require
 
 NO_LABEL = -1  # the padding of a row's label-index list
 
@@ -131,21 +132,22 @@ class MultiLabel(TaskKind):
 
     def check_spec(self, spec, path, prefix):
         options = self.options(spec)
-        if not options.delimiter:
-            raise ConfigError(f"{prefix}key '{path}.options.delimiter': must not be empty")
-        for key, value in [("threshold", options.threshold), *options.thresholds.items()]:
-            name = key if key == "threshold" else f"thresholds.{key}"
-            if not 0.0 < value < 1.0:
-                raise ConfigError(
-                    f"{prefix}key '{path}.options.{name}': a probability between 0 and 1, "
-                    f"got {value}"
-                )
-        unknown = sorted(set(options.thresholds) - set(spec.labels or options.thresholds))
-        if unknown:
-            raise ConfigError(
-                f"{prefix}key '{path}.options.thresholds': {', '.join(unknown)} "
-                "not among the task's labels"
+        require(
+            options.delimiter, config_key(f"{path}.options.delimiter", prefix), "must not be empty"
+        )
+        for label, value in [("threshold", options.threshold), *options.thresholds.items()]:
+            name = label if label == "threshold" else f"thresholds.{label}"
+            require(
+                0.0 < value < 1.0,
+                config_key(f"{path}.options.{name}", prefix),
+                f"a probability between 0 and 1, got {value}",
             )
+        unknown = sorted(set(options.thresholds) - set(spec.labels or options.thresholds))
+        require(
+            not unknown,
+            config_key(f"{path}.options.thresholds", prefix),
+            f"{', '.join(unknown)} not among the task's labels",
+        )
 
     def record_labels(self, spec, record):
         return _label_keys(record, spec.label_column, self.options(spec).delimiter)

@@ -26,12 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from camtl.constants import IGNORE_INDEX
-from camtl.errors import ConfigError, DataError
+from camtl.errors import DataError
 from camtl.tasks.kinds import records
 from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
 from camtl.tasks.kinds.classification import OneOfOutputs, accuracy, softmax
 from camtl.tasks.kinds.encoding import Row, model_inputs
 from camtl.tasks.kinds.heads import TaskHead, dropout
+from camtl.validation import config_key, require
 
 NOT_A_CHOICE = -1  # choice_ids of the context, the separators and padding
 MAX_CHOICES = 26
@@ -143,12 +144,12 @@ class MultipleChoice(OneOfOutputs, TaskKind):
         super().check_spec(spec, path, prefix)
         n = self.options(spec).context_columns
         choices = len(spec.text_columns) - n
-        if n < 1 or not 2 <= choices <= MAX_CHOICES:
-            raise ConfigError(
-                f"{prefix}key '{path}.text_columns': a multiple-choice task takes "
-                f"{n} context column(s) (options.context_columns, at least 1) and 2 to "
-                f"{MAX_CHOICES} choice columns, got {spec.text_columns!r}"
-            )
+        require(
+            n >= 1 and 2 <= choices <= MAX_CHOICES,
+            config_key(f"{path}.text_columns", prefix),
+            f"a multiple-choice task takes {n} context column(s) (options.context_columns, "
+            f"at least 1) and 2 to {MAX_CHOICES} choice columns, got {spec.text_columns!r}",
+        )
 
     def _texts(self, spec: Any, record: records.Record) -> dict[str, Any]:
         """The context columns may be empty (the choices alone can be read); a choice may
@@ -244,7 +245,8 @@ def _encode_fitted(
     long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > max_length]
     # only_first cuts the context alone; where the context holds fewer tokens than must go,
     # the tokenizer refuses it outright, so those rows are cut longest_first from the start
-    context_only, both = [], []
+    context_only: list[int] = []
+    both: list[int] = []
     for i in long:
         excess = len(full["input_ids"][i]) - max_length
         context_tokens = sum(1 for s in full.sequence_ids(i) if s == 0)

@@ -1,7 +1,8 @@
 """Extractive question answering: the answer is a span of the context.
 
-Contexts are not cut but split into overlapping windows of ``doc_stride`` tokens; a
-window's answer is its best-scoring context span, an example's the best over its windows.
+Contexts are not cut but split into windows that overlap by ``doc_stride`` tokens (unset:
+half of ``max_length``); a window's answer is its best-scoring context span, an example's
+the best over its windows.
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from camtl.constants import IGNORE_INDEX
-from camtl.errors import ConfigError, DataError
+from camtl.errors import DataError
 from camtl.tasks.kinds import records
-from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
+from camtl.tasks.kinds.base import (
+    BatchField,
+    KindSample,
+    TaskKind,
+    TaskSpec,
+    entropy,
+    register_kind,
+)
 from camtl.tasks.kinds.classification import check_lengths
 from camtl.tasks.kinds.encoding import model_inputs
 from camtl.tasks.kinds.heads import TaskHead
+from camtl.validation import config_key, require
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -144,6 +153,13 @@ def _answers(record: records.Record, column: str, context: str) -> list[dict[str
 # ----------------------------------------------------------------------------- encoding
 
 
+def doc_stride(spec: TaskSpec) -> int:
+    """The spec's ``doc_stride``, or half its ``max_length`` when the key is unset: always
+    between 1 and max_length - 1 (max_length is at least 8), and ``qa_budget`` shrinks it
+    further when a long question leaves less context."""
+    return spec.max_length // 2 if spec.doc_stride is None else spec.doc_stride
+
+
 def qa_budget(room: int, doc_stride: int) -> tuple[int, int]:
     """Most question tokens and the stride that fit ``room`` non-special tokens.
 
@@ -189,11 +205,11 @@ def answer_positions(
         return 0, 0
     start_char = int(answer["start"])
     end_char = start_char + len(answer["text"])
-    context = [i for i, span in enumerate(offsets) if span is not None]
-    if not context or offsets[context[0]][0] > start_char or offsets[context[-1]][1] < end_char:
+    context = [(i, span) for i, span in enumerate(offsets) if span is not None]
+    if not context or context[0][1][0] > start_char or context[-1][1][1] < end_char:
         return 0, 0
-    start = max(i for i in context if offsets[i][0] <= start_char)
-    end = min(i for i in context if offsets[i][1] >= end_char)
+    start = max(i for i, span in context if span[0] <= start_char)
+    end = min(i for i, span in context if span[1] >= end_char)
     return (start, end) if start <= end else (0, 0)
 
 
@@ -304,10 +320,11 @@ class SpanQA(TaskKind):
 
     def check_spec(self, spec, path, prefix):
         super().check_spec(spec, path, prefix)
-        if not 0 < spec.doc_stride < spec.max_length:
-            raise ConfigError(
-                f"{prefix}key '{path}.doc_stride': must be between 1 and max_length - 1"
-            )
+        require(
+            0 < doc_stride(spec) < spec.max_length,
+            config_key(f"{path}.doc_stride", prefix),
+            "must be between 1 and max_length - 1",
+        )
 
     def sample(self):
         def row(question: str, context: str, answer: str) -> dict[str, Any]:
@@ -347,7 +364,7 @@ class SpanQA(TaskKind):
     def encode(self, spec, examples, tokenizer):
         """Question + context windows with stride, answer token positions, offsets."""
         room = spec.max_length - tokenizer.num_special_tokens_to_add(pair=True)
-        question_limit, stride = qa_budget(room, spec.doc_stride)
+        question_limit, stride = qa_budget(room, doc_stride(spec))
         questions, truncated = cap_questions(
             tokenizer, [ex["question"] for ex in examples], question_limit
         )

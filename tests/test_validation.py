@@ -1,0 +1,66 @@
+"""camtl.validation: one way to check an option, and the errors it gives on the command
+line (one line naming the flag or key, exit status 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from camtl.errors import ConfigError
+from camtl.testing.cli import cli_error
+from camtl.validation import config_key, flag, invalid, positive, require
+
+
+def test_names_of_flags_and_keys() -> None:
+    assert flag("--port", 0) == "--port 0"
+    assert flag("--max-wait-ms", -1.5) == "--max-wait-ms -1.5"
+    assert flag("--device", "gpu") == "--device 'gpu'"
+    assert config_key("tasks[0].doc_stride") == "key 'tasks[0].doc_stride'"
+    assert config_key("tasks[0].x", "run.yaml: ") == "run.yaml: key 'tasks[0].x'"
+
+
+def test_require_raises_a_config_error_naming_the_option() -> None:
+    require(True, flag("--port", 1), "never shown")
+    with pytest.raises(ConfigError, match=r"^--port 0: must be a positive integer$"):
+        positive(flag("--port", 0), 0)
+    positive(flag("--port", 1), 1)
+    with pytest.raises(ConfigError, match=r"^run.yaml: key 'a.b': must be > 0$"):
+        require(0, config_key("a.b", "run.yaml: "), "must be > 0")
+    assert str(invalid("--x 1", "why")) == "--x 1: why"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--accept-drop",), "error: --accept-drop: applies to --quantize int8 only"),
+        (("--max-drop", "2"), "error: --max-drop: applies to --quantize int8 only"),
+        (
+            ("--quantize", "int8", "--max-drop", "-1"),
+            "error: --max-drop -1.0: must be >= 0 (points)",
+        ),
+    ],
+)
+def test_export_drop_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], line: str
+) -> None:
+    output = tmp_path / "export"
+    assert (
+        cli_error(capsys, "export", str(tmp_path / "run"), "--output", str(output), *args) == line
+    )
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--port", "0"), "error: --port 0: must be a positive integer"),
+        (("--max-queue", "-3"), "error: --max-queue -3: must be a positive integer"),
+        (("--max-wait-ms", "-1"), "error: --max-wait-ms -1.0: must be >= 0"),
+    ],
+)
+def test_serve_limits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], line: str
+) -> None:
+    pytest.importorskip("uvicorn")
+    assert cli_error(capsys, "serve", str(tmp_path / "run"), *args) == line
