@@ -163,7 +163,7 @@ class RunConfig:
         add-task of this run all use it."""
         from camtl.precision import resolve_precision
 
-        return resolve_precision(self.training.mixed_precision, device)
+        return resolve_precision(str(self.training.mixed_precision), device)
 
     def task(self, name: str) -> TaskSpec:
         for task in self.tasks:

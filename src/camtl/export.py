@@ -335,7 +335,9 @@ class OnnxMultiTaskModel:
 
     def __call__(self, task_ids: torch.Tensor, **batch: torch.Tensor) -> MultiTaskOutput:
         batch["task_ids"] = task_ids
-        feed = {name: batch[name].cpu().numpy().astype(t) for name, t in self.inputs.items()}
+        feed: dict[str, np.ndarray] = {
+            name: batch[name].cpu().numpy().astype(t) for name, t in self.inputs.items()
+        }
         results = dict(zip(self.outputs.values(), self.session.run(None, feed)))
         output = MultiTaskOutput(loss=None)
         for index in torch.unique(task_ids).tolist():

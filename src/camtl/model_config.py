@@ -73,7 +73,11 @@ class ModelConfig:
             kind = kinds.get(name)
             if kind is None:
                 known = [f.name for f in dataclasses.fields(self) if f.name != "options"]
-                known += [k for k in kinds.names() if dataclasses.fields(kinds.get(k).Options)]
+                known += [
+                    k
+                    for k in kinds.names()
+                    if (cls := kinds.get(k)) is not None and dataclasses.fields(cls.Options)
+                ]
                 raise ConfigError.at(
                     where, f"unknown key '{path}.{name}' (known keys: {', '.join(known)})"
                 )

@@ -39,6 +39,11 @@ class FAMOOptions:
 
 @register_balancer("famo")
 class FAMO(LossBalancer):
+    logits: torch.Tensor  # a registered buffer
+    previous: torch.Tensor  # a registered buffer
+    adam_m: torch.Tensor  # a registered buffer
+    adam_v: torch.Tensor  # a registered buffer
+    adam_steps: torch.Tensor  # a registered buffer
     Options = FAMOOptions
     _BETAS = (0.9, 0.999)
 

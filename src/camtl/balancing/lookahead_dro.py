@@ -72,6 +72,12 @@ class LookaheadDRO(SimplexWeights):
     a task whose expected gradient is zero predicts no gain, and gets no weight for it.
     """
 
+    smoothed: torch.Tensor  # a registered buffer
+    previous: torch.Tensor  # a registered buffer
+    has_previous: torch.Tensor  # a registered buffer
+    gram_average: torch.Tensor  # a registered buffer
+    gram_held: torch.Tensor  # a registered buffer
+
     Options = LookaheadOptions
     needs: ClassVar[frozenset[Need]] = frozenset({Need.SHARED_PARAMETERS})
 

@@ -108,6 +108,10 @@ class GroupDROOptions:
 class SimplexWeights(LossBalancer):
     """Task weights q on the simplex, kept across steps (group DRO, Lookahead-DRO)."""
 
+    q: torch.Tensor  # a registered buffer
+    initial: torch.Tensor  # a registered buffer
+    reference_seen: torch.Tensor  # a registered buffer
+
     def __init__(self, task_names: list[str], options: Any) -> None:
         super().__init__(task_names, options)
         # a buffer: saved in checkpoints with the balancer's state_dict

@@ -48,6 +48,8 @@ class ScoreDRO(LossBalancer):
     that uses it (camtl writes report_test.json when the tasks have a test split).
     """
 
+    advantage: torch.Tensor  # a registered buffer
+
     Options = ScoreDROOptions
     needs: ClassVar[frozenset[Need]] = frozenset({Need.DEV_SCORES})
 

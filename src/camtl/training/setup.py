@@ -4,7 +4,7 @@ accelerator."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -59,7 +59,8 @@ def build_accelerator(config: RunConfig, precision: str) -> Any:
 def build_optimizer(model: MultiTaskModel, config: RunConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and LayerNorm weights; frozen parameters left out;
     its kernel by ``training.optimizer_impl``."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -69,7 +70,9 @@ def build_optimizer(model: MultiTaskModel, config: RunConfig) -> torch.optim.Opt
         {"params": no_decay, "weight_decay": 0.0},
     ]
     flags = optimizer_flags(config.training.optimizer_impl, decay + no_decay)
-    return torch.optim.AdamW(groups, lr=config.training.learning_rate, **flags)
+    return torch.optim.AdamW(
+        groups, lr=config.training.learning_rate, fused=flags["fused"], foreach=flags["foreach"]
+    )
 
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig) -> Any:
@@ -122,7 +125,7 @@ def build_batch_scheduler(
     )
 
 
-def fused_adamw_supported(params: list[torch.Tensor]) -> bool:
+def fused_adamw_supported(params: Sequence[torch.Tensor]) -> bool:
     """Whether torch has a fused AdamW kernel for every one of ``params`` (floating point,
     on a device with the kernel: CPU and CUDA among them since torch 2.4)."""
     from torch.optim import optimizer
@@ -131,7 +134,7 @@ def fused_adamw_supported(params: list[torch.Tensor]) -> bool:
     return all(p.is_floating_point() and p.device.type in devices for p in params)
 
 
-def optimizer_flags(impl: str, params: list[torch.Tensor]) -> dict[str, bool | None]:
+def optimizer_flags(impl: str, params: Sequence[torch.Tensor]) -> dict[str, bool | None]:
     """AdamW's ``fused`` and ``foreach`` for ``training.optimizer_impl``: ``auto`` is fused
     where supported, else torch's own choice (``torch_default``: both None)."""
     if impl == "auto":
