@@ -40,6 +40,24 @@ def served_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path)
     return train_kinds_run(tmp_path_factory.mktemp("serve"), tiny_encoder_dir, mixed_precision="no")
 
 
+@pytest.fixture(scope="session")
+def two_task_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    """A tiny plain run of two tasks (pairs, scores), two steps, the default precision."""
+    import yaml
+
+    from camtl.cli import main
+    from camtl.testing.runs import write_config, write_task_files
+
+    root = tmp_path_factory.mktemp("two_tasks")
+    write_task_files(root)
+    path = write_config(root, tiny_encoder_dir, max_steps=2, eval_every=2)
+    config = yaml.safe_load(path.read_text())
+    config["tasks"] = config["tasks"][:2]
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    return root / "run"
+
+
 @pytest.fixture(scope="module")
 def camtl_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
     """A tiny CA-MTL run of three tasks (pairs, scores, ner), with ``new_task.yaml`` beside

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from camtl import precision
 from camtl.cli import main
@@ -24,7 +24,6 @@ from camtl.export import CUDA_PROVIDER, onnx_providers
 from camtl.precision import resolve_precision
 from camtl.predict import run_precision
 from camtl.testing.cli import cli_error
-from camtl.testing.runs import write_config, write_task_files
 
 MALFORMED = ["gpu", "", "cuda:x", "cuda:", "cuda:-1", "cuda0", "mps", "cpu:0", "cuda:0:1"]
 
@@ -41,16 +40,9 @@ def two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
-    """Two tasks, two steps, the default precision (auto)."""
-    root = tmp_path_factory.mktemp("device")
-    write_task_files(root)
-    path = write_config(root, tiny_encoder_dir, max_steps=2, eval_every=2)
-    config = yaml.safe_load(path.read_text())
-    config["tasks"] = config["tasks"][:2]
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path)]) == 0
-    return root / "run"
+def tiny_run(two_task_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shared two-task run, so that what these tests write stays here."""
+    return Path(shutil.copytree(two_task_run, tmp_path_factory.mktemp("device") / "run"))
 
 
 # ------------------------------------------------------------------------ parse and resolve

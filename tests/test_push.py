@@ -5,13 +5,12 @@ behind, and an unfinished run or a bad token is one clear error."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from camtl.cli import main
-from camtl.testing.runs import write_config, write_task_files
 from tests.hub_standin import HubStandIn
 
 
@@ -24,15 +23,9 @@ def hub_online(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp("push")
-    write_task_files(root)
-    path = write_config(root, tiny_encoder_dir, max_steps=2, eval_every=2)
-    config = yaml.safe_load(path.read_text())
-    config["tasks"] = config["tasks"][:2]
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path)]) == 0
-    return root / "run"
+def finished_run(two_task_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shared two-task run, so that what these tests write stays here."""
+    return Path(shutil.copytree(two_task_run, tmp_path_factory.mktemp("push") / "run"))
 
 
 def test_a_finished_run_has_a_model_card(finished_run: Path) -> None:
