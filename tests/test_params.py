@@ -84,3 +84,15 @@ def test_per_layer_generators_with_a_wide_z_exceed_the_budget(
         == 0
     )
     assert "(per_layer FiLM generators, task embedding 768)" in capsys.readouterr().out
+
+
+def test_options_of_another_encoder_kind_are_refused_in_one_line(
+    bert_base_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["params", "--model", str(bert_base_dir), "--architecture", "plain"]
+    assert main([*args, "--generators", "shared"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: params: encoder kind 'plain' has no options (given: generators)"]
+    assert main([*args[:3], "--option", "bottleneck=large", "--option", "bottleneck_layers=2"]) == 0
+    assert main([*args[:3], "--option", "bottleneck=huge"]) == 2
+    assert "key 'model.camtl.bottleneck': 'huge' is not allowed" in capsys.readouterr().err

@@ -239,10 +239,16 @@ def _params_options(args: argparse.Namespace) -> dict[str, Any]:
 def _encoder_options(architecture: str, values: dict[str, Any]) -> Any:
     """``values`` as the options of encoder kind ``architecture`` (its ``Options``
     dataclass); ConfigError names a key it does not have."""
+    import dataclasses
+
     from camtl.modeling.shared_encoder import encoder_kind
     from camtl.structured import from_dict
 
     kind = encoder_kind(architecture)
+    if values and not dataclasses.fields(kind.Options):
+        raise CamtlError(
+            f"params: encoder kind {architecture!r} has no options (given: {', '.join(values)})"
+        )
     return from_dict(kind.Options, values, f"model.{architecture}", "params")
 
 
