@@ -213,7 +213,6 @@ HOSTILE: list[tuple[str, Any]] = [
     ("a question empty", _body(QA, {"question": "", "context": "the cat sits"})),
     ("a context empty", _body(QA, {"question": "who", "context": ""})),
     ("more records than --max-inputs", _body(REG, *[{"text": "a"}] * 17)),
-    ("a body over --max-body-bytes", _body(REG, {"text": "a " * 600_000})),
     ("a second record bad", _body(REG, {"text": "good"}, {"text": 1})),
 ]
 
@@ -266,6 +265,8 @@ def test_at_least_fifty_hostile_requests_are_4xx_and_the_server_goes_on(
         status = server.call(method, path, raw=b"{}")[0]
         if not 400 <= status < 500:
             failures.append((what, status, None))
+    # a body over --max-body-bytes, by its declared length (a client still sending 1 MB
+    # when the 413 comes would see a broken pipe instead of the answer)
     lying = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n"
     if _raw_request(server.port, lying, b"{}") != 413:
         failures.append(("a Content-Length over the limit", "not 413", None))
