@@ -130,15 +130,17 @@ def runs(config: Path) -> dict[str, Path]:
 
 
 def test_resume_refuses_a_changed_model_in_one_line(config: Path, tmp_path: Path) -> None:
-    # A CA-MTL run saved before `generators` existed (its generators were per-layer), resumed
-    # with a config that does not name them: the default is now "shared".
+    # A CA-MTL run started with per-layer generators, resumed with a config that does not
+    # name them (the default is "shared").
     run = tmp_path / "old-run"
     (run / "checkpoint").mkdir(parents=True)
     data = yaml.safe_load(config.read_text())
     data["model"].update(architecture="camtl", camtl={"max_length": 32})
     camtl_config = config.with_name("camtl_unnamed_generators.yaml")  # beside its data
     camtl_config.write_text(yaml.safe_dump(data))
-    (run / "config.yaml").write_text(yaml.safe_dump({**data, "output_dir": str(run)}))
+    started = {**data, "output_dir": str(run)}
+    started["model"] = {**data["model"], "camtl": {"max_length": 32, "generators": "per_layer"}}
+    (run / "config.yaml").write_text(yaml.safe_dump(started))
     before = sorted(p.name for p in run.iterdir())
     code, lines = main_stderr(["train", str(camtl_config), "--output-dir", str(run), "--resume"])
     assert code == 2
