@@ -248,10 +248,11 @@ def test_reference_loss_is_a_mean_and_weights_wait_for_it(name: str) -> None:
     state = bal.state_dict()
     assert state["initial"].tolist() == pytest.approx([1.5, 1.0, 1.0])
     assert state["reference_seen"].tolist() == [4, 4, 4]
-    old = {k: v for k, v in state.items() if k != "reference_seen"}  # an older checkpoint
     again = build_balancer(name, {"relative_losses": True, "reference_updates": 4}, NAMES)
-    again.load_state_dict(old)
+    again.load_state_dict(state)
     assert again.state_dict()["reference_seen"].tolist() == [4, 4, 4]
+    with pytest.raises(RuntimeError, match="reference_seen"):  # no fallback for a missing key
+        again.load_state_dict({k: v for k, v in state.items() if k != "reference_seen"})
 
 
 # ----------------------------------------------------------------------------- PCGrad, FAMO

@@ -125,13 +125,6 @@ class SimplexWeights(LossBalancer):
         self.register_buffer("initial", torch.zeros(len(task_names), dtype=torch.float64))
         self.register_buffer("reference_seen", torch.zeros(len(task_names), dtype=torch.long))
 
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        if "reference_seen" not in state_dict:  # a checkpoint from before the reference mean
-            state_dict = dict(state_dict)
-            done = state_dict["initial"] > 0
-            state_dict["reference_seen"] = done.long() * self.options.reference_updates
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
     def _relative(self, seen: list[int], losses: torch.Tensor) -> torch.Tensor:
         """The losses of the tasks in ``seen`` over each one's reference loss (updated with
         these losses while a task has fewer than ``reference_updates``)."""
