@@ -104,5 +104,5 @@ def test_unsupported_architecture_is_refused(tmp_path: Path) -> None:
 
     config = AutoConfig.for_model("gpt2", n_layer=1, n_embd=16, n_head=2, vocab_size=50)
     encoder = AutoModel.from_config(config)
-    with pytest.raises(ConfigError, match="BERT-family"):
+    with pytest.raises(ConfigError, match="decoder-only"):
         MultiTaskModel(encoder, TASKS, LABELS, ModelConfig(encoder="gpt2-tiny"))

@@ -315,7 +315,8 @@ class ConditionalLayerNorm(nn.Module):
         self, x: torch.Tensor, z: torch.Tensor, rows: TaskRows, base: nn.LayerNorm
     ) -> torch.Tensor:
         gamma, beta = self.film(z)
-        weight, bias = base.weight * (1 + gamma), base.bias + beta  # once per task: [T, d]
+        # once per task: [T, d]; a LayerNorm without bias (ModernBERT's) gets beta alone
+        weight, bias = base.weight * (1 + gamma), beta if base.bias is None else base.bias + beta
         if rows.gathered:
             weight, bias = rows.per_example(weight, bias)
             return torch.addcmul(bias, F.layer_norm(x, base.normalized_shape, eps=base.eps), weight)

@@ -1,9 +1,9 @@
-"""The CA-MTL encoder: our own Transformer layer that takes over a BERT-family model's
-pretrained submodules and adds the task-conditioned modules around them.
+"""The CA-MTL encoder: a pretrained encoder's own blocks, each run by its family's
+conditional layer (camtl.modeling.families), with the task embedding, the conditional
+alignment and the shared FiLM generators around them.
 
-We do not patch the library's forward functions (they change between versions); we reuse
-the pretrained ``nn.Linear``/``nn.LayerNorm`` objects of each layer and run our own forward
-with torch's scaled_dot_product_attention or the explicit form (``model.attention``,
+The layers reuse the pretrained ``nn.Linear``/``nn.LayerNorm`` objects and run their own
+forward with torch's scaled_dot_product_attention or the explicit form (``model.attention``,
 camtl.modeling.attention), the conditional bias entering as an additive mask.
 """
 
@@ -16,17 +16,17 @@ import torch
 from torch import nn
 
 from camtl.errors import ConfigError
-from camtl.modeling.attention import attend, attention_kernel
 from camtl.modeling.conditional import (
     ConditionalAlignment,
     ConditionalAttentionBias,
     ConditionalBottleneck,
-    ConditionalLayerNorm,
     FiLMGenerator,
     LayerConditioner,
     TaskEmbedding,
     TaskRows,
 )
+from camtl.modeling.families import check_encoder, family_for
+from camtl.modeling.families.base import ConditionalLayer, SharedLookup
 from camtl.modeling.shared_encoder import SharedEncoder, register_encoder
 
 
@@ -81,128 +81,6 @@ class CamtlOptions:
                 raise ConfigError.at(where, f"key '{path}.{key}': must be a positive integer")
 
 
-def _activation(name: Any) -> Any:
-    from transformers.activations import ACT2FN
-
-    return ACT2FN[name] if isinstance(name, str) else name
-
-
-class ConditionalLayer(nn.Module):
-    """One Transformer layer: pretrained weights, optional conditional bias / CLN / bottleneck."""
-
-    def __init__(
-        self,
-        base: Any,
-        config: Any,
-        z_dim: int,
-        cam: CamtlOptions,
-        use_attention: bool,
-        use_cln: bool,
-        use_bottleneck: bool,
-        shared: nn.ModuleDict | None = None,
-    ) -> None:
-        super().__init__()
-        gen = _SharedLookup(shared)
-        # the pretrained layer (a Hugging Face module, read by attribute name): its submodules
-        # are used, its forward is not
-        self.base: Any = base
-        attn = base.attention.self
-        self.heads = attn.num_attention_heads
-        self.head_size = attn.attention_head_size
-        self.attention_setting = "auto"  # model.attention (ConditionalEncoder.set_attention)
-        self.act = _activation(config.hidden_act)
-        self.cond_attention = (
-            ConditionalAttentionBias(
-                z_dim,
-                cam.max_length,
-                cam.blocks(config.hidden_size),
-                cam.attention_form,
-                gen("attention"),
-            )
-            if use_attention
-            else None
-        )
-        d = config.hidden_size
-        self.cln_attention = (
-            ConditionalLayerNorm(d, z_dim, gen("cln_attention")) if use_cln else None
-        )
-        self.cln_output = ConditionalLayerNorm(d, z_dim, gen("cln_output")) if use_cln else None
-        self.bottleneck = (
-            ConditionalBottleneck(
-                z_dim,
-                d,
-                cam.bottleneck_reduction,
-                config.hidden_dropout_prob,
-                gen.pair("bottleneck"),
-            )
-            if use_bottleneck
-            else None
-        )
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, length, _ = x.shape
-        return x.view(b, length, self.heads, self.head_size).transpose(1, 2)
-
-    @staticmethod
-    def _norm(
-        cln: ConditionalLayerNorm | None,
-        base: nn.LayerNorm,
-        x: torch.Tensor,
-        z: torch.Tensor,
-        rows: TaskRows,
-    ) -> torch.Tensor:
-        return cln(x, z, rows, base) if cln is not None else base(x)
-
-    def forward(
-        self, hidden: torch.Tensor, mask_bias: torch.Tensor, z: torch.Tensor, rows: TaskRows
-    ) -> torch.Tensor:
-        """``z`` [T, d_z]: one vector per task in the batch; ``rows``: each example's task
-        (the batch sorted by task)."""
-        base = self.base
-        attn = base.attention.self
-        q, k, v = (
-            self._split(attn.query(hidden)),
-            self._split(attn.key(hidden)),
-            self._split(attn.value(hidden)),
-        )
-        # mask_bias arrives in the attention's dtype: no cast per layer
-        bias = (
-            mask_bias
-            if self.cond_attention is None
-            else self.cond_attention(z, rows, hidden.shape[1], mask_bias)
-        )
-        # the pretrained layer's own attention dropout (its p: model.attention_dropout)
-        dropout_p = attn.dropout.p if self.training else 0.0
-        kernel = attention_kernel(self.attention_setting, self.training, hidden.device)
-        context = attend(kernel, q, k, v, bias.to(q.dtype), dropout_p)
-        context = context.transpose(1, 2).reshape(hidden.shape)
-        out = base.attention.output
-        attended = self._norm(
-            self.cln_attention, out.LayerNorm, out.dropout(out.dense(context)) + hidden, z, rows
-        )
-        ffn = base.output.dropout(base.output.dense(self.act(base.intermediate.dense(attended))))
-        residual = ffn + attended
-        if self.bottleneck is not None:  # "base" variant: added before the layer's norm
-            residual = residual + self.bottleneck(attended, z, rows)
-        return self._norm(self.cln_output, base.output.LayerNorm, residual, z, rows)
-
-
-class _SharedLookup:
-    """The shared generator of a kind of module, or None for per-layer generators."""
-
-    def __init__(self, shared: nn.ModuleDict | None) -> None:
-        self.shared = shared
-
-    def __call__(self, kind: str) -> FiLMGenerator | None:
-        if self.shared is None or kind not in self.shared:
-            return None
-        return self.shared[kind]  # type: ignore[return-value]
-
-    def pair(self, kind: str) -> tuple[FiLMGenerator, FiLMGenerator] | None:
-        down, up = self(f"{kind}_down"), self(f"{kind}_up")
-        return None if down is None or up is None else (down, up)
-
-
 def shared_generators(
     config: Any, cam: CamtlOptions, z_dim: int, cln_from: int
 ) -> nn.ModuleDict | None:
@@ -242,18 +120,24 @@ class ConditionalEncoder(SharedEncoder):
     def __init__(self, hf_model: Any, num_tasks: int, cam: CamtlOptions) -> None:
         super().__init__()
         config = hf_model.config
-        if getattr(config, "position_embedding_type", "absolute") != "absolute":
-            raise ConfigError(
-                "key 'model.encoder': CA-MTL supports absolute position "
-                f"embeddings only, not {config.position_embedding_type!r}"
-            )
+        check_encoder(config, getattr(config, "name_or_path", "") or config.model_type, "camtl")
+        family = family_for(config.model_type)
+        assert family is not None and family.layer is not None  # check_encoder refused others
+        self.family = family
         self.config = config
         self.cam = cam
         self.gather_rows = False  # the export form (gather_for_export)
-        self.embeddings = hf_model.embeddings
-        self.embeddings_project = getattr(hf_model, "embeddings_project", None)
+        parts = family.parts(hf_model)
+        self.embeddings = parts.embeddings
+        # the family's other pretrained modules, under their own names (saved weights keep
+        # them: embeddings_project, relative_attention_bias, final_norm, ...)
+        for name, module in parts.extras.items():
+            self.add_module(name, module)
+        self._extras = list(parts.extras.values())  # plain lists: registered above
+        self._positions = [parts.extras[n] for n in parts.frozen_with_embeddings]
         d, n_layers = config.hidden_size, config.num_hidden_layers
         z_dim = cam.task_embedding_dim or d
+        hidden_dropout = family.hidden_dropout(config)
         self.task_embedding = TaskEmbedding(num_tasks, z_dim)
         self.alignment = (
             ConditionalAlignment(z_dim, d, cam.alignment_form)
@@ -273,7 +157,7 @@ class ConditionalEncoder(SharedEncoder):
         )
         base_top = n_layers - cam.bottleneck_layers
         self.layers = nn.ModuleList(
-            ConditionalLayer(
+            family.layer(
                 layer,
                 config,
                 z_dim,
@@ -282,14 +166,15 @@ class ConditionalEncoder(SharedEncoder):
                 cam.conditional_layer_norm and i >= cln_from,
                 cam.bottleneck == "base" and i >= base_top,
                 self.generators,
+                hidden_dropout,
             )
-            for i, layer in enumerate(hf_model.encoder.layer)
+            for i, layer in enumerate(parts.layers)
         )
-        chain_gens = _SharedLookup(self.generators).pair("bottleneck")
+        chain_gens = SharedLookup(self.generators).pair("bottleneck")
         self.side_chain = (
             nn.ModuleList(
                 ConditionalBottleneck(
-                    z_dim, d, cam.bottleneck_reduction, config.hidden_dropout_prob, chain_gens
+                    z_dim, d, cam.bottleneck_reduction, hidden_dropout, chain_gens
                 )
                 for _ in range(n_layers)
             )
@@ -318,6 +203,12 @@ class ConditionalEncoder(SharedEncoder):
 
     def first_layer(self) -> nn.Module:
         return self.layers[0]
+
+    def pretrained_extras(self) -> list[nn.Module]:
+        return list(self._extras)
+
+    def position_modules(self) -> list[nn.Module]:
+        return list(self._positions)
 
     def task_embeddings(self) -> nn.Parameter:
         return cast(nn.Parameter, self.task_embedding.table.weight)
@@ -376,9 +267,7 @@ class ConditionalEncoder(SharedEncoder):
                 token_type_ids = None if token_type_ids is None else token_type_ids[order]
             rows = TaskRows.of(index, tasks.shape[0])
         z = self.task_embedding(tasks)
-        hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        if self.embeddings_project is not None:
-            hidden = self.embeddings_project(hidden)
+        hidden = self.family.embed(self, input_ids, token_type_ids, attention_mask)
         if self.alignment is not None:
             hidden = self.alignment(hidden, z, rows)
         # additive padding mask [B, 1, 1, l]; half the dtype's range so adding M stays finite
@@ -391,11 +280,12 @@ class ConditionalEncoder(SharedEncoder):
         mask_bias = (1.0 - attention_mask[:, None, None, :].to(dtype)) * (
             torch.finfo(dtype).min / 2
         )
+        context = self.family.context(self, hidden, attention_mask)
         chain = None
         for j, layer in enumerate(self.layers):
             c = z if self.conditioner is None else self.conditioner(z, j)
-            hidden = layer(hidden, mask_bias, c, rows)
+            hidden = layer(hidden, mask_bias, c, rows, context)
             if self.side_chain is not None:  # "large": input = layer output + chain so far
                 chain = self.side_chain[j](hidden if chain is None else hidden + chain, c, rows)
-        hidden = hidden if chain is None else hidden + chain
+        hidden = self.family.finish(self, hidden if chain is None else hidden + chain)
         return hidden if order is None else hidden.index_select(0, torch.argsort(order))

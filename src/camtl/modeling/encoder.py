@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from camtl.errors import ConfigError
+from camtl.modeling.families import check_encoder, family_for
+from camtl.modeling.families.base import EncoderFamily
 
 if TYPE_CHECKING:
     from camtl.modeling.shared_encoder import SharedEncoder
-
-# Encoders whose layers share the BERT layout (embeddings, encoder.layer[i].attention...).
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
 
 
 def resolve_encoder_name(name: str) -> str:
@@ -42,7 +41,7 @@ def load_encoder_and_tokenizer(name: str) -> tuple[nn.Module, Any]:
     from transformers import AutoModel, AutoTokenizer
 
     source, config = load_encoder_config(name, "key 'model.encoder'")
-    check_supported(config.model_type, name)
+    check_encoder(config, name, "plain")  # the architecture's own checks come with the model
     encoder = AutoModel.from_pretrained(source, config=config)
     tokenizer = AutoTokenizer.from_pretrained(source)
     if not getattr(tokenizer, "is_fast", False):
@@ -54,14 +53,6 @@ def load_encoder_and_tokenizer(name: str) -> tuple[nn.Module, Any]:
     return encoder, tokenizer
 
 
-def check_supported(model_type: str, name: str) -> None:
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError(
-            f"key 'model.encoder': {name!r} is a {model_type!r} model; camtl "
-            f"supports BERT-family encoders ({', '.join(SUPPORTED_MODEL_TYPES)})"
-        )
-
-
 def disable_pooler(encoder: nn.Module) -> None:
     """Freeze the pretrained pooler: heads pool themselves, so it never gets a gradient."""
     pooler = getattr(encoder, "pooler", None)
@@ -71,24 +62,13 @@ def disable_pooler(encoder: nn.Module) -> None:
 
 
 def set_dropout(encoder: nn.Module, attention: float | None, hidden: float | None) -> None:
-    """Set a pretrained Hugging Face encoder's dropout before the shared encoder is built
-    on it (``model.attention_dropout`` / ``model.hidden_dropout``; None keeps the
-    pretrained config's value): its config fields, which CA-MTL's own modules read, and the
-    ``nn.Dropout`` modules it built from them (their p is fixed at construction). An
-    ``nn.Dropout`` with p = 0 returns its input untouched and draws no random numbers."""
+    """Set a pretrained Hugging Face encoder's attention-probability and hidden dropout
+    before the shared encoder is built on it (``model.attention_dropout`` /
+    ``model.hidden_dropout``; None keeps the pretrained value), where its family keeps
+    them (camtl.modeling.families)."""
     config: Any = encoder.config
-    if attention is not None:
-        config.attention_probs_dropout_prob = attention
-    if hidden is not None:
-        config.hidden_dropout_prob = hidden
-    for name, module in encoder.named_modules():
-        if not isinstance(module, nn.Dropout):
-            continue
-        # attention.self.dropout: the attention probabilities'; every other one is hidden
-        is_attention = name.endswith("attention.self.dropout")
-        value = attention if is_attention else hidden
-        if value is not None:
-            module.p = value
+    family = family_for(config.model_type) or EncoderFamily
+    family.set_dropout(encoder, attention, hidden)
 
 
 def freeze_encoder(encoder: SharedEncoder, freeze_embeddings: bool, freeze_layers: int) -> None:
@@ -97,14 +77,20 @@ def freeze_encoder(encoder: SharedEncoder, freeze_embeddings: bool, freeze_layer
     CA-MTL's conditional modules always train, also inside frozen layers.
     """
     layers = encoder.pretrained_layers()
+    if freeze_layers and not layers:
+        raise ConfigError(
+            "key 'model.freeze_layers': camtl cannot find the layer list of a "
+            f"{encoder.config.model_type!r} model; leave it at 0"
+        )
     if freeze_layers > len(layers):
         raise ConfigError(
             f"key 'model.freeze_layers': {freeze_layers} is more than the "
             f"encoder's {len(layers)} layers"
         )
     if freeze_embeddings:
-        for param in encoder.embeddings.parameters():
-            param.requires_grad_(False)
+        for module in [encoder.embeddings, *encoder.position_modules()]:
+            for param in module.parameters():
+                param.requires_grad_(False)
     for layer in layers[:freeze_layers]:
         for param in layer.parameters():
             param.requires_grad_(False)

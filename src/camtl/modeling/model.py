@@ -14,12 +14,12 @@ from camtl.errors import CamtlError
 from camtl.fileio import atomic_target, atomic_write_text
 from camtl.model_config import ModelConfig
 from camtl.modeling.encoder import (
-    check_supported,
     disable_pooler,
     freeze_encoder,
     load_encoder_and_tokenizer,
     set_dropout,
 )
+from camtl.modeling.families import check_encoder
 from camtl.modeling.shared_encoder import SharedEncoder, build_shared_encoder, resolved_freezing
 from camtl.runfiles import ENCODER_CONFIG_DIR, MODEL_FILE, WEIGHTS_FILE
 from camtl.structured import from_dict, to_dict
@@ -49,7 +49,7 @@ class MultiTaskModel(nn.Module):
     ) -> None:
         super().__init__()
         encoder_config: Any = encoder.config  # the Hugging Face model's
-        check_supported(encoder_config.model_type, config.encoder)
+        check_encoder(encoder_config, config.encoder, config.architecture)
         self.config = config
         disable_pooler(encoder)
         set_dropout(encoder, config.attention_dropout, config.hidden_dropout)

@@ -12,6 +12,7 @@ encoder (here) and CA-MTL's ``ConditionalEncoder`` (``model.architecture: camtl`
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 from camtl.errors import ConfigError
 from camtl.model_config import ModelConfig
 from camtl.modeling.attention import attention_kernel
+from camtl.modeling.families import family_for
 from camtl.registry import NoOptions, Registry
 from camtl.structured import from_dict
 
@@ -96,12 +98,18 @@ class SharedEncoder(nn.Module):
         """The same facts in a few words for text reports ("" when there are none)."""
         return ""
 
+    def pretrained_extras(self) -> list[nn.Module]:
+        """The pretrained modules besides the embeddings and the layers (a relative
+        position table, a final norm; never the pooler)."""
+        return []
+
+    def position_modules(self) -> list[nn.Module]:
+        """Pretrained position tables outside the embeddings: they freeze with them."""
+        return []
+
     def pretrained_parameter_count(self) -> int:
         """Parameters of the bare pretrained encoder (no conditional modules, no pooler)."""
-        parts = [self.embeddings, *self.pretrained_layers()]
-        project = getattr(self, "embeddings_project", None)
-        if project is not None:
-            parts.append(project)
+        parts = [self.embeddings, *self.pretrained_layers(), *self.pretrained_extras()]
         return sum(p.numel() for part in parts for p in part.parameters())
 
 
@@ -155,11 +163,12 @@ def build_shared_encoder(
 
 @register_encoder("plain")
 class PlainEncoder(SharedEncoder):
-    """The pretrained encoder as it is; task ids are ignored.
+    """The pretrained encoder as it is, any encoder-only model AutoModel loads; task ids are
+    ignored.
 
     Its children are registered under the pretrained model's own names (``embeddings``,
-    ``encoder``, ``pooler``), so saved weights keep the Hugging Face key names, and its
-    forward is the pretrained model's.
+    ``encoder``, ``layers``, ``pooler``), so saved weights keep the Hugging Face key names,
+    and its forward is the pretrained model's.
     """
 
     _pretrained: nn.Module  # the Hugging Face model itself, not registered a second time
@@ -170,6 +179,25 @@ class PlainEncoder(SharedEncoder):
         for name, child in pretrained.named_children():
             self.add_module(name, child)
         object.__setattr__(self, "_pretrained", pretrained)  # not a second registration
+        family = family_for(self.config.model_type)
+        if family is not None:
+            parts = family.parts(pretrained)
+            layers, embeddings = parts.layers, parts.embeddings
+            positions = [parts.extras[n] for n in parts.frozen_with_embeddings]
+        else:
+            layers, embeddings, positions = find_layers(pretrained), None, []
+        self._layers = list(layers)  # plain lists: the modules are registered above already
+        self._positions = positions
+        if embeddings is not None:
+            self.embeddings = embeddings
+        elif not hasattr(self, "embeddings"):
+            raise ConfigError(
+                f"key 'model.encoder': {self.config.model_type!r} has no 'embeddings' module"
+            )
+        self._takes_token_types = (
+            "token_type_ids" in inspect.signature(pretrained.forward).parameters
+        )
+        self._supports_sdpa = bool(getattr(pretrained, "_supports_sdpa", False))
 
     def train(self, mode: bool = True) -> PlainEncoder:
         super().train(mode)
@@ -177,17 +205,45 @@ class PlainEncoder(SharedEncoder):
         return self
 
     def forward(self, input_ids, attention_mask, token_type_ids, task_ids):
-        # Hugging Face reads the kernel from its config at every forward pass
+        # Hugging Face reads the kernel from its config at every forward pass; a model
+        # without an sdpa path (MPNet, DeBERTa) keeps its own, which its masks are built for
         kernel = attention_kernel(self.attention_setting, self.training, input_ids.device)
-        if self.config._attn_implementation != kernel:
+        if self._supports_sdpa and self.config._attn_implementation != kernel:
             self.config._attn_implementation = kernel
-        out = self._pretrained(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        )
-        return out.last_hidden_state
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self._takes_token_types:
+            inputs["token_type_ids"] = token_type_ids
+        return self._pretrained(**inputs).last_hidden_state
 
     def pretrained_layers(self):
-        return list(self.encoder.layer)
+        return list(self._layers)
 
     def first_layer(self):
-        return self.encoder.layer[0]
+        if not self._layers:
+            raise ConfigError(
+                f"camtl cannot find the layer list of a {self.config.model_type!r} model"
+            )
+        return self._layers[0]
+
+    def position_modules(self):
+        return list(self._positions)
+
+    def pretrained_parameter_count(self) -> int:
+        """Every pretrained parameter but the pooler's (named_parameters counts a shared
+        tensor once)."""
+        return sum(
+            p.numel()
+            for name, p in self._pretrained.named_parameters()
+            if not name.startswith("pooler.")
+        )
+
+
+def find_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers of a model no family module knows: its first ``nn.ModuleList`` as long
+    as the config's ``num_hidden_layers``; none where it shares layers (ALBERT) or keeps
+    them otherwise (freezing layers and covsim then refuse, naming the model type)."""
+    count = getattr(model.config, "num_hidden_layers", None)
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return list(module)
+    return []

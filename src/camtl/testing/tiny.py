@@ -1,4 +1,4 @@
-"""Tiny BERT-family encoders for unit tests: random weights, written to a folder.
+"""Tiny encoders of every family camtl knows, for unit tests: random weights, written to a folder.
 
 The folder looks exactly like a downloaded checkpoint (config.json, safetensors weights,
 tokenizer files), so tests exercise the same ``from_pretrained`` path a hub name takes.
@@ -44,6 +44,46 @@ def make_tiny_tokenizer(folder: str | Path):
     return tokenizer
 
 
+# each family's config fields, beside the shared ones (a tiny, v3-like DeBERTa; a ModernBERT
+# whose sliding window, 2 either side, is shorter than the tests' inputs)
+FAMILY_CONFIG: dict[str, dict[str, object]] = {
+    "electra": {"embedding_size": None},  # None: the hidden size
+    "distilbert": {"sinusoidal_pos_embds": False},
+    "mpnet": {"relative_attention_num_buckets": 32},
+    "deberta-v2": {
+        "relative_attention": True,
+        "position_buckets": 16,
+        "max_relative_positions": -1,
+        "pos_att_type": ["p2c", "c2p"],
+        "share_att_key": True,
+        "norm_rel_ebd": "layer_norm",
+        "position_biased_input": False,
+        "type_vocab_size": 0,
+        "hidden_act": "gelu",
+    },
+    "modernbert": {
+        "local_attention": 4,
+        "global_attn_every_n_layers": 3,
+        "type_vocab_size": None,
+        "cls_token_id": 2,
+        "sep_token_id": 3,
+        "bos_token_id": 2,
+        "eos_token_id": 3,
+    },
+}
+TINY_MODEL_TYPES = (
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "electra",
+    "camembert",
+    "distilbert",
+    "mpnet",
+    "deberta-v2",
+    "modernbert",
+)
+
+
 def make_tiny_encoder(
     folder: str | Path,
     model_type: str = "bert",
@@ -52,7 +92,7 @@ def make_tiny_encoder(
     num_heads: int = 4,
     seed: int = 0,
 ) -> Path:
-    """Write a tiny random encoder of ``model_type`` (bert, roberta, electra, xlm-roberta).
+    """Write a tiny random encoder of ``model_type`` (one of ``TINY_MODEL_TYPES``).
 
     The tokenizer is always the tiny WordPiece one: these models test code paths, not
     language. Returns the folder, loadable with ``AutoModel.from_pretrained``.
@@ -62,18 +102,29 @@ def make_tiny_encoder(
 
     folder = Path(folder)
     tokenizer = make_tiny_tokenizer(folder)
-    config = AutoConfig.for_model(
-        model_type,
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=hidden_size * 2,
-        max_position_embeddings=512,
-        type_vocab_size=2,
-        pad_token_id=tokenizer.pad_token_id,
-        **({"embedding_size": hidden_size} if model_type == "electra" else {}),
-    )
+    fields: dict[str, object] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": num_heads,
+        "intermediate_size": hidden_size * 2,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    for key, value in FAMILY_CONFIG.get(model_type, {}).items():
+        if key == "embedding_size":
+            fields[key] = hidden_size
+        elif value is None:
+            fields.pop(key, None)
+        else:
+            fields[key] = value
+    if model_type == "distilbert":  # its own field names
+        fields.update(dim=hidden_size, n_layers=num_layers, n_heads=num_heads)
+        fields["hidden_dim"] = fields.pop("intermediate_size")
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "type_vocab_size"):
+            fields.pop(key)
+    config = AutoConfig.for_model(model_type, **fields)
     torch.manual_seed(seed)
     model = AutoModel.from_config(config)
     model.save_pretrained(folder)

@@ -1,0 +1,85 @@
+"""Pretrained encoder families, one module each, registered by Hugging Face model type.
+
+``family_for(model_type)`` gives the family of a loaded model (None where no module
+knows it: ``plain`` still runs such a model through its own forward pass, CA-MTL refuses
+it). Built in: BERT-like post-norm blocks (bert, roberta, xlm-roberta, electra, camembert),
+MPNet, DistilBERT, DeBERTa-v2/v3 and ModernBERT (Ettin included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from camtl.modeling.families.base import EncoderFamily, refuse
+
+FAMILIES: dict[str, type[EncoderFamily]] = {}
+
+
+def register_family(*model_types: str) -> Callable[[type[EncoderFamily]], type[EncoderFamily]]:
+    """Register a family under the Hugging Face ``model_type`` values that share its layout."""
+
+    def decorate(cls: type[EncoderFamily]) -> type[EncoderFamily]:
+        cls.model_types = model_types
+        for model_type in model_types:
+            FAMILIES[model_type] = cls
+        return cls
+
+    return decorate
+
+
+def family_for(model_type: str) -> type[EncoderFamily] | None:
+    return FAMILIES.get(model_type)
+
+
+def camtl_model_types() -> list[str]:
+    """Model types CA-MTL has a layer for."""
+    return sorted(t for t, fam in FAMILIES.items() if fam.layer is not None)
+
+
+def check_encoder(config: Any, name: str, architecture: str) -> None:
+    """Refuse, with the reason, a model no encoder kind can run: not a text model, an
+    encoder-decoder or decoder-only model (its tokens see only the left context), or under
+    CA-MTL a family without a CA-MTL layer."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    model_type = getattr(config, "model_type", "?")
+    if getattr(config, "is_encoder_decoder", False):
+        raise refuse(
+            f"{name!r} is an encoder-decoder model ({model_type!r}); camtl needs an "
+            "encoder-only model"
+        )
+    decoder_only = (
+        model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    ) or getattr(config, "is_decoder", False)
+    if decoder_only:
+        raise refuse(
+            f"{name!r} is a decoder-only model ({model_type!r}): each token sees only the "
+            "tokens before it; camtl needs an encoder-only model"
+        )
+    if getattr(config, "vocab_size", None) is None or getattr(config, "hidden_size", None) is None:
+        raise refuse(
+            f"{name!r} ({model_type!r}) is not a text encoder (no vocabulary or hidden size)"
+        )
+    family = family_for(model_type)
+    if architecture == "camtl" and (family is None or family.layer is None):
+        raise refuse(
+            f"{name!r} is a {model_type!r} model, which CA-MTL has no layer for "
+            f"(it has: {', '.join(camtl_model_types())}); use model.architecture: plain"
+        )
+    if architecture == "camtl" and family is not None:
+        family.check_camtl(config)
+
+
+# the built-in families register themselves
+from camtl.modeling.families import (  # noqa: E402,F401
+    bert,
+    deberta_v2,
+    distilbert,
+    modernbert,
+    mpnet,
+)
