@@ -56,7 +56,8 @@ def test_push_uploads_the_run_with_a_card_naming_the_repo(
     assert not any(name.startswith(("checkpoint/", "tb/")) for name in files)
     assert files["model.safetensors"] == (finished_run / "model.safetensors").read_bytes()
     card = files["README.md"].decode()
-    assert "# me/tiny-camtl" in card and "huggingface-cli download me/tiny-camtl" in card
+    assert "# me/tiny-camtl" in card and "camtl serve me/tiny-camtl --port 8000" in card
+    assert "MultiTaskModel.from_pretrained('me/tiny-camtl')" in card  # by name (test_hub_models)
     assert json.loads(files["camtl_model.json"])["labels"]["pairs"] == ["different", "same"]
     assert "pushed" in capsys.readouterr().out
 

@@ -22,6 +22,8 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # per-file checkpoint chatter
+    for client in ("httpx", "httpx2"):  # a line per request of huggingface_hub's downloads
+        logging.getLogger(client).setLevel(logging.WARNING)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -37,19 +39,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluation_dir(args: argparse.Namespace, run_dir: Path) -> Path:
+    """Where ``camtl evaluate`` writes its reports: ``--output-dir``, else the run
+    directory; a model from the hub sits in huggingface_hub's cache, no place for them, so
+    its reports go to ``./eval-NAMESPACE--NAME`` (``@REVISION`` appended when given)."""
+    import re
+
+    from camtl.hub_models import from_hub
+
+    if args.output_dir:
+        return Path(args.output_dir)
+    if not from_hub(args.run_dir):
+        return run_dir
+    name = "eval-" + args.run_dir.replace("/", "--")
+    if args.revision:
+        name += "@" + re.sub(r"[^\w.-]", "-", args.revision)
+    return Path(name)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from camtl.device import resolve_device
+    from camtl.hub_models import resolve_model
 
     device = resolve_device(args.device)
     if args.zero_shot:
+        require(device == "cpu", flag("--device", args.device), "--zero-shot runs on the CPU only")
+    run_dir = resolve_model(args.run_dir, args.revision)
+    output_dir = _evaluation_dir(args, run_dir)
+    if args.zero_shot:
         from camtl.transfer import zero_shot_report
 
-        require(device == "cpu", flag("--device", args.device), "--zero-shot runs on the CPU only")
-        zero_shot_report(Path(args.run_dir), Path(args.zero_shot), args.batch_size)
-        return 0
-    from camtl.evaluation.runs import evaluate_run
+        zero_shot_report(run_dir, Path(args.zero_shot), args.batch_size, output_dir)
+    else:
+        from camtl.evaluation.runs import evaluate_run
 
-    evaluate_run(Path(args.run_dir), args.split, args.batch_size, device)
+        evaluate_run(run_dir, args.split, args.batch_size, device, output_dir, args.run_dir)
+    if output_dir != run_dir:
+        print(f"reports written to {output_dir}")
     return 0
 
 
@@ -81,10 +107,11 @@ def cmd_add_task(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from camtl.hub_models import resolve_model
     from camtl.predict import predict_file
 
     summary = predict_file(
-        Path(args.run_dir),
+        resolve_model(args.run_dir, args.revision),
         args.task,
         Path(args.input),
         Path(args.output),
@@ -119,10 +146,11 @@ def cmd_baseline_single_task(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from camtl.hub_models import resolve_model
     from camtl.serving.server import serve
 
     serve(
-        Path(args.run_dir),
+        resolve_model(args.run_dir, args.revision),
         host=args.host,
         port=args.port,
         max_batch_tokens=args.max_batch_tokens,
@@ -303,6 +331,18 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
 
 RUN_DIR_HELP = "a finished run directory (the output_dir of camtl train)"
+MODEL_HELP = (
+    "a finished run directory, or NAMESPACE/NAME: a model pushed to the Hugging Face hub "
+    "(camtl push), downloaded into its cache (a local folder of that name wins)"
+)
+
+
+def _add_revision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--revision",
+        help="with a model from the hub: the branch, tag or commit to use (default: the "
+        "repository's default branch)",
+    )
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -330,8 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a trained run on a split")
-    p.add_argument("run_dir", help=RUN_DIR_HELP)
+    p.add_argument("run_dir", metavar="MODEL", help=MODEL_HELP)
+    _add_revision(p)
     p.add_argument("--split", choices=("dev", "test"), default="dev", help="split to score")
+    p.add_argument(
+        "--output-dir",
+        help="folder of the reports, eval_SPLIT.{json,md} (or zero_shot_TASK.{json,md}) "
+        "(default: the run directory; for a model from the hub, which stays untouched in the "
+        "cache: ./eval-NAMESPACE--NAME, with @REVISION when given)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
     p.add_argument(
         "--zero-shot",
@@ -373,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_add_task)
 
     p = sub.add_parser("predict", help="predict one task on a JSONL/CSV/TSV file")
-    p.add_argument("run_dir", help="a finished run directory or an ONNX export of one")
+    p.add_argument("run_dir", metavar="MODEL", help=MODEL_HELP + ", or an ONNX export")
+    _add_revision(p)
     p.add_argument("--task", required=True, help="the task to predict (one of the run's)")
     p.add_argument("--input", required=True, help="records with the task's text columns")
     p.add_argument("--output", required=True, help="JSONL output, one prediction per line")
@@ -415,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_baseline_single_task)
 
     p = sub.add_parser("serve", help="serve every task of a trained run over HTTP")
-    p.add_argument("run_dir", help="a finished run directory or an ONNX export of one")
+    p.add_argument("run_dir", metavar="MODEL", help=MODEL_HELP + ", or an ONNX export")
+    _add_revision(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument(
@@ -444,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("repo_id", help="NAMESPACE/NAME of the model repository")
     p.add_argument("--private", action="store_true", help="create the repository private")
-    p.add_argument("--token", help="hub token (default: $HF_TOKEN or huggingface-cli login)")
+    p.add_argument("--token", help="hub token (default: $HF_TOKEN or hf auth login)")
     p.add_argument("--endpoint", help="hub URL (default: $HF_ENDPOINT or huggingface.co)")
     p.add_argument("--message", help="commit message")
     p.set_defaults(func=cmd_push)

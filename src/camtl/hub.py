@@ -3,8 +3,8 @@
 The folder goes up as it is (weights as safetensors, tokenizer, label maps, configs,
 reports) with a fresh model card naming the repository; resume state and TensorBoard
 events stay behind. huggingface_hub does the uploading; its token comes from ``--token``,
-``$HF_TOKEN`` or ``huggingface-cli login``, its endpoint from ``--endpoint`` or
-``$HF_ENDPOINT``.
+``$HF_TOKEN`` or ``hf auth login``, its endpoint from ``--endpoint`` or ``$HF_ENDPOINT``.
+The way back, a model by name: camtl.hub_models.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from camtl.errors import CamtlError
+from camtl.hub_models import IGNORED
 from camtl.model_card import write_model_card
-from camtl.runfiles import CHECKPOINT_DIR, MODEL_FILE
+from camtl.runfiles import MODEL_FILE
 from camtl.training.rundir import read_status
-
-# never uploaded: resume state, TensorBoard events, half-written files
-IGNORED = [f"{CHECKPOINT_DIR}/*", f"{CHECKPOINT_DIR}.*/*", "tb/*", "*.tmp", "*.tmp-*"]
 
 
 def push_run(

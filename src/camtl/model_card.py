@@ -135,6 +135,7 @@ def render_model_card(run_dir: Path, repo_id: str | None = None) -> str:
                 if key == "command"
                 else f"- {key.replace('_', ' ')}: {value}"
             )
+    # a pushed model is used by its name: camtl downloads it into the Hugging Face cache
     where = repo_id or str(run_dir)
     lines += [
         "",
@@ -143,17 +144,27 @@ def render_model_card(run_dir: Path, repo_id: str | None = None) -> str:
         "```bash",
         f"pip install 'camtl-{__version__}-py3-none-any.whl[serve]'   # `make dist` in camtl's "
         "repository builds the wheel",
-        *([f"huggingface-cli download {repo_id} --local-dir model"] if repo_id else []),
-        f"camtl predict {'model' if repo_id else where} --task {tasks[0]['name']} "
+        f"camtl predict {where} --task {tasks[0]['name']} "
         "--input inputs.jsonl --output predictions.jsonl",
-        f"camtl serve {'model' if repo_id else where} --port 8000   # every task over HTTP",
+        f"camtl serve {where} --port 8000   # every task over HTTP",
         "```",
         "",
         "```python",
         "from camtl.modeling import MultiTaskModel",
-        f"model = MultiTaskModel.from_pretrained({('model' if repo_id else where)!r})",
+        f"model = MultiTaskModel.from_pretrained({where!r})",
         "```",
         "",
+        *(
+            [
+                "The first use downloads the model into the Hugging Face cache; `--revision` "
+                "(`revision=` in Python) picks a branch, tag or commit, and `HF_HUB_OFFLINE=1` "
+                "runs from the cache alone. `inputs.jsonl` holds one JSON record per line with "
+                "the task's input fields.",
+                "",
+            ]
+            if repo_id
+            else []
+        ),
         "Scores are on a 0-100 scale (correlations x 100); dev scores are those of the "
         "checkpoint the run selected, test scores of the same checkpoint.",
         "",

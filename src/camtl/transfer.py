@@ -403,8 +403,11 @@ def _extended_config(config: RunConfig, spec: TaskSpec, output: Path) -> RunConf
     return new
 
 
-def zero_shot_report(run_dir: Path, task_file: Path, batch_size: int = 128) -> list[dict]:
-    """`camtl evaluate RUN --zero-shot TASK.yaml`: print and save the scores per row."""
+def zero_shot_report(
+    run_dir: Path, task_file: Path, batch_size: int = 128, output_dir: Path | None = None
+) -> list[dict]:
+    """`camtl evaluate RUN --zero-shot TASK.yaml`: print the scores per row and save them in
+    ``output_dir`` (default: ``run_dir``)."""
     config, model, tokenizer = load_run(run_dir)
     task = load_new_task(task_file, model, tokenizer, None, ("train", "dev"))
     results = zero_shot_scores(
@@ -424,6 +427,8 @@ def zero_shot_report(run_dir: Path, task_file: Path, batch_size: int = 128) -> l
     text = "\n".join(lines)
     print(text)
     stem = f"zero_shot_{task.spec.name}"
-    atomic_write_text(run_dir / f"{stem}.json", json.dumps(results, indent=2))
-    atomic_write_text(run_dir / f"{stem}.md", text + "\n")
+    output_dir = output_dir or run_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output_dir / f"{stem}.json", json.dumps(results, indent=2))
+    atomic_write_text(output_dir / f"{stem}.md", text + "\n")
     return results

@@ -29,10 +29,16 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[Any, MultiTaskModel, A
 
 
 def evaluate_run(
-    run_dir: Path, split: str = "dev", batch_size: int = 64, device: str = "cpu"
+    run_dir: Path,
+    split: str = "dev",
+    batch_size: int = 64,
+    device: str = "cpu",
+    output_dir: Path | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the saved model of ``run_dir`` and write ``eval_<split>.{json,md}``.
-    ``device``: a ``--device`` value (camtl.device)."""
+    """Evaluate the saved model of ``run_dir`` and write ``eval_<split>.{json,md}`` into
+    ``output_dir`` (default: ``run_dir``). ``device``: a ``--device`` value (camtl.device);
+    ``name``: what the report calls the model (default: ``run_dir``)."""
     device = resolve_device(device)
     config, model, tokenizer = load_run(run_dir, device)
     tasks = prepare_tasks(
@@ -51,8 +57,8 @@ def evaluate_run(
         "parameters": model.parameter_counts(),
         "precision": precision,
         "device": device,
-        "command": f"camtl evaluate {run_dir}",
+        "command": f"camtl evaluate {name or run_dir}",
     }
-    write_report(run_dir, results, [], info, name=f"eval_{split}")
+    write_report(output_dir or run_dir, results, [], info, name=f"eval_{split}")
     print(format_table(results))
     return results

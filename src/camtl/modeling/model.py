@@ -12,6 +12,7 @@ from torch import nn
 
 from camtl.errors import CamtlError
 from camtl.fileio import atomic_target, atomic_write_text
+from camtl.hub_models import resolve_model
 from camtl.model_config import ModelConfig
 from camtl.modeling.encoder import (
     disable_pooler,
@@ -73,13 +74,23 @@ class MultiTaskModel(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, run_dir: str | Path, device: str | torch.device = "cpu"
+        cls,
+        name_or_path: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        cache_dir: str | Path | None = None,
     ) -> MultiTaskModel:
-        """Reload a saved model (weights, tasks, label maps) from a run directory."""
+        """Reload a saved model (weights, tasks, label maps) from a run directory, or from a
+        model pushed to the Hugging Face hub with ``camtl push``: ``"NAMESPACE/NAME"`` (a
+        local folder of that spelling wins) at ``revision`` (a branch, tag or commit),
+        downloaded into huggingface_hub's cache (``cache_dir``; ``token``: for a private
+        repository, default ``$HF_TOKEN``). See camtl.hub_models."""
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModel
 
-        run_dir = Path(run_dir)
+        run_dir = resolve_model(name_or_path, revision, token=token, cache_dir=cache_dir)
         meta_path = run_dir / MODEL_FILE
         if not meta_path.is_file():
             raise CamtlError(
