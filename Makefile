@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.camtl-installed
 CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
 
-.PHONY: venv data browser demo test lint dist dist-check bench clean
+.PHONY: venv data data-mpnet browser demo test lint dist dist-check bench clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml
 data: venv
 	$(BIN)/camtl data fetch
 
+# the second real encoder (404 MB), for the MPNet integration test
+data-mpnet: venv
+	$(BIN)/camtl data fetch mpnet
+
 demo: data
 	$(BIN)/camtl train $(CONFIG) --overwrite
 
@@ -35,7 +39,7 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 	    >/dev/null; } || echo "note: no chromium; the browser test of the HTML report will skip"
 
-test: data browser
+test: data data-mpnet browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
