@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import yaml
 
+from camtl.distillation.config import DistillationConfig
 from camtl.errors import ConfigError
 from camtl.model_config import (  # the model's own options, part of a run config
     ModelConfig,
@@ -97,6 +98,8 @@ class TrainingConfig:
     select_by: Literal["mean", "worst"] = "mean"
     # stop before max_steps once the selected aggregate stops rising (None: never)
     early_stopping: EarlyStoppingConfig | None = None
+    # mix each task's gold labels with a single-task teacher's outputs (None: no teachers)
+    distillation: DistillationConfig | None = None
     num_threads: int | None = None
 
     def validate(self, path: str, where: str) -> None:

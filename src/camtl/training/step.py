@@ -17,6 +17,7 @@ from torch import nn
 from camtl.balancing import BalanceContext, LossBalancer
 from camtl.data.collate import collate_features
 from camtl.data.prepare import TaskData
+from camtl.distillation.distiller import Distiller
 from camtl.precision import autocast
 from camtl.sampling import BatchScheduler
 
@@ -85,17 +86,24 @@ class StepParts:
     max_grad_norm: float  # 0: no clipping
     accumulation: int = 1  # micro-batches per optimizer step
     context: BalanceContext = field(default_factory=BalanceContext)
+    distiller: Distiller | None = None  # training.distillation: teachers' outputs mixed in
 
 
 def micro_batch(
     parts: StepParts, accelerator: StepAccelerator, step: int
-) -> dict[str, torch.Tensor]:
-    """This process's shard of the next global batch, collated on its device."""
+) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
+    """This process's shard of the next global batch, collated on its device, and its
+    rows' (task index, window index)."""
     global_batch = parts.batch_scheduler.next_batch(step)
     mine = BatchScheduler.shard(global_batch, accelerator.process_index, accelerator.num_processes)
     features = [parts.tasks[t].features["train"][i] for t, i in mine]
     batch = collate_features(features, parts.pad_token_id)
-    return {k: v.to(accelerator.device) for k, v in batch.items()}
+    return {k: v.to(accelerator.device) for k, v in batch.items()}, list(mine)
+
+
+def unwrap(model: nn.Module) -> Any:
+    """The MultiTaskModel inside a DDP wrapper (itself when not wrapped)."""
+    return getattr(model, "module", model)
 
 
 def train_step(parts: StepParts, accelerator: StepAccelerator, step: int) -> dict[str, float]:
@@ -105,7 +113,7 @@ def train_step(parts: StepParts, accelerator: StepAccelerator, step: int) -> dic
     task_losses: dict[str, list[float]] = {}
     total = 0.0
     for micro in range(accum):
-        batch = micro_batch(parts, accelerator, step)
+        batch, pairs = micro_batch(parts, accelerator, step)
         sync = micro == accum - 1  # DDP averages gradients on the last micro-batch only
         parts.context.step = step
         parts.context.update = sync
@@ -113,6 +121,10 @@ def train_step(parts: StepParts, accelerator: StepAccelerator, step: int) -> dic
         no_sync = nullcontext() if sync else accelerator.no_sync(parts.model)
         with no_sync, accelerator.autocast():
             out = parts.model(**batch)
+            if parts.distiller is not None:
+                out.task_losses = parts.distiller.task_losses(
+                    unwrap(parts.model), out, batch, pairs, step
+                )
             loss = parts.balancer.combine(out.task_losses, parts.context) / accum
         accelerator.backward(loss)
         total += float(loss.detach())

@@ -16,6 +16,7 @@ import torch
 
 from camtl.balancing import build_balancer
 from camtl.config import RunConfig, save_config
+from camtl.distillation.distiller import build_distiller
 from camtl.modeling.frozen_cast import cache_frozen_casts, use_frozen_cast_cache
 from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import CONFIG_FILE
@@ -68,6 +69,20 @@ class Trainer:
         # directory is made (or an old one replaced under --overwrite): a bad data file or
         # option must not leave a half-made run behind that blocks the next attempt.
         self.tasks, self.model, self.tokenizer = setup.build_model_and_data(config)
+        # teachers checked and their outputs computed (or read back) before anything is written
+        self.distiller = (
+            build_distiller(
+                cfg.distillation,
+                self.tasks,
+                self.tokenizer,
+                self.precision,
+                cfg.eval_batch_size,
+                cfg.max_steps,
+                self.accelerator.device,
+            )
+            if cfg.distillation is not None
+            else None
+        )
         sizes = [len(t.features["train"]) for t in self.tasks]
         self.sampler = build_sampler(cfg.sampler.name, cfg.sampler.options, sizes, cfg.max_steps)
         scoring = self.sampler.scoring_request()
@@ -169,6 +184,7 @@ class Trainer:
             max_grad_norm=cfg.max_grad_norm,
             accumulation=cfg.gradient_accumulation_steps,
             context=balance_context,
+            distiller=self.distiller,
         )
         self.selection = Selection(
             self.accelerator,

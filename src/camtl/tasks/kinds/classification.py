@@ -23,7 +23,7 @@ from camtl.tasks.kinds.base import (
     register_kind,
 )
 from camtl.tasks.kinds.encoding import encode_texts
-from camtl.tasks.kinds.heads import PooledHead
+from camtl.tasks.kinds.heads import PooledHead, soft_cross_entropy
 
 
 def check_lengths(predictions: Sequence[Any], references: Sequence[Any]) -> None:
@@ -124,6 +124,9 @@ class OneOfOutputs:
 class ClassificationHead(PooledHead):
     def loss(self, logits, labels):
         return F.cross_entropy(logits.float(), labels["cls_labels"])
+
+    def distillation_loss(self, logits, teacher, labels, temperature):
+        return soft_cross_entropy(logits, teacher, temperature).mean()
 
 
 @register_kind("classification")

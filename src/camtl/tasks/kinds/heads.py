@@ -53,6 +53,31 @@ class TaskHead(nn.Module):
         """The mean loss of these rows given the kind's label fields of the same rows."""
         raise NotImplementedError
 
+    # distillation (camtl.distillation): a teacher's logits for the same rows stand in for
+    # the labels. ``token_level`` heads give one output per token, which a teacher's cache
+    # keeps at each window's own length and pads with ``teacher_fill``.
+    token_level = False
+    teacher_fill = 0.0
+
+    def distillation_loss(
+        self, logits: torch.Tensor, teacher: torch.Tensor, labels: Fields, temperature: float
+    ) -> torch.Tensor:
+        """The mean loss of these rows against the teacher's outputs (soft targets); a
+        mix ``w * loss + (1 - w) * distillation_loss`` trains on the mixed target of
+        teacher annealing (the losses are linear in their targets)."""
+        raise NotImplementedError(f"{type(self).__name__} has no distillation loss")
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor, teacher: torch.Tensor, temperature: float, dim: int = -1
+) -> torch.Tensor:
+    """-sum softmax(teacher / T) log_softmax(logits / T) along ``dim``, times T^2 (so that
+    gradients keep their size across temperatures, as in Hinton et al.), per position."""
+    target = torch.softmax(teacher.float() / temperature, dim=dim)
+    log_probs = torch.log_softmax(logits.float() / temperature, dim=dim)
+    # 0 * log(0-probability position) is 0: masked positions carry no target mass
+    return -(target * log_probs).nan_to_num(0.0).sum(dim) * temperature**2
+
 
 class PooledHead(TaskHead):
     """pool -> dropout -> dense -> tanh -> dropout -> out (BERT's classifier shape)."""

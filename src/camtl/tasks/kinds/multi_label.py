@@ -105,6 +105,11 @@ class MultiLabelHead(PooledHead):
         target[rows[present], indices[present]] = 1.0
         return F.binary_cross_entropy_with_logits(logits.float(), target)
 
+    def distillation_loss(self, logits, teacher, labels, temperature):
+        target = torch.sigmoid(teacher.float() / temperature)
+        loss = F.binary_cross_entropy_with_logits(logits.float() / temperature, target)
+        return loss * temperature**2
+
 
 @register_kind("multi_label")
 class MultiLabel(TaskKind):

@@ -31,7 +31,7 @@ from camtl.tasks.kinds import records
 from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
 from camtl.tasks.kinds.classification import OneOfOutputs, accuracy, softmax
 from camtl.tasks.kinds.encoding import Row, model_inputs
-from camtl.tasks.kinds.heads import TaskHead, dropout
+from camtl.tasks.kinds.heads import TaskHead, dropout, soft_cross_entropy
 from camtl.validation import config_key, require
 
 NOT_A_CHOICE = -1  # choice_ids of the context, the separators and padding
@@ -92,6 +92,9 @@ class ChoiceHead(TaskHead):
 
     def loss(self, logits, labels):
         return F.cross_entropy(logits.float(), labels["choice_labels"])
+
+    def distillation_loss(self, logits, teacher, labels, temperature):
+        return soft_cross_entropy(logits, teacher, temperature).mean()
 
 
 @register_kind("multiple_choice")

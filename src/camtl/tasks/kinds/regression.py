@@ -86,6 +86,10 @@ class RegressionHead(PooledHead):
     def loss(self, logits, labels):
         return F.mse_loss(logits.float(), labels["reg_labels"].float())
 
+    def distillation_loss(self, logits, teacher, labels, temperature):
+        # the teacher's score is the target; a temperature has nothing to soften here
+        return F.mse_loss(logits.float(), teacher.float())
+
 
 @register_kind("regression")
 class Regression(TaskKind):

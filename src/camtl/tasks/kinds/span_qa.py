@@ -33,7 +33,7 @@ from camtl.tasks.kinds.base import (
 )
 from camtl.tasks.kinds.classification import check_lengths
 from camtl.tasks.kinds.encoding import model_inputs
-from camtl.tasks.kinds.heads import TaskHead
+from camtl.tasks.kinds.heads import TaskHead, soft_cross_entropy
 from camtl.validation import config_key, require
 
 # ----------------------------------------------------------------------------- metrics
@@ -301,6 +301,16 @@ class SpanHead(TaskHead):
         start = F.cross_entropy(logits[..., 0], labels["start_positions"])
         end = F.cross_entropy(logits[..., 1], labels["end_positions"])
         return (start + end) / 2
+
+    token_level = True
+    teacher_fill = float(torch.finfo(torch.float32).min)  # padding: no probability
+
+    def distillation_loss(self, logits, teacher, labels, temperature):
+        # the teacher's start and end distributions over the window's positions
+        teacher = teacher[:, : logits.shape[1]]
+        start = soft_cross_entropy(logits[..., 0], teacher[..., 0], temperature)
+        end = soft_cross_entropy(logits[..., 1], teacher[..., 1], temperature)
+        return ((start + end) / 2).mean()
 
 
 @register_kind("span_qa")

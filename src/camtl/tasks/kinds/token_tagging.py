@@ -16,7 +16,7 @@ from camtl.tasks.kinds import records
 from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
 from camtl.tasks.kinds.classification import check_lengths, majority
 from camtl.tasks.kinds.encoding import encode_capped, model_inputs
-from camtl.tasks.kinds.heads import TaskHead, dropout
+from camtl.tasks.kinds.heads import TaskHead, dropout, soft_cross_entropy
 
 _IOB_PREFIXES = ("B-", "I-", "E-", "S-")
 
@@ -111,6 +111,17 @@ class TaggingHead(TaskHead):
                 logits.float().flatten(0, 1), tags.flatten(), ignore_index=IGNORE_INDEX
             )
         return logits.sum() * 0.0  # every word truncated away: no signal, keep the graph
+
+    token_level = True
+
+    def distillation_loss(self, logits, teacher, labels, temperature):
+        # the teacher's tag distribution at the tokens the gold loss reads (first sub-words)
+        tags = labels["tag_labels"][:, : logits.shape[1]]
+        scored = tags != IGNORE_INDEX
+        if not bool(scored.any()):
+            return logits.sum() * 0.0
+        per_token = soft_cross_entropy(logits, teacher[:, : logits.shape[1]], temperature)
+        return per_token[scored].mean()
 
 
 @register_kind("token_tagging")

@@ -1,0 +1,185 @@
+"""Teachers: find each task's teacher run, refuse one that cannot teach it (at config time,
+one line naming the task), and compute its outputs on the student's training windows once.
+
+The teacher runs on the student's own windows (the same input ids), so its outputs line up
+with the student's features one to one; a teacher trained on other windows (max_length,
+doc_stride), other labels or another tokenizer would be teaching another task, and is
+refused. Outputs are cached under the feature cache's folder, keyed by the teacher's
+weights, its task and the windows, so a rerun, a resume or another seed reads them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from camtl.data import feature_cache
+from camtl.data.collate import collate_features
+from camtl.data.prepare import TaskData
+from camtl.distillation.config import DistillationConfig
+from camtl.errors import ConfigError
+from camtl.fileio import atomic_target
+from camtl.precision import autocast
+from camtl.runfiles import MODEL_FILE, WEIGHTS_FILE
+
+log = logging.getLogger("camtl")
+FORMAT = 1  # of a cached entry; part of its key
+
+
+@dataclass
+class Teacher:
+    """A finished run that teaches ``task`` (its task of that name)."""
+
+    task: str
+    run_dir: Path
+
+
+def teacher_runs(config: DistillationConfig, task_names: list[str], key: str) -> list[Teacher]:
+    """Each distilled task's teacher run; a missing one is one line naming the task."""
+    wanted = config.tasks or task_names
+    for name in wanted:
+        if name not in task_names:
+            raise ConfigError(f"key '{key}.tasks': {name!r} is not a task of this run")
+    teachers = []
+    for name in wanted:
+        if isinstance(config.teachers, dict):
+            if name not in config.teachers:
+                raise ConfigError(f"key '{key}.teachers': no teacher for task {name!r}")
+            run = Path(config.teachers[name])
+        else:
+            run = Path(config.teachers) / name
+        if not (run / MODEL_FILE).is_file():
+            raise ConfigError(
+                f"key '{key}.teachers': task {name!r}: no finished camtl run at {run} "
+                f"({MODEL_FILE} missing; `camtl baseline single-task` writes one per task)"
+            )
+        teachers.append(Teacher(name, run))
+    return teachers
+
+
+def check_teacher(teacher: Teacher, task: TaskData, tokenizer: Any, key: str) -> int:
+    """The index of the teacher's task of the student's name; refused when its kind,
+    labels, windows or tokenizer differ from the student's."""
+    from transformers import AutoTokenizer
+
+    from camtl.modeling.model import MultiTaskModel
+
+    def refuse(reason: str) -> ConfigError:
+        return ConfigError(f"key '{key}.teachers': task {teacher.task!r}: {reason}")
+
+    meta = json.loads((teacher.run_dir / MODEL_FILE).read_text(encoding="utf-8"))
+    _, specs, labels = MultiTaskModel.describe_saved(meta, str(teacher.run_dir / MODEL_FILE))
+    by_name = {s.name: s for s in specs}
+    spec = by_name.get(teacher.task)
+    if spec is None:
+        raise refuse(f"the run {teacher.run_dir} has no such task (it has: {', '.join(by_name)})")
+    mine = task.spec
+    if spec.type != mine.type:
+        raise refuse(f"the teacher's task is {spec.type!r}, the student's {mine.type!r}")
+    if labels.get(spec.name, []) != list(task.labels):
+        raise refuse(
+            f"the teacher's labels {labels.get(spec.name)} differ from the student's {task.labels}"
+        )
+    for window in ("max_length", "doc_stride"):
+        theirs, ours = getattr(spec, window, None), getattr(mine, window, None)
+        if theirs != ours:
+            raise refuse(f"the teacher's {window} is {theirs}, the student's {ours}")
+    theirs_tok = feature_cache.tokenizer_fingerprint(AutoTokenizer.from_pretrained(teacher.run_dir))
+    if theirs_tok is None or theirs_tok != feature_cache.tokenizer_fingerprint(tokenizer):
+        raise refuse(f"the teacher's tokenizer ({teacher.run_dir}) differs from the student's")
+    return [s.name for s in specs].index(teacher.task)
+
+
+def load_teacher(teacher: Teacher) -> Any:
+    from camtl.modeling.model import MultiTaskModel
+
+    # building a model draws initial weights: the student's random stream stays untouched
+    with torch.random.fork_rng(devices=[]):
+        return MultiTaskModel.from_pretrained(teacher.run_dir)
+
+
+def _cache_key(teacher: Teacher, task: TaskData) -> str:
+    digest = hashlib.sha256(f"camtl-teacher-outputs:{FORMAT}:{teacher.task}".encode())
+    with open(teacher.run_dir / WEIGHTS_FILE, "rb") as weights:
+        for chunk in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(chunk)
+    for feature in task.features["train"]:
+        digest.update(json.dumps([feature["input_ids"], feature["token_type_ids"]]).encode())
+    return digest.hexdigest()
+
+
+def teacher_outputs(
+    teacher: Teacher,
+    task: TaskData,
+    tokenizer: Any,
+    precision: str,
+    batch_size: int,
+    key: str,
+    device: torch.device,
+) -> list[torch.Tensor]:
+    """The teacher's logits for each of the student's training windows (fp32, each at its
+    window's own length for token-level heads), from the cache when computed before."""
+    index = check_teacher(teacher, task, tokenizer, key)
+    path = feature_cache.features_dir() / "teachers" / f"{_cache_key(teacher, task)}.pt"
+    if feature_cache.enabled() and path.is_file():
+        try:
+            outputs = torch.load(path, weights_only=True)
+            if isinstance(outputs, list) and len(outputs) == len(task.features["train"]):
+                return outputs
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.warning("teacher cache entry %s unreadable (%s); computing again", path, exc)
+    outputs = compute_outputs(
+        load_teacher(teacher), index, task, tokenizer, precision, batch_size, device
+    )
+    if feature_cache.enabled():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_target(path) as tmp:
+                torch.save(outputs, tmp)
+        except OSError as exc:  # a read-only or full cache only costs the next run its time
+            log.warning("could not write the teacher cache entry %s: %s", path, exc)
+    return outputs
+
+
+@torch.no_grad()
+def compute_outputs(
+    model: Any,
+    index: int,
+    task: TaskData,
+    tokenizer: Any,
+    precision: str,
+    batch_size: int,
+    device: torch.device,
+) -> list[torch.Tensor]:
+    """One forward pass of the teacher over the windows, batched by length."""
+    model.to(device).eval()
+    features = task.features["train"]
+    name = model.tasks[index].name
+    head = model.heads[name]
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    outputs: list[torch.Tensor | None] = [None] * len(features)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = collate_features([features[i] for i in chunk], tokenizer.pad_token_id)
+        batch["task_ids"] = torch.full_like(batch["task_ids"], index)
+        inputs = {k: v.to(device) for k, v in batch.items() if not _is_label(k)}
+        with autocast(precision, device):
+            logits = model(**inputs).logits[name].float().cpu()
+        for row, i in enumerate(chunk):
+            value = logits[row]
+            if head.token_level:
+                value = value[: len(features[i]["input_ids"])]
+            outputs[i] = value.clone()
+    return [o for o in outputs if o is not None]
+
+
+def _is_label(key: str) -> bool:
+    from camtl.data.collate import label_keys
+
+    return key in label_keys()
