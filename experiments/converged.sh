@@ -7,6 +7,10 @@
 # (the whole of it is days of CPU time on 2 cores; hours on a GPU).
 #   bash experiments/converged.sh [ROW...]     rows: single_task single_task_seed camtl plain
 #                                              camtl_mtu camtl_unfrozen ladder_2 ladder_3 ladder_4
+#                                              camtl_distill plain_distill (issue 38: taught by
+#                                              the single_task runs, which must be there)
+#   DISTILL_FREEZING=default bash experiments/converged.sh camtl_distill
+#       (CA-MTL's default freezing under distillation; the default here is nothing frozen)
 #   THREADS=1 bash experiments/converged.sh camtl     (one thread per run, to run two at once)
 #   KEEP=experiments/results/converged.json bash experiments/converged.sh ladder_3
 #       (a run that results file records is not trained again, and the file keeps the runs
@@ -24,6 +28,7 @@ ROWS=("$@")
 [ ${#ROWS[@]} -gt 0 ] || ROWS=(single_task single_task_seed camtl plain camtl_mtu camtl_unfrozen ladder_2
   ladder_3 ladder_4)
 PER_LAYER=(--set model.camtl.generators=per_layer)
+UNFROZEN=(--set model.freeze_layers=0 --set model.freeze_embeddings=false)
 NO_ALIGN_LN=(--set model.camtl.conditional_alignment=false
   --set model.camtl.conditional_layer_norm=false)
 
@@ -66,9 +71,19 @@ for row in "${ROWS[@]}"; do
         train "$ROOT/camtl_mtu_s$seed" experiments/configs/converged/camtl.yaml --set "seed=$seed" \
           --set "training.sampler={name: mt_uncertainty}"
       done ;;
-    camtl_unfrozen)  # the test of the likeliest cause of the gap: nothing frozen, seed 12
-      train "$ROOT/camtl_unfrozen_s12" experiments/configs/converged/camtl.yaml --set seed=12 \
-        --set model.freeze_layers=0 --set model.freeze_embeddings=false ;;
+    camtl_unfrozen)  # the test of the likeliest cause of the gap: nothing frozen
+      for seed in $SEEDS; do
+        train "$ROOT/camtl_unfrozen_s$seed" experiments/configs/converged/camtl.yaml \
+          --set "seed=$seed" "${UNFROZEN[@]}"
+      done ;;
+    camtl_distill | plain_distill)  # teacher annealing from the single-task runs
+      base=${row%_distill}
+      freezing=()
+      [ "$base" = camtl ] && [ "${DISTILL_FREEZING:-unfrozen}" = unfrozen ] && freezing=("${UNFROZEN[@]}")
+      for seed in $SEEDS; do
+        train "$ROOT/${row}_s$seed" "experiments/configs/converged/$base.yaml" --set "seed=$seed" \
+          --set "training.distillation={teachers: $ROOT/single_task}" "${freezing[@]}"
+      done ;;
     ladder_2)  # conditional attention alone
       for seed in $SEEDS; do
         train "$ROOT/ladder_2_cond_attention_s$seed" experiments/configs/converged/camtl.yaml \
@@ -95,4 +110,5 @@ done
   --row camtl_mtu "$ROOT"/camtl_mtu_s*/ --row camtl_unfrozen "$ROOT"/camtl_unfrozen_s*/ \
   --row ladder_2_cond_attention "$ROOT"/ladder_2_cond_attention_s*/ \
   --row ladder_3_cond_bottleneck "$ROOT"/ladder_3_cond_bottleneck_s*/ \
-  --row ladder_4_full_per_layer "$ROOT"/ladder_4_full_per_layer_s*/
+  --row ladder_4_full_per_layer "$ROOT"/ladder_4_full_per_layer_s*/ \
+  --row camtl_distill "$ROOT"/camtl_distill_s*/ --row plain_distill "$ROOT"/plain_distill_s*/
