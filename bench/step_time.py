@@ -23,6 +23,9 @@ first four in the default precision (``auto``: bf16 where the CPU has bf16 instr
   distill_step_over_plain            CA-MTL training step whose task losses mix in a teacher's
                                      cached outputs (training.distillation, gold weight 0.5)
                                      / the same step without teachers; target <= 1.10
+  sam_step_over_plain                CA-MTL training step under training.sam (each task's
+                                     gradient at its own perturbation, rho 0.05) / the plain
+                                     step, both through camtl's step function; no target
 
 Every other configuration trains as `camtl train` does by default (model.attention auto,
 training.optimizer_impl auto, training.cast_frozen_once on for bf16).
@@ -233,6 +236,55 @@ def time_distillation(encoder: str, steps: int, batch: dict) -> dict[str, float]
     return {f"camtl_{label}": statistics.median(t) for label, t in times.items()}
 
 
+def time_sam(encoder: str, steps: int, batch: dict) -> dict[str, float]:
+    """Median step time of camtl's step function with and without training.sam, on the
+    same batch (the batch scheduler replaced by this fixed batch), interleaved."""
+    from camtl.balancing import build_balancer
+    from camtl.config import SamConfig
+    from camtl.training import step as step_module
+
+    pairs = [(int(t), r) for r, t in enumerate(batch["task_ids"])]
+    step_module.micro_batch = lambda *a: (dict(batch), pairs)  # type: ignore[assignment]
+
+    class ConstantLR:
+        def get_last_lr(self) -> list[float]:
+            return [1e-5]
+
+        def step(self) -> None:
+            pass
+
+    built = {}
+    for label, sam in (("sam", SamConfig(rho=0.05)), ("plain", None)):
+        model, optimizer = prepare(encoder, "camtl")
+        built[label] = step_module.StepParts(
+            model=model,
+            balancer=build_balancer("equal", {}, [t.name for t in model.tasks]),
+            optimizer=optimizer,
+            lr_scheduler=ConstantLR(),
+            batch_scheduler=None,  # type: ignore[arg-type]
+            tasks=[],
+            pad_token_id=0,
+            clip_parameters=[p for p in model.parameters() if p.requires_grad],
+            max_grad_norm=1.0,
+            sam=sam,
+        )
+    accelerator = step_module.SingleProcess(DEFAULT, torch.device("cpu"))
+
+    def step(label: str) -> float:
+        start = time.perf_counter()
+        step_module.train_step(built[label], accelerator, 0)
+        return time.perf_counter() - start
+
+    for label in built:
+        for _ in range(2):
+            step(label)
+    times: dict[str, list[float]] = {label: [] for label in built}
+    for _ in range(steps):
+        for label in built:
+            times[label].append(step(label))
+    return {f"camtl_step_fn_{label}": statistics.median(t) for label, t in times.items()}
+
+
 def step_flops(encoder: str, batch: dict) -> int:
     """FLOPs of one CA-MTL training step (forward + backward), counted by torch."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -401,6 +453,7 @@ def main() -> None:
         )
     )
     step.update(time_distillation(args.encoder, args.steps, batch))
+    step.update(time_sam(args.encoder, args.steps, batch))
     infer = time_inference(args.encoder, args.steps, batch)
     flops = step_flops(args.encoder, batch)
     peak = matmul_peak()
@@ -419,6 +472,7 @@ def main() -> None:
         "train_flops_over_peak": flops / min(step["camtl_bf16"], step["camtl_fp32"]) / peak,
         "camtl_step_over_before": step["camtl_new"] / step["camtl_before"],
         "distill_step_over_plain": step["camtl_distilled"] / step["camtl_plain"],
+        "sam_step_over_plain": step["camtl_step_fn_sam"] / step["camtl_step_fn_plain"],
         **(
             {"camtl_shared_over_per_layer_generators": step["camtl"] / step["camtl_per_layer"]}
             if args.per_layer

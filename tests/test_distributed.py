@@ -129,6 +129,24 @@ def test_gradient_and_loss_balancers_agree_across_ranks(
 
 
 @pytest.mark.slow
+def test_sam_and_distillation_keep_the_ranks_identical(
+    tmp_path: Path, tiny_encoder_dir: Path, two_task_run: Path
+) -> None:
+    """training.sam (its passes outside DDP, gradients averaged by hand in one order of
+    tasks) and training.distillation (every rank reads the same teacher outputs) train,
+    and every rank ends with the same weights."""
+    teachers = {"pairs": str(two_task_run), "scores": str(two_task_run)}
+    reports = run_three_steps(
+        tmp_path,
+        tiny_encoder_dir,
+        sam={"rho": 0.05},
+        distillation={"teachers": teachers, "tasks": ["pairs", "scores"]},
+    )
+    assert len({r["final_hash"] for r in reports}) == 1
+    assert reports[0]["final_hash"] != reports[0]["initial_hash"]
+
+
+@pytest.mark.slow
 def test_mt_uncertainty_shards_its_scoring_across_ranks(
     tmp_path: Path, tiny_encoder_dir: Path
 ) -> None:

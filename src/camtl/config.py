@@ -70,6 +70,18 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class SamConfig:
+    """A sharpness-aware step, one perturbation per task (camtl.training.sam).
+    rho: the radius of each task's perturbation (SAM's; 0.05 in Foret et al.)."""
+
+    rho: float = 0.05
+
+    def validate(self, path: str, where: str) -> None:
+        if not (self.rho >= 0 and math.isfinite(self.rho)):
+            raise ConfigError.at(where, f"key '{path}.rho': must be a number >= 0")
+
+
+@dataclass
 class TrainingConfig:
     max_steps: int = 1000
     batch_size: int = 32
@@ -100,6 +112,8 @@ class TrainingConfig:
     early_stopping: EarlyStoppingConfig | None = None
     # mix each task's gold labels with a single-task teacher's outputs (None: no teachers)
     distillation: DistillationConfig | None = None
+    # a sharpness-aware step, one perturbation per task (camtl.training.sam; None: off)
+    sam: SamConfig | None = None
     num_threads: int | None = None
 
     def validate(self, path: str, where: str) -> None:

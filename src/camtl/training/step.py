@@ -87,6 +87,7 @@ class StepParts:
     accumulation: int = 1  # micro-batches per optimizer step
     context: BalanceContext = field(default_factory=BalanceContext)
     distiller: Distiller | None = None  # training.distillation: teachers' outputs mixed in
+    sam: Any = None  # training.sam (camtl.training.sam.SamConfig): per-task perturbations
 
 
 def micro_batch(
@@ -109,6 +110,10 @@ def unwrap(model: nn.Module) -> Any:
 def train_step(parts: StepParts, accelerator: StepAccelerator, step: int) -> dict[str, float]:
     """Optimizer step ``step + 1`` over ``parts.accumulation`` micro-batches; returns the
     step's loss (``loss``) and each task's mean loss (``loss/TASK``)."""
+    if parts.sam is not None:
+        from camtl.training.sam import sam_train_step
+
+        return sam_train_step(parts, accelerator, step)
     accum = parts.accumulation
     task_losses: dict[str, list[float]] = {}
     total = 0.0

@@ -32,6 +32,7 @@ from camtl.training.rundir import (
     write_skipped_rows,
     write_status,
 )
+from camtl.training.sam import check_sam
 from camtl.training.selection import Selection
 from camtl.training.step import StepParts, all_reduce_mean, train_step
 from camtl.training.uncertainty import resolve_proxies
@@ -90,6 +91,8 @@ class Trainer:
         names = [t.spec.name for t in self.tasks]
         self.balancer = build_balancer(cfg.balancer.name, cfg.balancer.options, names)
         setup.check_balancer_needs(self.tasks, self.balancer)
+        if cfg.sam is not None:
+            check_sam(self.balancer)
         self.resuming = resume
         if self.is_main:
             self.resuming = prepare_run_dir(self.run_dir, resume, overwrite)
@@ -185,6 +188,7 @@ class Trainer:
             accumulation=cfg.gradient_accumulation_steps,
             context=balance_context,
             distiller=self.distiller,
+            sam=cfg.sam,
         )
         self.selection = Selection(
             self.accelerator,
