@@ -11,7 +11,7 @@ BIN=${BIN:-.venv/bin}
 ROOT=${ROOT:-runs/balancing}
 UNIFORM='{name: uniform}'
 AMORTIZED='{name: mt_uncertainty, options: {mode: amortized}}'
-# name | sampler | balancer | seeds
+# name | sampler | balancer | seeds [| one more --set, e.g. the SAM step]
 ROWS=(
   "uniform_equal|$UNIFORM|{name: equal}|12 13 14"
   "mtu_amortized_equal|$AMORTIZED|{name: equal}|12 13 14"
@@ -23,10 +23,11 @@ ROWS=(
   "uniform_pcgrad|$UNIFORM|{name: pcgrad}|12"
   "mtu_lookahead_dro|$AMORTIZED|{name: lookahead_dro}|12"
   "uniform_score_dro|$UNIFORM|{name: score_dro}|12 13 14"
+  "uniform_equal_sam|$UNIFORM|{name: equal}|12 13 14|training.sam={rho: 0.05}"
 )
 wanted=("$@")
 for row in "${ROWS[@]}"; do
-  IFS='|' read -r name sampler balancer seeds <<<"$row"
+  IFS='|' read -r name sampler balancer seeds row_set <<<"$row"
   if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $name "* ]]; then continue; fi
   for seed in $seeds; do
     out="$ROOT/${name}_s$seed"
@@ -35,7 +36,7 @@ for row in "${ROWS[@]}"; do
     [ -d "$out/checkpoint" ] && resume=(--resume)
     "$BIN/camtl" train experiments/configs/balancing/suite.yaml --output-dir "$out" "${resume[@]}" \
       --set "seed=$seed" --set "training.sampler=$sampler" --set "training.balancer=$balancer" \
-      ${EXTRA_SET:+--set "$EXTRA_SET"}
+      ${EXTRA_SET:+--set "$EXTRA_SET"} ${row_set:+--set "$row_set"}
   done
 done
 # shellcheck disable=SC2086
