@@ -195,6 +195,19 @@ def time_steps(
     return {label: statistics.median(t) for label, t in times.items()}
 
 
+def interleaved(step: Any, labels: list[str], steps: int) -> dict[str, float]:
+    """Median seconds of ``step(label)`` for each label: two warm-up calls each, then the
+    labels in turn ``steps`` times, so load on the machine hits them alike."""
+    for label in labels:
+        for _ in range(2):
+            step(label)
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    for _ in range(steps):
+        for label in labels:
+            times[label].append(step(label))
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
 def time_distillation(encoder: str, steps: int, batch: dict) -> dict[str, float]:
     """Median step time of the default CA-MTL step with and without teachers, interleaved.
     The teachers' outputs are what a cache holds (one tensor per training window, here made
@@ -226,14 +239,8 @@ def time_distillation(encoder: str, steps: int, batch: dict) -> dict[str, float]
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - start
 
-    for label in built:
-        for _ in range(2):
-            step(label)
-    times: dict[str, list[float]] = {label: [] for label in built}
-    for _ in range(steps):
-        for label in built:
-            times[label].append(step(label))
-    return {f"camtl_{label}": statistics.median(t) for label, t in times.items()}
+    medians = interleaved(step, list(built), steps)
+    return {f"camtl_{label}": value for label, value in medians.items()}
 
 
 def time_sam(encoder: str, steps: int, batch: dict) -> dict[str, float]:
@@ -275,14 +282,8 @@ def time_sam(encoder: str, steps: int, batch: dict) -> dict[str, float]:
         step_module.train_step(built[label], accelerator, 0)
         return time.perf_counter() - start
 
-    for label in built:
-        for _ in range(2):
-            step(label)
-    times: dict[str, list[float]] = {label: [] for label in built}
-    for _ in range(steps):
-        for label in built:
-            times[label].append(step(label))
-    return {f"camtl_step_fn_{label}": statistics.median(t) for label, t in times.items()}
+    medians = interleaved(step, list(built), steps)
+    return {f"camtl_step_fn_{label}": value for label, value in medians.items()}
 
 
 def step_flops(encoder: str, batch: dict) -> int:

@@ -13,7 +13,14 @@ from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
 from camtl.modeling.conditional_encoder import CamtlOptions, ConditionalEncoder
 from camtl.testing import make_tiny_encoder
-from camtl.testing.models import LABELS, TASKS, build_camtl, mixed_batch, randomize_conditional
+from camtl.testing.models import (
+    LABELS,
+    TASKS,
+    build_camtl,
+    mixed_batch,
+    padded_inputs,
+    randomize_conditional,
+)
 from camtl.training.setup import build_optimizer
 
 ARCHS = ["bert", "roberta", "electra", "xlm-roberta"]
@@ -34,16 +41,6 @@ VARIANTS = {
 @pytest.fixture(scope="module", params=ARCHS)
 def encoder_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_encoder(tmp_path_factory.mktemp(request.param), request.param)
-
-
-def padded_inputs(length: int = 12) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(5, 50, (3, length), generator=g)
-    mask = torch.ones_like(ids)
-    mask[1, 7:] = 0
-    mask[2, 3:] = 0
-    ids[mask == 0] = 0
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])

@@ -21,7 +21,7 @@ from camtl.modeling.conditional_encoder import CamtlOptions, ConditionalEncoder
 from camtl.modeling.families import camtl_model_types
 from camtl.modeling.shared_encoder import PlainEncoder
 from camtl.testing import make_tiny_encoder
-from camtl.testing.models import LABELS, TASKS, mixed_batch, randomize_conditional
+from camtl.testing.models import LABELS, TASKS, mixed_batch, padded_inputs, randomize_conditional
 from camtl.testing.runs import train_kinds_run
 from camtl.testing.server import ServerProcess
 from camtl.testing.tiny import TINY_MODEL_TYPES
@@ -33,17 +33,6 @@ RUN_KINDS = ["classification", "token_tagging", "span_qa"]
 @pytest.fixture(scope="module", params=FAMILIES)
 def family_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_encoder(tmp_path_factory.mktemp(request.param), request.param)
-
-
-def padded_inputs(length: int = 12) -> dict[str, torch.Tensor]:
-    """Three rows, two of them padded; longer than the tiny ModernBERT's window."""
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(5, 50, (3, length), generator=g)
-    mask = torch.ones_like(ids)
-    mask[1, 7:] = 0
-    mask[2, 3:] = 0
-    ids[mask == 0] = 0
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
 
 
 def hf_output(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

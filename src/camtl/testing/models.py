@@ -58,6 +58,17 @@ def mixed_batch(vocab: int = 50, length: int = 9) -> dict[str, torch.Tensor]:
     }
 
 
+def padded_inputs(length: int = 12) -> dict[str, torch.Tensor]:
+    """Three rows of random ids, two padded (from 7 and from 3): encoder inputs."""
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 50, (3, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 3:] = 0
+    ids[mask == 0] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
 def build_camtl(
     encoder_dir: Path, generators: Literal["per_layer", "shared"] = "shared", **model_cfg: Any
 ) -> MultiTaskModel:

@@ -54,7 +54,7 @@ def task_weights(
 
 def sam_train_step(parts: Any, accelerator: Any, step: int) -> dict[str, float]:
     """``train_step`` with each task's gradient taken at its own perturbation."""
-    from camtl.training.step import all_reduce_mean, micro_batch, unwrap
+    from camtl.training.step import all_reduce_mean, apply_update, micro_batch, unwrap
 
     model = unwrap(parts.model)
     rho = parts.sam.rho
@@ -111,12 +111,7 @@ def sam_train_step(parts: Any, accelerator: Any, step: int) -> dict[str, float]:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             p.grad = all_reduce_mean(accelerator, p.grad)
-    if parts.max_grad_norm > 0:
-        accelerator.clip_grad_norm_(parts.clip_parameters, parts.max_grad_norm)
-    parts.optimizer.step()
-    parts.lr_scheduler.step()
-    parts.optimizer.zero_grad(set_to_none=True)
-    return {"loss": total, **{f"loss/{k}": sum(v) / len(v) for k, v in task_losses.items()}}
+    return apply_update(parts, accelerator, total, task_losses)
 
 
 def _task_losses(

@@ -139,6 +139,17 @@ def train_step(parts: StepParts, accelerator: StepAccelerator, step: int) -> dic
         for param in parts.balancer.parameters():
             if param.grad is not None:
                 param.grad = all_reduce_mean(accelerator, param.grad)
+    return apply_update(parts, accelerator, total, task_losses)
+
+
+def apply_update(
+    parts: StepParts,
+    accelerator: StepAccelerator,
+    total: float,
+    task_losses: dict[str, list[float]],
+) -> dict[str, float]:
+    """Clip, step the optimizer and the LR schedule, clear the gradients; the step's logs:
+    its loss and each task's mean loss over the micro-batches."""
     if parts.max_grad_norm > 0:
         accelerator.clip_grad_norm_(parts.clip_parameters, parts.max_grad_norm)
     parts.optimizer.step()

@@ -150,6 +150,67 @@ class ConditionalLayer(nn.Module):
         raise NotImplementedError
 
 
+class PostNormLayer(ConditionalLayer):
+    """A post-norm block (BERT's layout): attention -> add & norm -> feed-forward -> add &
+    norm, CA-MTL's conditional LayerNorms on both norms and its bottleneck beside the
+    feed-forward (reading the attention sub-block's output, added before the second norm).
+    A family names its parts through the accessors below."""
+
+    def project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v [B, heads, L, d_head]."""
+        raise NotImplementedError
+
+    def scores(
+        self, q: torch.Tensor, k: torch.Tensor, mask_bias: torch.Tensor, context: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q as the attention scales it, the additive bias of the scores): by default q
+        and the padding mask; a family adds its position terms."""
+        return q, mask_bias
+
+    def probability_dropout(self) -> float:
+        """The pretrained block's dropout on attention probabilities."""
+        raise NotImplementedError
+
+    def attention_output(self, merged: torch.Tensor) -> torch.Tensor:
+        """The attention's output projection (and its dropout), before the residual."""
+        raise NotImplementedError
+
+    def feed_forward(self, attended: torch.Tensor) -> torch.Tensor:
+        """The feed-forward (and its dropout), before the residual."""
+        raise NotImplementedError
+
+    def norms(self) -> tuple[nn.Module, nn.Module]:
+        """The pretrained LayerNorms after attention and after the feed-forward."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        mask_bias: torch.Tensor,
+        z: torch.Tensor,
+        rows: TaskRows,
+        context: Any = None,
+    ) -> torch.Tensor:
+        q, k, v = self.project(hidden)
+        q, bias = self.scores(q, k, mask_bias, context)
+        merged = self.attention(q, k, v, bias, z, rows, self.probability_dropout())
+        first, second = self.norms()
+        attended = self.norm(
+            self.cln_attention, first, self.attention_output(merged) + hidden, z, rows
+        )
+        residual = self.feed_forward(attended) + attended
+        if self.bottleneck is not None:  # "base" variant: added before the layer's norm
+            residual = residual + self.bottleneck(attended, z, rows)
+        return self.norm(self.cln_output, second, residual, z, rows)
+
+
+def activation(name: Any) -> Any:
+    """A config's activation: a name looked up in transformers, or the callable itself."""
+    from transformers.activations import ACT2FN
+
+    return ACT2FN[name] if isinstance(name, str) else name
+
+
 class SharedLookup:
     """The shared generator of a kind of module, or None for per-layer generators."""
 

@@ -4,54 +4,41 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from camtl.modeling.conditional import TaskRows
 from camtl.modeling.families import register_family
 from camtl.modeling.families.base import (
-    ConditionalLayer,
     EncoderFamily,
+    PostNormLayer,
     PretrainedParts,
+    activation,
     refuse,
 )
 
 
-def activation(name: Any) -> Any:
-    """A config's activation: a name looked up in transformers, or the callable itself."""
-    from transformers.activations import ACT2FN
-
-    return ACT2FN[name] if isinstance(name, str) else name
-
-
-class BertLayer(ConditionalLayer):
-    """attention -> add & norm (conditional) -> feed-forward (+ bottleneck) -> add & norm."""
+class BertLayer(PostNormLayer):
+    """BERT's names: attention.self.{query,key,value}, attention.output, intermediate,
+    output."""
 
     def __init__(self, base: Any, config: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(base, config, *args, **kwargs)
         self.act = activation(config.hidden_act)
 
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        mask_bias: torch.Tensor,
-        z: torch.Tensor,
-        rows: TaskRows,
-        context: Any = None,
-    ) -> torch.Tensor:
+    def project(self, hidden):
+        attn = self.base.attention.self
+        return tuple(self.split_heads(p(hidden)) for p in (attn.query, attn.key, attn.value))
+
+    def probability_dropout(self):
+        return self.base.attention.self.dropout.p  # model.attention_dropout sets it
+
+    def attention_output(self, merged):
+        out = self.base.attention.output
+        return out.dropout(out.dense(merged))
+
+    def feed_forward(self, attended):
         base = self.base
-        attn = base.attention.self
-        q, k, v = (self.split_heads(p(hidden)) for p in (attn.query, attn.key, attn.value))
-        # the pretrained layer's own attention dropout (its p: model.attention_dropout)
-        merged = self.attention(q, k, v, mask_bias, z, rows, attn.dropout.p)
-        out = base.attention.output
-        attended = self.norm(
-            self.cln_attention, out.LayerNorm, out.dropout(out.dense(merged)) + hidden, z, rows
-        )
-        ffn = base.output.dropout(base.output.dense(self.act(base.intermediate.dense(attended))))
-        residual = ffn + attended
-        if self.bottleneck is not None:  # "base" variant: added before the layer's norm
-            residual = residual + self.bottleneck(attended, z, rows)
-        return self.norm(self.cln_output, base.output.LayerNorm, residual, z, rows)
+        return base.output.dropout(base.output.dense(self.act(base.intermediate.dense(attended))))
+
+    def norms(self):
+        return self.base.attention.output.LayerNorm, self.base.output.LayerNorm
 
 
 @register_family("bert", "roberta", "xlm-roberta", "electra", "camembert")

@@ -13,15 +13,9 @@ from typing import Any
 
 import torch
 
-from camtl.modeling.conditional import TaskRows
 from camtl.modeling.families import register_family
-from camtl.modeling.families.base import (
-    ConditionalLayer,
-    EncoderFamily,
-    PretrainedParts,
-    refuse,
-)
-from camtl.modeling.families.bert import activation
+from camtl.modeling.families.base import EncoderFamily, PretrainedParts, refuse
+from camtl.modeling.families.bert import BertLayer
 
 
 @dataclass
@@ -33,26 +27,22 @@ class RelativePositions:
     embeddings: torch.Tensor | None
 
 
-class DebertaV2Layer(ConditionalLayer):
+class DebertaV2Layer(BertLayer):
+    """BERT's block under DeBERTa's names (query_proj, key_proj, value_proj), the
+    disentangled terms added to the scores."""
+
     def __init__(self, base: Any, config: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(base, config, *args, **kwargs)
-        self.act = activation(config.hidden_act)
         kinds = base.attention.self.pos_att_type or []
         self.scale_factor = 1 + ("c2p" in kinds) + ("p2c" in kinds)
 
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        mask_bias: torch.Tensor,
-        z: torch.Tensor,
-        rows: TaskRows,
-        context: RelativePositions,
-    ) -> torch.Tensor:
-        base = self.base
-        attn = base.attention.self
-        q, k, v = (
-            self.split_heads(p(hidden)) for p in (attn.query_proj, attn.key_proj, attn.value_proj)
-        )
+    def project(self, hidden):
+        attn = self.base.attention.self
+        projections = (attn.query_proj, attn.key_proj, attn.value_proj)
+        return tuple(self.split_heads(p(hidden)) for p in projections)
+
+    def scores(self, q, k, mask_bias, context: RelativePositions):
+        attn = self.base.attention.self
         bias = mask_bias
         if attn.relative_attention and context.embeddings is not None:
             b, h, length, d = q.shape
@@ -65,17 +55,7 @@ class DebertaV2Layer(ConditionalLayer):
             )
             bias = bias + relative.view(b, h, length, length)
         # scores are q k^T / sqrt(d_head * scale_factor): attention divides by sqrt(d_head)
-        q = q * self.scale_factor**-0.5
-        merged = self.attention(q, k, v, bias, z, rows, attn.dropout.p)
-        out = base.attention.output
-        attended = self.norm(
-            self.cln_attention, out.LayerNorm, out.dropout(out.dense(merged)) + hidden, z, rows
-        )
-        ffn = base.output.dropout(base.output.dense(self.act(base.intermediate.dense(attended))))
-        residual = ffn + attended
-        if self.bottleneck is not None:
-            residual = residual + self.bottleneck(attended, z, rows)
-        return self.norm(self.cln_output, base.output.LayerNorm, residual, z, rows)
+        return q * self.scale_factor**-0.5, bias
 
 
 @register_family("deberta-v2")

@@ -6,34 +6,27 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from camtl.modeling.conditional import TaskRows
 from camtl.modeling.families import register_family
-from camtl.modeling.families.base import ConditionalLayer, EncoderFamily, PretrainedParts
+from camtl.modeling.families.base import EncoderFamily, PostNormLayer, PretrainedParts
 
 
-class DistilBertLayer(ConditionalLayer):
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        mask_bias: torch.Tensor,
-        z: torch.Tensor,
-        rows: TaskRows,
-        context: Any = None,
-    ) -> torch.Tensor:
-        base = self.base
-        attn = base.attention
-        q, k, v = (self.split_heads(p(hidden)) for p in (attn.q_lin, attn.k_lin, attn.v_lin))
-        merged = self.attention(q, k, v, mask_bias, z, rows, attn.dropout.p)
-        attended = self.norm(
-            self.cln_attention, base.sa_layer_norm, attn.out_lin(merged) + hidden, z, rows
-        )
-        ffn = base.ffn
-        residual = ffn.dropout(ffn.lin2(ffn.activation(ffn.lin1(attended)))) + attended
-        if self.bottleneck is not None:
-            residual = residual + self.bottleneck(attended, z, rows)
-        return self.norm(self.cln_output, base.output_layer_norm, residual, z, rows)
+class DistilBertLayer(PostNormLayer):
+    def project(self, hidden):
+        attn = self.base.attention
+        return tuple(self.split_heads(p(hidden)) for p in (attn.q_lin, attn.k_lin, attn.v_lin))
+
+    def probability_dropout(self):
+        return self.base.attention.dropout.p
+
+    def attention_output(self, merged):
+        return self.base.attention.out_lin(merged)  # DistilBERT has no dropout here
+
+    def feed_forward(self, attended):
+        ffn = self.base.ffn
+        return ffn.dropout(ffn.lin2(ffn.activation(ffn.lin1(attended))))
+
+    def norms(self):
+        return self.base.sa_layer_norm, self.base.output_layer_norm
 
 
 @register_family("distilbert")

@@ -7,41 +7,30 @@ from typing import Any
 
 import torch
 
-from camtl.modeling.conditional import TaskRows
 from camtl.modeling.families import register_family
-from camtl.modeling.families.base import ConditionalLayer, EncoderFamily, PretrainedParts
-from camtl.modeling.families.bert import activation
+from camtl.modeling.families.base import EncoderFamily, PretrainedParts
+from camtl.modeling.families.bert import BertLayer
 
 
-class MPNetLayer(ConditionalLayer):
-    def __init__(self, base: Any, config: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(base, config, *args, **kwargs)
-        self.act = activation(config.hidden_act)
+class MPNetLayer(BertLayer):
+    """BERT's block under MPNet's names (attention.attn.{q,k,v,o}, attention.LayerNorm),
+    the position bias added to the scores."""
 
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        mask_bias: torch.Tensor,
-        z: torch.Tensor,
-        rows: TaskRows,
-        context: Any = None,
-    ) -> torch.Tensor:
-        base = self.base
-        attn = base.attention.attn
-        q, k, v = (self.split_heads(p(hidden)) for p in (attn.q, attn.k, attn.v))
-        merged = self.attention(q, k, v, mask_bias + context, z, rows, attn.dropout.p)
-        attended = self.norm(
-            self.cln_attention,
-            base.attention.LayerNorm,
-            base.attention.dropout(attn.o(merged)) + hidden,
-            z,
-            rows,
-        )
-        ffn = base.output.dropout(base.output.dense(self.act(base.intermediate.dense(attended))))
-        residual = ffn + attended
-        if self.bottleneck is not None:
-            residual = residual + self.bottleneck(attended, z, rows)
-        return self.norm(self.cln_output, base.output.LayerNorm, residual, z, rows)
+    def project(self, hidden):
+        attn = self.base.attention.attn
+        return tuple(self.split_heads(p(hidden)) for p in (attn.q, attn.k, attn.v))
+
+    def scores(self, q, k, mask_bias, context):
+        return q, mask_bias + context
+
+    def probability_dropout(self):
+        return self.base.attention.attn.dropout.p
+
+    def attention_output(self, merged):
+        return self.base.attention.dropout(self.base.attention.attn.o(merged))
+
+    def norms(self):
+        return self.base.attention.LayerNorm, self.base.output.LayerNorm
 
 
 @register_family("mpnet")
