@@ -233,6 +233,11 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
     for name, entries in runs.items():
         if name != "single_task" and entries:
             rows[name] = row_summary(name, entries, reference)
+            if name.endswith("_distill") and "single_task" in rows:
+                # a distilled model's compute includes its teachers' (the single-task runs)
+                teachers = rows["single_task"]["training_time_s"]
+                rows[name]["teachers_training_time_s"] = teachers
+                rows[name]["total_compute_s"] = teachers + rows[name]["training_time_s"]
     return rows
 
 
