@@ -104,9 +104,12 @@ def test_bad_dropout_options_are_one_line_naming_the_key(section: dict, message:
     assert config_error(section) == message
 
 
-def test_dropout_options_default_to_the_pretrained_values() -> None:
+def test_attention_dropout_defaults_to_zero_and_hidden_dropout_to_the_pretrained() -> None:
     model = config_from_dict({"tasks": ["snli"]}).model
-    assert model.attention_dropout is None and model.hidden_dropout is None
+    assert model.attention_dropout == 0.0 and model.hidden_dropout is None
+    # null restores the pretrained value (what camtl ran before the default changed)
+    again = config_from_dict({"tasks": ["snli"], "model": {"attention_dropout": None}}).model
+    assert again.attention_dropout is None
 
 
 # ------------------------------------------------------------------------ attention kernel

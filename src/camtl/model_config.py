@@ -33,7 +33,9 @@ class ModelConfig:
     otherwise (camtl.modeling.attention).
     attention_dropout, hidden_dropout: the encoder's dropout on attention probabilities and
     on hidden states (Hugging Face's ``attention_probs_dropout_prob`` and
-    ``hidden_dropout_prob``); None keeps the pretrained config's values.
+    ``hidden_dropout_prob``, or the family's fields); None keeps the pretrained config's
+    value. Attention dropout defaults to 0: it cost a third of a CPU training step and
+    gave no accuracy (docs/decisions.md, "Attention dropout").
     freeze_embeddings, freeze_layers: whether the embeddings, and how many bottom
     Transformer layers, keep their pretrained weights fixed; None: the encoder kind's
     default (plain: nothing frozen; camtl: the embeddings and the bottom half).
@@ -47,7 +49,7 @@ class ModelConfig:
     pooling: Literal["mean", "cls"] = "mean"
     dropout: float = 0.1
     attention: Literal["auto", "sdpa", "eager"] = "auto"
-    attention_dropout: float | None = None
+    attention_dropout: float | None = 0.0
     hidden_dropout: float | None = None
     freeze_embeddings: bool | None = None
     freeze_layers: int | None = None
