@@ -21,29 +21,29 @@ pytestmark = pytest.mark.integration
     not (
         encoder_ready(encoder_dir(alias="mpnet"))
         and task_meta("rt_polarity")
-        and task_meta("wnut16")
+        and task_meta("vader")
     ),
-    reason="mpnet or the offline tasks not fetched (`camtl data fetch rt_polarity wnut16 mpnet`)",
+    reason="mpnet or the offline tasks not fetched (`camtl data fetch rt_polarity vader mpnet`)",
 )
-def test_camtl_on_mpnet_learns_polarity_and_ner(tmp_path: Path) -> None:
+def test_camtl_on_mpnet_learns_polarity_and_sentiment_scores(tmp_path: Path) -> None:
     config = {
         "output_dir": str(tmp_path / "run"),
         "model": {"encoder": "mpnet", "architecture": "camtl", "camtl": {"max_length": 48}},
         "tasks": [
             {
                 "name": "rt_polarity",
-                "max_train_examples": 1000,
+                "max_train_examples": 1500,
                 "max_dev_examples": 200,
                 "max_test_examples": 20,
                 "max_length": 48,
             },
-            {"name": "wnut16", "max_dev_examples": 150, "max_test_examples": 20, "max_length": 48},
+            {"name": "vader", "max_dev_examples": 200, "max_test_examples": 20, "max_length": 48},
         ],
         "training": {
-            "max_steps": 60,
+            "max_steps": 120,
             "batch_size": 16,
             "learning_rate": 1.0e-4,
-            "eval_every": 60,
+            "eval_every": 120,
             "log_every": 20,
         },
     }

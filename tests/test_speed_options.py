@@ -48,8 +48,11 @@ def _dropouts(model: MultiTaskModel) -> dict[str, float]:
 def test_dropout_options_set_the_encoders_dropout(
     tiny_encoder_dir: Path, architecture: str
 ) -> None:
-    default = build(tiny_encoder_dir, architecture)
-    assert set(_dropouts(default).values()) == {0.1}  # the pretrained config's, unchanged
+    pretrained = build(tiny_encoder_dir, architecture, attention_dropout=None)
+    assert set(_dropouts(pretrained).values()) == {0.1}  # the pretrained config's, unchanged
+    default = _dropouts(build(tiny_encoder_dir, architecture))  # attention dropout 0
+    assert {p for n, p in default.items() if n.endswith("attention.self.dropout")} == {0.0}
+    assert {p for n, p in default.items() if not n.endswith("attention.self.dropout")} == {0.1}
     model = build(tiny_encoder_dir, architecture, attention_dropout=0.0, hidden_dropout=0.25)
     ps = _dropouts(model)
     attention = {n for n in ps if n.endswith("attention.self.dropout")}
@@ -138,18 +141,18 @@ def test_auto_is_eager_when_training_on_cpu_only(
 def test_auto_picks_the_kernel_per_forward_pass(
     tiny_encoder_dir: Path, architecture: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import camtl.modeling.conditional_encoder as conditional_encoder
+    import camtl.modeling.families.base as layer_base
 
     model = build(tiny_encoder_dir, architecture)
     assert model.encoder.attention_setting == "auto"
     used: list[str] = []
-    attend = conditional_encoder.attend
+    attend = layer_base.attend
 
     def spy(kernel, *args):
         used.append(kernel)
         return attend(kernel, *args)
 
-    monkeypatch.setattr(conditional_encoder, "attend", spy)
+    monkeypatch.setattr(layer_base, "attend", spy)
     for training, kernel in ((True, "eager"), (False, "sdpa")):
         used.clear()
         model.train(training)

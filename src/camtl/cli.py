@@ -107,9 +107,11 @@ def cmd_add_task(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from camtl.device import resolve_device
     from camtl.hub_models import resolve_model
     from camtl.predict import predict_file
 
+    resolve_device(args.device)  # a bad --device is refused before any download
     summary = predict_file(
         resolve_model(args.run_dir, args.revision),
         args.task,
@@ -146,9 +148,20 @@ def cmd_baseline_single_task(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from camtl.device import resolve_device
     from camtl.hub_models import resolve_model
-    from camtl.serving.server import serve
+    from camtl.serving.server import check_flags, serve
 
+    # bad flags are refused before any download
+    check_flags(
+        args.port,
+        args.max_batch_tokens,
+        args.max_wait_ms,
+        args.max_body_bytes,
+        args.max_inputs,
+        args.max_queue,
+    )
+    resolve_device(args.device)
     serve(
         resolve_model(args.run_dir, args.revision),
         host=args.host,

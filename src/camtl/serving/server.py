@@ -13,6 +13,26 @@ from camtl.validation import flag, positive, require
 log = logging.getLogger("camtl")
 
 
+def check_flags(
+    port: int,
+    max_batch_tokens: int,
+    max_wait_ms: float,
+    max_body_bytes: int,
+    max_inputs: int,
+    max_queue: int,
+) -> None:
+    """Refuse a bad limit in one line naming its flag (before a model is read or fetched)."""
+    for name, value in (
+        ("--port", port),
+        ("--max-batch-tokens", max_batch_tokens),
+        ("--max-body-bytes", max_body_bytes),
+        ("--max-inputs", max_inputs),
+        ("--max-queue", max_queue),
+    ):
+        positive(flag(name, value), value)
+    require(max_wait_ms >= 0, flag("--max-wait-ms", max_wait_ms), "must be >= 0")
+
+
 def serve(
     run_dir: Path,
     host: str = "127.0.0.1",
@@ -38,15 +58,7 @@ def serve(
         ) from None
     from camtl.serving.engine import InferenceEngine
 
-    for name, value in (
-        ("--port", port),
-        ("--max-batch-tokens", max_batch_tokens),
-        ("--max-body-bytes", max_body_bytes),
-        ("--max-inputs", max_inputs),
-        ("--max-queue", max_queue),
-    ):
-        positive(flag(name, value), value)
-    require(max_wait_ms >= 0, flag("--max-wait-ms", max_wait_ms), "must be >= 0")
+    check_flags(port, max_batch_tokens, max_wait_ms, max_body_bytes, max_inputs, max_queue)
     device = resolve_device(device)
     # ready before listening
     engine = InferenceEngine(run_dir, device=device, max_batch_tokens=max_batch_tokens)
