@@ -28,16 +28,16 @@ pytestmark = pytest.mark.integration
 def test_camtl_on_mpnet_learns_polarity_and_sentiment_scores(tmp_path: Path) -> None:
     config = {
         "output_dir": str(tmp_path / "run"),
-        "model": {"encoder": "mpnet", "architecture": "camtl", "camtl": {"max_length": 48}},
+        "model": {"encoder": "mpnet", "architecture": "camtl", "camtl": {"max_length": 32}},
         "tasks": [
             {
                 "name": "rt_polarity",
                 "max_train_examples": 1500,
-                "max_dev_examples": 200,
+                "max_dev_examples": 150,
                 "max_test_examples": 20,
-                "max_length": 48,
+                "max_length": 32,
             },
-            {"name": "vader", "max_dev_examples": 200, "max_test_examples": 20, "max_length": 48},
+            {"name": "vader", "max_dev_examples": 150, "max_test_examples": 20, "max_length": 32},
         ],
         "training": {
             "max_steps": 120,
