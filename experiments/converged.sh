@@ -9,6 +9,8 @@
 #                                              camtl_mtu camtl_unfrozen ladder_2 ladder_3 ladder_4
 #                                              camtl_distill plain_distill (issue 38: taught by
 #                                              the single_task runs, which must be there)
+#                                              camtl_attention0 (issue 36: the default CA-MTL
+#                                              with attention dropout 0, now the default; seed 12)
 #   DISTILL_FREEZING=default bash experiments/converged.sh camtl_distill
 #       (CA-MTL's default freezing under distillation; the default here is nothing frozen)
 #   THREADS=1 bash experiments/converged.sh camtl     (one thread per run, to run two at once)
@@ -76,6 +78,9 @@ for row in "${ROWS[@]}"; do
         train "$ROOT/camtl_unfrozen_s$seed" experiments/configs/converged/camtl.yaml \
           --set "seed=$seed" "${UNFROZEN[@]}"
       done ;;
+    camtl_attention0)  # issue 36: the camtl row's recipe under today's defaults, one seed
+      train "$ROOT/camtl_attention0_s12" experiments/configs/converged/camtl.yaml --set seed=12 \
+        --set model.attention_dropout=0.0 ;;
     camtl_distill | plain_distill)  # teacher annealing from the single-task runs
       base=${row%_distill}
       freezing=()
@@ -111,4 +116,5 @@ done
   --row ladder_2_cond_attention "$ROOT"/ladder_2_cond_attention_s*/ \
   --row ladder_3_cond_bottleneck "$ROOT"/ladder_3_cond_bottleneck_s*/ \
   --row ladder_4_full_per_layer "$ROOT"/ladder_4_full_per_layer_s*/ \
+  --row camtl_attention0 "$ROOT"/camtl_attention0_s*/ \
   --row camtl_distill "$ROOT"/camtl_distill_s*/ --row plain_distill "$ROOT"/plain_distill_s*/
