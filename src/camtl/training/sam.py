@@ -63,10 +63,10 @@ def sam_train_step(parts: Any, accelerator: Any, step: int) -> dict[str, float]:
     distributed = accelerator.num_processes > 1
     task_losses: dict[str, list[float]] = {}
     total = 0.0
-    for _ in range(accum):
+    for micro in range(accum):
         batch, pairs = micro_batch(parts, accelerator, step)
         parts.context.step = step
-        parts.context.update = True
+        parts.context.update = micro == accum - 1  # stateful weights update once a step
         parts.context.learning_rate = parts.lr_scheduler.get_last_lr()[0]
         with torch.no_grad(), accelerator.autocast():  # the losses the balancer weighs
             losses = _task_losses(parts, model, batch, pairs, step)
