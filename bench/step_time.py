@@ -15,11 +15,12 @@ first four in the default precision (``auto``: bf16 where the CPU has bf16 instr
                                      faster precision / bf16 matmul peak of this machine
   camtl_step_over_before             CA-MTL bf16 training step with the speed options
                                      (NEW: attention auto, i.e. eager when training on CPU;
-                                     attention dropout 0, hidden dropout 0.1; fused AdamW;
-                                     frozen weights cast once) / the same step as it ran
-                                     before them (BEFORE: sdpa attention, dropout 0.1
-                                     everywhere, torch's default AdamW kernel, on CPU a loop
-                                     over parameters; casts at every call); target <= 0.55
+                                     attention dropout 0, hidden dropout 0.1 with 16-bit
+                                     masks on CPU; fused AdamW; frozen weights cast once) /
+                                     the same step as it ran before them (BEFORE: sdpa
+                                     attention, dropout 0.1 everywhere with torch's masks,
+                                     torch's default AdamW kernel, on CPU a loop over
+                                     parameters; casts at every call); target <= 0.55
   distill_step_over_plain            CA-MTL training step whose task losses mix in a teacher's
                                      cached outputs (training.distillation, gold weight 0.5)
                                      / the same step without teachers; target <= 1.10
@@ -90,9 +91,20 @@ class Setup:
 
 
 DEFAULTS = Setup()  # what `camtl train` does
-NEW = Setup({"attention": "auto", "attention_dropout": 0.0, "hidden_dropout": 0.1}, "auto", True)
+NEW = Setup(
+    {"attention": "auto", "attention_dropout": 0.0, "hidden_dropout": 0.1, "dropout_masks": "auto"},
+    "auto",
+    True,
+)
 BEFORE = Setup(
-    {"attention": "sdpa", "attention_dropout": 0.1, "hidden_dropout": 0.1}, "torch_default", False
+    {
+        "attention": "sdpa",
+        "attention_dropout": 0.1,
+        "hidden_dropout": 0.1,
+        "dropout_masks": "bernoulli",
+    },
+    "torch_default",
+    False,
 )
 SETUPS = {"default": DEFAULTS, "new": NEW, "before": BEFORE}
 

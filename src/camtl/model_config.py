@@ -36,6 +36,10 @@ class ModelConfig:
     ``hidden_dropout_prob``, or the family's fields); None keeps the pretrained config's
     value. Attention dropout defaults to 0: it cost a third of a CPU training step and
     gave no accuracy (docs/decisions.md, "Attention dropout").
+    dropout_masks: where hidden and head dropout draw their masks (camtl.modeling.dropout):
+    ``bits`` (16 random bits an element, p rounded to a multiple of 1/65536; half the cost
+    of torch's masks on CPU), ``bernoulli`` (torch's own dropout: the runs made before this
+    option, bit for bit), or ``auto``: bits on CPU, torch's elsewhere.
     freeze_embeddings, freeze_layers: whether the embeddings, and how many bottom
     Transformer layers, keep their pretrained weights fixed; None: the encoder kind's
     default (plain: nothing frozen; camtl: the embeddings and the bottom half).
@@ -51,6 +55,7 @@ class ModelConfig:
     attention: Literal["auto", "sdpa", "eager"] = "auto"
     attention_dropout: float | None = 0.0
     hidden_dropout: float | None = None
+    dropout_masks: Literal["auto", "bernoulli", "bits"] = "auto"
     freeze_embeddings: bool | None = None
     freeze_layers: int | None = None
     options: dict[str, Any] = field(default_factory=dict, metadata={"inline": True})

@@ -14,6 +14,7 @@ from camtl.errors import CamtlError
 from camtl.fileio import atomic_target, atomic_write_text
 from camtl.hub_models import resolve_model
 from camtl.model_config import ModelConfig
+from camtl.modeling.dropout import set_dropout_masks
 from camtl.modeling.encoder import (
     disable_pooler,
     freeze_encoder,
@@ -61,6 +62,7 @@ class MultiTaskModel(nn.Module):
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
         hidden = self.encoder.config.hidden_size
         self.heads = nn.ModuleDict({t.name: self._build_head(t, hidden) for t in self.tasks})
+        set_dropout_masks(self, config.dropout_masks)
         freeze_encoder(self.encoder, *resolved_freezing(config, encoder_config.num_hidden_layers))
 
     # -- construction -------------------------------------------------------------------
@@ -151,7 +153,9 @@ class MultiTaskModel(nn.Module):
             )
         device = next(self.parameters()).device
         self.labels[spec.name] = list(labels)
-        self.heads[spec.name] = self._build_head(spec, self.encoder.config.hidden_size).to(device)
+        head = self._build_head(spec, self.encoder.config.hidden_size).to(device)
+        set_dropout_masks(head, self.config.dropout_masks)
+        self.heads[spec.name] = head
         self.encoder.add_task(embedding)
         self.tasks.append(spec)
         self.task_index[spec.name] = len(self.tasks) - 1
