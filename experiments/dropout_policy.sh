@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Does attention-probability dropout pay for itself? Attention dropout 0 (hidden dropout
 # kept at 0.1) against the pretrained setting (0.1 both) on the demo config (600 steps)
-# and the ablation's row 7 (500 steps, in bf16 as the demo trains), seeds 12, 13 and 14.
-# A finished run is not trained again, so the script can be rerun after an interruption.
-# Writes experiments/results/dropout_policy.json (per run: dev and test primary scores,
-# mean and worst; per configuration: mean ± sd over the seeds).
-#   bash experiments/dropout_policy.sh        (12 runs)
+# and the ablation's row 7 (500 steps, in bf16 as the demo trains), seeds 12, 13 and 14,
+# both with torch's dropout masks; and `bits`: attention dropout 0 with the 16-bit masks
+# (model.dropout_masks), against attention0. A finished run is not trained again, so the
+# script can be rerun after an interruption. Writes experiments/results/dropout_policy.json
+# (per run: dev and test primary scores, mean and worst; per configuration: mean ± sd over
+# the seeds).
+#   bash experiments/dropout_policy.sh                      (18 runs)
+#   SETTINGS=bits bash experiments/dropout_policy.sh        (one setting)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -16,11 +19,15 @@ declare -A CONFIGS=(
 )
 for name in demo row7; do
   for seed in ${SEEDS:-12 13 14}; do
-    for setting in pretrained attention0; do
+    for setting in ${SETTINGS:-pretrained attention0 bits}; do
       out="$ROOT/${name}_${setting}_seed$seed"
       if grep -qs '"completed"' "$out/status.json"; then continue; fi
       extra=(--set "seed=$seed" --set training.mixed_precision=bf16)
-      [ "$setting" = attention0 ] && extra+=(--set model.attention_dropout=0.0)
+      case $setting in
+        pretrained) extra+=(--set model.attention_dropout=null --set model.dropout_masks=bernoulli) ;;
+        attention0) extra+=(--set model.attention_dropout=0.0 --set model.dropout_masks=bernoulli) ;;
+        bits) extra+=(--set model.attention_dropout=0.0 --set model.dropout_masks=bits) ;;
+      esac
       "$BIN/camtl" train "${CONFIGS[$name]}" --overwrite --output-dir "$out" "${extra[@]}"
     done
   done
