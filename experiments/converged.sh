@@ -17,10 +17,15 @@
 #   KEEP=experiments/results/converged.json bash experiments/converged.sh ladder_3
 #       (a run that results file records is not trained again, and the file keeps the runs
 #        it recorded before whose folders are not here: finished on another machine)
+#   ROOT=runs/converged_2026 OUT=experiments/results/converged_2026.json \
+#     bash experiments/converged.sh single_task camtl_distill
+#       (a second set of runs, written to its own results file: OUT, default
+#        experiments/results/converged.json, and its curves beside it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 ROOT=${ROOT:-runs/converged}
+OUT=${OUT:-experiments/results/converged.json}
 SEEDS=${SEEDS:-12 13 14}
 THREADS_SET=()
 [ -n "${THREADS:-}" ] && THREADS_SET=(--set "training.num_threads=$THREADS")
@@ -108,8 +113,7 @@ for row in "${ROWS[@]}"; do
   esac
 done
 
-"$BIN/python" experiments/converged.py "${KEEP_ARG[@]}" --out experiments/results/converged.json \
-  --plot experiments/results/converged_curves.png \
+"$BIN/python" experiments/converged.py "${KEEP_ARG[@]}" --out "$OUT" --plot "${OUT%.json}_curves.png" \
   --row single_task "$ROOT"/single_task/*/ \
   --row plain "$ROOT"/plain_s*/ --row camtl "$ROOT"/camtl_s*/ \
   --row camtl_mtu "$ROOT"/camtl_mtu_s*/ --row camtl_unfrozen "$ROOT"/camtl_unfrozen_s*/ \
