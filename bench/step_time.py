@@ -21,6 +21,8 @@ first four in the default precision (``auto``: bf16 where the CPU has bf16 instr
                                      attention, dropout 0.1 everywhere with torch's masks,
                                      torch's default AdamW kernel, on CPU a loop over
                                      parameters; casts at every call); target <= 0.55
+  bits_masks_over_torch_masks        the NEW step / the same step with torch's dropout masks
+                                     (model.dropout_masks: bernoulli); no target
   distill_step_over_plain            CA-MTL training step whose task losses mix in a teacher's
                                      cached outputs (training.distillation, gold weight 0.5)
                                      / the same step without teachers; target <= 1.10
@@ -60,7 +62,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +108,8 @@ BEFORE = Setup(
     "torch_default",
     False,
 )
-SETUPS = {"default": DEFAULTS, "new": NEW, "before": BEFORE}
+NEW_TORCH_MASKS = replace(NEW, model={**NEW.model, "dropout_masks": "bernoulli"})
+SETUPS = {"default": DEFAULTS, "new": NEW, "before": BEFORE, "new_torch_masks": NEW_TORCH_MASKS}
 
 
 def build(encoder: str, name: str, options: dict[str, Any] | None = None) -> Any:
@@ -462,7 +465,11 @@ def main() -> None:
             args.encoder,
             args.steps,
             batch,
-            {"camtl_new": ("camtl", "bf16", NEW), "camtl_before": ("camtl", "bf16", BEFORE)},
+            {
+                "camtl_new": ("camtl", "bf16", NEW),
+                "camtl_before": ("camtl", "bf16", BEFORE),
+                "camtl_new_torch_masks": ("camtl", "bf16", NEW_TORCH_MASKS),
+            },
         )
     )
     step.update(time_distillation(args.encoder, args.steps, batch))
@@ -484,6 +491,7 @@ def main() -> None:
         "bf16_over_fp32_infer": infer["camtl_fp32"] / infer["camtl_bf16"],
         "train_flops_over_peak": flops / min(step["camtl_bf16"], step["camtl_fp32"]) / peak,
         "camtl_step_over_before": step["camtl_new"] / step["camtl_before"],
+        "bits_masks_over_torch_masks": step["camtl_new"] / step["camtl_new_torch_masks"],
         "distill_step_over_plain": step["camtl_distilled"] / step["camtl_plain"],
         "sam_step_over_plain": step["camtl_step_fn_sam"] / step["camtl_step_fn_plain"],
         **(
@@ -506,6 +514,7 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "camtl_step_over_before": {"new": asdict(NEW), "before": asdict(BEFORE)},
+            "bits_masks_over_torch_masks": {"torch_masks": asdict(NEW_TORCH_MASKS)},
         },
         "targets": {
             "camtl_over_frozen_mtl": "<= 1.35",
