@@ -9,6 +9,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.camtl-installed
 CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): one per core by default; TEST_WORKERS=0 runs the suite in one
+TEST_WORKERS ?= auto
 
 .PHONY: venv data data-mpnet browser demo test lint dist dist-check bench clean
 
@@ -40,7 +42,7 @@ browser:
 	    >/dev/null; } || echo "note: no chromium; the browser test of the HTML report will skip"
 
 test: data data-mpnet browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests bench experiments

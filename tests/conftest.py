@@ -19,6 +19,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _share_the_cores_between_workers() -> None:
+    """Under pytest-xdist each worker (and the servers and ranks it starts) gets its share
+    of the cores, so that workers do not oversubscribe the machine with torch's threads."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+_share_the_cores_between_workers()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def isolated_feature_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tokenized-feature cache entries of the suite go to a temporary folder."""
