@@ -8,7 +8,7 @@
 # (per run: dev and test primary scores, mean and worst; per configuration: mean ± sd over
 # the seeds).
 #   bash experiments/dropout_policy.sh                      (18 runs)
-#   SETTINGS=bits bash experiments/dropout_policy.sh        (one setting)
+#   SETTINGS=bits NAMES=demo bash experiments/dropout_policy.sh    (one setting, one config)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -17,7 +17,7 @@ declare -A CONFIGS=(
   [demo]=configs/demo.yaml
   [row7]=experiments/configs/ablation/7_camtl_full_shared_generators.yaml
 )
-for name in demo row7; do
+for name in ${NAMES:-demo row7}; do
   for seed in ${SEEDS:-12 13 14}; do
     for setting in ${SETTINGS:-pretrained attention0 bits}; do
       out="$ROOT/${name}_${setting}_seed$seed"
