@@ -21,7 +21,9 @@ run on another machine), so a row can gain a seed without the folders of the oth
     python experiments/converged.py --table experiments/results/converged.json [--split test]
 
 ``--table`` prints a results file as the Markdown table of `camtl compare --by-seed`;
-``--keep FILE --recorded NAME`` answers (exit status) whether FILE records that run.
+``--keep FILE --recorded NAME`` answers (exit status) whether FILE records that run;
+``--targets DIR`` prints each finished single-task run's primary dev score under DIR as a
+YAML mapping, score_dro's ``targets`` (experiments/converged.sh, row camtl_distill_dro).
 """
 
 from __future__ import annotations
@@ -271,6 +273,17 @@ def markdown_table(result: dict[str, Any], split: str) -> str:
     return render_table(*table_cells(*rank_rows(table_rows)), markdown=True)
 
 
+def single_task_targets(root: Path) -> dict[str, float]:
+    """task -> primary dev score of every finished run under ``root`` (one task each)."""
+    targets: dict[str, float] = {}
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        status = run_dir / "status.json"
+        if not status.is_file() or '"completed"' not in status.read_text(encoding="utf-8"):
+            continue
+        targets.update(primary_scores(load_report(run_dir, "dev")))
+    return targets
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path)
@@ -301,8 +314,21 @@ def main() -> int:
         help="with --keep: exit 0 if that file records a row or a finished run of this name, "
         "else 1 (experiments/converged.sh asks before training a run)",
     )
+    parser.add_argument(
+        "--targets",
+        type=Path,
+        metavar="SINGLE_TASK_ROOT",
+        help="print the single-task runs' primary dev scores as a YAML mapping and exit",
+    )
     parser.add_argument("--split", choices=("dev", "test"), default="dev")
     args = parser.parse_args()
+    if args.targets:
+        targets = single_task_targets(args.targets) if args.targets.is_dir() else {}
+        if not targets:
+            print(f"{args.targets}: no finished single-task run", file=sys.stderr)
+            return 1
+        print("{" + ", ".join(f"{task}: {score:.4f}" for task, score in targets.items()) + "}")
+        return 0
     if args.recorded:
         if not args.keep:
             parser.error("--recorded needs --keep RESULTS_JSON")

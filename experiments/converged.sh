@@ -11,6 +11,8 @@
 #                                              the single_task runs, which must be there)
 #                                              camtl_attention0 (issue 36: the default CA-MTL
 #                                              with attention dropout 0, now the default; seed 12)
+#                                              camtl_distill_dro (camtl_distill balanced by
+#                                              score_dro toward the single-task dev scores)
 #   DISTILL_FREEZING=default bash experiments/converged.sh camtl_distill
 #       (CA-MTL's default freezing under distillation; the default here is nothing frozen)
 #   THREADS=1 bash experiments/converged.sh camtl     (one thread per run, to run two at once)
@@ -94,6 +96,15 @@ for row in "${ROWS[@]}"; do
         train "$ROOT/${row}_s$seed" "experiments/configs/converged/$base.yaml" --set "seed=$seed" \
           --set "training.distillation={teachers: $ROOT/single_task}" "${freezing[@]}"
       done ;;
+    camtl_distill_dro)  # camtl_distill, score_dro's targets the teachers' dev scores
+      targets=$("$BIN/python" experiments/converged.py --targets "$ROOT/single_task")
+      freezing=()
+      [ "${DISTILL_FREEZING:-unfrozen}" = unfrozen ] && freezing=("${UNFROZEN[@]}")
+      for seed in $SEEDS; do
+        train "$ROOT/camtl_distill_dro_s$seed" experiments/configs/converged/camtl.yaml \
+          --set "seed=$seed" --set "training.distillation={teachers: $ROOT/single_task}" \
+          --set "training.balancer={name: score_dro, options: {targets: $targets}}" "${freezing[@]}"
+      done ;;
     ladder_2)  # conditional attention alone
       for seed in $SEEDS; do
         train "$ROOT/ladder_2_cond_attention_s$seed" experiments/configs/converged/camtl.yaml \
@@ -121,4 +132,5 @@ done
   --row ladder_3_cond_bottleneck "$ROOT"/ladder_3_cond_bottleneck_s*/ \
   --row ladder_4_full_per_layer "$ROOT"/ladder_4_full_per_layer_s*/ \
   --row camtl_attention0 "$ROOT"/camtl_attention0_s*/ \
-  --row camtl_distill "$ROOT"/camtl_distill_s*/ --row plain_distill "$ROOT"/plain_distill_s*/
+  --row camtl_distill "$ROOT"/camtl_distill_s*/ --row plain_distill "$ROOT"/plain_distill_s*/ \
+  --row camtl_distill_dro "$ROOT"/camtl_distill_dro_s*/

@@ -237,3 +237,24 @@ def test_a_bad_results_file_is_one_error_naming_it(
         path.write_text(content, encoding="utf-8")
     with pytest.raises(SystemExit, match=f"{path}: {message}"):
         converged.read_results(path)
+
+
+def test_targets_are_the_finished_single_task_runs_dev_scores_as_yaml(
+    converged: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    root = tmp_path / "single_task"
+    _write_finished_run(root / "a", 12, {"a": 90.25})
+    _write_finished_run(root / "b", 12, {"b": 50.0})
+    _write_finished_run(root / "c", 12, {"c": 70.0})
+    (root / "c" / "status.json").write_text('{"status": "running"}', encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["converged.py", "--targets", str(root)])
+        assert converged.main() == 0
+    # score_dro's targets as `--set training.balancer={name: score_dro, targets: ...}` reads
+    assert yaml.safe_load(capsys.readouterr().out) == {"a": 90.25, "b": 50.0}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["converged.py", "--targets", str(tmp_path / "none")])
+        assert converged.main() == 1
+    assert "no finished single-task run" in capsys.readouterr().err
