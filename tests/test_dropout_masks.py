@@ -43,6 +43,12 @@ def test_bits_dropout_drops_at_the_rounded_rate_and_keeps_the_expectation(p: flo
     assert abs(out.double().mean().item() - 1.0) < 0.003
 
 
+def test_a_rate_just_under_one_still_keeps_and_scales() -> None:
+    assert bits_threshold(1 - 1e-7) == 65535
+    out = bits_dropout(torch.ones(10), 1 - 1e-7)
+    assert torch.isfinite(out).all()
+
+
 def test_each_half_of_a_random_word_is_uniform() -> None:
     """Both 16-bit halves of each 32-bit draw carry random bits (torch's plain random_()
     leaves the top bit at 0, which would halve the rate of every second element)."""

@@ -26,8 +26,9 @@ _LEVELS = 1 << _BITS
 
 
 def bits_threshold(p: float) -> int:
-    """The number of the 2**16 bit patterns that drop an element (p rounded)."""
-    return round(p * _LEVELS)
+    """The number of the 2**16 bit patterns that drop an element (p rounded; a p within
+    1/131072 of 1 keeps one pattern, as dropout below 1 keeps some elements)."""
+    return min(round(p * _LEVELS), _LEVELS - 1)
 
 
 def bits_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
