@@ -4,6 +4,7 @@ no mask of a training step is drawn the old way once ``bits`` is on."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -149,7 +150,7 @@ def test_bernoulli_masks_train_as_torchs_modules(tmp_path: Path) -> None:
 def test_added_tasks_and_saved_models_follow_the_option(tmp_path: Path) -> None:
     folder = make_tiny_encoder(tmp_path, "bert")
     model = tiny_model(folder, "bits")
-    model.add_task(TASKS[0].__class__(**{**TASKS[0].__dict__, "name": "cls2"}), ["a", "b"])
+    model.add_task(dataclasses.replace(TASKS[0], name="cls2"), ["a", "b"])
     assert not [n for n, m in model.named_modules() if type(m) is nn.Dropout]
     model.save_pretrained(tmp_path / "run")
     reloaded = MultiTaskModel.from_pretrained(tmp_path / "run")
