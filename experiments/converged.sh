@@ -88,22 +88,20 @@ for row in "${ROWS[@]}"; do
     camtl_attention0)  # issue 36: the camtl row's recipe under today's defaults, one seed
       train "$ROOT/camtl_attention0_s12" experiments/configs/converged/camtl.yaml --set seed=12 \
         --set model.attention_dropout=0.0 ;;
-    camtl_distill | plain_distill)  # teacher annealing from the single-task runs
-      base=${row%_distill}
+    camtl_distill | plain_distill | camtl_distill_dro)  # teacher annealing from the single-task
+      # runs; camtl_distill_dro: balanced by score_dro toward the teachers' dev scores
+      base=${row%%_*}
       freezing=()
       [ "$base" = camtl ] && [ "${DISTILL_FREEZING:-unfrozen}" = unfrozen ] && freezing=("${UNFROZEN[@]}")
+      balancer=()
+      if [ "$row" = camtl_distill_dro ]; then
+        targets=$("$BIN/python" experiments/converged.py --targets "$ROOT/single_task")
+        balancer=(--set "training.balancer={name: score_dro, options: {targets: $targets}}")
+      fi
       for seed in $SEEDS; do
         train "$ROOT/${row}_s$seed" "experiments/configs/converged/$base.yaml" --set "seed=$seed" \
-          --set "training.distillation={teachers: $ROOT/single_task}" "${freezing[@]}"
-      done ;;
-    camtl_distill_dro)  # camtl_distill, score_dro's targets the teachers' dev scores
-      targets=$("$BIN/python" experiments/converged.py --targets "$ROOT/single_task")
-      freezing=()
-      [ "${DISTILL_FREEZING:-unfrozen}" = unfrozen ] && freezing=("${UNFROZEN[@]}")
-      for seed in $SEEDS; do
-        train "$ROOT/camtl_distill_dro_s$seed" experiments/configs/converged/camtl.yaml \
-          --set "seed=$seed" --set "training.distillation={teachers: $ROOT/single_task}" \
-          --set "training.balancer={name: score_dro, options: {targets: $targets}}" "${freezing[@]}"
+          --set "training.distillation={teachers: $ROOT/single_task}" "${freezing[@]}" \
+          "${balancer[@]}"
       done ;;
     ladder_2)  # conditional attention alone
       for seed in $SEEDS; do
