@@ -47,7 +47,7 @@ def bits_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     return x * keep
 
 
-def uses_bits(setting: str, device: torch.device) -> bool:
+def uses_bits(setting: DropoutMasks, device: torch.device) -> bool:
     """Whether a pass on ``device`` draws its masks from bits (the rule of ``auto``)."""
     if setting == "bits":
         return True
@@ -60,9 +60,9 @@ class MaskedDropout(nn.Dropout):
     """``nn.Dropout`` whose masks come from ``model.dropout_masks`` (no state of its own,
     so it loads and saves as the module it replaces)."""
 
-    def __init__(self, p: float, inplace: bool, masks: str) -> None:
+    def __init__(self, p: float, inplace: bool, masks: DropoutMasks) -> None:
         super().__init__(p, inplace)
-        self.masks = masks
+        self.masks: DropoutMasks = masks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
@@ -75,7 +75,7 @@ class MaskedDropout(nn.Dropout):
         return f"{super().extra_repr()}, masks={self.masks}"
 
 
-def set_dropout_masks(model: nn.Module, masks: str) -> None:
+def set_dropout_masks(model: nn.Module, masks: DropoutMasks) -> None:
     """Make every ``nn.Dropout`` under ``model`` draw its masks as ``masks`` says
     (``bernoulli`` leaves torch's own modules in place)."""
     for parent in list(model.modules()):
