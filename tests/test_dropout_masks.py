@@ -44,6 +44,17 @@ def test_bits_dropout_drops_at_the_rounded_rate_and_keeps_the_expectation(p: flo
     assert abs(out.double().mean().item() - 1.0) < 0.003
 
 
+def test_an_element_is_dropped_exactly_when_its_16_bits_fall_below_the_threshold() -> None:
+    """The documented rule, pattern for pattern: the element's bits as an unsigned 16-bit
+    number u, dropped iff u < round(p * 65536)."""
+    torch.manual_seed(4)
+    words = torch.empty(50_000, dtype=torch.int32).random_(-(1 << 31), 1 << 31)
+    unsigned = words.view(torch.int16).to(torch.int32) + 32768  # the same draw, 0..65535
+    torch.manual_seed(4)
+    out = bits_dropout(torch.ones(100_000), 0.3)
+    assert torch.equal(out == 0, unsigned < bits_threshold(0.3))
+
+
 def test_a_rate_just_under_one_still_keeps_and_scales() -> None:
     assert bits_threshold(1 - 1e-7) == 65535
     out = bits_dropout(torch.ones(10), 1 - 1e-7)
