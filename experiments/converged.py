@@ -71,7 +71,8 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
     info = dev.get("run_info", {})
     test = load_report(run_dir, "test") if (run_dir / "report_test.json").is_file() else None
     status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
-    seed = read_yaml(run_dir / "config.yaml").get("seed")
+    config = read_yaml(run_dir / "config.yaml")
+    seed = config.get("seed")
 
     params = info.get("parameters", {})
     history = [
@@ -80,6 +81,8 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
     return {
         "run": str(run_dir),
         "seed": seed,
+        # taught by teachers: the row's compute then includes theirs
+        "distilled": bool((config.get("training") or {}).get("distillation")),
         "dev": primary_scores(dev),
         "test": primary_scores(test) if test else None,
         "selected_step": status.get("best_step"),
@@ -235,7 +238,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
     for name, entries in runs.items():
         if name != "single_task" and entries:
             rows[name] = row_summary(name, entries, reference)
-            if name.endswith("_distill") and "single_task" in rows:
+            if any(run.get("distilled") for run in entries) and "single_task" in rows:
                 # a distilled model's compute includes its teachers' (the single-task runs)
                 teachers = rows["single_task"]["training_time_s"]
                 rows[name]["teachers_training_time_s"] = teachers

@@ -99,7 +99,9 @@ def _entry(path: str, seed: int, dev: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def _write_finished_run(run_dir: Path, seed: int, dev: dict[str, float]) -> None:
+def _write_finished_run(
+    run_dir: Path, seed: int, dev: dict[str, float], teachers: str | None = None
+) -> None:
     """The files ``run_entry`` reads from a finished run folder (no checkpoint)."""
     run_dir.mkdir(parents=True)
     tasks = {t: {"primary_metric": "accuracy", "scores": {"accuracy": s}} for t, s in dev.items()}
@@ -113,9 +115,32 @@ def _write_finished_run(run_dir: Path, seed: int, dev: dict[str, float]) -> None
     (run_dir / "report.json").write_text(json.dumps(report), encoding="utf-8")
     status = {"status": "completed", "step": 500, "best_step": 500, "wall_time_s": 9.0}
     (run_dir / "status.json").write_text(json.dumps(status), encoding="utf-8")
-    (run_dir / "config.yaml").write_text(f"seed: {seed}\n", encoding="utf-8")
+    distillation = f"{{teachers: {teachers}}}" if teachers else "null"
+    config = f"seed: {seed}\ntraining:\n  distillation: {distillation}\n"
+    (run_dir / "config.yaml").write_text(config, encoding="utf-8")
     record = {"step": 500, "mean": sum(dev.values()) / len(dev), "tasks": {}}
     (run_dir / "metrics.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def test_a_distilled_row_counts_its_teachers_compute_whatever_its_name(
+    converged: ModuleType, tmp_path: Path
+) -> None:
+    _write_finished_run(tmp_path / "single" / "a", 12, {"a": 90.0})
+    _write_finished_run(tmp_path / "dro_s12", 12, {"a": 91.0}, teachers=str(tmp_path / "single"))
+    _write_finished_run(tmp_path / "camtl_s12", 12, {"a": 89.0})
+    runs = converged.finished_runs(
+        {
+            "single_task": [tmp_path / "single" / "a"],
+            "camtl_distill_dro": [tmp_path / "dro_s12"],
+            "camtl": [tmp_path / "camtl_s12"],
+        }
+    )
+    assert [run["distilled"] for row in runs.values() for run in row] == [False, True, False]
+    rows = converged.summarise(runs)
+    # each run took 9 s: the distilled row is its own 9 s plus the teachers' 9 s
+    assert rows["camtl_distill_dro"]["teachers_training_time_s"] == 9.0
+    assert rows["camtl_distill_dro"]["total_compute_s"] == 18.0
+    assert "total_compute_s" not in rows["camtl"]
 
 
 def test_keep_carries_the_runs_an_earlier_file_recorded_and_a_new_seed_joins_its_row(
