@@ -99,6 +99,12 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def is_single_task_row(name: str) -> bool:
+    """A row of one model per task (``single_task``, or a variant such as
+    ``single_task_attention_pretrained``): one system, not seeds to average."""
+    return name.startswith("single_task")
+
+
 def system_scores(runs: list[dict[str, Any]], split: str, single: bool) -> dict[str, float]:
     """Per-task scores of the row: union over single-task runs, else mean over seeds."""
     if single:
@@ -112,7 +118,7 @@ def system_scores(runs: list[dict[str, Any]], split: str, single: bool) -> dict[
 def row_summary(
     name: str, runs: list[dict[str, Any]], reference: dict[str, dict[str, float]] | None
 ) -> dict[str, Any]:
-    single = name == "single_task"
+    single = is_single_task_row(name)
     summary: dict[str, Any] = {"runs": runs, "seeds": 1 if single else len(runs)}
     for split in ("dev", "test"):
         scores = system_scores(runs, split, single)
@@ -161,8 +167,9 @@ def plot(rows: dict[str, dict[str, Any]], path: Path) -> None:
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colours = itertools.cycle([c for c in palette if c != "#7f7f7f"])
     for name, row in rows.items():
-        if name == "single_task":
-            ax.axhline(row["dev"]["mean"], linestyle="--", color="grey", label="single-task")
+        if is_single_task_row(name):  # the reference line; a variant's curves would mix tasks
+            if name == "single_task":
+                ax.axhline(row["dev"]["mean"], linestyle="--", color="grey", label="single-task")
             continue
         colour = next(colours)
         for k, run in enumerate(row["runs"]):
@@ -251,7 +258,7 @@ def markdown_table(result: dict[str, Any], split: str) -> str:
     one row per results row (a row of several seeds as mean ± sd), single-task first."""
     table_rows = []
     for name, row in result["rows"].items():
-        single = name == "single_task"
+        single = is_single_task_row(name)
         per_run = [
             score_row(
                 Path(run["run"]).name,

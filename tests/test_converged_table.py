@@ -55,11 +55,12 @@ def _run(dev: dict[str, float], params: int, seconds: float) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("name", ["single_task", "single_task_attention_pretrained"])
 def test_a_row_of_single_task_runs_is_one_system_and_seeds_are_averaged(
-    converged: ModuleType,
+    converged: ModuleType, name: str
 ) -> None:
     single = converged.row_summary(
-        "single_task", [_run({"a": 90.0}, 101, 10.0), _run({"b": 50.0}, 102, 20.0)], None
+        name, [_run({"a": 90.0}, 101, 10.0), _run({"b": 50.0}, 102, 20.0)], None
     )
     # one model per task: their scores side by side, parameters and time summed
     assert single["dev"]["tasks"] == {"a": 90.0, "b": 50.0}
