@@ -100,13 +100,15 @@ def test_masked_dropout_is_off_in_eval_and_bernoulli_is_torchs_dropout() -> None
     assert torch.equal(ours, nn.Dropout(0.25).train()(x))
 
 
-def tiny_model(folder: Path, masks: str, architecture: str = "camtl") -> MultiTaskModel:
+def tiny_model(
+    folder: Path, masks: str, architecture: str = "camtl", attention_dropout: float = 0.0
+) -> MultiTaskModel:
     config = ModelConfig(
         encoder=str(folder),
         architecture=architecture,
         dropout_masks=masks,  # type: ignore[arg-type]
         options={"camtl": CamtlOptions(max_length=16)} if architecture == "camtl" else {},
-        attention_dropout=0.0,
+        attention_dropout=attention_dropout,
         hidden_dropout=0.2,
     )
     torch.manual_seed(0)
@@ -126,13 +128,17 @@ class CountTorchMasks(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+# CA-MTL's layers drop the attention probabilities themselves (camtl.modeling.attention);
+# a plain encoder's attention dropout is Hugging Face's F.dropout, out of the option's reach
 @pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
-@pytest.mark.parametrize("architecture", ["camtl", "plain"])
+@pytest.mark.parametrize(
+    ("architecture", "attention_dropout"), [("camtl", 0.0), ("camtl", 0.1), ("plain", 0.0)]
+)
 def test_bits_reaches_every_dropout_of_a_training_step(
-    tmp_path: Path, model_type: str, architecture: str
+    tmp_path: Path, model_type: str, architecture: str, attention_dropout: float
 ) -> None:
     folder = make_tiny_encoder(tmp_path, model_type)
-    model = tiny_model(folder, "bits", architecture).train()
+    model = tiny_model(folder, "bits", architecture, attention_dropout).train()
     assert not [n for n, m in model.named_modules() if type(m) is nn.Dropout]
     batch = mixed_batch()
     with CountTorchMasks() as counter:
@@ -144,12 +150,14 @@ def test_bits_reaches_every_dropout_of_a_training_step(
     assert counter.count > 0
 
 
-def test_bernoulli_masks_train_as_torchs_modules(tmp_path: Path) -> None:
-    """A model switched to ``bernoulli`` computes what one that never had the option does."""
+@pytest.mark.parametrize("attention_dropout", [0.0, 0.1])
+def test_bernoulli_masks_train_as_torchs_modules(tmp_path: Path, attention_dropout: float) -> None:
+    """A model switched to ``bernoulli`` computes what one that never had the option does
+    (CA-MTL's own attention dropout included)."""
     folder = make_tiny_encoder(tmp_path, "bert")
-    switched = tiny_model(folder, "bits").train()
+    switched = tiny_model(folder, "bits", attention_dropout=attention_dropout).train()
     set_dropout_masks(switched, "bernoulli")
-    original = tiny_model(folder, "bernoulli").train()
+    original = tiny_model(folder, "bernoulli", attention_dropout=attention_dropout).train()
     assert not [m for m in original.modules() if isinstance(m, MaskedDropout)]
     batch = mixed_batch()
     torch.manual_seed(5)

@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from camtl.modeling.dropout import DropoutMasks, dropout
+
 AttentionSetting = Literal["auto", "sdpa", "eager"]
 Kernel = Literal["sdpa", "eager"]
 
@@ -29,11 +31,17 @@ def attention_kernel(setting: str, training: bool, device: torch.device) -> Kern
 
 
 def eager_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, dropout_p: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor,
+    dropout_p: float,
+    masks: DropoutMasks = "auto",
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(d_head) + bias) v, with dropout ``dropout_p`` on the
-    probabilities (no dropout call at all when it is 0). q, k, v: [B, heads, L, d_head];
-    bias: additive, broadcast to [B, heads, L, L].
+    probabilities, its masks drawn as ``masks`` says (``model.dropout_masks``; no dropout
+    call at all when it is 0). q, k, v: [B, heads, L, d_head]; bias: additive, broadcast to
+    [B, heads, L, L].
 
     Everything runs in the compute dtype (bf16 under autocast): torch's CPU softmax of a
     bf16 tensor accumulates in fp32 and gives the same result as an fp32 softmax rounded
@@ -41,9 +49,7 @@ def eager_attention(
     """
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2)) + bias
     probs = torch.softmax(scores, dim=-1)
-    if dropout_p > 0:
-        probs = F.dropout(probs, dropout_p, training=True)
-    return torch.matmul(probs, v)
+    return torch.matmul(dropout(probs, dropout_p, masks), v)
 
 
 def attend(
@@ -53,9 +59,10 @@ def attend(
     v: torch.Tensor,
     bias: torch.Tensor,
     dropout_p: float,
+    masks: DropoutMasks = "auto",
 ) -> torch.Tensor:
     """Attention by ``kernel``; ``dropout_p`` is the probability dropout of this pass (0 at
-    inference)."""
+    inference), its masks drawn as ``masks`` says in the eager kernel (sdpa draws its own)."""
     if kernel == "eager":
-        return eager_attention(q, k, v, bias, dropout_p)
+        return eager_attention(q, k, v, bias, dropout_p, masks)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)

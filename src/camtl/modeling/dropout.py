@@ -56,6 +56,23 @@ def uses_bits(setting: DropoutMasks, device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+def dropout(x: torch.Tensor, p: float, masks: DropoutMasks) -> torch.Tensor:
+    """Training-mode dropout of ``x``, its mask drawn as ``masks`` says (for modules that
+    drop functionally: CA-MTL's attention probabilities)."""
+    if p == 0:
+        return x
+    if uses_bits(masks, x.device):
+        return bits_dropout(x, p)
+    return F.dropout(x, p, training=True)
+
+
+class DrawsDropoutMasks:
+    """A module that draws dropout masks itself rather than through an ``nn.Dropout``
+    child; ``set_dropout_masks`` sets its ``dropout_masks`` as it replaces the modules."""
+
+    dropout_masks: DropoutMasks = "auto"
+
+
 class MaskedDropout(nn.Dropout):
     """``nn.Dropout`` whose masks come from ``model.dropout_masks`` (no state of its own,
     so it loads and saves as the module it replaces)."""
@@ -76,9 +93,13 @@ class MaskedDropout(nn.Dropout):
 
 
 def set_dropout_masks(model: nn.Module, masks: DropoutMasks) -> None:
-    """Make every ``nn.Dropout`` under ``model`` draw its masks as ``masks`` says
-    (``bernoulli`` leaves torch's own modules in place)."""
+    """Make every ``nn.Dropout`` under ``model``, and every module that draws its own
+    masks, draw them as ``masks`` says (``bernoulli`` leaves torch's own modules in place).
+    Hugging Face's attention functions drop the probabilities with ``F.dropout`` and keep
+    torch's masks: a plain encoder's attention dropout is outside this option's reach."""
     for parent in list(model.modules()):
+        if isinstance(parent, DrawsDropoutMasks):
+            parent.dropout_masks = masks
         for name, child in list(parent.named_children()):
             if isinstance(child, MaskedDropout):
                 child.masks = masks

@@ -28,6 +28,7 @@ from camtl.modeling.conditional import (
     FiLMGenerator,
     TaskRows,
 )
+from camtl.modeling.dropout import DrawsDropoutMasks
 
 if TYPE_CHECKING:
     from camtl.modeling.conditional_encoder import CamtlOptions
@@ -48,7 +49,7 @@ class PretrainedParts:
     frozen_with_embeddings: tuple[str, ...] = ()
 
 
-class ConditionalLayer(nn.Module):
+class ConditionalLayer(DrawsDropoutMasks, nn.Module):
     """CA-MTL's layer on one pretrained block: the block's weights (``base``, read by
     attribute name: its submodules are used, its forward is not) and the optional
     conditional attention bias, conditional LayerNorms and bottleneck. Each family
@@ -121,7 +122,8 @@ class ConditionalLayer(nn.Module):
             else self.cond_attention(z, rows, length, mask_bias)
         )
         kernel = attention_kernel(self.attention_setting, self.training, q.device)
-        context = attend(kernel, q, k, v, bias.to(q.dtype), dropout_p if self.training else 0.0)
+        p = dropout_p if self.training else 0.0
+        context = attend(kernel, q, k, v, bias.to(q.dtype), p, self.dropout_masks)
         b = q.shape[0]
         return context.transpose(1, 2).reshape(b, length, self.heads * self.head_size)
 
