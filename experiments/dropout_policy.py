@@ -16,7 +16,8 @@ from typing import Any
 from camtl.evaluation.compare import load_report, primary_scores, report_lower_is_better
 from camtl.evaluation.metrics import aggregate
 
-RUN = re.compile(r"(?P<config>\w+?)_(?P<setting>pretrained|attention0|bits)_seed(?P<seed>\d+)$")
+SETTINGS = "pretrained_bits|pretrained|attention0|bits"  # the longer name first
+RUN = re.compile(rf"(?P<config>\w+?)_(?P<setting>{SETTINGS})_seed(?P<seed>\d+)$")
 
 
 def run_entry(run_dir: Path) -> dict[str, Any]:

@@ -48,11 +48,8 @@ def _dropouts(model: MultiTaskModel) -> dict[str, float]:
 def test_dropout_options_set_the_encoders_dropout(
     tiny_encoder_dir: Path, architecture: str
 ) -> None:
-    pretrained = build(tiny_encoder_dir, architecture, attention_dropout=None)
-    assert set(_dropouts(pretrained).values()) == {0.1}  # the pretrained config's, unchanged
-    default = _dropouts(build(tiny_encoder_dir, architecture))  # attention dropout 0
-    assert {p for n, p in default.items() if n.endswith("attention.self.dropout")} == {0.0}
-    assert {p for n, p in default.items() if not n.endswith("attention.self.dropout")} == {0.1}
+    default = build(tiny_encoder_dir, architecture)
+    assert set(_dropouts(default).values()) == {0.1}  # the pretrained config's, unchanged
     model = build(tiny_encoder_dir, architecture, attention_dropout=0.0, hidden_dropout=0.25)
     ps = _dropouts(model)
     attention = {n for n in ps if n.endswith("attention.self.dropout")}
@@ -107,12 +104,12 @@ def test_bad_dropout_options_are_one_line_naming_the_key(section: dict, message:
     assert config_error(section) == message
 
 
-def test_attention_dropout_defaults_to_zero_and_hidden_dropout_to_the_pretrained() -> None:
+def test_attention_and_hidden_dropout_default_to_the_pretrained_values() -> None:
     model = config_from_dict({"tasks": ["snli"]}).model
-    assert model.attention_dropout == 0.0 and model.hidden_dropout is None
-    # null restores the pretrained value (what camtl ran before the default changed)
-    again = config_from_dict({"tasks": ["snli"], "model": {"attention_dropout": None}}).model
-    assert again.attention_dropout is None
+    assert model.attention_dropout is None and model.hidden_dropout is None
+    # 0 is the faster setting (the default of the runs between issues 36 and 38)
+    again = config_from_dict({"tasks": ["snli"], "model": {"attention_dropout": 0.0}}).model
+    assert again.attention_dropout == 0.0
 
 
 # ------------------------------------------------------------------------ attention kernel
