@@ -101,7 +101,7 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
 
 def is_single_task_row(name: str) -> bool:
     """A row of one model per task (``single_task``, or a variant such as
-    ``single_task_attention_pretrained``): one system, not seeds to average."""
+    ``single_task_attention0``): one system, not seeds to average."""
     return name.startswith("single_task")
 
 

@@ -55,7 +55,7 @@ def _run(dev: dict[str, float], params: int, seconds: float) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("name", ["single_task", "single_task_attention_pretrained"])
+@pytest.mark.parametrize("name", ["single_task", "single_task_attention0"])
 def test_a_row_of_single_task_runs_is_one_system_and_seeds_are_averaged(
     converged: ModuleType, name: str
 ) -> None:
