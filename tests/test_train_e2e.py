@@ -285,3 +285,34 @@ def test_baseline_single_task_trains_one_run_per_task_and_compares(
     assert main(argv) == 0  # finished runs are kept, not trained again
     assert (root / "pairs" / "model.safetensors").stat().st_mtime == mtime
     assert main([*argv[:3], "--tasks", "nope"]) == 2
+
+
+def test_replacing_single_task_models_with_one_distilled_model(
+    tmp_path: Path, tiny_encoder_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/training.md's path: `camtl baseline single-task`, its folder as the teachers of
+    one CA-MTL model, then `camtl compare` with each task beside its teacher."""
+    write_task_files(tmp_path)
+    path = write_config(tmp_path, tiny_encoder_dir, max_steps=3, eval_every=3)
+    config = yaml.safe_load(path.read_text())
+    config["model"]["architecture"] = "camtl"
+    config["model"]["camtl"] = {"max_length": 32}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["baseline", "single-task", str(path), "--max-steps", "2"]) == 0
+    teachers = tmp_path / "run_single_task"
+    config["training"]["distillation"] = {"teachers": str(teachers)}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["training"]["distillation"]["teachers"] == str(teachers)
+    capsys.readouterr()
+    task_runs = sorted(str(p) for p in teachers.iterdir() if p.is_dir())
+    assert main(["compare", str(run), *task_runs]) == 0
+    table = capsys.readouterr().out
+    header, _, teacher_row, student_row = table.splitlines()[:4]
+    assert teacher_row.startswith("single-task (4 models)"), table
+    assert student_row.startswith("run "), table
+    for name in ("pairs", "scores", "ner", "qa", "tasks >= single-task"):
+        assert name in header, table
