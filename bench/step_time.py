@@ -32,8 +32,8 @@ first four in the default precision (``auto``: bf16 where the CPU has bf16 instr
 
 Every other configuration trains as `camtl train` does by default (model.attention auto,
 training.optimizer_impl auto, training.cast_frozen_once on for bf16; attention dropout the
-pretrained value since issue 38, 0 before it: bench/results/step_time.json predates the
-change, and bench/attention_dropout.py measures what it adds to a step).
+pretrained value since issue 38; bench/results/step_time_attention0.json is the run before
+that change, with 0, and bench/attention_dropout.py measures what it adds to a step).
 
 FLOP count of a training step: counted by torch.utils.flop_counter.FlopCounterMode over one
 forward and backward pass (matmuls, linear layers, attention's two batched products; each
