@@ -4,13 +4,16 @@
 # and the ablation's row 7 (500 steps, in bf16 as the demo trains), seeds 12, 13 and 14,
 # both with torch's dropout masks; and `bits`: attention dropout 0 with the 16-bit masks
 # (model.dropout_masks), against attention0; `pretrained_bits`: the pretrained attention
-# dropout with the 16-bit masks (the default since issue 38). A finished run is not trained
+# dropout with the 16-bit masks (the default since issue 38); `unfrozen`: the demo as it is
+# (attention dropout 0, 16-bit masks) with nothing frozen, against `bits` (the demo's
+# frozen embeddings and bottom half), issue 38's freezing question. A finished run is not trained
 # again, so the script can be rerun after an interruption. Writes experiments/results/dropout_policy.json
 # (per run: dev and test primary scores, mean and worst; per configuration: mean ± sd over
 # the seeds).
 #   bash experiments/dropout_policy.sh                      (18 runs)
 #   SETTINGS=bits NAMES=demo bash experiments/dropout_policy.sh    (one setting, one config)
 #   SETTINGS=pretrained_bits NAMES=demo bash experiments/dropout_policy.sh   (today's default)
+#   SETTINGS=unfrozen NAMES=demo bash experiments/dropout_policy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -30,6 +33,8 @@ for name in ${NAMES:-demo row7}; do
         attention0) extra+=(--set model.attention_dropout=0.0 --set model.dropout_masks=bernoulli) ;;
         bits) extra+=(--set model.attention_dropout=0.0 --set model.dropout_masks=bits) ;;
         pretrained_bits) extra+=(--set model.attention_dropout=null --set model.dropout_masks=bits) ;;
+        unfrozen) extra+=(--set model.attention_dropout=0.0 --set model.dropout_masks=bits
+          --set model.freeze_layers=0 --set model.freeze_embeddings=false) ;;
       esac
       "$BIN/camtl" train "${CONFIGS[$name]}" --overwrite --output-dir "$out" "${extra[@]}"
     done
