@@ -21,7 +21,9 @@ run on another machine), so a row can gain a seed without the folders of the oth
     python experiments/converged.py --table experiments/results/converged.json [--split test]
 
 ``--table`` prints a results file as the Markdown table of `camtl compare --by-seed`;
-``--keep FILE --recorded NAME`` answers (exit status) whether FILE records that run;
+``--keep-row NAME`` (repeatable) carries only the rows named, e.g. one row of issue 12's
+file into another results file; ``--keep FILE --recorded NAME`` answers (exit status)
+whether FILE records that run;
 ``--targets DIR`` prints each finished single-task run's primary dev score under DIR as a
 YAML mapping, score_dro's ``targets`` (experiments/converged.sh, row camtl_distill_dro).
 """
@@ -199,13 +201,16 @@ def finished_runs(groups: dict[str, list[Path]]) -> dict[str, list[dict[str, Any
 
 
 def carry_over(
-    runs: dict[str, list[dict[str, Any]]], earlier: dict[str, Any]
+    runs: dict[str, list[dict[str, Any]]],
+    earlier: dict[str, Any],
+    only_rows: list[str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """``runs`` plus every run of ``earlier`` (a results file) not read again here, the
-    earlier file's rows first, in its order; each row's runs by seed."""
+    earlier file's rows first, in its order; each row's runs by seed. ``only_rows``: carry
+    those rows of ``earlier`` and no other."""
     fresh = {run["run"] for entries in runs.values() for run in entries}
     merged: dict[str, list[dict[str, Any]]] = {}
-    for name, row in earlier["rows"].items():
+    for name, row in kept_rows(earlier, only_rows).items():
         merged[name] = [run for run in row["runs"] if run["run"] not in fresh]
     for name, entries in runs.items():
         merged.setdefault(name, []).extend(entries)
@@ -226,16 +231,22 @@ def read_results(path: Path) -> dict[str, Any]:
     return results
 
 
-def recorded_names(results: dict[str, Any]) -> set[str]:
-    """The row names of a results file and the folder names of the runs it records (all
-    of them finished)."""
+def kept_rows(results: dict[str, Any], only_rows: list[str] | None) -> dict[str, Any]:
+    """A results file's rows, or those of them named in ``only_rows``."""
     rows = results["rows"]
+    return rows if only_rows is None else {n: r for n, r in rows.items() if n in only_rows}
+
+
+def recorded_names(results: dict[str, Any], only_rows: list[str] | None = None) -> set[str]:
+    """The row names of a results file and the folder names of the runs it records (all
+    of them finished); of the rows ``only_rows`` names, where given."""
+    rows = kept_rows(results, only_rows)
     return set(rows) | {Path(run["run"]).name for row in rows.values() for run in row["runs"]}
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Every row with a finished run, the single-task row first (the reference)."""
-    reference = None
+    reference: dict[str, dict[str, float]] | None = None
     rows: dict[str, dict[str, Any]] = {}
     if runs.get("single_task"):
         rows["single_task"] = row_summary("single_task", runs["single_task"], None)
@@ -313,6 +324,12 @@ def main() -> int:
         help="carry over the runs this earlier results file recorded and --row does not give",
     )
     parser.add_argument(
+        "--keep-row",
+        action="append",
+        metavar="NAME",
+        help="with --keep: carry over this row of the file and no other (repeatable)",
+    )
+    parser.add_argument(
         "--table",
         type=Path,
         metavar="RESULTS_JSON",
@@ -339,12 +356,15 @@ def main() -> int:
             return 1
         print("{" + ", ".join(f"{task}: {score:.4f}" for task, score in targets.items()) + "}")
         return 0
+    if args.keep_row and not args.keep:
+        parser.error("--keep-row needs --keep RESULTS_JSON")
     if args.recorded:
         if not args.keep:
             parser.error("--recorded needs --keep RESULTS_JSON")
         if not args.keep.is_file():
             return 1
-        return 0 if args.recorded in recorded_names(read_results(args.keep)) else 1
+        recorded = recorded_names(read_results(args.keep), args.keep_row)
+        return 0 if args.recorded in recorded else 1
     if args.table:
         print(markdown_table(read_results(args.table), args.split))
         return 0
@@ -359,7 +379,10 @@ def main() -> int:
     result: dict[str, Any] = {}
     if args.keep:
         earlier = read_results(args.keep)
-        runs = carry_over(runs, earlier)
+        missing = sorted(set(args.keep_row or []) - set(earlier["rows"]))
+        if missing:
+            raise SystemExit(f"{args.keep}: no row {', '.join(missing)} (--keep-row)")
+        runs = carry_over(runs, earlier, args.keep_row)
         # the commands that built the runs carried over, oldest first
         commands = [*earlier.get("earlier_commands", []), earlier.get("command")]
         result["earlier_commands"] = [c for c in commands if c]

@@ -22,6 +22,10 @@
 #   KEEP=experiments/results/converged.json bash experiments/converged.sh ladder_3
 #       (a run that results file records is not trained again, and the file keeps the runs
 #        it recorded before whose folders are not here: finished on another machine)
+#   KEEP=experiments/results/converged.json KEEP_ROWS=camtl_unfrozen ROOT=runs/converged_2026 \
+#     OUT=experiments/results/converged_2026.json bash experiments/converged.sh camtl_unfrozen
+#       (only that row of the KEEP file counts and is carried: issue 12's seed 12 joins
+#        seeds 13 and 14 trained here)
 #   ROOT=runs/converged_2026 OUT=experiments/results/converged_2026.json \
 #     bash experiments/converged.sh single_task camtl_distill
 #       (a second set of runs, written to its own results file: OUT, default
@@ -36,6 +40,7 @@ THREADS_SET=()
 [ -n "${THREADS:-}" ] && THREADS_SET=(--set "training.num_threads=$THREADS")
 KEEP_ARG=()
 [ -n "${KEEP:-}" ] && KEEP_ARG=(--keep "$KEEP")
+for kept_row in ${KEEP_ROWS:-}; do KEEP_ARG+=(--keep-row "$kept_row"); done
 ROWS=("$@")
 [ ${#ROWS[@]} -gt 0 ] || ROWS=(single_task single_task_seed camtl plain camtl_mtu camtl_unfrozen ladder_2
   ladder_3 ladder_4)
@@ -48,7 +53,7 @@ train() {  # train OUT CONFIG [--set ...]: skip when finished, resume when inter
   local out=$1 config=$2
   shift 2
   if grep -qs '"completed"' "$out/status.json"; then return; fi
-  if [ -n "${KEEP:-}" ] && "$BIN/python" experiments/converged.py --keep "$KEEP" \
+  if [ -n "${KEEP:-}" ] && "$BIN/python" experiments/converged.py "${KEEP_ARG[@]}" \
     --recorded "$(basename "$out")"; then
     echo "$out: finished on another machine, recorded in $KEEP; not trained again" >&2
     return
@@ -61,7 +66,7 @@ train() {  # train OUT CONFIG [--set ...]: skip when finished, resume when inter
 for row in "${ROWS[@]}"; do
   case $row in
     single_task)
-      if [ -n "${KEEP:-}" ] && "$BIN/python" experiments/converged.py --keep "$KEEP" \
+      if [ -n "${KEEP:-}" ] && "$BIN/python" experiments/converged.py "${KEEP_ARG[@]}" \
         --recorded single_task; then
         echo "single_task: recorded in $KEEP; not trained again" >&2
         continue

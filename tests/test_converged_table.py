@@ -180,6 +180,47 @@ def test_keep_carries_the_runs_an_earlier_file_recorded_and_a_new_seed_joins_its
     assert "row camtl" not in capsys.readouterr().err  # one finished run: no warning
 
 
+def test_keep_row_carries_only_the_rows_named(
+    converged: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One row of an earlier results file joins another file's runs; the earlier file's
+    other rows (its own single-task runs among them) stay out."""
+    earlier_runs = {
+        "single_task": [_entry("runs/old/single/a", 12, {"a": 80.0})],
+        "camtl_unfrozen": [_entry("runs/old/camtl_unfrozen_s12", 12, {"a": 85.0})],
+        "plain": [_entry("runs/old/plain_s12", 12, {"a": 84.0})],
+    }
+    earlier_file = tmp_path / "earlier.json"
+    earlier = {"rows": converged.summarise(earlier_runs), "command": "python first"}
+    earlier_file.write_text(json.dumps(earlier), encoding="utf-8")
+    _write_finished_run(tmp_path / "single" / "a", 12, {"a": 90.0})
+    _write_finished_run(tmp_path / "camtl_unfrozen_s13", 13, {"a": 87.0})
+    out = tmp_path / "out.json"
+    base = ["converged.py", "--keep", str(earlier_file), "--keep-row", "camtl_unfrozen"]
+    argv = [*base, "--out", str(out), "--row", "single_task", str(tmp_path / "single" / "a")]
+    argv += ["--row", "camtl_unfrozen", str(tmp_path / "camtl_unfrozen_s13")]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", argv)
+        assert converged.main() == 0
+        result = json.loads(out.read_text(encoding="utf-8"))
+        assert list(result["rows"]) == ["single_task", "camtl_unfrozen"]
+        assert [r["run"] for r in result["rows"]["single_task"]["runs"]] == [
+            str(tmp_path / "single" / "a")
+        ]
+        unfrozen = result["rows"]["camtl_unfrozen"]
+        assert [r["seed"] for r in unfrozen["runs"]] == [12, 13]
+        assert unfrozen["dev"]["mean"] == pytest.approx(86.0)
+        # a run of the kept row counts as recorded, one of another row does not
+        patch.setattr(sys, "argv", [*base, "--recorded", "camtl_unfrozen_s12"])
+        assert converged.main() == 0
+        patch.setattr(sys, "argv", [*base, "--recorded", "plain_s12"])
+        assert converged.main() == 1
+        # a row the file does not have is one clear error, not a silent gap
+        patch.setattr(sys, "argv", [*base[:3], "--keep-row", "camtl_unfrozn", "--out", str(out)])
+        with pytest.raises(SystemExit, match="no row camtl_unfrozn"):
+            converged.main()
+
+
 def test_keep_from_a_file_without_a_command_records_no_empty_command(
     converged: ModuleType, tmp_path: Path
 ) -> None:
