@@ -56,6 +56,8 @@ from camtl.yamlio import read_yaml
 # the offline suite's primary metrics (accuracy, F1, correlations): all higher-is-better
 LOWER_IS_BETTER_TASKS: frozenset[str] = frozenset()
 
+WITHIN = 0.5  # points below a task's single-task score that still count as level with it
+
 LATE_SHARE = 0.2  # the convergence test: the dev mean's gain over the last 20% of steps
 
 
@@ -140,6 +142,11 @@ def row_summary(
             shared = [t for t in scores if t in ref]
             entry["tasks_at_or_above_single_task"] = [
                 sum(scores[t] >= ref[t] for t in shared),
+                len(shared),
+            ]
+            # issue 38's target: a task counts when it is at most WITHIN below its model
+            entry["tasks_within_0_5_of_single_task"] = [
+                sum(scores[t] >= ref[t] - WITHIN for t in shared),
                 len(shared),
             ]
             rel = relative_worst(scores, ref)

@@ -79,6 +79,10 @@ def test_a_row_of_single_task_runs_is_one_system_and_seeds_are_averaged(
     assert dev["sd"]["worst"] == pytest.approx(2.0**0.5 * 2.0)
     # the mean over seeds reaches single-task on a (90 >= 90), not on b (42 < 50)
     assert dev["tasks_at_or_above_single_task"] == [1, 2]
+    assert dev["tasks_within_0_5_of_single_task"] == [1, 2]
+    level = converged.row_summary("camtl", [_run({"a": 89.5, "b": 49.4}, 110, 5.0)], reference)
+    assert level["dev"]["tasks_at_or_above_single_task"] == [0, 2]
+    assert level["dev"]["tasks_within_0_5_of_single_task"] == [1, 2]  # 89.5 is, 49.4 is not
     assert dev["relative_worst"]["task"] == "b"
     assert dev["relative_worst"]["percent"] == pytest.approx(84.0)
     assert multi["params_total"] == 110 and multi["training_time_s"] == 6.0
