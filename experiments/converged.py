@@ -79,9 +79,8 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
     seed = config.get("seed")
 
     params = info.get("parameters", {})
-    history = [
-        {"step": r["step"], "mean": r["mean"]} for r in read_jsonl(run_dir / "metrics.jsonl")
-    ]
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    history = [{"step": r["step"], "mean": r["mean"]} for r in records]
     return {
         "run": str(run_dir),
         "seed": seed,
@@ -99,8 +98,22 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
         "params_total": params.get("total"),
         "encoder_params": params.get("encoder"),
         "dev_gain_last_20pct": late_gain(history, status.get("step")),
+        "dev_task_peaks": task_peaks(records),
         "history": history,
     }
+
+
+def task_peaks(records: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Each task's best dev score over a run's evaluations, wherever it came: what one
+    model could score were each task free to pick its own checkpoint."""
+    per_task: dict[str, list[float]] = {}
+    for record in records:
+        for task, score in (record.get("tasks") or {}).items():
+            per_task.setdefault(task, []).append(score)
+    if not per_task:
+        return None
+    pick = {t: (min if t in LOWER_IS_BETTER_TASKS else max) for t in per_task}
+    return {t: pick[t](scores) for t, scores in per_task.items()}
 
 
 def is_single_task_row(name: str) -> bool:
@@ -137,6 +150,13 @@ def row_summary(
             entry["sd"] = {
                 key: statistics.stdev(a[key] for a in per_seed) for key in ("mean", "worst")
             }
+        peaks = [r.get("dev_task_peaks") for r in runs]
+        if split == "dev" and not single and all(peaks):
+            # the mean over seeds of each seed's mean of task peaks (issue 38: is the gap to
+            # single-task the shared checkpoint, or the model?)
+            entry["mean_of_task_peaks"] = statistics.fmean(
+                statistics.fmean(p.values()) for p in peaks if p
+            )
         if reference is not None and split in reference:
             ref = reference[split]
             shared = [t for t in scores if t in ref]

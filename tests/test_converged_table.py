@@ -88,6 +88,26 @@ def test_a_row_of_single_task_runs_is_one_system_and_seeds_are_averaged(
     assert multi["params_total"] == 110 and multi["training_time_s"] == 6.0
 
 
+def test_task_peaks_are_each_tasks_best_evaluation_and_a_row_averages_them(
+    converged: ModuleType,
+) -> None:
+    records = [
+        {"step": 250, "mean": 60.0, "tasks": {"a": 70.0, "b": 50.0}},
+        {"step": 500, "mean": 61.0, "tasks": {"a": 68.0, "b": 54.0}},
+    ]
+    assert converged.task_peaks(records) == {"a": 70.0, "b": 54.0}
+    assert converged.task_peaks([{"step": 250, "mean": 60.0}]) is None
+    seeds = [
+        {**_run({"a": 68.0, "b": 54.0}, 110, 5.0), "dev_task_peaks": {"a": 70.0, "b": 54.0}},
+        {**_run({"a": 66.0, "b": 50.0}, 110, 5.0), "dev_task_peaks": {"a": 66.0, "b": 52.0}},
+    ]
+    row = converged.row_summary("camtl", seeds, None)
+    assert row["dev"]["mean_of_task_peaks"] == pytest.approx((62.0 + 59.0) / 2)
+    # a run recorded before the field (carried over from an older file): no such entry
+    older = converged.row_summary("camtl", [seeds[0], _run({"a": 1.0, "b": 1.0}, 110, 5.0)], None)
+    assert "mean_of_task_peaks" not in older["dev"]
+
+
 def _entry(path: str, seed: int, dev: dict[str, float]) -> dict[str, Any]:
     """A run as a results file records it (every key ``run_entry`` writes)."""
     return {
