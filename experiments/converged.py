@@ -164,7 +164,7 @@ def row_summary(
                 sum(scores[t] >= ref[t] for t in shared),
                 len(shared),
             ]
-            # issue 38's target: a task counts when it is at most WITHIN below its model
+            # issue 38's target: a task counts when at most WITHIN below its single-task model
             entry["tasks_within_0_5_of_single_task"] = [
                 sum(scores[t] >= ref[t] - WITHIN for t in shared),
                 len(shared),
