@@ -3,7 +3,7 @@
 as `camtl train` runs it (bench/step_time.py's NEW setup: eager attention on CPU, hidden
 dropout 0.1 with ``model.dropout_masks: auto``, fused AdamW, frozen weights cast once).
 
-  camtl_attention_dropout_over_none   the default CA-MTL step (bottom half frozen); its
+  camtl_attention_dropout_over_none   CA-MTL with the paper's freezing (bottom half); its
                                       layers draw the probabilities' masks as
                                       model.dropout_masks says (16 random bits on CPU)
   plain_attention_dropout_over_none   a plain encoder fully fine-tuned (the single-task

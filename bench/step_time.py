@@ -3,8 +3,12 @@ and what bf16 autocast buys.
 
 One run, one batch (MiniLM, batch 32 x 128 tokens, 7 tasks mixed), compared as ratios; the
 first four in the default precision (``auto``: bf16 where the CPU has bf16 instructions):
-  camtl_over_frozen_mtl              CA-MTL step / plain multi-task step, bottom half frozen
-  camtl_over_full_finetune           CA-MTL step / plain multi-task step, nothing frozen
+  camtl_over_frozen_mtl              CA-MTL step / plain multi-task step, both with the paper's
+                                     freezing (embeddings and bottom half)
+  camtl_over_full_finetune           that CA-MTL step / plain multi-task step, nothing frozen
+  camtl_unfrozen_over_full_finetune  CA-MTL step with nothing frozen (the default since issue
+                                     38) / plain step, nothing frozen; a pair of its own; no
+                                     target (camtl_unfrozen_peak_mem_over_full_finetune alike)
   camtl_infer_over_encoder           CA-MTL inference throughput / bare encoder throughput
   (camtl_infer_over_encoder_single_task: the same with one task per batch, as evaluation
    and prediction run; no target)
@@ -30,7 +34,7 @@ first four in the default precision (``auto``: bf16 where the CPU has bf16 instr
                                      gradient at its own perturbation, rho 0.05) / the plain
                                      step, both through camtl's step function; no target
 
-Every other configuration trains as `camtl train` does by default (model.attention auto,
+Every configuration otherwise trains as `camtl train` does by default (model.attention auto,
 training.optimizer_impl auto, training.cast_frozen_once on for bf16; attention dropout the
 pretrained value since issue 38; bench/results/step_time_attention0.json is the run before
 that change, with 0, and bench/attention_dropout.py measures what it adds to a step).
@@ -75,7 +79,14 @@ from camtl.precision import autocast, resolve_precision
 CONFIGS = {
     "full_finetune": {"architecture": "plain", "freeze_embeddings": False, "freeze_layers": 0},
     "frozen_mtl": {"architecture": "plain", "freeze_embeddings": True, "freeze_layers": None},
-    "camtl": {"architecture": "camtl", "freeze_embeddings": None, "freeze_layers": None},
+    # the paper's freezing (the embeddings and the bottom half), CA-MTL's default until issue 38:
+    # the configuration the first targets were set for
+    "camtl": {"architecture": "camtl", "freeze_embeddings": True, "freeze_layers": None},
+}
+# CA-MTL's default since issue 38, nothing frozen: timed as its own pair against full
+# fine-tuning (a fourth model in the first interleave would move the first ratios)
+UNFROZEN = {
+    "camtl_unfrozen": {"architecture": "camtl", "freeze_embeddings": False, "freeze_layers": 0}
 }
 # --per-layer: also the paper's per-layer FiLM generators (same d-wide z). Off by default:
 # a fourth model interleaved moved every ratio in our runs (docs/research/2026-speed.md).
@@ -123,7 +134,7 @@ def build(encoder: str, name: str, options: dict[str, Any] | None = None) -> Any
     from camtl.modeling.encoder import resolve_encoder_name
     from camtl.tasks.spec import SourceSpec, TaskSpec
 
-    spec = dict({**CONFIGS, **PER_LAYER}[name])
+    spec = dict({**CONFIGS, **PER_LAYER, **UNFROZEN}[name])
     generators = spec.pop("generators", "shared")
     hf = AutoModel.from_pretrained(resolve_encoder_name(encoder))
     if spec["freeze_layers"] is None:
@@ -474,6 +485,17 @@ def main() -> None:
             },
         )
     )
+    step.update(
+        time_steps(
+            args.encoder,
+            args.steps,
+            batch,
+            {
+                "full_finetune_pair": ("full_finetune", DEFAULT, DEFAULTS),
+                "camtl_unfrozen": ("camtl_unfrozen", DEFAULT, DEFAULTS),
+            },
+        )
+    )
     step.update(time_distillation(args.encoder, args.steps, batch))
     step.update(time_sam(args.encoder, args.steps, batch))
     infer = time_inference(args.encoder, args.steps, batch)
@@ -481,7 +503,7 @@ def main() -> None:
     peak = matmul_peak()
     memory = {
         name: peak_memory(args.encoder, name, args.batch_size, args.length)
-        for name in ("full_finetune", "camtl")
+        for name in ("full_finetune", "camtl", "camtl_unfrozen")
     }
     result = {
         "camtl_over_frozen_mtl": step["camtl"] / step["frozen_mtl"],
@@ -489,6 +511,10 @@ def main() -> None:
         "camtl_infer_over_encoder": infer["camtl"] / infer["encoder"],
         "camtl_infer_over_encoder_single_task": infer["camtl_single_task"] / infer["encoder"],
         "camtl_peak_mem_over_full_finetune": memory["camtl"] / memory["full_finetune"],
+        "camtl_unfrozen_over_full_finetune": step["camtl_unfrozen"] / step["full_finetune_pair"],
+        "camtl_unfrozen_peak_mem_over_full_finetune": (
+            memory["camtl_unfrozen"] / memory["full_finetune"]
+        ),
         "bf16_over_fp32_train_step": step["camtl_bf16"] / step["camtl_fp32"],
         "bf16_over_fp32_infer": infer["camtl_fp32"] / infer["camtl_bf16"],
         "train_flops_over_peak": flops / min(step["camtl_bf16"], step["camtl_fp32"]) / peak,

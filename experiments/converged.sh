@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The comparison at convergence (docs/research/2026-convergence.md, the paper's Tables 3.1 and 3.4): the
-# seven single-task models, then plain multi-task and default CA-MTL with three seeds each,
+# seven single-task models, then plain multi-task and half-frozen CA-MTL (the paper's freezing,
+# the default until issue 38) with three seeds each,
 # then the ladder rows 2-4 with three seeds each, every run with early stopping; then
 # experiments/results/converged.json and the dev curves. A finished run is kept and an
 # interrupted one resumes from its checkpoint, so the script can be stopped and rerun
@@ -16,8 +17,9 @@
 #                                              attention dropout 0, issue 36's default)
 #                                              camtl_distill_dro (camtl_distill balanced by
 #                                              score_dro toward the single-task dev scores)
-#   DISTILL_FREEZING=default bash experiments/converged.sh camtl_distill
-#       (CA-MTL's default freezing under distillation; the default here is nothing frozen)
+#   DISTILL_FREEZING=half bash experiments/converged.sh camtl_distill
+#       (the config's freezing under distillation, the embeddings and the bottom half; the
+#        default here is nothing frozen)
 #   THREADS=1 bash experiments/converged.sh camtl     (one thread per run, to run two at once)
 #   KEEP=experiments/results/converged.json bash experiments/converged.sh ladder_3
 #       (a run that results file records is not trained again, and the file keeps the runs

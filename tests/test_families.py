@@ -127,7 +127,9 @@ def test_parameter_accounting(family_dir: Path) -> None:
 
 
 def test_freezing_reaches_every_position_table(family_dir: Path) -> None:
-    config = ModelConfig(encoder=str(family_dir), architecture="camtl")
+    config = ModelConfig(  # the paper's freezing
+        encoder=str(family_dir), architecture="camtl", freeze_embeddings=True, freeze_layers="half"
+    )
     model = MultiTaskModel(AutoModel.from_pretrained(family_dir), TASKS, LABELS, config)
     encoder = model.encoder
     for module in [encoder.embeddings, *encoder.position_modules()]:

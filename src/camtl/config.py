@@ -14,6 +14,7 @@ from camtl.distillation.config import DistillationConfig
 from camtl.errors import ConfigError
 from camtl.model_config import (  # the model's own options, part of a run config
     ModelConfig,
+    fill_legacy_freezing,
 )
 from camtl.runfiles import CONFIG_FILE
 from camtl.structured import from_dict, to_dict
@@ -211,10 +212,13 @@ def config_from_dict(data: Any, where: str = "", base_dir: Path | None = None) -
 
 
 def load_saved_config(run_dir: Path) -> RunConfig:
-    """The resolved config a run directory holds."""
+    """The resolved config a run directory holds (a run saved before issue 38 with the
+    freezing it trained with, camtl.model_config.fill_legacy_freezing)."""
     path = run_dir / CONFIG_FILE
     raw = read_yaml(path)
-    return config_from_dict(raw, str(path), run_dir)
+    config = config_from_dict(raw, str(path), run_dir)
+    fill_legacy_freezing(config.model)
+    return config
 
 
 def load_task_file(path: str | Path) -> TaskSpec:

@@ -41,8 +41,10 @@ class ModelConfig:
     of torch's masks on CPU), ``bernoulli`` (torch's own dropout: the runs made before this
     option, bit for bit), or ``auto``: bits on CPU, torch's elsewhere.
     freeze_embeddings, freeze_layers: whether the embeddings, and how many bottom
-    Transformer layers, keep their pretrained weights fixed; None: the encoder kind's
-    default (plain: nothing frozen; camtl: the embeddings and the bottom half).
+    Transformer layers (or ``half`` of them), keep their pretrained weights fixed; None:
+    the encoder kind's default, nothing frozen for plain and camtl (the paper froze the
+    embeddings and ``half``). A built model records the values it applied here, so a
+    saved run or model always names its freezing (see ``fill_legacy_freezing``).
     architecture: the encoder kind (a registered name: ``plain``, ``camtl``, ...).
     options: each encoder kind's options (its ``Options`` dataclass) by kind name, written
     as ``model.<kind>`` beside the other keys; an absent kind has its defaults.
@@ -57,7 +59,7 @@ class ModelConfig:
     hidden_dropout: float | None = None
     dropout_masks: Literal["auto", "bernoulli", "bits"] = "auto"
     freeze_embeddings: bool | None = None
-    freeze_layers: int | None = None
+    freeze_layers: int | Literal["half"] | None = None
     options: dict[str, Any] = field(default_factory=dict, metadata={"inline": True})
 
     def validate(self, path: str, where: str) -> None:
@@ -65,7 +67,7 @@ class ModelConfig:
             value = getattr(self, key)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError.at(where, f"key '{path}.{key}': must be in [0, 1)")
-        if self.freeze_layers is not None and self.freeze_layers < 0:
+        if isinstance(self.freeze_layers, int) and self.freeze_layers < 0:
             raise ConfigError.at(where, f"key '{path}.freeze_layers': must be >= 0")
         from camtl.structured import from_dict
 
@@ -110,3 +112,16 @@ def section_in_use(model: dict[str, Any]) -> dict[str, Any]:
     kinds = _encoder_kinds()
     architecture = model.get("architecture", "plain")
     return {k: v for k, v in model.items() if k == architecture or kinds.get(k) is None}
+
+
+def fill_legacy_freezing(model: ModelConfig) -> None:
+    """The freezing of a run or model saved before issue 38, whose config left it unset:
+    CA-MTL then froze the embeddings and the bottom half. Since then a built model records
+    the freezing it applied (camtl.modeling.model), so an unset value in a saved file can
+    only be that; resuming, reloading or adding a task keeps what the run trained with."""
+    if model.architecture != "camtl":
+        return  # every other kind froze nothing by default, then as now
+    if model.freeze_embeddings is None:
+        model.freeze_embeddings = True
+    if model.freeze_layers is None:
+        model.freeze_layers = "half"

@@ -112,10 +112,8 @@ class ConditionalEncoder(SharedEncoder):
     title = "CA-MTL"
     tags = ("ca-mtl",)
 
-    @classmethod
-    def default_freezing(cls, num_layers: int) -> tuple[bool, int]:
-        """The paper's: the embeddings and the bottom half of the layers."""
-        return True, num_layers // 2
+    # Nothing frozen by default (the base class's): at convergence it beat the paper's frozen
+    # embeddings and bottom half over three seeds (docs/decisions.md, "Freezing").
 
     def __init__(self, hf_model: Any, num_tasks: int, cam: CamtlOptions) -> None:
         super().__init__()

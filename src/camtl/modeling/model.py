@@ -13,7 +13,7 @@ from torch import nn
 from camtl.errors import CamtlError
 from camtl.fileio import atomic_target, atomic_write_text
 from camtl.hub_models import resolve_model
-from camtl.model_config import ModelConfig
+from camtl.model_config import ModelConfig, fill_legacy_freezing
 from camtl.modeling.dropout import set_dropout_masks
 from camtl.modeling.encoder import (
     disable_pooler,
@@ -63,7 +63,15 @@ class MultiTaskModel(nn.Module):
         hidden = self.encoder.config.hidden_size
         self.heads = nn.ModuleDict({t.name: self._build_head(t, hidden) for t in self.tasks})
         set_dropout_masks(self, config.dropout_masks)
-        freeze_encoder(self.encoder, *resolved_freezing(config, encoder_config.num_hidden_layers))
+        embeddings, layers = resolved_freezing(config, encoder_config.num_hidden_layers)
+        freeze_encoder(self.encoder, embeddings, layers)
+        # an unset value takes the default it resolved to, so the run's config.yaml and the
+        # saved model name their freezing whatever the defaults become
+        # (camtl.model_config.fill_legacy_freezing)
+        if config.freeze_embeddings is None:
+            config.freeze_embeddings = embeddings
+        if config.freeze_layers is None:
+            config.freeze_layers = layers
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -119,6 +127,7 @@ class MultiTaskModel(nn.Module):
     ) -> tuple[ModelConfig, list[TaskSpec], dict[str, list[str]]]:
         """(model config, tasks, label maps) of a saved model's ``camtl_model.json``."""
         config = from_dict(ModelConfig, meta["model"], "model", where)
+        fill_legacy_freezing(config)
         tasks = [from_dict(TaskSpec, t, f"tasks[{i}]", where) for i, t in enumerate(meta["tasks"])]
         return config, tasks, {k: list(v) for k, v in meta["labels"].items()}
 

@@ -143,12 +143,14 @@ def encoder_options(config: ModelConfig, name: str | None = None) -> Any:
 
 
 def resolved_freezing(config: ModelConfig, num_layers: int) -> tuple[bool, int]:
-    """(freeze embeddings, frozen bottom layers): the config's, or where unset the
-    encoder kind's default (plain: nothing; camtl: embeddings and the bottom half)."""
+    """(freeze embeddings, frozen bottom layers): the config's (``half``: num_layers // 2),
+    or where unset the encoder kind's default (plain and camtl: nothing frozen)."""
     embeddings, layers = encoder_kind(config.architecture).default_freezing(num_layers)
     if config.freeze_embeddings is not None:
         embeddings = config.freeze_embeddings
-    if config.freeze_layers is not None:
+    if config.freeze_layers == "half":
+        layers = num_layers // 2
+    elif config.freeze_layers is not None:
         layers = config.freeze_layers
     return embeddings, layers
 

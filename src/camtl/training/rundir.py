@@ -97,6 +97,20 @@ def write_skipped_rows(run_dir: Path, tasks: list[TaskData]) -> None:
         )
 
 
+def adopt_run_freezing(run_dir: Path, config: RunConfig) -> None:
+    """Resuming: freezing that ``config`` leaves unset is the run's own (as it recorded it,
+    or for a run saved before issue 38 the default it trained with), not today's default."""
+    from camtl.config import load_saved_config
+
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
+    saved = load_saved_config(run_dir).model
+    if config.model.freeze_embeddings is None:
+        config.model.freeze_embeddings = saved.freeze_embeddings
+    if config.model.freeze_layers is None:
+        config.model.freeze_layers = saved.freeze_layers
+
+
 def check_same_model(run_dir: Path, config: RunConfig) -> None:
     """Resuming: the model section must be the one the run started with (its checkpoint
     holds that model's weights); names the first key that differs."""

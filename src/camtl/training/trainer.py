@@ -26,6 +26,7 @@ from camtl.training.checkpoint import BatchSchedulerState, Progress
 from camtl.training.run_logs import RunLogs
 from camtl.training.rundir import (
     CHECKPOINT_DIR,
+    adopt_run_freezing,
     check_run_dir,
     check_same_model,
     prepare_run_dir,
@@ -61,6 +62,8 @@ class Trainer:
         self.precision = config.precision("cuda" if torch.cuda.is_available() else "cpu")
         self.accelerator = setup.build_accelerator(config, self.precision)
         self.is_main = self.accelerator.is_main_process
+        if resume:  # every rank: the model it builds must be the run's
+            adopt_run_freezing(self.run_dir, config)
         if self.is_main:  # fail fast (finished run, non-empty folder) before loading data
             check_run_dir(self.run_dir, resume, overwrite)
             if resume:
