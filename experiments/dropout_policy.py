@@ -16,7 +16,7 @@ from typing import Any
 from camtl.evaluation.compare import load_report, primary_scores, report_lower_is_better
 from camtl.evaluation.metrics import aggregate
 
-SETTINGS = "pretrained_bits|pretrained|attention0|bits|unfrozen"  # the longer name first
+SETTINGS = "pretrained_bits|pretrained|attention0|bits|unfrozen500|unfrozen"  # longer first
 RUN = re.compile(rf"(?P<config>\w+?)_(?P<setting>{SETTINGS})_seed(?P<seed>\d+)$")
 
 
