@@ -4,17 +4,24 @@ frozen by half) reloaded and resumed as they trained."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from transformers import AutoModel
 
+from camtl.cli import main
 from camtl.config import RunConfig, load_config, load_saved_config
 from camtl.errors import ConfigError
+from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
 from camtl.runfiles import CONFIG_FILE, MODEL_FILE
-from camtl.testing.models import build_camtl
+from camtl.testing.models import LABELS, TASKS, build_camtl
+from camtl.testing.runs import camtl_train_process, wait_for, write_config, write_task_files
 from camtl.training.rundir import adopt_run_freezing
 
 
@@ -61,6 +68,24 @@ def test_a_built_model_records_its_freezing(tmp_path: Path, tiny_encoder_dir: Pa
     assert half.config.freeze_layers == "half"  # kept as written: it means half of any depth
 
 
+def test_the_callers_config_is_left_as_it_was(tiny_encoder_dir: Path) -> None:
+    config = ModelConfig(encoder=str(tiny_encoder_dir), architecture="camtl")
+    MultiTaskModel(AutoModel.from_pretrained(tiny_encoder_dir), TASKS, LABELS, config)
+    assert (config.freeze_embeddings, config.freeze_layers) == (None, None)
+
+
+def test_a_trained_run_records_its_freezing(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    write_task_files(tmp_path)
+    path = write_config(tmp_path, tiny_encoder_dir, max_steps=2, eval_every=2)
+    config = yaml.safe_load(path.read_text())
+    config["model"].update(architecture="camtl", camtl={"max_length": 32})
+    path.write_text(yaml.safe_dump(config))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", str(path)]) == 0
+    saved = yaml.safe_load((tmp_path / "run" / CONFIG_FILE).read_text())["model"]
+    assert (saved["freeze_embeddings"], saved["freeze_layers"]) == (False, 0)
+
+
 def _saved_before_issue_38(tmp_path: Path, tiny_encoder_dir: Path) -> Path:
     """A CA-MTL model folder whose camtl_model.json leaves freezing unset, as every model
     saved before issue 38 did."""
@@ -76,7 +101,7 @@ def test_a_model_saved_before_issue_38_reloads_half_frozen(
     tmp_path: Path, tiny_encoder_dir: Path
 ) -> None:
     model = MultiTaskModel.from_pretrained(_saved_before_issue_38(tmp_path, tiny_encoder_dir))
-    assert (model.config.freeze_embeddings, model.config.freeze_layers) == (True, "half")
+    assert (model.config.freeze_embeddings, model.config.freeze_layers) == (True, 2)
     assert _embeddings_frozen(model) and _frozen_layers(model) == [0, 1]
 
 
@@ -89,7 +114,7 @@ def _run_config(run: Path, model: dict) -> None:
 @pytest.mark.parametrize(
     ("saved", "expected"),
     [
-        ({"architecture": "camtl"}, (True, "half")),  # saved before issue 38
+        ({"architecture": "camtl"}, (True, 2)),  # saved before issue 38: half of 4 layers
         ({"architecture": "plain"}, (None, None)),  # plain froze nothing then either
         ({"architecture": "camtl", "freeze_embeddings": False, "freeze_layers": 0}, (False, 0)),
     ],
@@ -116,3 +141,38 @@ def test_resuming_keeps_freezing_the_config_sets(tmp_path: Path, tiny_encoder_di
     config.model.freeze_embeddings, config.model.freeze_layers = False, 1
     adopt_run_freezing(run, config)  # check_same_model then names the difference
     assert (config.model.freeze_embeddings, config.model.freeze_layers) == (False, 1)
+
+
+def test_a_legacy_run_whose_encoder_cannot_be_read_keeps_half(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _run_config(run, {"encoder": str(tmp_path / "gone"), "architecture": "camtl"})
+    model = load_saved_config(run).model
+    assert (model.freeze_embeddings, model.freeze_layers) == (True, "half")
+
+
+def test_a_run_started_before_issue_38_resumes_half_frozen(
+    tmp_path: Path, tiny_encoder_dir: Path
+) -> None:
+    """Killed mid-run, its config.yaml then rewritten as the code before issue 38 wrote it
+    (freezing unset); resumed from the same config file, it trains on half frozen."""
+    write_task_files(tmp_path)
+    path = write_config(tmp_path, tiny_encoder_dir, max_steps=6, eval_every=3)
+    config = yaml.safe_load(path.read_text())
+    config["model"].update(architecture="camtl", camtl={"max_length": 32})
+    config["training"]["checkpoint_every"] = 2
+    started = dict(config, model={**config["model"], "freeze_embeddings": True, "freeze_layers": 2})
+    path.write_text(yaml.safe_dump(started))
+    code, _ = wait_for(camtl_train_process(str(path), kill_after=3))
+    assert code == 137
+    run = tmp_path / "run"
+    saved = yaml.safe_load((run / CONFIG_FILE).read_text())
+    saved["model"]["freeze_embeddings"] = saved["model"]["freeze_layers"] = None
+    (run / CONFIG_FILE).write_text(yaml.safe_dump(saved))
+    path.write_text(yaml.safe_dump(config))  # the user's config leaves freezing unset
+    code, err = wait_for(camtl_train_process(str(path), "--resume"))
+    assert code == 0, err
+    model = MultiTaskModel.from_pretrained(run)
+    assert (model.config.freeze_embeddings, model.config.freeze_layers) == (True, 2)
+    pretrained = AutoModel.from_pretrained(tiny_encoder_dir)
+    embeddings = pretrained.embeddings.word_embeddings.weight
+    assert torch.equal(model.encoder.embeddings.word_embeddings.weight, embeddings)

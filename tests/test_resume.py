@@ -10,9 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,34 +19,9 @@ import yaml
 from safetensors.torch import load_file
 
 from camtl.cli import main
-from camtl.testing.runs import write_config, write_task_files
+from camtl.testing.runs import camtl_train_process, wait_for, write_config, write_task_files
 
 MAX_STEPS, CHECKPOINT_EVERY, EVAL_EVERY, KILL_AFTER = 8, 3, 4, 5
-
-
-def camtl_train(*args: str, kill_after: int | None = None) -> subprocess.Popen[str]:
-    # One thread each: two runs go side by side on small machines. Same env for every run.
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-    }
-    env.pop("CAMTL_KILL_AFTER_STEP", None)
-    if kill_after is not None:
-        env["CAMTL_KILL_AFTER_STEP"] = str(kill_after)
-    return subprocess.Popen(
-        [sys.executable, "-m", "camtl.cli", "train", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait(proc: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=timeout)
-    return proc.returncode, err
 
 
 def main_stderr(argv: list[str]) -> tuple[int, list[str]]:
@@ -93,10 +65,10 @@ def runs(config: Path) -> dict[str, Path]:
     """The config run twice: killed after step 5 then resumed from its step-3 checkpoint,
     and uninterrupted (the two start side by side)."""
     run, straight = config.parent / "killed", config.parent / "straight"
-    killed_proc = camtl_train(str(config), "--output-dir", str(run), kill_after=KILL_AFTER)
-    straight_proc = camtl_train(str(config), "--output-dir", str(straight))
+    killed_proc = camtl_train_process(str(config), "--output-dir", str(run), kill_after=KILL_AFTER)
+    straight_proc = camtl_train_process(str(config), "--output-dir", str(straight))
     try:
-        code, err = wait(killed_proc)
+        code, err = wait_for(killed_proc)
         assert code == 137, err[-3000:]
         assert (run / "checkpoint").is_dir()
         assert not (run / "checkpoint.tmp").exists()
@@ -117,9 +89,9 @@ def runs(config: Path) -> dict[str, Path]:
         ]
         assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
 
-        code, err = wait(camtl_train(str(config), "--output-dir", str(run), "--resume"))
+        code, err = wait_for(camtl_train_process(str(config), "--output-dir", str(run), "--resume"))
         assert code == 0, err[-3000:]
-        code, err = wait(straight_proc)
+        code, err = wait_for(straight_proc)
         assert code == 0, err[-3000:]
     finally:
         for proc in (killed_proc, straight_proc):

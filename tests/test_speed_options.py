@@ -255,7 +255,9 @@ def test_fused_and_unfused_steps_agree_and_a_loaded_state_keeps_the_configured_k
     models, optimizers = [], []
     for impl in ("fused", "torch_default"):
         torch.manual_seed(0)
-        model = build(tiny_encoder_dir)
+        # half frozen: with nothing frozen a head bias whose gradient is near zero ends 9e-6
+        # apart after 3 steps (Adam divides by the gradient's root mean square)
+        model = build(tiny_encoder_dir, freeze_embeddings=True, freeze_layers="half")
         optimizer = build_optimizer(model, _run_config(optimizer_impl=impl))
         for _ in range(3):
             model(**mixed_batch()).loss.backward()
@@ -263,11 +265,8 @@ def test_fused_and_unfused_steps_agree_and_a_loaded_state_keeps_the_configured_k
             optimizer.zero_grad()
         models.append(model)
         optimizers.append(optimizer)
-    # Adam divides by the root of the squared gradients, so where a gradient is near zero (a
-    # head's bias) a rounding difference moves the update by several percent: 9e-6 here,
-    # after 3 steps of at most lr = 5e-5 each
     for a, b in zip(models[0].parameters(), models[1].parameters()):
-        assert torch.allclose(a, b, atol=2e-5)
+        assert torch.allclose(a, b, atol=1e-6)
     fused, unfused = optimizers
     flags = {"fused": True, "foreach": None}
     fused.load_state_dict(unfused.state_dict())

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 
 from camtl.distillation.config import DistillationConfig
-from camtl.errors import ConfigError
+from camtl.errors import CamtlError, ConfigError
 from camtl.model_config import (  # the model's own options, part of a run config
     ModelConfig,
     fill_legacy_freezing,
@@ -217,8 +217,27 @@ def load_saved_config(run_dir: Path) -> RunConfig:
     path = run_dir / CONFIG_FILE
     raw = read_yaml(path)
     config = config_from_dict(raw, str(path), run_dir)
-    fill_legacy_freezing(config.model)
+    if config.model.freeze_layers is None:
+        fill_legacy_freezing(config.model, _saved_encoder_depth(run_dir, config.model.encoder))
+    else:
+        fill_legacy_freezing(config.model)
     return config
+
+
+def _saved_encoder_depth(run_dir: Path, encoder: str) -> int | None:
+    """The encoder's layer count: from the model the run saved, else from the encoder it
+    names; None where neither can be read (then ``half`` stands for it)."""
+    from transformers import AutoConfig
+
+    from camtl.modeling.encoder import resolve_encoder_name
+    from camtl.runfiles import ENCODER_CONFIG_DIR
+
+    saved = run_dir / ENCODER_CONFIG_DIR
+    try:
+        source = str(saved) if saved.is_dir() else resolve_encoder_name(encoder)
+        return int(AutoConfig.from_pretrained(source).num_hidden_layers)
+    except (OSError, ValueError, AttributeError, CamtlError):
+        return None
 
 
 def load_task_file(path: str | Path) -> TaskSpec:

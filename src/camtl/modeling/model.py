@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         encoder_config: Any = encoder.config  # the Hugging Face model's
         check_encoder(encoder_config, config.encoder, config.architecture)
+        config = replace(config)  # its own: the freezing below is filled in
         self.config = config
         disable_pooler(encoder)
         set_dropout(encoder, config.attention_dropout, config.hidden_dropout)
@@ -65,9 +66,9 @@ class MultiTaskModel(nn.Module):
         set_dropout_masks(self, config.dropout_masks)
         embeddings, layers = resolved_freezing(config, encoder_config.num_hidden_layers)
         freeze_encoder(self.encoder, embeddings, layers)
-        # an unset value takes the default it resolved to, so the run's config.yaml and the
-        # saved model name their freezing whatever the defaults become
-        # (camtl.model_config.fill_legacy_freezing)
+        # an unset value takes the default it resolved to, so the saved model (and the run's
+        # config.yaml, camtl.training.setup) name their freezing whatever the defaults
+        # become (camtl.model_config.fill_legacy_freezing)
         if config.freeze_embeddings is None:
             config.freeze_embeddings = embeddings
         if config.freeze_layers is None:
@@ -110,6 +111,7 @@ class MultiTaskModel(nn.Module):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         config, tasks, labels = cls.describe_saved(meta, str(meta_path))
         enc_config = AutoConfig.from_pretrained(run_dir / ENCODER_CONFIG_DIR)
+        fill_legacy_freezing(config, enc_config.num_hidden_layers)  # saved before issue 38
         encoder = AutoModel.from_config(enc_config)
         model = cls(encoder, tasks, labels, config)
         state = load_file(str(run_dir / WEIGHTS_FILE), device=str(device))
@@ -127,7 +129,6 @@ class MultiTaskModel(nn.Module):
     ) -> tuple[ModelConfig, list[TaskSpec], dict[str, list[str]]]:
         """(model config, tasks, label maps) of a saved model's ``camtl_model.json``."""
         config = from_dict(ModelConfig, meta["model"], "model", where)
-        fill_legacy_freezing(config)
         tasks = [from_dict(TaskSpec, t, f"tasks[{i}]", where) for i, t in enumerate(meta["tasks"])]
         return config, tasks, {k: list(v) for k, v in meta["labels"].items()}
 

@@ -4,6 +4,9 @@ helpers several test modules share, so that no test module imports another."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +211,31 @@ def fake_run(root: Path, name: str, scores: dict[str, float], total: int, **info
     }
     (run / "report.json").write_text(json.dumps(report))
     return run
+
+
+def camtl_train_process(*args: str, kill_after: int | None = None) -> subprocess.Popen[str]:
+    """``camtl train ARGS`` in its own process, as a user runs it, offline, one thread (two
+    runs go side by side on small machines); ``kill_after``: a hard exit (137, no cleanup)
+    after that step (``CAMTL_KILL_AFTER_STEP``)."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    env.pop("CAMTL_KILL_AFTER_STEP", None)
+    if kill_after is not None:
+        env["CAMTL_KILL_AFTER_STEP"] = str(kill_after)
+    return subprocess.Popen(
+        [sys.executable, "-m", "camtl.cli", "train", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(proc: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str]:
+    """(exit code, stderr) of a process of ``camtl_train_process``."""
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err

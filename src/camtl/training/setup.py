@@ -27,6 +27,7 @@ def build_model_and_data(config: RunConfig) -> tuple[list[TaskData], MultiTaskMo
     # with them the run's config.yaml, keep what the config said
     labels = {t.spec.name: t.labels for t in tasks}
     model = MultiTaskModel(encoder, [t.spec for t in tasks], labels, config.model)
+    config.model = model.config  # with the freezing it applied, for the run's config.yaml
     return tasks, model, tokenizer
 
 
