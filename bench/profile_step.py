@@ -20,7 +20,9 @@ from step_time import DEFAULT, SETUPS, make_batch, prepare, train_step
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="camtl", choices=["camtl", "full_finetune"])
+    parser.add_argument(
+        "--model", default="camtl", choices=["camtl", "camtl_unfrozen", "full_finetune"]
+    )
     parser.add_argument("--setup", default="default", choices=list(SETUPS))
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--steps", type=int, default=3)

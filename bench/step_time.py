@@ -237,7 +237,7 @@ def interleaved(step: Any, labels: list[str], steps: int) -> dict[str, float]:
 
 
 def time_distillation(encoder: str, steps: int, batch: dict) -> dict[str, float]:
-    """Median step time of the default CA-MTL step with and without teachers, interleaved.
+    """Median step time of the half-frozen CA-MTL step with and without teachers, interleaved.
     The teachers' outputs are what a cache holds (one tensor per training window, here made
     up: timing does not depend on their values)."""
     from camtl.distillation import DistillationConfig

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Does bf16 cost accuracy? Ablation row 7 (the default CA-MTL) trained in bf16 autocast with
+# Does bf16 cost accuracy? Ablation row 7 (CA-MTL half frozen) trained in bf16 autocast with
 # seeds 12, 13 and 14, then one row per precision, mean ± sd over the seeds, beside the fp32
 # runs of experiments/ablation_seeds.sh where they exist.
 #   bash experiments/bf16_parity.sh      (3 runs of 500 steps)

@@ -10,7 +10,7 @@
 #                                              camtl_mtu camtl_unfrozen ladder_2 ladder_3 ladder_4
 #                                              camtl_distill plain_distill (issue 38: taught by
 #                                              the single_task runs, which must be there)
-#                                              camtl_attention0 (issue 36: the default CA-MTL
+#                                              camtl_attention0 (issue 36: half-frozen CA-MTL
 #                                              with attention dropout 0, its default until
 #                                              issue 38; seed 12)
 #                                              single_task_attention0 (the single_task row with
