@@ -217,10 +217,7 @@ def load_saved_config(run_dir: Path) -> RunConfig:
     path = run_dir / CONFIG_FILE
     raw = read_yaml(path)
     config = config_from_dict(raw, str(path), run_dir)
-    if config.model.freeze_layers is None:
-        fill_legacy_freezing(config.model, _saved_encoder_depth(run_dir, config.model.encoder))
-    else:
-        fill_legacy_freezing(config.model)
+    fill_legacy_freezing(config.model, lambda: _saved_encoder_depth(run_dir, config.model.encoder))
     return config
 
 

@@ -10,6 +10,7 @@ options without importing the whole run configuration. The encoder kinds are a r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -114,16 +115,18 @@ def section_in_use(model: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in model.items() if k == architecture or kinds.get(k) is None}
 
 
-def fill_legacy_freezing(model: ModelConfig, num_layers: int | None = None) -> None:
+def fill_legacy_freezing(model: ModelConfig, num_layers: Callable[[], int | None]) -> None:
     """The freezing of a run or model saved before issue 38, whose config left it unset:
-    CA-MTL then froze the embeddings and the bottom half (``num_layers // 2`` where the
-    encoder's depth is known, else ``half``). Since then a built model records the freezing
-    it applied (camtl.modeling.model), so an unset value in a saved file can only be that;
-    resuming, reloading or adding a task keeps what the run trained with. Only the built-in
-    ``camtl`` kind changed its default; a kind registered elsewhere is left as saved."""
+    CA-MTL then froze the embeddings and the bottom half (``num_layers() // 2``, asked only
+    then; ``half`` where the depth cannot be read). Since then a built model records the
+    freezing it applied (camtl.modeling.model), so an unset value in a saved file can only
+    be that; resuming, reloading or adding a task keeps what the run trained with. Only the
+    built-in ``camtl`` kind changed its default; a kind registered elsewhere is left as
+    saved."""
     if model.architecture != "camtl":
         return  # every other kind froze nothing by default, then as now
     if model.freeze_embeddings is None:
         model.freeze_embeddings = True
     if model.freeze_layers is None:
-        model.freeze_layers = "half" if num_layers is None else num_layers // 2
+        depth = num_layers()
+        model.freeze_layers = "half" if depth is None else depth // 2

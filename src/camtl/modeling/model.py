@@ -111,7 +111,7 @@ class MultiTaskModel(nn.Module):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         config, tasks, labels = cls.describe_saved(meta, str(meta_path))
         enc_config = AutoConfig.from_pretrained(run_dir / ENCODER_CONFIG_DIR)
-        fill_legacy_freezing(config, enc_config.num_hidden_layers)  # saved before issue 38
+        fill_legacy_freezing(config, lambda: enc_config.num_hidden_layers)  # saved before 38
         encoder = AutoModel.from_config(enc_config)
         model = cls(encoder, tasks, labels, config)
         state = load_file(str(run_dir / WEIGHTS_FILE), device=str(device))
