@@ -248,6 +248,8 @@ def test_camtl_trains_end_to_end_and_reloads(tmp_path: Path, tiny_encoder_dir: P
     assert model.config.architecture == "camtl"
     info = json.loads((run / "report.json").read_text())["run_info"]
     assert info["parameters"]["trainable"] == info["parameters"]["total"]  # nothing frozen
+    saved = yaml.safe_load((run / "config.yaml").read_text())["model"]  # and it says so
+    assert (saved["freeze_embeddings"], saved["freeze_layers"]) == (False, 0)
 
 
 @pytest.mark.parametrize("form", ["paper", "authors"])

@@ -4,8 +4,6 @@ frozen by half) reloaded and resumed as they trained."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import torch
 import yaml
 from transformers import AutoModel
 
-from camtl.cli import main
 from camtl.config import RunConfig, load_config, load_saved_config
 from camtl.errors import ConfigError
 from camtl.model_config import ModelConfig
@@ -72,18 +69,6 @@ def test_the_callers_config_is_left_as_it_was(tiny_encoder_dir: Path) -> None:
     config = ModelConfig(encoder=str(tiny_encoder_dir), architecture="camtl")
     MultiTaskModel(AutoModel.from_pretrained(tiny_encoder_dir), TASKS, LABELS, config)
     assert (config.freeze_embeddings, config.freeze_layers) == (None, None)
-
-
-def test_a_trained_run_records_its_freezing(tmp_path: Path, tiny_encoder_dir: Path) -> None:
-    write_task_files(tmp_path)
-    path = write_config(tmp_path, tiny_encoder_dir, max_steps=2, eval_every=2)
-    config = yaml.safe_load(path.read_text())
-    config["model"].update(architecture="camtl", camtl={"max_length": 32})
-    path.write_text(yaml.safe_dump(config))
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["train", str(path)]) == 0
-    saved = yaml.safe_load((tmp_path / "run" / CONFIG_FILE).read_text())["model"]
-    assert (saved["freeze_embeddings"], saved["freeze_layers"]) == (False, 0)
 
 
 def _saved_before_issue_38(tmp_path: Path, tiny_encoder_dir: Path) -> Path:
