@@ -161,10 +161,22 @@ def test_client_mistakes_are_4xx_naming_the_field_and_the_server_keeps_serving(
     assert server.call("GET", "/health")[0] == 200
 
 
+def _wait_until_one_waits(server: ServerProcess, token: str | None = None) -> None:
+    """Until /metrics says one request waits for the model (not a fixed sleep: a loaded
+    machine can take longer than any guess to hand a request to the batcher)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = server.call("GET", "/metrics", token=token)[1]
+        if "camtl_queue_depth 1.0" in text.splitlines():
+            return
+        time.sleep(0.02)
+    raise AssertionError("no request reached the batcher in 30 s")
+
+
 def test_a_full_queue_is_503_with_retry_after(served_run: Path) -> None:
     """--max-queue 1: while one request waits (--max-wait-ms) for company, the next is
     turned away with 503 and Retry-After; the waiting one is answered."""
-    running = ServerProcess(served_run, "--max-queue", "1", "--max-wait-ms", "1500")
+    running = ServerProcess(served_run, "--max-queue", "1", "--max-wait-ms", "3000")
     request = {"task": "regression_task", "inputs": _inputs("regression")}
     try:
         first: list[Any] = []
@@ -172,7 +184,7 @@ def test_a_full_queue_is_503_with_retry_after(served_run: Path) -> None:
             target=lambda: first.append(running.call("POST", "/v1/predict", request))
         )
         thread.start()
-        time.sleep(0.5)
+        _wait_until_one_waits(running)
         status, body, headers = running.call("POST", "/v1/predict", request)
         assert status == 503 and headers["retry-after"] == "1" and "busy" in body["error"]
         thread.join()
@@ -183,7 +195,7 @@ def test_a_full_queue_is_503_with_retry_after(served_run: Path) -> None:
 
 
 def test_bearer_token_and_sigterm_answers_what_is_in_flight(served_run: Path) -> None:
-    running = ServerProcess(served_run, "--api-key", "s3cret", "--max-wait-ms", "1500")
+    running = ServerProcess(served_run, "--api-key", "s3cret", "--max-wait-ms", "3000")
     request = {"task": "regression_task", "inputs": _inputs("regression")}
     assert running.call("POST", "/v1/predict", request)[0] == 401
     assert running.call("POST", "/v1/predict", request, token="wrong")[0] == 401
@@ -194,7 +206,7 @@ def test_bearer_token_and_sigterm_answers_what_is_in_flight(served_run: Path) ->
         target=lambda: result.append(running.call("POST", "/v1/predict", request, token="s3cret"))
     )
     thread.start()
-    time.sleep(0.5)  # the request now waits in the batcher (--max-wait-ms 1500)
+    _wait_until_one_waits(running, token="s3cret")  # in the batcher (--max-wait-ms 3000)
     assert running.stop() == 0
     thread.join()
     assert result and result[0][0] == 200 and len(result[0][1]["predictions"]) == 4
