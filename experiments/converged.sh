@@ -17,6 +17,8 @@
 #                                              attention dropout 0, issue 36's default)
 #                                              camtl_distill_dro (camtl_distill balanced by
 #                                              score_dro toward the single-task dev scores)
+#                                              camtl_distill_t2 (camtl_distill with the
+#                                              teachers' distributions softened, temperature 2)
 #   DISTILL_FREEZING=half bash experiments/converged.sh camtl_distill
 #       (the config's freezing under distillation, the embeddings and the bottom half; the
 #        default here is nothing frozen)
@@ -105,8 +107,9 @@ for row in "${ROWS[@]}"; do
     camtl_attention0)  # issue 36: the camtl row's recipe with attention dropout 0, one seed
       train "$ROOT/camtl_attention0_s12" experiments/configs/converged/camtl.yaml --set seed=12 \
         --set model.attention_dropout=0.0 ;;
-    camtl_distill | plain_distill | camtl_distill_dro)  # teacher annealing from the single-task
-      # runs; camtl_distill_dro: balanced by score_dro toward the teachers' dev scores
+    camtl_distill | plain_distill | camtl_distill_dro | camtl_distill_t2)  # teacher annealing
+      # from the single-task runs; camtl_distill_dro: balanced by score_dro toward the
+      # teachers' dev scores; camtl_distill_t2: the teachers' distributions at temperature 2
       base=${row%%_*}
       freezing=()
       [ "$base" = camtl ] && [ "${DISTILL_FREEZING:-unfrozen}" = unfrozen ] && freezing=("${UNFROZEN[@]}")
@@ -115,9 +118,12 @@ for row in "${ROWS[@]}"; do
         targets=$("$BIN/python" experiments/converged.py --targets "$ROOT/single_task")
         balancer=(--set "training.balancer={name: score_dro, options: {targets: $targets}}")
       fi
+      temperature=1.0
+      [ "$row" = camtl_distill_t2 ] && temperature=2.0
       for seed in $SEEDS; do
         train "$ROOT/${row}_s$seed" "experiments/configs/converged/$base.yaml" --set "seed=$seed" \
-          --set "training.distillation={teachers: $ROOT/single_task}" "${freezing[@]}" \
+          --set "training.distillation={teachers: $ROOT/single_task, temperature: $temperature}" \
+          "${freezing[@]}" \
           "${balancer[@]}"
       done ;;
     ladder_2)  # conditional attention alone
@@ -149,4 +155,5 @@ done
   --row camtl_attention0 "$ROOT"/camtl_attention0_s*/ \
   --row camtl_distill "$ROOT"/camtl_distill_s*/ --row plain_distill "$ROOT"/plain_distill_s*/ \
   --row camtl_distill_dro "$ROOT"/camtl_distill_dro_s*/ \
+  --row camtl_distill_t2 "$ROOT"/camtl_distill_t2_s*/ \
   --row single_task_attention0 "$ROOT"/single_task_attention0/*/
