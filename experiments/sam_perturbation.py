@@ -91,10 +91,9 @@ def main() -> None:
     torch.manual_seed(12)
     config = load_config(args.config)
     tasks, model, tokenizer = build_model_and_data(config)
-    model.train()
-    for module in model.modules():  # the same function in every pass
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+    # eval mode: no dropout of any kind (CA-MTL drops attention probabilities functionally,
+    # not through nn.Dropout), so every pass computes one function; gradients flow as usual
+    model.eval()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     result: dict = {"config": args.config, "windows": 32, "at": {}}
     for source in ["initial", *map(str, args.weights)]:
