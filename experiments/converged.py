@@ -51,6 +51,7 @@ from camtl.evaluation.compare import (
 )
 from camtl.evaluation.metrics import aggregate
 from camtl.fileio import read_jsonl
+from camtl.runfiles import TRAIN_LOG_FILE
 from camtl.yamlio import read_yaml
 
 # the offline suite's primary metrics (accuracy, F1, correlations): all higher-is-better
@@ -99,7 +100,23 @@ def run_entry(run_dir: Path) -> dict[str, Any]:
         "encoder_params": params.get("encoder"),
         "dev_gain_last_20pct": late_gain(history, status.get("step")),
         "dev_task_peaks": task_peaks(records),
+        "loss_weights": loss_weights(run_dir / TRAIN_LOG_FILE),
         "history": history,
+    }
+
+
+def loss_weights(train_log: Path) -> dict[str, dict[str, float]] | None:
+    """How the run's balancer weighted each task's loss: the mean over the logged steps and
+    the last logged weights (None for a run without a train log or logged weights)."""
+    if not train_log.is_file():
+        return None
+    logged = [r["task_weights"] for r in read_jsonl(train_log) if r.get("task_weights")]
+    if not logged:
+        return None
+    tasks = list(logged[-1])
+    return {
+        "mean": {t: statistics.fmean(w[t] for w in logged if t in w) for t in tasks},
+        "last": dict(logged[-1]),
     }
 
 

@@ -349,3 +349,18 @@ def test_targets_are_the_finished_single_task_runs_dev_scores_as_yaml(
         patch.setattr(sys, "argv", ["converged.py", "--targets", str(tmp_path / "none")])
         assert converged.main() == 1
     assert "no finished single-task run" in capsys.readouterr().err
+
+
+def test_a_run_records_how_its_balancer_weighted_each_task(
+    converged: ModuleType, tmp_path: Path
+) -> None:
+    _write_finished_run(tmp_path / "dro_s12", 12, {"a": 91.0, "b": 50.0})
+    _write_finished_run(tmp_path / "equal_s12", 12, {"a": 91.0, "b": 50.0})
+    logged = [{"a": 0.5, "b": 0.5}, {"a": 0.3, "b": 0.7}, {"a": 0.1, "b": 0.9}]
+    lines = [json.dumps({"step": 50 * (i + 1), "task_weights": w}) for i, w in enumerate(logged)]
+    (tmp_path / "dro_s12" / "train_log.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
+    weights = converged.run_entry(tmp_path / "dro_s12")["loss_weights"]
+    assert weights["mean"] == {"a": pytest.approx(0.3), "b": pytest.approx(0.7)}
+    assert weights["last"] == {"a": 0.1, "b": 0.9}
+    # no train log (a run from before the log, or copied without it): nothing claimed
+    assert converged.run_entry(tmp_path / "equal_s12")["loss_weights"] is None
