@@ -190,6 +190,10 @@ def test_balancers_train_end_to_end(tmp_path: Path, tiny_encoder_dir: Path, bala
     if balancer["name"] in ("group_dro", "lookahead_dro"):
         assert sum(weights.values()) == pytest.approx(1.0)
         assert log[0]["task_weights"] != log[-1]["task_weights"]
+    # the run plots the weights over training when they moved (not for fixed weights)
+    moved = any(r["task_weights"] != log[0]["task_weights"] for r in log)
+    assert (tmp_path / "run" / "loss_weights.png").exists() == moved
+    assert moved == (balancer["name"] != "fixed")
     # FAMO also logs what each task's gradient got (its weights act on log-losses)
     assert ("gradient_weights" in log[-1]) == (balancer["name"] == "famo")
     if balancer["name"] == "famo":

@@ -256,3 +256,27 @@ def test_plot_task_shares(tmp_path: Path) -> None:
     assert single is not None
     _assert_png(single)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.png", "shares.png"]
+
+
+def _write_train_log(run_dir: Path, weights: list[dict[str, float]]) -> None:
+    run_dir.mkdir()
+    lines = [
+        json.dumps({"step": 50 * (i + 1), "examples_drawn": {}, "task_weights": w})
+        for i, w in enumerate(weights)
+    ]
+    (run_dir / "train_log.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_the_loss_weight_plot_is_drawn_only_when_the_balancer_moved_its_weights(
+    tmp_path: Path,
+) -> None:
+    from camtl.training.final_report import plot_loss_weights_from_log
+
+    moved = tmp_path / "score_dro"
+    _write_train_log(moved, [{"a": 0.5, "b": 0.5}, {"a": 0.2, "b": 0.8}])
+    plot_loss_weights_from_log(moved)
+    _assert_png(moved / "loss_weights.png")
+    for name, weights in (("fixed", [{"a": 0.3, "b": 0.7}] * 2), ("equal", [{}, {}])):
+        _write_train_log(tmp_path / name, weights)  # equal weights log as {}
+        plot_loss_weights_from_log(tmp_path / name)
+        assert not (tmp_path / name / "loss_weights.png").exists()

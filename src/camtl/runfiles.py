@@ -15,6 +15,7 @@ MODEL_FILE = "camtl_model.json"  # tasks, label maps, model config
 ENCODER_CONFIG_DIR = "encoder_config"
 DEV_CURVES_FILE = "dev_curves.png"
 TASK_SHARES_FILE = "task_shares.png"
+LOSS_WEIGHTS_FILE = "loss_weights.png"  # only when the balancer's weights moved
 COVSIM_FILE = "covsim.json"
 TRANSFER_FILE = "transfer.json"  # what add-task did
 MODEL_CARD_FILE = "README.md"  # the model card (camtl.model_card)

@@ -16,11 +16,12 @@ from typing import Any
 from camtl.errors import CamtlError
 from camtl.evaluation.compare import comparison_table, load_report
 from camtl.fileio import atomic_write_text
-from camtl.runfiles import COVSIM_FILE, DEV_CURVES_FILE, TASK_SHARES_FILE
+from camtl.runfiles import COVSIM_FILE, DEV_CURVES_FILE, LOSS_WEIGHTS_FILE, TASK_SHARES_FILE
 
 FIGURES = (
     (DEV_CURVES_FILE, "dev scores during training"),
     (TASK_SHARES_FILE, "task composition of the batches over time"),
+    (LOSS_WEIGHTS_FILE, "the balancer's weight on each task's loss over time"),
     ("covsim.png", "covariance similarity between tasks (eq. 3.7)"),
 )
 

@@ -1,4 +1,5 @@
-"""Training plots: dev curves per task and the sampler's task composition.
+"""Training plots: dev curves per task, the sampler's task composition and the balancer's
+loss weights.
 
 Figures are drawn on an explicit Agg canvas (never pyplot), so plotting works without a
 display, touches no global matplotlib state and is safe to call from any thread.
@@ -52,12 +53,19 @@ def plot_dev_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Path | 
     return _save(fig, path)
 
 
-def plot_task_shares(shares: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
+def plot_task_shares(
+    shares: Sequence[Mapping[str, Any]],
+    path: Path,
+    *,
+    ylabel: str = "share of examples",
+    title: str = "Task composition of training batches",
+) -> Path | None:
     """Stacked area chart of each task's share of training examples per window of steps.
 
     Each record ``{"step": int, "shares": {task: fraction}}`` describes the window that ends
     at ``step`` (and starts at the previous record's step, or 0). Shares are normalised to
-    sum to 1 per window, so raw counts work too. Returns None when there is nothing to plot.
+    sum to 1 per window, so raw counts work too (the loss-weight plot passes the balancer's
+    weights, with its own labels). Returns None when there is nothing to plot.
     """
     records = sorted((r for r in shares if "step" in r), key=lambda r: r["step"])
     if not records:
@@ -78,8 +86,8 @@ def plot_task_shares(shares: Sequence[Mapping[str, Any]], path: Path) -> Path | 
     ax.set_xlim(xs[0], xs[-1] if xs[-1] > xs[0] else xs[0] + 1)
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("training step")
-    ax.set_ylabel("share of examples")
-    ax.set_title("Task composition of training batches")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     _legend_outside(ax, reverse=True)  # top of the legend = top of the stack
     return _save(fig, path)
 

@@ -1,4 +1,5 @@
-"""The end of a run: the best checkpoint's dev and test reports, and the task-share plot."""
+"""The end of a run: the best checkpoint's dev and test reports, the task-share plot and,
+for a balancer whose weights move, the loss-weight plot."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from camtl.evaluation.evaluate import add_baselines, evaluate_tasks
 from camtl.fileio import read_jsonl
 from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel
-from camtl.runfiles import TASK_SHARES_FILE, TRAIN_LOG_FILE
+from camtl.runfiles import LOSS_WEIGHTS_FILE, TASK_SHARES_FILE, TRAIN_LOG_FILE
 from camtl.sampling import BatchScheduler, TaskSampler
 
 
@@ -77,6 +78,26 @@ def plot_task_shares_from_log(run_dir: Path) -> None:
         shares.append({"step": record["step"], "shares": window})
         previous = drawn
     plot_task_shares(shares, run_dir / TASK_SHARES_FILE)
+
+
+def plot_loss_weights_from_log(run_dir: Path) -> None:
+    """Each task's share of the loss weight per logged step, for balancers whose weights
+    move (score DRO, group DRO, FAMO, uncertainty); nothing for fixed or equal weights."""
+    from camtl.evaluation.plots import plot_task_shares
+
+    records = [
+        {"step": r["step"], "shares": r["task_weights"]}
+        for r in read_jsonl(run_dir / TRAIN_LOG_FILE)
+        if r.get("task_weights")
+    ]
+    if all(r["shares"] == records[0]["shares"] for r in records):
+        return
+    plot_task_shares(
+        records,
+        run_dir / LOSS_WEIGHTS_FILE,
+        ylabel="share of the loss weight",
+        title="Task weights of the balancer",
+    )
 
 
 def sampling_info(

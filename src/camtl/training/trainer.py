@@ -223,6 +223,7 @@ class Trainer:
             settings,
         )
         final_report.plot_task_shares_from_log(self.run_dir)
+        final_report.plot_loss_weights_from_log(self.run_dir)
         shutil.rmtree(self.run_dir / CHECKPOINT_DIR, ignore_errors=True)
         write_status(
             self.run_dir,
