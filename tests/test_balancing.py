@@ -335,6 +335,7 @@ def test_famo_moves_weight_from_the_task_that_improved_to_the_one_that_did_not()
         ("score_dro", {"floor": 1.0}, "floor"),
         ("score_dro", {"targets": {"a": 0}}, "targets.a"),
         ("score_dro", {"targets": {"z": 80.0}}, "targets.z"),
+        ("score_dro", {"targets": "teacher"}, "targets"),
     ],
 )
 def test_bad_balancer_options_name_their_key(name: str, options: dict, key: str) -> None:

@@ -284,3 +284,58 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as info:
             load_config(path)
         assert f"training.distillation.{key}" in str(info.value) and message in str(info.value)
+
+
+def test_score_dro_aims_at_the_teachers_dev_scores(
+    teacher_run: Path,
+    tiny_encoder_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from types import SimpleNamespace
+
+    from camtl.balancing import build_balancer
+    from camtl.training.setup import give_teacher_scores
+
+    every = {f"{k}_task": str(teacher_run) for k in KINDS}
+    report = json.loads((teacher_run / "report.json").read_text())["results"]["tasks"]
+    scores = {t: e["scores"][e["primary_metric"]] for t, e in report.items()}
+    # the tiny teacher scores above 0 on these (0 on multi-label, below 0 on regression)
+    kept = [t for t, s in scores.items() if s > 0]
+    assert len(kept) >= 3
+    tasks = [
+        SimpleNamespace(spec=SimpleNamespace(name=t, primary_metric=report[t]["primary_metric"]))
+        for t in kept
+    ]
+    balancer = build_balancer("score_dro", {"targets": "teachers", "floor": 0.0}, kept)
+    give_teacher_scores(balancer, DistillationConfig(teachers=every), tasks)  # type: ignore[arg-type]
+    assert balancer.targets == {t: scores[t] for t in kept}
+    # each task's gap is measured against its teacher: a task at its teacher's score has none
+    gaps = balancer.gaps({t: scores[t] / 2 if t == kept[0] else scores[t] for t in kept})
+    assert gaps.tolist() == [0.5] + [0.0] * (len(kept) - 1)
+
+    # end to end: a distilled run trains with it
+    path = student_config(tmp_path, tiny_encoder_dir, every)
+    config = yaml.safe_load(path.read_text())
+    every_kind = config["tasks"]
+    config["training"]["balancer"] = {"name": "score_dro", "options": {"targets": "teachers"}}
+    config["tasks"] = [t for t in every_kind if t["name"] in kept]
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    shutil.rmtree(tmp_path / "student")
+    capsys.readouterr()
+    # a teacher whose score cannot be a target, or without a dev report, is refused
+    config["tasks"] = [t for t in every_kind if t["name"] in [*kept, "multi_label_task"]]
+    path.write_text(yaml.safe_dump(config))
+    _refused(path, capsys, "task 'multi_label_task'", "micro_f1 is 0", "needs a positive")
+    config["tasks"] = [t for t in every_kind if t["name"] in kept]
+    no_report = tmp_path / "no_report"
+    shutil.copytree(teacher_run, no_report)
+    (no_report / "report.json").unlink()
+    config["training"]["distillation"] = {"teachers": {**every, kept[0]: str(no_report)}}
+    path.write_text(yaml.safe_dump(config))
+    _refused(path, capsys, "training.distillation.teachers", f"task {kept[0]!r}", "no dev score")
+    # without teachers, 'teachers' is refused in one line naming the key
+    del config["training"]["distillation"]
+    path.write_text(yaml.safe_dump(config))
+    _refused(path, capsys, "training.balancer.options.targets", "no training.distillation")

@@ -78,6 +78,15 @@ class LossBalancer(nn.Module):
         """Each task's primary dev score (higher is better) after an evaluation, the same
         on every rank; called only when ``needs`` holds ``Need.DEV_SCORES``."""
 
+    def wants_teacher_scores(self) -> bool:
+        """Whether the trainer must hand it each distilled task's teacher dev score
+        (``use_teacher_scores``) before training: score DRO's ``targets: teachers``."""
+        return False
+
+    def use_teacher_scores(self, scores: dict[str, float]) -> None:
+        """Each distilled task's teacher's primary dev score; called once, before training,
+        only when ``wants_teacher_scores``."""
+
     def shared_parameter_set(self) -> str:
         """Which of the model's shared parameters ``BalanceContext.shared_parameters``
         holds where ``needs`` holds ``Need.SHARED_PARAMETERS``: a set

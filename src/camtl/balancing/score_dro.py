@@ -10,7 +10,7 @@ little about its metric across task kinds; its dev score says it directly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -26,12 +26,13 @@ class ScoreDROOptions:
     step_size: float = 1.0
     floor: float = 0.3  # every task keeps at least floor / T of the weight
     # each task's target score (for example its single-task score); a task not named
-    # here has 100, the best score of the 0-100 metrics camtl reports
-    targets: dict[str, float] = field(default_factory=dict)
+    # here has 100, the best score of the 0-100 metrics camtl reports. "teachers": each
+    # distilled task's teacher's primary dev score (training.distillation's teachers)
+    targets: dict[str, float] | Literal["teachers"] = field(default_factory=dict)
 
     def validate(self, path: str, where: str) -> None:
         check_options(self, path, where, positive=("step_size",), fractions=("floor",))
-        for task, value in self.targets.items():
+        for task, value in (self.targets if isinstance(self.targets, dict) else {}).items():
             if not value > 0:
                 raise ConfigError.at(where, f"key '{path}.targets.{task}': must be > 0")
 
@@ -55,7 +56,11 @@ class ScoreDRO(LossBalancer):
 
     def __init__(self, task_names: list[str], options: Any) -> None:
         super().__init__(task_names, options)
-        check_task_keys(options.targets, task_names, "targets")
+        # the targets in use: the config's, or the teachers' scores once the trainer gives them
+        self.targets: dict[str, float] = {}
+        if isinstance(options.targets, dict):
+            check_task_keys(options.targets, task_names, "targets")
+            self.targets = dict(options.targets)
         # the only state: q is a function of it (a buffer, so checkpoints carry it)
         self.register_buffer("advantage", torch.zeros(len(task_names), dtype=torch.float64))
 
@@ -73,12 +78,15 @@ class ScoreDRO(LossBalancer):
     def gaps(self, scores: dict[str, float]) -> torch.Tensor:
         """Each task's relative distance below its target, in task order (0 at or above)."""
         return torch.tensor(
-            [
-                max(0.0, 1.0 - scores[n] / self.options.targets.get(n, 100.0))
-                for n in self.task_names
-            ],
+            [max(0.0, 1.0 - scores[n] / self.targets.get(n, 100.0)) for n in self.task_names],
             dtype=torch.float64,
         )
+
+    def wants_teacher_scores(self) -> bool:
+        return self.options.targets == "teachers"
+
+    def use_teacher_scores(self, scores: dict[str, float]) -> None:
+        self.targets = {n: s for n, s in scores.items() if n in self.task_names}
 
     def observe_dev_scores(self, scores: dict[str, float]) -> None:
         self.advantage += self.options.step_size * self.gaps(scores).to(self.advantage)

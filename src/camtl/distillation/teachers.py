@@ -24,6 +24,7 @@ from camtl.data.collate import collate_features
 from camtl.data.prepare import TaskData
 from camtl.distillation.config import DistillationConfig
 from camtl.errors import ConfigError
+from camtl.evaluation.report import report_name
 from camtl.fileio import atomic_target
 from camtl.precision import autocast
 from camtl.runfiles import MODEL_FILE, WEIGHTS_FILE
@@ -61,6 +62,34 @@ def teacher_runs(config: DistillationConfig, task_names: list[str], key: str) ->
             )
         teachers.append(Teacher(name, run))
     return teachers
+
+
+def teacher_dev_scores(
+    config: DistillationConfig, tasks: list[TaskData], key: str
+) -> dict[str, float]:
+    """Each distilled task's teacher's primary dev score, from the teacher run's report.json
+    (what score DRO aims at under ``targets: teachers``). A teacher without a dev score for
+    the task, or one whose primary metric is not the student's, is one line naming the task."""
+    primary = {t.spec.name: t.spec.primary_metric for t in tasks}
+    scores: dict[str, float] = {}
+    for teacher in teacher_runs(config, list(primary), key):
+        report = teacher.run_dir / f"{report_name('dev')}.json"
+        try:
+            entry = json.loads(report.read_text(encoding="utf-8"))["results"]["tasks"][teacher.task]
+            metric, score = entry["primary_metric"], float(entry["scores"][entry["primary_metric"]])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(
+                f"key '{key}.teachers': task {teacher.task!r}: no dev score in {report} "
+                f"({type(error).__name__}: {error}); score DRO's targets: teachers reads it"
+            ) from error
+        if metric != primary[teacher.task] or not score > 0:
+            raise ConfigError(
+                f"key '{key}.teachers': task {teacher.task!r}: the teacher's dev {metric} is "
+                f"{score:g}; score DRO's targets: teachers needs a positive "
+                f"{primary[teacher.task]}, the task's primary metric here"
+            )
+        scores[teacher.task] = score
+    return scores
 
 
 def check_teacher(teacher: Teacher, task: TaskData, tokenizer: Any, key: str) -> int:

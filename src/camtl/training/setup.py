@@ -12,6 +12,9 @@ import torch
 from camtl.balancing import BalanceContext, LossBalancer, Need
 from camtl.config import RunConfig, TrainingConfig
 from camtl.data.prepare import TaskData, prepare_tasks
+from camtl.distillation.config import DistillationConfig
+from camtl.distillation.distiller import KEY as DISTILLATION_KEY
+from camtl.distillation.teachers import teacher_dev_scores
 from camtl.errors import ConfigError
 from camtl.modeling.encoder import load_encoder_and_tokenizer
 from camtl.modeling.model import MultiTaskModel
@@ -183,6 +186,22 @@ def check_balancer_needs(tasks: list[TaskData], balancer: LossBalancer) -> None:
                 f"metric where higher is better; task {task.spec.name} has "
                 f"{task.spec.primary_metric} first (list another metric first)"
             )
+
+
+def give_teacher_scores(
+    balancer: LossBalancer, distillation: DistillationConfig | None, tasks: list[TaskData]
+) -> None:
+    """Hand a balancer that asks for them (score DRO's ``targets: teachers``) the teachers'
+    dev scores, before training; refused when the run has no teachers."""
+    if not balancer.wants_teacher_scores():
+        return
+    if distillation is None:
+        raise ConfigError(
+            f"key 'training.balancer.options.targets': balancer {balancer.name} takes "
+            "'teachers' as the teachers' dev scores, and this run has no "
+            "training.distillation (name the targets per task, or add the teachers)"
+        )
+    balancer.use_teacher_scores(teacher_dev_scores(distillation, tasks, DISTILLATION_KEY))
 
 
 def build_balance_context(

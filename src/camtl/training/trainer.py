@@ -94,6 +94,7 @@ class Trainer:
         names = [t.spec.name for t in self.tasks]
         self.balancer = build_balancer(cfg.balancer.name, cfg.balancer.options, names)
         setup.check_balancer_needs(self.tasks, self.balancer)
+        setup.give_teacher_scores(self.balancer, cfg.distillation, self.tasks)
         if cfg.sam is not None:
             check_sam(self.balancer)
         self.resuming = resume
