@@ -313,6 +313,10 @@ def test_score_dro_aims_at_the_teachers_dev_scores(
     # each task's gap is measured against its teacher: a task at its teacher's score has none
     gaps = balancer.gaps({t: scores[t] / 2 if t == kept[0] else scores[t] for t in kept})
     assert gaps.tolist() == [0.5] + [0.0] * (len(kept) - 1)
+    # a teacher measured by another primary metric than the student's task
+    tasks[0].spec.primary_metric = "macro_f1"
+    with pytest.raises(ConfigError, match=f"task {kept[0]!r}: the teacher's primary dev metric"):
+        give_teacher_scores(balancer, DistillationConfig(teachers=every), tasks)  # type: ignore[arg-type]
 
     # end to end: a distilled run trains with it
     path = student_config(tmp_path, tiny_encoder_dir, every)

@@ -74,19 +74,24 @@ def teacher_dev_scores(
     scores: dict[str, float] = {}
     for teacher in teacher_runs(config, list(primary), key):
         report = teacher.run_dir / f"{report_name('dev')}.json"
+        where = f"key '{key}.teachers': task {teacher.task!r}"
         try:
             entry = json.loads(report.read_text(encoding="utf-8"))["results"]["tasks"][teacher.task]
             metric, score = entry["primary_metric"], float(entry["scores"][entry["primary_metric"]])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ConfigError(
-                f"key '{key}.teachers': task {teacher.task!r}: no dev score in {report} "
+                f"{where}: no dev score in {report} "
                 f"({type(error).__name__}: {error}); score DRO's targets: teachers reads it"
             ) from error
-        if metric != primary[teacher.task] or not score > 0:
+        if metric != primary[teacher.task]:
             raise ConfigError(
-                f"key '{key}.teachers': task {teacher.task!r}: the teacher's dev {metric} is "
-                f"{score:g}; score DRO's targets: teachers needs a positive "
-                f"{primary[teacher.task]}, the task's primary metric here"
+                f"{where}: the teacher's primary dev metric is {metric}, the task's here is "
+                f"{primary[teacher.task]}; score DRO's targets: teachers needs the same metric"
+            )
+        if not score > 0:
+            raise ConfigError(
+                f"{where}: the teacher's dev {metric} is {score:g}; score DRO's targets: "
+                "teachers needs a positive score (name the targets per task instead)"
             )
         scores[teacher.task] = score
     return scores
