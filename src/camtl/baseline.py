@@ -5,6 +5,10 @@ fine-tuned model per task. Each single-task run gets the config's encoder, data 
 training settings (early stopping included), with the bare encoder fully fine-tuned
 (``plain``, nothing frozen) unless asked otherwise; ``camtl compare`` then folds the runs
 into one "single_task" row beside the multi-task runs.
+
+With ``folds`` (k) each task gets k runs instead, ``<task>/fold_<i>``, run i trained on
+every fold of train but fold i: cross-fitted teachers for ``training.distillation``, whose
+outputs on each training example come from the run that never trained on it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from camtl.config import BalancerConfig, RunConfig, SamplerConfig
 from camtl.errors import ConfigError
 from camtl.runfiles import CHECKPOINT_DIR
+from camtl.tasks.spec import CrossFit
 from camtl.training.rundir import read_status
 
 log = logging.getLogger("camtl")
@@ -24,38 +29,60 @@ log = logging.getLogger("camtl")
 
 @dataclass
 class BaselineOptions:
-    output_root: Path | None = None  # default: <output_dir>_single_task
+    output_root: Path | None = None  # default: <output_dir>_single_task (_cross_fit with folds)
     tasks: list[str] | None = None  # default: every task of the config
     architecture: str = "plain"  # "keep": the config's own model section
     max_steps: int | None = None  # default: the config's
     overwrite: bool = False
+    folds: int | None = None  # k cross-fitted runs per task
+
+
+def fold_dir_name(held_out: int) -> str:
+    return f"fold_{held_out}"
 
 
 def single_task_configs(config: RunConfig, options: BaselineOptions) -> list[RunConfig]:
-    """One config per task: the task alone, in ``<output_root>/<task>``."""
+    """One config per task: the task alone, in ``<output_root>/<task>``; with ``folds``,
+    k per task in ``<output_root>/<task>/fold_<i>``."""
     names = [t.name for t in config.tasks]
     unknown = sorted(set(options.tasks or []) - set(names))
     if unknown:
         raise ConfigError(f"--tasks: {', '.join(unknown)} not in the config (tasks: {names})")
-    root = options.output_root or Path(f"{config.output_dir.rstrip('/')}_single_task")
+    if options.folds is not None and options.folds < 2:
+        raise ConfigError(f"--folds: must be at least 2, got {options.folds}")
+    suffix = "_single_task" if options.folds is None else "_cross_fit"
+    root = options.output_root or Path(f"{config.output_dir.rstrip('/')}{suffix}")
     configs = []
     for task in config.tasks:
         if options.tasks and task.name not in options.tasks:
             continue
-        single = copy.deepcopy(config)
-        single.tasks = [task]
-        single.output_dir = str(root / task.name)
-        if options.architecture != "keep":
-            single.model.architecture = options.architecture
-            single.model.freeze_embeddings = None  # the architecture's default freezing
-            single.model.freeze_layers = None
-        # one task: nothing to sample or balance between
-        single.training.sampler = SamplerConfig()
-        single.training.balancer = BalancerConfig()
-        if options.max_steps is not None:
-            single.training.max_steps = options.max_steps
-        configs.append(single)
+        if options.folds is None:
+            configs.append(_single_task_config(config, options, task.name, root / task.name))
+            continue
+        for held_out in range(options.folds):
+            run_dir = root / task.name / fold_dir_name(held_out)
+            single = _single_task_config(config, options, task.name, run_dir)
+            single.tasks[0].cross_fit = CrossFit(folds=options.folds, held_out=held_out)
+            configs.append(single)
     return configs
+
+
+def _single_task_config(
+    config: RunConfig, options: BaselineOptions, task_name: str, run_dir: Path
+) -> RunConfig:
+    single = copy.deepcopy(config)
+    single.tasks = [t for t in single.tasks if t.name == task_name]
+    single.output_dir = str(run_dir)
+    if options.architecture != "keep":
+        single.model.architecture = options.architecture
+        single.model.freeze_embeddings = None  # the architecture's default freezing
+        single.model.freeze_layers = None
+    # one task: nothing to sample or balance between
+    single.training.sampler = SamplerConfig()
+    single.training.balancer = BalancerConfig()
+    if options.max_steps is not None:
+        single.training.max_steps = options.max_steps
+    return single
 
 
 def run_single_task_baselines(
@@ -73,7 +100,9 @@ def run_single_task_baselines(
             log.info("%s: finished already, kept (--overwrite trains it again)", run_dir)
         else:
             resume = (run_dir / CHECKPOINT_DIR).is_dir() and not options.overwrite
-            print(f"\nsingle-task run of {single.tasks[0].name}: {run_dir}")
+            fold = single.tasks[0].cross_fit
+            which = "" if fold is None else f", fold {fold.held_out} of {fold.folds} held out"
+            print(f"\nsingle-task run of {single.tasks[0].name}{which}: {run_dir}")
             train(single, resume=resume, overwrite=options.overwrite, command=command)
         run_dirs.append(run_dir)
     return run_dirs

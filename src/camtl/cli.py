@@ -139,6 +139,7 @@ def cmd_baseline_single_task(args: argparse.Namespace) -> int:
         architecture=args.architecture,
         max_steps=args.max_steps,
         overwrite=args.overwrite,
+        folds=args.folds,
     )
     command = "camtl " + " ".join(sys.argv[1:]) if sys.argv else None
     run_dirs = run_single_task_baselines(config, options, command)
@@ -472,6 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
         "model section",
     )
     p.add_argument("--max-steps", type=int, help="steps per run (default: the config's)")
+    p.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="K cross-fitted runs per task, <task>/fold_<i> trained without fold i of train: "
+        "teachers for training.distillation whose outputs on each example come from a run "
+        "that never saw it (default root: <output_dir>_cross_fit)",
+    )
     p.add_argument("--overwrite", action="store_true", help="train finished runs again")
     p.set_defaults(func=cmd_baseline_single_task)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from camtl.constants import DATA_SEED, SPLITS
+from camtl.data.folds import leave_out_fold
 from camtl.data.sources import read_split, source_label
 from camtl.errors import DataError
 from camtl.tasks.kinds.records import META_KEYS, Record, label_key, sort_labels
@@ -183,7 +184,8 @@ def load_task_examples(
     Labels are ``labels`` (pinned: a saved model's), else ``spec.labels``, else inferred
     from train ([] for regression and span QA); ``spec`` itself is never changed. A source
     without dev gets one carved from train (10%); a missing test split is left out of the
-    result. With ``source.on_bad_rows: skip`` rows that fail validation are left out and
+    result. With ``cross_fit`` train leaves out its held-out fold (camtl.data.folds). With
+    ``source.on_bad_rows: skip`` rows that fail validation are left out and
     appended to ``skipped`` (file, row, split, error).
     """
     skip_bad = spec.source.on_bad_rows == "skip"
@@ -210,6 +212,8 @@ def load_task_examples(
         for split in splits
         if records[split] is not None
     }
+    if "train" in examples:  # a cross-fitted teacher trains without its held-out fold
+        examples["train"] = leave_out_fold(spec, examples["train"])
     return examples, labels
 
 

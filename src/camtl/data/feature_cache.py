@@ -36,6 +36,7 @@ _SELECTION_KEYS = (
     "max_dev_examples",
     "max_test_examples",
     "train_fraction",
+    "cross_fit",
 )
 
 

@@ -16,7 +16,8 @@ class DistillationConfig:
 
     teachers: a folder holding one finished run per task, named by the task (what
     ``camtl baseline single-task`` writes), or a map task -> run folder; any finished camtl
-    run that has the task can teach it.
+    run that has the task can teach it. A task's folder of ``fold_<i>`` runs (``--folds``)
+    holds cross-fitted teachers: each window is taught by the run that held it out.
     schedule: ``linear`` (w from ``start_gold_weight`` at step 0 to ``end_gold_weight`` at
     max_steps) or ``constant`` (w = ``start_gold_weight`` throughout).
     temperature: softens the teacher's and the student's distributions (loss times T^2).

@@ -12,7 +12,7 @@ import torch
 
 from camtl.data.prepare import TaskData
 from camtl.distillation.config import DistillationConfig
-from camtl.distillation.teachers import teacher_outputs, teacher_runs
+from camtl.distillation.teachers import Teacher, task_teacher_outputs, teacher_runs
 
 KEY = "training.distillation"
 
@@ -85,10 +85,13 @@ def build_distiller(
 ) -> Distiller:
     """Every teacher checked and its outputs computed (or read from the cache)."""
     names = [t.spec.name for t in tasks]
-    outputs = {}
+    by_task: dict[str, list[Teacher]] = {}
     for teacher in teacher_runs(config, names, KEY):
-        index = names.index(teacher.task)
-        outputs[index] = teacher_outputs(
-            teacher, tasks[index], tokenizer, precision, batch_size, KEY, device
+        by_task.setdefault(teacher.task, []).append(teacher)
+    outputs = {}
+    for name, teachers in by_task.items():
+        index = names.index(name)
+        outputs[index] = task_teacher_outputs(
+            teachers, tasks[index], tokenizer, precision, batch_size, KEY, device
         )
     return Distiller(config, outputs, max_steps)

@@ -6,6 +6,12 @@ with the student's features one to one; a teacher trained on other windows (max_
 doc_stride), other labels or another tokenizer would be teaching another task, and is
 refused. Outputs are cached under the feature cache's folder, keyed by the teacher's
 weights, its task and the windows, so a rerun, a resume or another seed reads them back.
+
+Cross-fitted teachers (``camtl baseline single-task --folds k``: a task's folder holding
+``fold_0`` ... ``fold_<k-1>``, run i trained without fold i of train) teach each window
+from the run that held its example out (camtl.data.folds), so the student learns from
+predictions on text the teacher never trained on rather than from a teacher that has
+learned its training labels by heart.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 
 from camtl.data import feature_cache
 from camtl.data.collate import collate_features
+from camtl.data.folds import example_fold
 from camtl.data.prepare import TaskData
 from camtl.distillation.config import DistillationConfig
 from camtl.errors import ConfigError
@@ -28,6 +35,8 @@ from camtl.evaluation.report import report_name
 from camtl.fileio import atomic_target
 from camtl.precision import autocast
 from camtl.runfiles import MODEL_FILE, WEIGHTS_FILE
+from camtl.structured import from_dict
+from camtl.tasks.spec import CrossFit
 
 log = logging.getLogger("camtl")
 FORMAT = 1  # of a cached entry; part of its key
@@ -35,14 +44,17 @@ FORMAT = 1  # of a cached entry; part of its key
 
 @dataclass
 class Teacher:
-    """A finished run that teaches ``task`` (its task of that name)."""
+    """A finished run that teaches ``task`` (its task of that name); a cross-fitted one
+    (``cross_fit`` set) teaches only the windows of the fold it held out."""
 
     task: str
     run_dir: Path
+    cross_fit: CrossFit | None = None
 
 
 def teacher_runs(config: DistillationConfig, task_names: list[str], key: str) -> list[Teacher]:
-    """Each distilled task's teacher run; a missing one is one line naming the task."""
+    """Each distilled task's teacher run, or its k cross-fitted runs, in task order; a
+    missing one is one line naming the task."""
     wanted = config.tasks or task_names
     for name in wanted:
         if name not in task_names:
@@ -55,12 +67,44 @@ def teacher_runs(config: DistillationConfig, task_names: list[str], key: str) ->
             run = Path(config.teachers[name])
         else:
             run = Path(config.teachers) / name
-        if not (run / MODEL_FILE).is_file():
+        if (run / MODEL_FILE).is_file():
+            teachers.append(Teacher(name, run))
+        elif any((fold / MODEL_FILE).is_file() for fold in sorted(run.glob("fold_*"))):
+            teachers.extend(_cross_fitted(name, run, key))
+        else:
             raise ConfigError(
                 f"key '{key}.teachers': task {name!r}: no finished camtl run at {run} "
-                f"({MODEL_FILE} missing; `camtl baseline single-task` writes one per task)"
+                f"({MODEL_FILE} missing; `camtl baseline single-task` writes one per task, "
+                "with --folds a folder of fold_<i> runs)"
             )
-        teachers.append(Teacher(name, run))
+    return teachers
+
+
+def _cross_fitted(task: str, folder: Path, key: str) -> list[Teacher]:
+    """The fold runs in ``folder``: every fold of one k held out by exactly one run."""
+    where = f"key '{key}.teachers': task {task!r}"
+    teachers = []
+    for run in sorted(folder.glob("fold_*")):
+        if not (run / MODEL_FILE).is_file():
+            raise ConfigError(f"{where}: {run} is not a finished camtl run ({MODEL_FILE} missing)")
+        meta = json.loads((run / MODEL_FILE).read_text(encoding="utf-8"))
+        spec = next((t for t in meta.get("tasks", []) if t.get("name") == task), None)
+        if spec is None or not spec.get("cross_fit"):
+            raise ConfigError(
+                f"{where}: {run} holds no fold out of the task (not a run of "
+                "`camtl baseline single-task --folds`)"
+            )
+        cross_fit = from_dict(CrossFit, spec["cross_fit"], "cross_fit", str(run / MODEL_FILE))
+        teachers.append(Teacher(task, run, cross_fit))
+    folds = {t.cross_fit.folds for t in teachers if t.cross_fit is not None}
+    if len(folds) != 1:
+        raise ConfigError(f"{where}: the runs in {folder} split train into {sorted(folds)} folds")
+    k = folds.pop()
+    held_out = sorted(t.cross_fit.held_out for t in teachers if t.cross_fit is not None)
+    if held_out != list(range(k)):
+        missing = sorted(set(range(k)) - set(held_out))
+        detail = f"no run holds out fold(s) {missing}" if missing else "a fold is held out twice"
+        raise ConfigError(f"{where}: {folder} has {len(teachers)} runs of {k} folds; {detail}")
     return teachers
 
 
@@ -68,10 +112,11 @@ def teacher_dev_scores(
     config: DistillationConfig, tasks: list[TaskData], key: str
 ) -> dict[str, float]:
     """Each distilled task's teacher's primary dev score, from the teacher run's report.json
-    (what score DRO aims at under ``targets: teachers``). A teacher without a dev score for
+    (what score DRO aims at under ``targets: teachers``; the mean of cross-fitted runs'). A
+    teacher without a dev score for
     the task, or one whose primary metric is not the student's, is one line naming the task."""
     primary = {t.spec.name: t.spec.primary_metric for t in tasks}
-    scores: dict[str, float] = {}
+    fold_scores: dict[str, list[float]] = {}
     for teacher in teacher_runs(config, list(primary), key):
         report = teacher.run_dir / f"{report_name('dev')}.json"
         where = f"key '{key}.teachers': task {teacher.task!r}"
@@ -93,8 +138,9 @@ def teacher_dev_scores(
                 f"{where}: the teacher's dev {metric} is {score:g}; score DRO's targets: "
                 "teachers needs a positive score (name the targets per task instead)"
             )
-        scores[teacher.task] = score
-    return scores
+        fold_scores.setdefault(teacher.task, []).append(score)
+    # cross-fitted teachers: their mean (each saw all but one fold of train)
+    return {task: sum(scores) / len(scores) for task, scores in fold_scores.items()}
 
 
 def check_teacher(teacher: Teacher, task: TaskData, tokenizer: Any, key: str) -> int:
@@ -138,18 +184,19 @@ def load_teacher(teacher: Teacher) -> Any:
         return MultiTaskModel.from_pretrained(teacher.run_dir)
 
 
-def _cache_key(teacher: Teacher, task: TaskData) -> str:
+def _cache_key(teacher: Teacher, task: TaskData, windows: list[int]) -> str:
     digest = hashlib.sha256(f"camtl-teacher-outputs:{FORMAT}:{teacher.task}".encode())
     with open(teacher.run_dir / WEIGHTS_FILE, "rb") as weights:
         for chunk in iter(lambda: weights.read(1 << 20), b""):
             digest.update(chunk)
-    for feature in task.features["train"]:
+    for window in windows:
+        feature = task.features["train"][window]
         digest.update(json.dumps([feature["input_ids"], feature["token_type_ids"]]).encode())
     return digest.hexdigest()
 
 
-def teacher_outputs(
-    teacher: Teacher,
+def task_teacher_outputs(
+    teachers: list[Teacher],
     task: TaskData,
     tokenizer: Any,
     precision: str,
@@ -157,19 +204,53 @@ def teacher_outputs(
     key: str,
     device: torch.device,
 ) -> list[torch.Tensor]:
-    """The teacher's logits for each of the student's training windows (fp32, each at its
-    window's own length for token-level heads), from the cache when computed before."""
+    """The task's teacher logits for each of the student's training windows: its one
+    teacher's, or each window's from the cross-fitted run that held its example out."""
+    windows = task.features["train"]
+    if len(teachers) == 1 and teachers[0].cross_fit is None:
+        everything = list(range(len(windows)))
+        return teacher_outputs(
+            teachers[0], task, everything, tokenizer, precision, batch_size, key, device
+        )
+    folds = teachers[0].cross_fit.folds if teachers[0].cross_fit else 0
+    examples = task.examples["train"]
+    fold_of = [example_fold(examples[w["example_index"]], folds) for w in windows]
+    outputs: list[torch.Tensor | None] = [None] * len(windows)
+    for teacher in teachers:
+        held_out = teacher.cross_fit.held_out if teacher.cross_fit else -1
+        mine = [w for w, fold in enumerate(fold_of) if fold == held_out]
+        values = teacher_outputs(teacher, task, mine, tokenizer, precision, batch_size, key, device)
+        for window, value in zip(mine, values, strict=True):
+            outputs[window] = value
+    return [o for o in outputs if o is not None]
+
+
+def teacher_outputs(
+    teacher: Teacher,
+    task: TaskData,
+    windows: list[int],
+    tokenizer: Any,
+    precision: str,
+    batch_size: int,
+    key: str,
+    device: torch.device,
+) -> list[torch.Tensor]:
+    """The teacher's logits for the student's training windows ``windows`` (indices; fp32,
+    each at its window's own length for token-level heads), from the cache when computed
+    before."""
     index = check_teacher(teacher, task, tokenizer, key)
-    path = feature_cache.features_dir() / "teachers" / f"{_cache_key(teacher, task)}.pt"
+    if not windows:
+        return []
+    path = feature_cache.features_dir() / "teachers" / f"{_cache_key(teacher, task, windows)}.pt"
     if feature_cache.enabled() and path.is_file():
         try:
             outputs = torch.load(path, weights_only=True)
-            if isinstance(outputs, list) and len(outputs) == len(task.features["train"]):
+            if isinstance(outputs, list) and len(outputs) == len(windows):
                 return outputs
         except (OSError, RuntimeError, ValueError) as exc:
             log.warning("teacher cache entry %s unreadable (%s); computing again", path, exc)
     outputs = compute_outputs(
-        load_teacher(teacher), index, task, tokenizer, precision, batch_size, device
+        load_teacher(teacher), index, task, windows, tokenizer, precision, batch_size, device
     )
     if feature_cache.enabled():
         try:
@@ -186,14 +267,16 @@ def compute_outputs(
     model: Any,
     index: int,
     task: TaskData,
+    windows: list[int],
     tokenizer: Any,
     precision: str,
     batch_size: int,
     device: torch.device,
 ) -> list[torch.Tensor]:
-    """One forward pass of the teacher over the windows, batched by length."""
+    """One forward pass of the teacher over the training windows ``windows``, batched by
+    length; their outputs in that order."""
     model.to(device).eval()
-    features = task.features["train"]
+    features = [task.features["train"][w] for w in windows]
     name = model.tasks[index].name
     head = model.heads[name]
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))

@@ -108,6 +108,26 @@ class SourceSpec:
 
 
 @dataclass
+class CrossFit:
+    """Train on every fold of train but one (``held_out``, 0-based, of ``folds``): what a
+    cross-fitted teacher sees, so that its outputs on the held-out fold are predictions on
+    text it never trained on (``camtl baseline single-task --folds``; camtl.data.folds)."""
+
+    folds: int = 2
+    held_out: int = 0
+
+    def validate(self, path: str, where: str) -> None:
+        prefix = f"{where}: " if where else ""
+        if self.folds < 2:
+            raise ConfigError(f"{prefix}key '{path}.folds': must be at least 2, got {self.folds}")
+        if not 0 <= self.held_out < self.folds:
+            raise ConfigError(
+                f"{prefix}key '{path}.held_out': must be 0 to {self.folds - 1} "
+                f"(one of {self.folds} folds), got {self.held_out}"
+            )
+
+
+@dataclass
 class TaskSpec:
     """One task.
 
@@ -130,6 +150,8 @@ class TaskSpec:
     # a seeded subset of this share of train (after max_train_examples): few-shot runs, and
     # `camtl add-task --fraction`, which picks the same subset for the same fraction
     train_fraction: float | None = None
+    # train without one fold of train (a cross-fitted teacher; after train_fraction)
+    cross_fit: CrossFit | None = None
     source: SourceSpec = field(default_factory=SourceSpec)
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,214 @@
+"""Cross-fitted teachers: folds of train by content, `camtl baseline single-task --folds`,
+and distillation that teaches each training window from the run that held it out."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from camtl.cli import main
+from camtl.config import load_config
+from camtl.data.examples import load_task_examples
+from camtl.data.folds import example_fold
+from camtl.distillation import DistillationConfig
+from camtl.distillation import teachers as teachers_module
+from camtl.errors import ConfigError, DataError
+from camtl.tasks.spec import CrossFit
+
+WORDS = "a the man woman dog cat runs sleeps plays music park city sings reads".split()
+TAGS = ["O", "B-PER", "I-PER", "B-LOC"]
+
+
+def write_data(folder: Path, rows: int = 40) -> dict[str, Path]:
+    """A pair-classification file and a token-tagging file of distinct, seeded rows."""
+    rng = random.Random(7)
+    pairs, tagged = [], []
+    for i in range(rows):
+        premise = " ".join(rng.choices(WORDS, k=5)) + f" {i}"
+        pairs.append({"premise": premise, "hypothesis": " ".join(rng.choices(WORDS, k=4)),
+                      "label": rng.choice(["yes", "no"])})  # fmt: skip
+        tokens = [*rng.choices(WORDS, k=rng.randint(3, 7)), str(i)]
+        tagged.append({"tokens": tokens, "tags": [rng.choice(TAGS) for _ in tokens]})
+    paths = {"pairs": folder / "pairs.jsonl", "tags": folder / "tags.jsonl"}
+    for name, data in (("pairs", pairs), ("tags", tagged)):
+        paths[name].write_text("".join(json.dumps(r) + "\n" for r in data), encoding="utf-8")
+    return paths
+
+
+def tasks_of(paths: dict[str, Path]) -> list[dict[str, Any]]:
+    def source(path: Path) -> dict[str, Any]:
+        return {"paths": {"train": str(path), "dev": str(path), "test": str(path)}}
+
+    return [
+        {"name": "pairs", "type": "classification", "text_columns": ["premise", "hypothesis"],
+         "label_column": "label", "max_length": 32, "source": source(paths["pairs"])},
+        {"name": "tags", "type": "token_tagging", "text_columns": ["tokens"],
+         "label_column": "tags", "labels": TAGS, "max_length": 32, "source": source(paths["tags"])},
+    ]  # fmt: skip
+
+
+def run_config(root: Path, encoder: Path, name: str, **training: Any) -> Path:
+    config = {
+        "output_dir": str(root / name),
+        "seed": 3,
+        "model": {"encoder": str(encoder), "architecture": "camtl", "camtl": {"max_length": 32}},
+        "tasks": tasks_of(write_data(root)),
+        "training": {"max_steps": 2, "batch_size": 8, "eval_every": 2, "log_every": 1,
+                     "learning_rate": 1e-3, **training},
+    }  # fmt: skip
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_an_examples_fold_is_its_content_not_where_it_came_from() -> None:
+    examples = [{"text": f"sentence {i}", "label": i % 2} for i in range(300)]
+    folds = [example_fold(e, 3) for e in examples]
+    assert set(folds) == {0, 1, 2}
+    assert all(60 <= n <= 140 for n in Counter(folds).values())  # near a third each
+    moved = [{**e, "_file": "elsewhere.csv", "_row": 99} for e in examples]
+    assert [example_fold(e, 3) for e in moved] == folds  # file and row do not count
+    assert example_fold({"text": "sentence 0", "label": 1}, 3) is not None
+
+
+def test_a_cross_fitted_run_trains_without_its_held_out_fold(tmp_path: Path) -> None:
+    spec = load_config(run_config(tmp_path, tmp_path, "r")).tasks[0]
+    full, _ = load_task_examples(spec, ("train", "dev"))
+    spec.cross_fit = CrossFit(folds=2, held_out=1)
+    fitted, _ = load_task_examples(spec, ("train", "dev"))
+    assert {example_fold(e, 2) for e in fitted["train"]} == {0}
+    assert len(fitted["train"]) == sum(example_fold(e, 2) == 0 for e in full["train"])
+    assert 0 < len(fitted["train"]) < len(full["train"])
+    assert fitted["dev"] == full["dev"]  # dev and test are every run's
+    # a fold that holds every example leaves nothing to train on: one clear error
+    one_row = tmp_path / "one.jsonl"
+    one_row.write_text((tmp_path / "pairs.jsonl").read_text().splitlines()[0] + "\n")
+    spec.source.paths = {"train": str(one_row), "dev": str(one_row)}
+    spec.cross_fit = CrossFit(folds=2, held_out=example_fold(full["train"][0], 2))
+    with pytest.raises(DataError, match=r"task 'pairs': key 'cross_fit': every one of the 1 "):
+        load_task_examples(spec, ("train",))
+
+
+def test_cross_fit_keys_are_checked(tmp_path: Path) -> None:
+    for cross_fit, key, message in (
+        ({"folds": 1}, "cross_fit.folds", "at least 2"),
+        ({"folds": 3, "held_out": 3}, "cross_fit.held_out", "must be 0 to 2"),
+    ):
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump({"tasks": [{"name": "vader", "cross_fit": cross_fit}]}))
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert key in str(info.value) and message in str(info.value), str(info.value)
+    assert main(["baseline", "single-task", str(run_config(tmp_path, tmp_path, "r")),
+                 "--folds", "1"]) == 2  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fold_teachers(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    """`camtl baseline single-task --folds 2` on both tasks: four tiny runs."""
+    root = tmp_path_factory.mktemp("cross_fit")
+    config = run_config(root, tiny_encoder_dir, "mtl")
+    assert main(["baseline", "single-task", str(config), "--folds", "2", "--max-steps", "2"]) == 0
+    return root / "mtl_cross_fit"
+
+
+def test_baseline_folds_writes_one_run_per_held_out_fold(fold_teachers: Path) -> None:
+    for task in ("pairs", "tags"):
+        for held_out in (0, 1):
+            run = fold_teachers / task / f"fold_{held_out}"
+            meta = json.loads((run / "camtl_model.json").read_text())
+            assert [t["name"] for t in meta["tasks"]] == [task]
+            assert meta["tasks"][0]["cross_fit"] == {"folds": 2, "held_out": held_out}
+            assert json.loads((run / "status.json").read_text())["status"] == "completed"
+
+
+def test_each_window_is_taught_by_the_run_that_held_its_example_out(
+    fold_teachers: Path,
+    tiny_encoder_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from transformers import AutoTokenizer
+
+    from camtl.data.prepare import prepare_tasks
+
+    config = load_config(run_config(tmp_path, tiny_encoder_dir, "student"))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_encoder_dir))
+    tasks = prepare_tasks(config.tasks, tokenizer, ("train",))
+    distillation = DistillationConfig(teachers=str(fold_teachers))
+    teachers = teachers_module.teacher_runs(distillation, ["pairs", "tags"], "t")
+    assert [(t.task, t.run_dir.name) for t in teachers] == [
+        ("pairs", "fold_0"), ("pairs", "fold_1"), ("tags", "fold_0"), ("tags", "fold_1")
+    ]  # fmt: skip
+    real = {}
+    for task in tasks:
+        mine = [t for t in teachers if t.task == task.spec.name]
+        real[task.spec.name] = teachers_module.task_teacher_outputs(
+            mine, task, tokenizer, "no", 4, "t", torch.device("cpu")
+        )
+    # which run answered each window: a stand-in teacher that answers with its held-out fold
+    monkeypatch.setattr(teachers_module, "load_teacher", lambda teacher: teacher)
+    monkeypatch.setattr(
+        teachers_module,
+        "compute_outputs",
+        lambda teacher, index, task, windows, *rest: [
+            torch.tensor(float(teacher.cross_fit.held_out)) for _ in windows
+        ],
+    )
+    monkeypatch.setenv("CAMTL_FEATURE_CACHE", "0")
+    for task in tasks:
+        mine = [t for t in teachers if t.task == task.spec.name]
+        answered = teachers_module.task_teacher_outputs(
+            mine, task, tokenizer, "no", 4, "t", torch.device("cpu")
+        )
+        examples = task.examples["train"]
+        folds = [example_fold(examples[w["example_index"]], 2) for w in task.features["train"]]
+        assert [int(a) for a in answered] == folds
+        assert set(folds) == {0, 1}
+        # and the real outputs line up with the windows: per token for tagging
+        assert len(real[task.spec.name]) == len(task.features["train"])
+        for value, window in zip(real[task.spec.name], task.features["train"], strict=True):
+            if task.spec.name == "tags":
+                assert value.shape[0] == len(window["input_ids"])
+    # score DRO's targets: the mean of the runs' dev scores
+    scores = teachers_module.teacher_dev_scores(distillation, tasks, "t")
+    folds_of_pairs = [
+        json.loads((fold_teachers / "pairs" / f"fold_{i}" / "report.json").read_text())
+        for i in (0, 1)
+    ]
+    dev = [r["results"]["tasks"]["pairs"]["scores"]["accuracy"] for r in folds_of_pairs]
+    assert scores["pairs"] == pytest.approx(sum(dev) / 2)
+
+
+def test_a_student_trains_from_cross_fitted_teachers_and_a_missing_fold_is_refused(
+    fold_teachers: Path,
+    tiny_encoder_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = run_config(
+        tmp_path, tiny_encoder_dir, "student", distillation={"teachers": str(fold_teachers)}
+    )
+    assert main(["train", str(path)]) == 0
+    assert json.loads((tmp_path / "student" / "status.json").read_text())["status"] == "completed"
+    shutil.rmtree(tmp_path / "student")
+    capsys.readouterr()
+    partial = tmp_path / "partial"
+    shutil.copytree(fold_teachers, partial)
+    shutil.rmtree(partial / "tags" / "fold_1")
+    config = yaml.safe_load(path.read_text())
+    config["training"]["distillation"]["teachers"] = str(partial)
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "task 'tags'" in err[0] and "no run holds out fold(s) [1]" in err[0], err[0]
+    assert not (tmp_path / "student").exists()
