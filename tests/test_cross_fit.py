@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -201,14 +202,31 @@ def test_a_student_trains_from_cross_fitted_teachers_and_a_missing_fold_is_refus
     assert json.loads((tmp_path / "student" / "status.json").read_text())["status"] == "completed"
     shutil.rmtree(tmp_path / "student")
     capsys.readouterr()
-    partial = tmp_path / "partial"
-    shutil.copytree(fold_teachers, partial)
-    shutil.rmtree(partial / "tags" / "fold_1")
-    config = yaml.safe_load(path.read_text())
-    config["training"]["distillation"]["teachers"] = str(partial)
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert "task 'tags'" in err[0] and "no run holds out fold(s) [1]" in err[0], err[0]
-    assert not (tmp_path / "student").exists()
+
+    def refused(break_it: Callable[[Path], None], message: str) -> None:
+        broken = tmp_path / "broken"
+        shutil.rmtree(broken, ignore_errors=True)
+        shutil.copytree(fold_teachers, broken)
+        break_it(broken / "tags")
+        config = yaml.safe_load(path.read_text())
+        config["training"]["distillation"]["teachers"] = str(broken)
+        path.write_text(yaml.safe_dump(config))
+        assert main(["train", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert "task 'tags'" in err[0] and message in err[0], err[0]
+        assert not (tmp_path / "student").exists()
+
+    refused(lambda tags: shutil.rmtree(tags / "fold_1"), "no run holds out fold(s) [1]")
+    refused(
+        lambda tags: (tags / "fold_0" / "camtl_model.json").write_text("{not json"),
+        "camtl_model.json is unreadable (JSONDecodeError",
+    )
+
+    def without_cross_fit(tags: Path) -> None:
+        model = tags / "fold_0" / "camtl_model.json"
+        meta = json.loads(model.read_text())
+        meta["tasks"][0]["cross_fit"] = None
+        model.write_text(json.dumps(meta))
+
+    refused(without_cross_fit, "holds no fold out of the task")

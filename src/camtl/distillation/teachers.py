@@ -87,8 +87,13 @@ def _cross_fitted(task: str, folder: Path, key: str) -> list[Teacher]:
     for run in sorted(folder.glob("fold_*")):
         if not (run / MODEL_FILE).is_file():
             raise ConfigError(f"{where}: {run} is not a finished camtl run ({MODEL_FILE} missing)")
-        meta = json.loads((run / MODEL_FILE).read_text(encoding="utf-8"))
-        spec = next((t for t in meta.get("tasks", []) if t.get("name") == task), None)
+        try:
+            meta = json.loads((run / MODEL_FILE).read_text(encoding="utf-8"))
+            spec = next((t for t in meta["tasks"] if t.get("name") == task), None)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ConfigError(
+                f"{where}: {run / MODEL_FILE} is unreadable ({type(error).__name__}: {error})"
+            ) from error
         if spec is None or not spec.get("cross_fit"):
             raise ConfigError(
                 f"{where}: {run} holds no fold out of the task (not a run of "
