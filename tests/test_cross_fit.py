@@ -149,12 +149,11 @@ def test_each_window_is_taught_by_the_run_that_held_its_example_out(
     assert [(t.task, t.run_dir.name) for t in teachers] == [
         ("pairs", "fold_0"), ("pairs", "fold_1"), ("tags", "fold_0"), ("tags", "fold_1")
     ]  # fmt: skip
+    inference = teachers_module.Inference(tokenizer, "no", 4, torch.device("cpu"))
     real = {}
     for task in tasks:
         mine = [t for t in teachers if t.task == task.spec.name]
-        real[task.spec.name] = teachers_module.task_teacher_outputs(
-            mine, task, tokenizer, "no", 4, "t", torch.device("cpu")
-        )
+        real[task.spec.name] = teachers_module.task_teacher_outputs(mine, task, inference, "t")
     # which run answered each window: a stand-in teacher that answers with its held-out fold
     monkeypatch.setattr(teachers_module, "load_teacher", lambda teacher: teacher)
     monkeypatch.setattr(
@@ -167,9 +166,7 @@ def test_each_window_is_taught_by_the_run_that_held_its_example_out(
     monkeypatch.setenv("CAMTL_FEATURE_CACHE", "0")
     for task in tasks:
         mine = [t for t in teachers if t.task == task.spec.name]
-        answered = teachers_module.task_teacher_outputs(
-            mine, task, tokenizer, "no", 4, "t", torch.device("cpu")
-        )
+        answered = teachers_module.task_teacher_outputs(mine, task, inference, "t")
         examples = task.examples["train"]
         folds = [example_fold(examples[w["example_index"]], 2) for w in task.features["train"]]
         assert [int(a) for a in answered] == folds

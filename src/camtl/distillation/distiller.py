@@ -12,7 +12,12 @@ import torch
 
 from camtl.data.prepare import TaskData
 from camtl.distillation.config import DistillationConfig
-from camtl.distillation.teachers import Teacher, task_teacher_outputs, teacher_runs
+from camtl.distillation.teachers import (
+    Inference,
+    Teacher,
+    task_teacher_outputs,
+    teacher_runs,
+)
 
 KEY = "training.distillation"
 
@@ -88,10 +93,9 @@ def build_distiller(
     by_task: dict[str, list[Teacher]] = {}
     for teacher in teacher_runs(config, names, KEY):
         by_task.setdefault(teacher.task, []).append(teacher)
+    inference = Inference(tokenizer, precision, batch_size, device)
     outputs = {}
     for name, teachers in by_task.items():
         index = names.index(name)
-        outputs[index] = task_teacher_outputs(
-            teachers, tasks[index], tokenizer, precision, batch_size, KEY, device
-        )
+        outputs[index] = task_teacher_outputs(teachers, tasks[index], inference, KEY)
     return Distiller(config, outputs, max_steps)

@@ -200,23 +200,25 @@ def _cache_key(teacher: Teacher, task: TaskData, windows: list[int]) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class Inference:
+    """How a teacher runs over the student's windows: with the student's tokenizer (its
+    padding), precision, batch size and device."""
+
+    tokenizer: Any
+    precision: str
+    batch_size: int
+    device: torch.device
+
+
 def task_teacher_outputs(
-    teachers: list[Teacher],
-    task: TaskData,
-    tokenizer: Any,
-    precision: str,
-    batch_size: int,
-    key: str,
-    device: torch.device,
+    teachers: list[Teacher], task: TaskData, inference: Inference, key: str
 ) -> list[torch.Tensor]:
     """The task's teacher logits for each of the student's training windows: its one
     teacher's, or each window's from the cross-fitted run that held its example out."""
     windows = task.features["train"]
     if len(teachers) == 1 and teachers[0].cross_fit is None:
-        everything = list(range(len(windows)))
-        return teacher_outputs(
-            teachers[0], task, everything, tokenizer, precision, batch_size, key, device
-        )
+        return teacher_outputs(teachers[0], task, list(range(len(windows))), inference, key)
     folds = teachers[0].cross_fit.folds if teachers[0].cross_fit else 0
     examples = task.examples["train"]
     fold_of = [example_fold(examples[w["example_index"]], folds) for w in windows]
@@ -224,26 +226,19 @@ def task_teacher_outputs(
     for teacher in teachers:
         held_out = teacher.cross_fit.held_out if teacher.cross_fit else -1
         mine = [w for w, fold in enumerate(fold_of) if fold == held_out]
-        values = teacher_outputs(teacher, task, mine, tokenizer, precision, batch_size, key, device)
+        values = teacher_outputs(teacher, task, mine, inference, key)
         for window, value in zip(mine, values, strict=True):
             outputs[window] = value
     return [o for o in outputs if o is not None]
 
 
 def teacher_outputs(
-    teacher: Teacher,
-    task: TaskData,
-    windows: list[int],
-    tokenizer: Any,
-    precision: str,
-    batch_size: int,
-    key: str,
-    device: torch.device,
+    teacher: Teacher, task: TaskData, windows: list[int], inference: Inference, key: str
 ) -> list[torch.Tensor]:
     """The teacher's logits for the student's training windows ``windows`` (indices; fp32,
     each at its window's own length for token-level heads), from the cache when computed
     before."""
-    index = check_teacher(teacher, task, tokenizer, key)
+    index = check_teacher(teacher, task, inference.tokenizer, key)
     if not windows:
         return []
     path = feature_cache.features_dir() / "teachers" / f"{_cache_key(teacher, task, windows)}.pt"
@@ -255,7 +250,14 @@ def teacher_outputs(
         except (OSError, RuntimeError, ValueError) as exc:
             log.warning("teacher cache entry %s unreadable (%s); computing again", path, exc)
     outputs = compute_outputs(
-        load_teacher(teacher), index, task, windows, tokenizer, precision, batch_size, device
+        load_teacher(teacher),
+        index,
+        task,
+        windows,
+        inference.tokenizer,
+        inference.precision,
+        inference.batch_size,
+        inference.device,
     )
     if feature_cache.enabled():
         try:
