@@ -19,6 +19,9 @@
 #                                              score_dro toward the single-task dev scores)
 #                                              camtl_distill_t2 (camtl_distill with the
 #                                              teachers' distributions softened, temperature 2)
+#                                              single_task_cross_fit (the single_task row's
+#                                              recipe, three cross-fitted runs per task) and
+#                                              camtl_distill_cf (camtl_distill taught by them)
 #   DISTILL_FREEZING=half bash experiments/converged.sh camtl_distill
 #       (the config's freezing under distillation, the embeddings and the bottom half; the
 #        default here is nothing frozen)
@@ -83,6 +86,11 @@ for row in "${ROWS[@]}"; do
       "$BIN/camtl" baseline single-task experiments/configs/converged/camtl.yaml \
         --output-root "$ROOT/single_task_s13" --tasks wnut16 --max-steps 3000 \
         --set seed=13 --set training.eval_every=150 "${THREADS_SET[@]}" ;;
+    single_task_cross_fit)  # teachers whose outputs on each example come from a run that
+      # never trained on it: three runs per task, each without one third of train
+      "$BIN/camtl" baseline single-task experiments/configs/converged/camtl.yaml \
+        --output-root "$ROOT/single_task_cross_fit" --folds 3 ${TASKS:+--tasks "$TASKS"} \
+        --max-steps 3000 --set training.eval_every=150 "${THREADS_SET[@]}" ;;
     single_task_attention0)  # issue 38: did attention dropout 0 (the default from issue 36
       # to 38) cost the fully fine-tuned single-task models? the single_task row again (seed
       # 12) with it; TASKS=a,b for some tasks only
@@ -107,10 +115,13 @@ for row in "${ROWS[@]}"; do
     camtl_attention0)  # issue 36: the camtl row's recipe with attention dropout 0, one seed
       train "$ROOT/camtl_attention0_s12" experiments/configs/converged/camtl.yaml --set seed=12 \
         --set model.attention_dropout=0.0 ;;
-    camtl_distill | plain_distill | camtl_distill_dro | camtl_distill_t2)  # teacher annealing
-      # from the single-task runs; camtl_distill_dro: balanced by score_dro toward the
-      # teachers' dev scores; camtl_distill_t2: the teachers' distributions at temperature 2
+    camtl_distill | plain_distill | camtl_distill_dro | camtl_distill_t2 | camtl_distill_cf)
+      # teacher annealing from the single-task runs; camtl_distill_dro: balanced by score_dro
+      # toward the teachers' dev scores; camtl_distill_t2: the teachers' distributions at
+      # temperature 2; camtl_distill_cf: taught by the cross-fitted runs
       base=${row%%_*}
+      teachers=$ROOT/single_task
+      [ "$row" = camtl_distill_cf ] && teachers=$ROOT/single_task_cross_fit
       freezing=()
       [ "$base" = camtl ] && [ "${DISTILL_FREEZING:-unfrozen}" = unfrozen ] && freezing=("${UNFROZEN[@]}")
       balancer=()
@@ -122,7 +133,7 @@ for row in "${ROWS[@]}"; do
       [ "$row" = camtl_distill_t2 ] && temperature=2.0
       for seed in $SEEDS; do
         train "$ROOT/${row}_s$seed" "experiments/configs/converged/$base.yaml" --set "seed=$seed" \
-          --set "training.distillation={teachers: $ROOT/single_task, temperature: $temperature}" \
+          --set "training.distillation={teachers: $teachers, temperature: $temperature}" \
           "${freezing[@]}" \
           "${balancer[@]}"
       done ;;
@@ -156,4 +167,5 @@ done
   --row camtl_distill "$ROOT"/camtl_distill_s*/ --row plain_distill "$ROOT"/plain_distill_s*/ \
   --row camtl_distill_dro "$ROOT"/camtl_distill_dro_s*/ \
   --row camtl_distill_t2 "$ROOT"/camtl_distill_t2_s*/ \
+  --row camtl_distill_cf "$ROOT"/camtl_distill_cf_s*/ \
   --row single_task_attention0 "$ROOT"/single_task_attention0/*/
