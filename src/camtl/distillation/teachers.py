@@ -118,8 +118,8 @@ def teacher_dev_scores(
 ) -> dict[str, float]:
     """Each distilled task's teacher's primary dev score, from the teacher run's report.json
     (what score DRO aims at under ``targets: teachers``; the mean of cross-fitted runs'). A
-    teacher without a dev score for
-    the task, or one whose primary metric is not the student's, is one line naming the task."""
+    teacher without a dev score for the task, or one whose primary metric is not the
+    student's, is one line naming the task."""
     primary = {t.spec.name: t.spec.primary_metric for t in tasks}
     fold_scores: dict[str, list[float]] = {}
     for teacher in teacher_runs(config, list(primary), key):
