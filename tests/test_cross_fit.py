@@ -22,6 +22,7 @@ from camtl.data.folds import example_fold
 from camtl.distillation import DistillationConfig
 from camtl.distillation import teachers as teachers_module
 from camtl.errors import ConfigError, DataError
+from camtl.tasks.kinds import get_kind
 from camtl.tasks.spec import CrossFit
 
 WORDS = "a the man woman dog cat runs sleeps plays music park city sings reads".split()
@@ -70,14 +71,21 @@ def run_config(root: Path, encoder: Path, name: str, **training: Any) -> Path:
     return path
 
 
-def test_an_examples_fold_is_its_content_not_where_it_came_from() -> None:
-    examples = [{"text": f"sentence {i}", "label": i % 2} for i in range(300)]
-    folds = [example_fold(e, 3) for e in examples]
+def test_an_examples_fold_is_its_text_not_its_label_or_where_it_came_from() -> None:
+    pairs = get_kind("classification")
+    examples = [{"text_a": f"sentence {i}", "text_b": None, "label": i % 2} for i in range(300)]
+    folds = [example_fold(pairs, e, 3) for e in examples]
     assert set(folds) == {0, 1, 2}
     assert all(60 <= n <= 140 for n in Counter(folds).values())  # near a third each
-    moved = [{**e, "_file": "elsewhere.csv", "_row": 99} for e in examples]
-    assert [example_fold(e, 3) for e in moved] == folds  # file and row do not count
-    assert example_fold({"text": "sentence 0", "label": 1}, 3) is not None
+    moved = [{**e, "_file": "elsewhere.csv", "_row": 99, "label": 1 - e["label"]} for e in examples]
+    assert [example_fold(pairs, e, 3) for e in moved] == folds  # nor file, row or label
+    # span QA: every question on one passage in one fold, whatever its id
+    qa = get_kind("span_qa")
+    questions = [
+        {"id": f"train-{i}", "question": f"question {i}", "context": "one passage", "answers": []}
+        for i in range(20)
+    ]
+    assert len({example_fold(qa, q, 3) for q in questions}) == 1
 
 
 def test_a_cross_fitted_run_trains_without_its_held_out_fold(tmp_path: Path) -> None:
@@ -85,15 +93,16 @@ def test_a_cross_fitted_run_trains_without_its_held_out_fold(tmp_path: Path) -> 
     full, _ = load_task_examples(spec, ("train", "dev"))
     spec.cross_fit = CrossFit(folds=2, held_out=1)
     fitted, _ = load_task_examples(spec, ("train", "dev"))
-    assert {example_fold(e, 2) for e in fitted["train"]} == {0}
-    assert len(fitted["train"]) == sum(example_fold(e, 2) == 0 for e in full["train"])
+    kind = spec.kind
+    assert {example_fold(kind, e, 2) for e in fitted["train"]} == {0}
+    assert len(fitted["train"]) == sum(example_fold(kind, e, 2) == 0 for e in full["train"])
     assert 0 < len(fitted["train"]) < len(full["train"])
     assert fitted["dev"] == full["dev"]  # dev and test are every run's
     # a fold that holds every example leaves nothing to train on: one clear error
     one_row = tmp_path / "one.jsonl"
     one_row.write_text((tmp_path / "pairs.jsonl").read_text().splitlines()[0] + "\n")
     spec.source.paths = {"train": str(one_row), "dev": str(one_row)}
-    spec.cross_fit = CrossFit(folds=2, held_out=example_fold(full["train"][0], 2))
+    spec.cross_fit = CrossFit(folds=2, held_out=example_fold(kind, full["train"][0], 2))
     with pytest.raises(DataError, match=r"task 'pairs': key 'cross_fit': every one of the 1 "):
         load_task_examples(spec, ("train",))
 
@@ -121,7 +130,9 @@ def fold_teachers(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Pa
     return root / "mtl_cross_fit"
 
 
-def test_baseline_folds_writes_one_run_per_held_out_fold(fold_teachers: Path) -> None:
+def test_baseline_folds_writes_one_run_per_held_out_fold(
+    fold_teachers: Path, tiny_encoder_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for task in ("pairs", "tags"):
         for held_out in (0, 1):
             run = fold_teachers / task / f"fold_{held_out}"
@@ -129,6 +140,17 @@ def test_baseline_folds_writes_one_run_per_held_out_fold(fold_teachers: Path) ->
             assert [t["name"] for t in meta["tasks"]] == [task]
             assert meta["tasks"][0]["cross_fit"] == {"folds": 2, "held_out": held_out}
             assert json.loads((run / "status.json").read_text())["status"] == "completed"
+            # what it trained on, by digest: none of its held-out fold
+            trained_on = json.loads((run / "cross_fit.json").read_text())[task]["trained_on"]
+            assert trained_on and {int(d, 16) % 2 for d in trained_on} == {1 - held_out}
+    # the same folder asked for another number of folds: refused before anything trains
+    config = fold_teachers.parent / "mtl.yaml"
+    capsys.readouterr()
+    again = ["baseline", "single-task", str(config), "--folds", "3", "--max-steps", "2"]
+    assert main(again) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pairs/fold_0: trained with cross_fit fold 0 of 2 held out, asked for fold 0 of 3" in err
+    assert not (fold_teachers / "pairs" / "fold_2").exists()
 
 
 def test_each_window_is_taught_by_the_run_that_held_its_example_out(
@@ -168,7 +190,10 @@ def test_each_window_is_taught_by_the_run_that_held_its_example_out(
         mine = [t for t in teachers if t.task == task.spec.name]
         answered = teachers_module.task_teacher_outputs(mine, task, inference, "t")
         examples = task.examples["train"]
-        folds = [example_fold(examples[w["example_index"]], 2) for w in task.features["train"]]
+        kind = task.spec.kind
+        folds = [
+            example_fold(kind, examples[w["example_index"]], 2) for w in task.features["train"]
+        ]
         assert [int(a) for a in answered] == folds
         assert set(folds) == {0, 1}
         # and the real outputs line up with the windows: per token for tagging
@@ -192,9 +217,9 @@ def test_a_student_trains_from_cross_fitted_teachers_and_a_missing_fold_is_refus
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = run_config(
-        tmp_path, tiny_encoder_dir, "student", distillation={"teachers": str(fold_teachers)}
-    )
+    # (a task named twice among the distilled ones is distilled once)
+    distillation = {"teachers": str(fold_teachers), "tasks": ["tags", "pairs", "tags"]}
+    path = run_config(tmp_path, tiny_encoder_dir, "student", distillation=distillation)
     assert main(["train", str(path)]) == 0
     assert json.loads((tmp_path / "student" / "status.json").read_text())["status"] == "completed"
     shutil.rmtree(tmp_path / "student")
@@ -227,3 +252,17 @@ def test_a_student_trains_from_cross_fitted_teachers_and_a_missing_fold_is_refus
         model.write_text(json.dumps(meta))
 
     refused(without_cross_fit, "holds no fold out of the task")
+    refused(
+        lambda tags: shutil.copy(tags / "fold_0" / "camtl_model.json", tags),
+        "holds a run and fold_<i> runs",
+    )
+
+    def trained_on_a_held_out_example(tags: Path) -> None:
+        record = tags / "fold_0" / "cross_fit.json"
+        data = json.loads(record.read_text())
+        other = json.loads((tags / "fold_1" / "cross_fit.json").read_text())
+        data["tags"]["trained_on"] += other["tags"]["trained_on"][:1]  # fold 0's, by fold 1
+        record.write_text(json.dumps(data))
+
+    refused(trained_on_a_held_out_example, "1 of the ")
+    refused(lambda tags: (tags / "fold_1" / "cross_fit.json").unlink(), "missing or unreadable")

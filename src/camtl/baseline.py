@@ -18,9 +18,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from camtl.config import BalancerConfig, RunConfig, SamplerConfig
-from camtl.errors import ConfigError
-from camtl.runfiles import CHECKPOINT_DIR
+from camtl.config import BalancerConfig, RunConfig, SamplerConfig, load_saved_config
+from camtl.errors import CamtlError, ConfigError
+from camtl.runfiles import CHECKPOINT_DIR, CONFIG_FILE
 from camtl.tasks.spec import CrossFit
 from camtl.training.rundir import read_status
 
@@ -93,7 +93,11 @@ def run_single_task_baselines(
     from camtl.training import train
 
     run_dirs = []
-    for single in single_task_configs(config, options):
+    configs = single_task_configs(config, options)
+    if not options.overwrite:  # every run checked before any trains
+        for single in configs:
+            _check_same_cross_fit(single)
+    for single in configs:
         run_dir = Path(single.output_dir)
         status = read_status(run_dir)
         if status and status.get("status") == "completed" and not options.overwrite:
@@ -106,3 +110,29 @@ def run_single_task_baselines(
             train(single, resume=resume, overwrite=options.overwrite, command=command)
         run_dirs.append(run_dir)
     return run_dirs
+
+
+def _check_same_cross_fit(single: RunConfig) -> None:
+    """A run kept or resumed must hold out the fold asked for (none, for a plain run): one
+    trained on another split of train would teach examples it trained on."""
+    run_dir = Path(single.output_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
+    try:
+        saved = load_saved_config(run_dir)
+    except CamtlError:
+        return  # training the folder says what is wrong with it
+    name = single.tasks[0].name
+    theirs = next((t.cross_fit for t in saved.tasks if t.name == name), None)
+    wanted = single.tasks[0].cross_fit
+    if theirs != wanted:
+        raise ConfigError(
+            f"{run_dir}: trained with cross_fit {_fold_text(theirs)}, asked for "
+            f"{_fold_text(wanted)}; --overwrite trains it again, or choose another --output-root"
+        )
+
+
+def _fold_text(cross_fit: CrossFit | None) -> str:
+    if cross_fit is None:
+        return "none (every example)"
+    return f"fold {cross_fit.held_out} of {cross_fit.folds} held out"

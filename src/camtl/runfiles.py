@@ -10,6 +10,7 @@ TRAIN_LOG_FILE = "train_log.jsonl"  # one line per logged step
 CHECKPOINT_DIR = "checkpoint"  # resume state, removed when the run completes
 TRAINER_STATE_FILE = "trainer_state.json"  # inside the checkpoint
 SKIPPED_ROWS_FILE = "skipped_rows.jsonl"  # rows left out under source.on_bad_rows: skip
+CROSS_FIT_FILE = "cross_fit.json"  # a cross-fitted run's training examples, by digest
 WEIGHTS_FILE = "model.safetensors"
 MODEL_FILE = "camtl_model.json"  # tasks, label maps, model config
 ENCODER_CONFIG_DIR = "encoder_config"

@@ -1,29 +1,52 @@
 """Folds of a training split for cross-fitted teachers.
 
-An example's fold is a hash of its content (its text and label, not the file or row it came
-from), so the teacher that leaves fold k out and the student that later asks it about fold
-k's examples agree on which examples those are, whatever subsampling, file order or machine
-each ran with, and an example repeated in the data falls in one fold with its copies: the
-teacher never saw a copy of what it is asked about. (scikit-learn's KFold splits by
-position, which would tie the folds to one ordering of one file.)
+An example's fold is a hash of its text (the kind's ``fold_fields``: not its labels, id,
+file or row), so the teacher that leaves fold k out and the student that later asks it
+about fold k's examples agree on which examples those are, whatever subsampling, file order
+or machine each ran with; and a text repeated in the data, under any label, falls in one
+fold with its copies (for span QA every question on one passage): the teacher never saw
+the text it is asked about. (scikit-learn's KFold splits by position, which would tie the
+folds to one ordering of one file, and would split copies.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from camtl.errors import DataError
+from camtl.fileio import atomic_write_text
+from camtl.runfiles import CROSS_FIT_FILE
 from camtl.tasks.kinds.records import META_KEYS
 from camtl.tasks.spec import CrossFit, TaskSpec
 
+if TYPE_CHECKING:
+    from camtl.data.prepare import TaskData
+    from camtl.tasks.kinds import TaskKind
 
-def example_fold(example: dict[str, Any], folds: int) -> int:
-    """The fold (0 to folds - 1) of one canonical example."""
-    content = {k: v for k, v in example.items() if k not in META_KEYS}
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode("utf-8"))
-    return int.from_bytes(digest.digest()[:8], "big") % folds
+
+def example_digest(kind: TaskKind, example: dict[str, Any]) -> str:
+    """A hex digest of what decides the example's fold: the kind's ``fold_fields``."""
+    fields = kind.fold_fields
+    content = {
+        k: v
+        for k, v in example.items()
+        if (k in fields if fields is not None else k not in META_KEYS)
+    }
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def example_fold(kind: TaskKind, example: dict[str, Any], folds: int) -> int:
+    """The fold (0 to folds - 1) of one canonical example of ``kind``."""
+    return digest_fold(example_digest(kind, example), folds)
+
+
+def digest_fold(digest: str, folds: int) -> int:
+    """The fold of the example of ``digest`` (``example_digest``)."""
+    return int(digest, 16) % folds
 
 
 def leave_out_fold(spec: TaskSpec, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -31,7 +54,8 @@ def leave_out_fold(spec: TaskSpec, examples: list[dict[str, Any]]) -> list[dict[
     cross_fit: CrossFit | None = spec.cross_fit
     if cross_fit is None:
         return examples
-    kept = [e for e in examples if example_fold(e, cross_fit.folds) != cross_fit.held_out]
+    kind = spec.kind
+    kept = [e for e in examples if example_fold(kind, e, cross_fit.folds) != cross_fit.held_out]
     if not kept:
         raise DataError(
             f"task '{spec.name}': key 'cross_fit': every one of the {len(examples)} training "
@@ -39,3 +63,21 @@ def leave_out_fold(spec: TaskSpec, examples: list[dict[str, Any]]) -> list[dict[
             "leaves out; nothing is left to train on (fewer folds, or more data)"
         )
     return kept
+
+
+def write_trained_on(run_dir: Path, tasks: list[TaskData]) -> None:
+    """A cross-fitted run records the digests of the examples it trains on, so that a
+    student can check that none of those it asks the run about is among them."""
+    record = {
+        task.spec.name: {
+            "folds": task.spec.cross_fit.folds,
+            "held_out": task.spec.cross_fit.held_out,
+            "trained_on": sorted(
+                {example_digest(task.spec.kind, e) for e in task.examples["train"]}
+            ),
+        }
+        for task in tasks
+        if task.spec.cross_fit is not None and "train" in task.examples
+    }
+    if record:
+        atomic_write_text(run_dir / CROSS_FIT_FILE, json.dumps(record))

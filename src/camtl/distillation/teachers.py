@@ -27,14 +27,14 @@ import torch
 
 from camtl.data import feature_cache
 from camtl.data.collate import collate_features
-from camtl.data.folds import example_fold
+from camtl.data.folds import digest_fold, example_digest
 from camtl.data.prepare import TaskData
 from camtl.distillation.config import DistillationConfig
 from camtl.errors import ConfigError
 from camtl.evaluation.report import report_name
 from camtl.fileio import atomic_target
 from camtl.precision import autocast
-from camtl.runfiles import MODEL_FILE, WEIGHTS_FILE
+from camtl.runfiles import CROSS_FIT_FILE, MODEL_FILE, WEIGHTS_FILE
 from camtl.structured import from_dict
 from camtl.tasks.spec import CrossFit
 
@@ -55,7 +55,7 @@ class Teacher:
 def teacher_runs(config: DistillationConfig, task_names: list[str], key: str) -> list[Teacher]:
     """Each distilled task's teacher run, or its k cross-fitted runs, in task order; a
     missing one is one line naming the task."""
-    wanted = config.tasks or task_names
+    wanted = list(dict.fromkeys(config.tasks or task_names))  # a task named twice: once
     for name in wanted:
         if name not in task_names:
             raise ConfigError(f"key '{key}.tasks': {name!r} is not a task of this run")
@@ -67,9 +67,15 @@ def teacher_runs(config: DistillationConfig, task_names: list[str], key: str) ->
             run = Path(config.teachers[name])
         else:
             run = Path(config.teachers) / name
+        has_folds = any((fold / MODEL_FILE).is_file() for fold in run.glob("fold_*"))
+        if (run / MODEL_FILE).is_file() and has_folds:
+            raise ConfigError(
+                f"key '{key}.teachers': task {name!r}: {run} holds a run and fold_<i> runs "
+                "of cross-fitted teachers; keep them in separate folders (--output-root)"
+            )
         if (run / MODEL_FILE).is_file():
             teachers.append(Teacher(name, run))
-        elif any((fold / MODEL_FILE).is_file() for fold in sorted(run.glob("fold_*"))):
+        elif has_folds:
             teachers.extend(_cross_fitted(name, run, key))
         else:
             raise ConfigError(
@@ -219,17 +225,41 @@ def task_teacher_outputs(
     windows = task.features["train"]
     if len(teachers) == 1 and teachers[0].cross_fit is None:
         return teacher_outputs(teachers[0], task, list(range(len(windows))), inference, key)
-    folds = teachers[0].cross_fit.folds if teachers[0].cross_fit else 0
-    examples = task.examples["train"]
-    fold_of = [example_fold(examples[w["example_index"]], folds) for w in windows]
+    kind, examples = task.spec.kind, task.examples["train"]
+    digests = [example_digest(kind, examples[w["example_index"]]) for w in windows]
     outputs: list[torch.Tensor | None] = [None] * len(windows)
     for teacher in teachers:
-        held_out = teacher.cross_fit.held_out if teacher.cross_fit else -1
-        mine = [w for w, fold in enumerate(fold_of) if fold == held_out]
+        assert teacher.cross_fit is not None  # teacher_runs gives a task one plain teacher
+        fold = teacher.cross_fit
+        mine = [w for w, d in enumerate(digests) if digest_fold(d, fold.folds) == fold.held_out]
+        _check_never_trained_on(teacher, {digests[w] for w in mine}, key)
         values = teacher_outputs(teacher, task, mine, inference, key)
         for window, value in zip(mine, values, strict=True):
             outputs[window] = value
+    if any(o is None for o in outputs):  # the runs' held-out folds cover every fold
+        raise RuntimeError(f"task {task.spec.name}: a training window has no teacher output")
     return [o for o in outputs if o is not None]
+
+
+def _check_never_trained_on(teacher: Teacher, asked: set[str], key: str) -> None:
+    """Refuse a cross-fitted run that trained on an example it is asked about: the data
+    (or its columns) differ from the data it was trained on."""
+    where = f"key '{key}.teachers': task {teacher.task!r}"
+    path = teacher.run_dir / CROSS_FIT_FILE
+    try:
+        trained_on = set(json.loads(path.read_text(encoding="utf-8"))[teacher.task]["trained_on"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(
+            f"{where}: {path} is missing or unreadable ({type(error).__name__}: {error}); "
+            "it says which examples the run trained on"
+        ) from error
+    seen = len(asked & trained_on)
+    if seen:
+        raise ConfigError(
+            f"{where}: {seen} of the {len(asked)} training examples {teacher.run_dir} is "
+            "asked about are examples it trained on: this run's data differ from the data "
+            "the cross-fitted runs were trained on (train them again on this data)"
+        )
 
 
 def teacher_outputs(

@@ -16,6 +16,7 @@ import torch
 
 from camtl.balancing import build_balancer
 from camtl.config import RunConfig, save_config
+from camtl.data.folds import write_trained_on
 from camtl.distillation.distiller import build_distiller
 from camtl.modeling.frozen_cast import cache_frozen_casts, use_frozen_cast_cache
 from camtl.modeling.model import MultiTaskModel
@@ -101,6 +102,7 @@ class Trainer:
         if self.is_main:
             self.resuming = prepare_run_dir(self.run_dir, resume, overwrite)
             write_skipped_rows(self.run_dir, self.tasks)
+            write_trained_on(self.run_dir, self.tasks)
         self.accelerator.wait_for_everyone()
         self.progress = Progress()
         self.stop_reason = "max_steps"  # or "early_stopping"

@@ -104,6 +104,10 @@ class TaskKind:
     one_feature_per_example: ClassVar[bool] = True
     # whether the head can score another task's examples (MT-Uncertainty's proxies)
     can_proxy: ClassVar[bool] = False
+    # the example fields whose content decides its fold for cross-fitted teachers
+    # (camtl.data.folds): its text, not its labels or ids, so that one text falls in one
+    # fold however it is labelled; None: every field but the file and row
+    fold_fields: ClassVar[tuple[str, ...] | None] = None
     # task-level options of this kind (``tasks[].options``), a dataclass
     Options: ClassVar[type] = NoOptions
 

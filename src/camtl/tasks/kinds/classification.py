@@ -133,6 +133,8 @@ class ClassificationHead(PooledHead):
 class Classification(OneOfOutputs, TaskKind):
     """Example: ``{"text_a", "text_b" (None for one text), "label": class index}``."""
 
+    fold_fields = ("text_a", "text_b")
+
     text_arity = (1, 2)
     metrics = {"accuracy": accuracy, "f1": f1, "macro_f1": macro_f1, "mcc": mcc}
     default_metrics = ("accuracy", "macro_f1")

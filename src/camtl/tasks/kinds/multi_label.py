@@ -116,6 +116,8 @@ class MultiLabel(TaskKind):
     """Example: ``{"text_a", "text_b" (None for one text), "labels": [label index, ...]}``;
     predictions and references are sorted lists of label indices."""
 
+    fold_fields = ("text_a", "text_b")
+
     text_arity = (1, 2)
     metrics = {"micro_f1": micro_f1, "macro_f1": macro_f1, "subset_accuracy": subset_accuracy}
     default_metrics = ("micro_f1", "macro_f1", "subset_accuracy")

@@ -101,6 +101,8 @@ class ChoiceHead(TaskHead):
 class MultipleChoice(OneOfOutputs, TaskKind):
     """Example: ``{"context", "choices": [text, ...], "label": index of the right one}``."""
 
+    fold_fields = ("context", "choices")
+
     text_arity = tuple(range(3, MAX_CHOICES + 4))
     metrics = {"accuracy": accuracy}
     default_metrics = ("accuracy",)

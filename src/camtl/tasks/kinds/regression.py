@@ -99,6 +99,8 @@ class Regression(TaskKind):
     MC-dropout samples of the head; normalised as min(1, s2 / var(train targets)), the
     entropy gap to the prior exp(2 (H - H')) mapped into [0, 1]."""
 
+    fold_fields = ("text_a", "text_b")
+
     text_arity = (1, 2)
     metrics = {"pearson": pearson, "spearman": spearman, "mse": mse}
     default_metrics = ("pearson", "spearman")

@@ -318,6 +318,8 @@ class SpanQA(TaskKind):
     """Example: ``{"id", "question", "context", "answers": [{"text", "start"}, ...]}``;
     ``text_columns`` = [question, context], the label column holds the answers."""
 
+    fold_fields = ("context",)  # every question on a passage in one fold
+
     text_arity = (2,)
     metrics = {"squad_f1": squad_f1, "exact_match": exact_match}
     default_metrics = ("squad_f1", "exact_match")

@@ -129,6 +129,8 @@ class TokenTagging(TaskKind):
     """Example: ``{"tokens": [word, ...], "tags": [tag index, ...]}``. The label column
     holds one tag per word (a list, or a whitespace-separated string)."""
 
+    fold_fields = ("tokens",)
+
     text_arity = (1,)
     metrics = {"entity_f1": entity_f1, "token_accuracy": token_accuracy}
     default_metrics = ("entity_f1", "token_accuracy")
