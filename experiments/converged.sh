@@ -20,8 +20,9 @@
 #                                              camtl_distill_t2 (camtl_distill with the
 #                                              teachers' distributions softened, temperature 2)
 #                                              single_task_cross_fit (the single_task row's
-#                                              recipe, three cross-fitted runs per task) and
-#                                              camtl_distill_cf (camtl_distill taught by them)
+#                                              recipe, three cross-fitted runs per task;
+#                                              TASKS=a,b for some tasks) and camtl_distill_cf
+#                                              (camtl_distill taught by them: every task's)
 #   DISTILL_FREEZING=half bash experiments/converged.sh camtl_distill
 #       (the config's freezing under distillation, the embeddings and the bottom half; the
 #        default here is nothing frozen)

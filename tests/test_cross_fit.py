@@ -109,7 +109,8 @@ def test_a_cross_fitted_run_trains_without_its_held_out_fold(tmp_path: Path) -> 
 
 def test_cross_fit_keys_are_checked(tmp_path: Path) -> None:
     for cross_fit, key, message in (
-        ({"folds": 1}, "cross_fit.folds", "at least 2"),
+        ({"folds": 1, "held_out": 0}, "cross_fit.folds", "at least 2"),
+        ({"folds": 3}, "cross_fit.held_out", "missing required key"),
         ({"folds": 3, "held_out": 3}, "cross_fit.held_out", "must be 0 to 2"),
     ):
         path = tmp_path / "bad.yaml"
@@ -149,8 +150,43 @@ def test_baseline_folds_writes_one_run_per_held_out_fold(
     again = ["baseline", "single-task", str(config), "--folds", "3", "--max-steps", "2"]
     assert main(again) == 2
     err = capsys.readouterr().err.strip()
-    assert "pairs/fold_0: trained with cross_fit fold 0 of 2 held out, asked for fold 0 of 3" in err
+    assert "pairs/fold_0: key 'tasks[0].cross_fit': fold 0 of 3 held out here, but" in err
+    assert "started with fold 0 of 2 held out" in err and "another --output-root" in err
     assert not (fold_teachers / "pairs" / "fold_2").exists()
+    # and no fold runs inside a plain run's folder
+    plain = fold_teachers.parent / "plain_root"
+    (plain / "pairs").mkdir(parents=True)
+    shutil.copy(fold_teachers / "pairs" / "fold_0" / "config.yaml", plain / "pairs")
+    inside = ["baseline", "single-task", str(config), "--folds", "2", "--tasks", "pairs"]
+    assert main([*inside, "--output-root", str(plain)]) == 2
+    assert f"--folds: {plain / 'pairs'} holds a run" in capsys.readouterr().err
+    assert not (plain / "pairs" / "fold_0").exists()
+
+
+def test_a_resumed_run_keeps_its_fold(fold_teachers: Path) -> None:
+    from camtl.training.rundir import check_same_folds
+
+    run = fold_teachers / "pairs" / "fold_1"
+    config = load_config(run / "config.yaml")
+    check_same_folds(run, config)  # as it started: fine
+    config.tasks[0].cross_fit = None
+    with pytest.raises(ConfigError, match=r"tasks\[0\].cross_fit': every training example here"):
+        check_same_folds(run, config)
+
+
+def test_every_kind_names_its_text_and_a_kind_that_does_not_is_not_cross_fitted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from camtl.tasks.kinds import kind_names
+
+    assert all(get_kind(name).fold_fields for name in kind_names())
+    monkeypatch.setattr(type(get_kind("regression")), "fold_fields", None)
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump({"tasks": [{"name": "vader", "cross_fit": {"folds": 2, "held_out": 0}}]})
+    )
+    with pytest.raises(ConfigError, match="cross_fit': a regression task cannot be cross-fitted"):
+        load_config(path)
 
 
 def test_each_window_is_taught_by_the_run_that_held_its_example_out(
@@ -216,6 +252,7 @@ def test_a_student_trains_from_cross_fitted_teachers_and_a_missing_fold_is_refus
     tiny_encoder_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # (a task named twice among the distilled ones is distilled once)
     distillation = {"teachers": str(fold_teachers), "tasks": ["tags", "pairs", "tags"]}
@@ -257,12 +294,24 @@ def test_a_student_trains_from_cross_fitted_teachers_and_a_missing_fold_is_refus
         "holds a run and fold_<i> runs",
     )
 
-    def trained_on_a_held_out_example(tags: Path) -> None:
+    def folded_another_way(tags: Path) -> None:  # a camtl that made digests otherwise
         record = tags / "fold_0" / "cross_fit.json"
         data = json.loads(record.read_text())
-        other = json.loads((tags / "fold_1" / "cross_fit.json").read_text())
-        data["tags"]["trained_on"] += other["tags"]["trained_on"][:1]  # fold 0's, by fold 1
+        data["tags"]["scheme"] = 0
         record.write_text(json.dumps(data))
 
-    refused(trained_on_a_held_out_example, "1 of the ")
+    refused(folded_another_way, "split train by (scheme, fields, folds, held out) (0, ['tokens']")
     refused(lambda tags: (tags / "fold_1" / "cross_fit.json").unlink(), "missing or unreadable")
+
+    # a run that trained on other data than the student's: named in a warning, not refused
+    other = tmp_path / "other_data"
+    shutil.copytree(fold_teachers, other)
+    record = other / "tags" / "fold_1" / "cross_fit.json"
+    data = json.loads(record.read_text())
+    data["tags"]["trained_on"] = []
+    record.write_text(json.dumps(data))
+    config = yaml.safe_load(path.read_text())
+    config["training"]["distillation"]["teachers"] = str(other)
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    assert "fold_1 trained on 0 of the" in caplog.text

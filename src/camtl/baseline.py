@@ -18,11 +18,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from camtl.config import BalancerConfig, RunConfig, SamplerConfig, load_saved_config
-from camtl.errors import CamtlError, ConfigError
+from camtl.config import BalancerConfig, RunConfig, SamplerConfig
+from camtl.errors import ConfigError
 from camtl.runfiles import CHECKPOINT_DIR, CONFIG_FILE
 from camtl.tasks.spec import CrossFit
-from camtl.training.rundir import read_status
+from camtl.training.rundir import check_same_folds, read_status
 
 log = logging.getLogger("camtl")
 
@@ -94,9 +94,8 @@ def run_single_task_baselines(
 
     run_dirs = []
     configs = single_task_configs(config, options)
-    if not options.overwrite:  # every run checked before any trains
-        for single in configs:
-            _check_same_cross_fit(single)
+    for single in configs:  # every run checked before any trains
+        _check_folder(single, options)
     for single in configs:
         run_dir = Path(single.output_dir)
         status = read_status(run_dir)
@@ -112,27 +111,18 @@ def run_single_task_baselines(
     return run_dirs
 
 
-def _check_same_cross_fit(single: RunConfig) -> None:
-    """A run kept or resumed must hold out the fold asked for (none, for a plain run): one
-    trained on another split of train would teach examples it trained on."""
+def _check_folder(single: RunConfig, options: BaselineOptions) -> None:
+    """A run kept or resumed must hold out the fold asked for (none, for a plain run), and
+    fold runs are not made inside a run (whose --overwrite would delete them)."""
     run_dir = Path(single.output_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        return
-    try:
-        saved = load_saved_config(run_dir)
-    except CamtlError:
-        return  # training the folder says what is wrong with it
-    name = single.tasks[0].name
-    theirs = next((t.cross_fit for t in saved.tasks if t.name == name), None)
-    wanted = single.tasks[0].cross_fit
-    if theirs != wanted:
+    fold = single.tasks[0].cross_fit
+    if fold is not None and (run_dir.parent / CONFIG_FILE).is_file():
         raise ConfigError(
-            f"{run_dir}: trained with cross_fit {_fold_text(theirs)}, asked for "
-            f"{_fold_text(wanted)}; --overwrite trains it again, or choose another --output-root"
+            f"--folds: {run_dir.parent} holds a run; the cross-fitted runs go in a folder of "
+            "their own (--output-root)"
         )
-
-
-def _fold_text(cross_fit: CrossFit | None) -> str:
-    if cross_fit is None:
-        return "none (every example)"
-    return f"fold {cross_fit.held_out} of {cross_fit.folds} held out"
+    if not options.overwrite:
+        try:
+            check_same_folds(run_dir, single)
+        except ConfigError as error:
+            raise ConfigError(f"{run_dir}: {error} (or choose another --output-root)") from None

@@ -1,12 +1,13 @@
 """Folds of a training split for cross-fitted teachers.
 
 An example's fold is a hash of its text (the kind's ``fold_fields``: not its labels, id,
-file or row), so the teacher that leaves fold k out and the student that later asks it
-about fold k's examples agree on which examples those are, whatever subsampling, file order
-or machine each ran with; and a text repeated in the data, under any label, falls in one
-fold with its copies (for span QA every question on one passage): the teacher never saw
-the text it is asked about. (scikit-learn's KFold splits by position, which would tie the
-folds to one ordering of one file, and would split copies.)
+file or row; a kind without them cannot be cross-fitted), so the teacher that leaves fold k
+out and the student that later asks it about fold k's examples agree on which examples
+those are, whatever subsampling, file order or machine each ran with; and a text repeated
+in the data, under any label, falls in one fold with its copies (for span QA every question
+on one passage): the teacher never saw the text it is asked about. (scikit-learn's KFold
+splits by position, which would tie the folds to one ordering of one file, and would split
+copies.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from camtl.errors import DataError
 from camtl.fileio import atomic_write_text
 from camtl.runfiles import CROSS_FIT_FILE
-from camtl.tasks.kinds.records import META_KEYS
 from camtl.tasks.spec import CrossFit, TaskSpec
 
 if TYPE_CHECKING:
@@ -27,14 +27,15 @@ if TYPE_CHECKING:
     from camtl.tasks.kinds import TaskKind
 
 
+# how an example's digest is made (its fields, their JSON, sha256): a cross-fitted run records
+# it, and a student whose camtl makes digests another way refuses the run
+SCHEME = 1
+
+
 def example_digest(kind: TaskKind, example: dict[str, Any]) -> str:
     """A hex digest of what decides the example's fold: the kind's ``fold_fields``."""
-    fields = kind.fold_fields
-    content = {
-        k: v
-        for k, v in example.items()
-        if (k in fields if fields is not None else k not in META_KEYS)
-    }
+    fields = kind.fold_fields or ()
+    content = {k: v for k, v in example.items() if k in fields}
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -70,6 +71,8 @@ def write_trained_on(run_dir: Path, tasks: list[TaskData]) -> None:
     student can check that none of those it asks the run about is among them."""
     record = {
         task.spec.name: {
+            "scheme": SCHEME,
+            "fold_fields": list(task.spec.kind.fold_fields or ()),
             "folds": task.spec.cross_fit.folds,
             "held_out": task.spec.cross_fit.held_out,
             "trained_on": sorted(

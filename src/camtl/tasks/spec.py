@@ -113,8 +113,8 @@ class CrossFit:
     cross-fitted teacher sees, so that its outputs on the held-out fold are predictions on
     text it never trained on (``camtl baseline single-task --folds``; camtl.data.folds)."""
 
-    folds: int = 2
-    held_out: int = 0
+    folds: int
+    held_out: int
 
     def validate(self, path: str, where: str) -> None:
         prefix = f"{where}: " if where else ""
@@ -201,6 +201,11 @@ class TaskSpec:
                     f"{prefix}key '{path}.derived_columns.{column}': not a format template "
                     f"({exc}); write fields as {{name}} and a literal brace as {{{{ or }}}}"
                 ) from None
+        if self.cross_fit is not None and kind.fold_fields is None:
+            raise ConfigError(
+                f"{prefix}key '{path}.cross_fit': a {self.type} task cannot be cross-fitted "
+                "(its kind does not name the fields that are its text: fold_fields)"
+            )
         kind.check_spec(self, path, prefix)
 
     def kind_or_error(self, path: str = "task", prefix: str = "") -> TaskKind:

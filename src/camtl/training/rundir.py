@@ -27,6 +27,7 @@ from camtl.runfiles import CHECKPOINT_DIR, CONFIG_FILE, SKIPPED_ROWS_FILE, STATU
 if TYPE_CHECKING:
     from camtl.config import RunConfig
     from camtl.data.prepare import TaskData
+    from camtl.tasks.spec import CrossFit
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -128,6 +129,30 @@ def check_same_model(run_dir: Path, config: RunConfig) -> None:
             f"key '{key}': {new!r} here, but the run in {run_dir} started with "
             f"{old!r}; its checkpoint holds that model (set it back to resume)"
         )
+
+
+def check_same_folds(run_dir: Path, config: RunConfig) -> None:
+    """Resuming or keeping a run: each task must hold out the fold of train it started with
+    (``cross_fit``; none for a plain run). One trained on another split of train would, as
+    a cross-fitted teacher, teach examples it trained on."""
+    from camtl.config import load_saved_config
+
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
+    before = {t.name: t.cross_fit for t in load_saved_config(run_dir).tasks}
+    for i, task in enumerate(config.tasks):
+        if task.name in before and before[task.name] != task.cross_fit:
+            raise ConfigError(
+                f"key 'tasks[{i}].cross_fit': {fold_text(task.cross_fit)} here, but the run "
+                f"in {run_dir} started with {fold_text(before[task.name])}; --overwrite "
+                "trains it again"
+            )
+
+
+def fold_text(cross_fit: CrossFit | None) -> str:
+    if cross_fit is None:
+        return "every training example"
+    return f"fold {cross_fit.held_out} of {cross_fit.folds} held out"
 
 
 def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:

@@ -29,6 +29,7 @@ from camtl.training.rundir import (
     CHECKPOINT_DIR,
     adopt_run_freezing,
     check_run_dir,
+    check_same_folds,
     check_same_model,
     prepare_run_dir,
     write_skipped_rows,
@@ -69,6 +70,7 @@ class Trainer:
             check_run_dir(self.run_dir, resume, overwrite)
             if resume:
                 check_same_model(self.run_dir, config)
+                check_same_folds(self.run_dir, config)
         set_seed(config.seed)
         # Read and validate every data file, build the model and the sampler BEFORE the run
         # directory is made (or an old one replaced under --overwrite): a bad data file or

@@ -106,7 +106,7 @@ class TaskKind:
     can_proxy: ClassVar[bool] = False
     # the example fields whose content decides its fold for cross-fitted teachers
     # (camtl.data.folds): its text, not its labels or ids, so that one text falls in one
-    # fold however it is labelled; None: every field but the file and row
+    # fold however it is labelled; None: tasks of the kind cannot be cross-fitted
     fold_fields: ClassVar[tuple[str, ...] | None] = None
     # task-level options of this kind (``tasks[].options``), a dataclass
     Options: ClassVar[type] = NoOptions
