@@ -315,3 +315,21 @@ def test_a_student_trains_from_cross_fitted_teachers_and_a_missing_fold_is_refus
     path.write_text(yaml.safe_dump(config))
     assert main(["train", str(path)]) == 0
     assert "fold_1 trained on 0 of the" in caplog.text
+
+
+def test_a_task_added_to_a_fold_run_keeps_the_record_of_what_it_trained_on(
+    fold_teachers: Path, tmp_path: Path
+) -> None:
+    run = fold_teachers / "pairs" / "fold_0"
+    task = yaml.safe_load((run / "config.yaml").read_text())["tasks"][0]
+    task.pop("cross_fit")
+    task_file = tmp_path / "more.yaml"
+    task_file.write_text(yaml.safe_dump({**task, "name": "more_pairs"}))
+    for joint, out in ((False, tmp_path / "added"), (True, tmp_path / "joint")):
+        extra = ["--joint"] if joint else []
+        command = ["add-task", str(run), str(task_file), "--steps", "1", "--init", "random"]
+        command += ["--output", str(out)]
+        assert main([*command, *extra]) == 0
+        record = json.loads((out / "cross_fit.json").read_text())
+        assert list(record) == ["pairs"], record  # the added task has no fold
+        assert record == json.loads((run / "cross_fit.json").read_text())

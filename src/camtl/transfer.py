@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 
 from camtl.balancing import build_balancer
 from camtl.config import RunConfig, load_task_file, save_config
+from camtl.data.folds import write_trained_on
 from camtl.data.prepare import TaskData, encode_split, prepare_tasks
 from camtl.errors import CamtlError, ConfigError
 from camtl.evaluation.evaluate import evaluate_tasks
@@ -36,7 +38,7 @@ from camtl.evaluation.runs import load_run
 from camtl.fileio import atomic_write_text
 from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel
-from camtl.runfiles import CONFIG_FILE, TRANSFER_FILE
+from camtl.runfiles import CONFIG_FILE, CROSS_FIT_FILE, TRANSFER_FILE
 from camtl.sampling import BatchScheduler, build_sampler
 from camtl.tasks.spec import TaskSpec
 from camtl.training.rundir import prepare_run_dir, write_status
@@ -354,6 +356,11 @@ def add_task(
     new_config = _extended_config(config, task.spec, output)
     save_config(new_config, output / CONFIG_FILE)
     model.save_pretrained(output, tokenizer)
+    # a cross-fitted task keeps the record of what it trained on (camtl.data.folds)
+    if opts.joint:
+        write_trained_on(output, tasks)
+    elif (run_dir / CROSS_FIT_FILE).is_file():
+        shutil.copyfile(run_dir / CROSS_FIT_FILE, output / CROSS_FIT_FILE)
     info = {
         "encoder": config.model.encoder,
         "architecture": config.model.architecture,
