@@ -132,7 +132,7 @@ def fold_teachers(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Pa
 
 
 def test_baseline_folds_writes_one_run_per_held_out_fold(
-    fold_teachers: Path, tiny_encoder_dir: Path, capsys: pytest.CaptureFixture[str]
+    fold_teachers: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for task in ("pairs", "tags"):
         for held_out in (0, 1):
