@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camtl.config import BalancerConfig, RunConfig, SamplerConfig
+from camtl.data.folds import fold_run_name
 from camtl.errors import ConfigError
 from camtl.runfiles import CHECKPOINT_DIR, CONFIG_FILE
 from camtl.tasks.spec import CrossFit
@@ -35,10 +36,6 @@ class BaselineOptions:
     max_steps: int | None = None  # default: the config's
     overwrite: bool = False
     folds: int | None = None  # k cross-fitted runs per task
-
-
-def fold_dir_name(held_out: int) -> str:
-    return f"fold_{held_out}"
 
 
 def single_task_configs(config: RunConfig, options: BaselineOptions) -> list[RunConfig]:
@@ -60,7 +57,7 @@ def single_task_configs(config: RunConfig, options: BaselineOptions) -> list[Run
             configs.append(_single_task_config(config, options, task.name, root / task.name))
             continue
         for held_out in range(options.folds):
-            run_dir = root / task.name / fold_dir_name(held_out)
+            run_dir = root / task.name / fold_run_name(held_out)
             single = _single_task_config(config, options, task.name, run_dir)
             single.tasks[0].cross_fit = CrossFit(folds=options.folds, held_out=held_out)
             configs.append(single)

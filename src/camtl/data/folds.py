@@ -27,6 +27,13 @@ if TYPE_CHECKING:
     from camtl.tasks.kinds import TaskKind
 
 
+FOLD_RUNS = "fold_*"  # the run folders of a task's cross-fitted runs: fold_0 ... fold_<k-1>
+
+
+def fold_run_name(held_out: int) -> str:
+    return f"fold_{held_out}"
+
+
 # how an example's digest is made (its fields, their JSON, sha256): a cross-fitted run records
 # it, and a student whose camtl makes digests another way refuses the run
 SCHEME = 1
@@ -67,8 +74,9 @@ def leave_out_fold(spec: TaskSpec, examples: list[dict[str, Any]]) -> list[dict[
 
 
 def write_trained_on(run_dir: Path, tasks: list[TaskData]) -> None:
-    """A cross-fitted run records the digests of the examples it trains on, so that a
-    student can check that none of those it asks the run about is among them."""
+    """A cross-fitted run records how it folded train and the digests of the examples it
+    trains on: a student refuses a run folded another way, and warns when the run trained
+    on little of its data (camtl.distillation.teachers)."""
     record = {
         task.spec.name: {
             "scheme": SCHEME,

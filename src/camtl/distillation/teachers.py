@@ -21,13 +21,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from camtl.data import feature_cache
 from camtl.data.collate import collate_features
-from camtl.data.folds import SCHEME, digest_fold, example_digest
+from camtl.data.folds import FOLD_RUNS, SCHEME, digest_fold, example_digest
 from camtl.data.prepare import TaskData
 from camtl.distillation.config import DistillationConfig
 from camtl.errors import ConfigError
@@ -37,6 +37,9 @@ from camtl.precision import autocast
 from camtl.runfiles import CROSS_FIT_FILE, MODEL_FILE, WEIGHTS_FILE
 from camtl.structured import from_dict
 from camtl.tasks.spec import CrossFit
+
+if TYPE_CHECKING:
+    from camtl.tasks.kinds import TaskKind
 
 log = logging.getLogger("camtl")
 FORMAT = 1  # of a cached entry; part of its key
@@ -67,7 +70,7 @@ def teacher_runs(config: DistillationConfig, task_names: list[str], key: str) ->
             run = Path(config.teachers[name])
         else:
             run = Path(config.teachers) / name
-        has_folds = any((fold / MODEL_FILE).is_file() for fold in run.glob("fold_*"))
+        has_folds = any((fold / MODEL_FILE).is_file() for fold in run.glob(FOLD_RUNS))
         if (run / MODEL_FILE).is_file() and has_folds:
             raise ConfigError(
                 f"key '{key}.teachers': task {name!r}: {run} holds a run and fold_<i> runs "
@@ -89,8 +92,8 @@ def teacher_runs(config: DistillationConfig, task_names: list[str], key: str) ->
 def _cross_fitted(task: str, folder: Path, key: str) -> list[Teacher]:
     """The fold runs in ``folder``: every fold of one k held out by exactly one run."""
     where = f"key '{key}.teachers': task {task!r}"
-    teachers = []
-    for run in sorted(folder.glob("fold_*")):
+    teachers, splits = [], []
+    for run in sorted(folder.glob(FOLD_RUNS)):
         if not (run / MODEL_FILE).is_file():
             raise ConfigError(f"{where}: {run} is not a finished camtl run ({MODEL_FILE} missing)")
         try:
@@ -105,13 +108,13 @@ def _cross_fitted(task: str, folder: Path, key: str) -> list[Teacher]:
                 f"{where}: {run} holds no fold out of the task (not a run of "
                 "`camtl baseline single-task --folds`)"
             )
-        cross_fit = from_dict(CrossFit, spec["cross_fit"], "cross_fit", str(run / MODEL_FILE))
-        teachers.append(Teacher(task, run, cross_fit))
-    folds = {t.cross_fit.folds for t in teachers if t.cross_fit is not None}
+        splits.append(from_dict(CrossFit, spec["cross_fit"], "cross_fit", str(run / MODEL_FILE)))
+        teachers.append(Teacher(task, run, splits[-1]))
+    folds = {split.folds for split in splits}
     if len(folds) != 1:
         raise ConfigError(f"{where}: the runs in {folder} split train into {sorted(folds)} folds")
     k = folds.pop()
-    held_out = sorted(t.cross_fit.held_out for t in teachers if t.cross_fit is not None)
+    held_out = sorted(split.held_out for split in splits)
     if held_out != list(range(k)):
         missing = sorted(set(range(k)) - set(held_out))
         detail = f"no run holds out fold(s) {missing}" if missing else "a fold is held out twice"
@@ -231,11 +234,12 @@ def task_teacher_outputs(
         by_example.setdefault(i, example_digest(kind, examples[i]))
         for i in (w["example_index"] for w in windows)
     ]
+    student = set(by_example.values())
     outputs: list[torch.Tensor | None] = [None] * len(windows)
     for teacher in teachers:
         assert teacher.cross_fit is not None  # teacher_runs gives a task one plain teacher
         fold = teacher.cross_fit
-        _check_same_split(teacher, kind, set(by_example.values()), key)
+        _check_same_split(teacher, kind, student, key)
         mine = [w for w, d in enumerate(digests) if digest_fold(d, fold.folds) == fold.held_out]
         values = teacher_outputs(teacher, task, mine, inference, key)
         for window, value in zip(mine, values, strict=True):
@@ -245,7 +249,7 @@ def task_teacher_outputs(
     return [o for o in outputs if o is not None]
 
 
-def _check_same_split(teacher: Teacher, kind: Any, student: set[str], key: str) -> None:
+def _check_same_split(teacher: Teacher, kind: TaskKind, student: set[str], key: str) -> None:
     """A cross-fitted run must have folded train as this camtl does (the same digests of the
     same fields), or the fold it held out is not the fold it is asked about; few of the
     student's examples among those it trained on means other data (a warning: a student
