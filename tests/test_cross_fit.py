@@ -163,15 +163,21 @@ def test_baseline_folds_writes_one_run_per_held_out_fold(
     assert not (plain / "pairs" / "fold_0").exists()
 
 
-def test_a_resumed_run_keeps_its_fold(fold_teachers: Path) -> None:
-    from camtl.training.rundir import check_same_folds
-
-    run = fold_teachers / "pairs" / "fold_1"
-    config = load_config(run / "config.yaml")
-    check_same_folds(run, config)  # as it started: fine
-    config.tasks[0].cross_fit = None
-    with pytest.raises(ConfigError, match=r"tasks\[0\].cross_fit': every training example here"):
-        check_same_folds(run, config)
+def test_a_resumed_run_keeps_its_fold(
+    fold_teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "interrupted"
+    shutil.copytree(fold_teachers / "pairs" / "fold_1", run)
+    (run / "checkpoint").mkdir()  # an interrupted run, as far as --resume looks first
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["tasks"][0]["cross_fit"] = None
+    path = tmp_path / "no_fold.yaml"
+    path.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["train", str(path), "--output-dir", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "key 'tasks[0].cross_fit': every training example here, but the run in" in err, err
+    assert "started with fold 1 of 2 held out" in err, err
 
 
 def test_every_kind_names_its_text_and_a_kind_that_does_not_is_not_cross_fitted(
