@@ -143,6 +143,13 @@ def test_the_gold_weight_anneals_from_start_to_end() -> None:
     assert constant.gold_weight(0, 10) == constant.gold_weight(9, 10) == 0.4
 
 
+def test_anneal_steps_reaches_the_gold_labels_before_max_steps_and_holds_them() -> None:
+    short = DistillationConfig(teachers="x", anneal_steps=11)
+    assert short.gold_weight(0, 101) == 0.0
+    assert short.gold_weight(5, 101) == pytest.approx(0.5)
+    assert short.gold_weight(10, 101) == short.gold_weight(100, 101) == 1.0
+
+
 KINDS = kind_names()
 
 
@@ -275,6 +282,7 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         "start_gold_weight": ({"start_gold_weight": 1.5}, "must be in [0, 1]"),
         "temperature": ({"temperature": 0}, "must be a positive number"),
         "schedule": ({"schedule": "cosine"}, "'cosine' is not allowed"),
+        "anneal_steps": ({"anneal_steps": 0}, "a whole number of steps >= 1"),
     }
     for key, (extra, message) in cases.items():
         data = json.loads(json.dumps(base))

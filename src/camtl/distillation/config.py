@@ -19,7 +19,10 @@ class DistillationConfig:
     run that has the task can teach it. A task's folder of ``fold_<i>`` runs (``--folds``)
     holds cross-fitted teachers: each window is taught by the run that held it out.
     schedule: ``linear`` (w from ``start_gold_weight`` at step 0 to ``end_gold_weight`` at
-    max_steps) or ``constant`` (w = ``start_gold_weight`` throughout).
+    the last of ``anneal_steps``, then held) or ``constant`` (w = ``start_gold_weight``
+    throughout).
+    anneal_steps: how many steps the linear schedule takes; null: ``training.max_steps``.
+    Shorter, a run that early stopping ends before max_steps still reaches the gold labels.
     temperature: softens the teacher's and the student's distributions (loss times T^2).
     """
 
@@ -27,6 +30,7 @@ class DistillationConfig:
     schedule: Literal["linear", "constant"] = "linear"
     start_gold_weight: float = 0.0
     end_gold_weight: float = 1.0
+    anneal_steps: int | None = None
     temperature: float = 1.0
     tasks: list[str] = field(default_factory=list)  # [] = every task
 
@@ -45,6 +49,14 @@ class DistillationConfig:
             value = getattr(self, key)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError.at(where, f"key '{path}.{key}': must be in [0, 1]")
+        if self.anneal_steps is not None and (
+            isinstance(self.anneal_steps, bool)
+            or not isinstance(self.anneal_steps, int)
+            or self.anneal_steps < 1
+        ):
+            raise ConfigError.at(
+                where, f"key '{path}.anneal_steps': a whole number of steps >= 1, or null"
+            )
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ConfigError.at(where, f"key '{path}.temperature': must be a positive number")
 
@@ -52,5 +64,6 @@ class DistillationConfig:
         """The gold labels' weight at optimizer step ``step`` (0-based) of ``max_steps``."""
         if self.schedule == "constant":
             return self.start_gold_weight
-        fraction = min(1.0, step / max(1, max_steps - 1))
+        horizon = self.anneal_steps or max_steps
+        fraction = min(1.0, step / max(1, horizon - 1))
         return self.start_gold_weight + (self.end_gold_weight - self.start_gold_weight) * fraction
