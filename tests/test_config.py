@@ -132,6 +132,17 @@ def test_overrides_set_nested_keys_as_yaml_values(tmp_path: Path) -> None:
     assert config.output_dir == "out/a=b"  # only the first '=' splits
 
 
+def test_numbers_in_exponent_form_read_as_numbers(tmp_path: Path) -> None:
+    """YAML 1.1 reads 5e-5 (no dot) as text; a float key takes the number meant."""
+    text = "tasks: [snli]\ntraining: {learning_rate: 5e-5, weight_decay: 1E-2}\n"
+    (tmp_path / "c.yaml").write_text(text)
+    config = load_config(tmp_path / "c.yaml", ["model.dropout=2e-1"])
+    assert config.training.learning_rate == 5e-5 and config.training.weight_decay == 0.01
+    assert config.model.dropout == 0.2
+    with pytest.raises(ConfigError, match="key 'training.learning_rate': expected a number"):
+        load_config(tmp_path / "c.yaml", ["training.learning_rate=fast"])
+
+
 def test_overrides_can_replace_the_task_list(tmp_path: Path) -> None:
     path = write_yaml(tmp_path / "c.yaml", {"tasks": ["snli"]})
     config = load_config(path, ["tasks=[rte, {name: stsb, max_length: 64}]"])

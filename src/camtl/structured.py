@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import types
 import typing
 from typing import Any, TypeVar, Union, get_args, get_origin
@@ -21,6 +22,8 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 from camtl.errors import ConfigError
 
 T = TypeVar("T")
+# numbers in exponent form that YAML 1.1 reads as text for want of a dot (5e-5, 1E3)
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _describe(tp: Any) -> str:
@@ -91,6 +94,9 @@ def convert(tp: Any, value: Any, path: str, where: str = "") -> Any:
             raise ConfigError(f"{prefix}key '{path}': expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            # YAML 1.1 (PyYAML) reads 5e-5 as text, wanting 5.0e-5: take what was meant
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{prefix}key '{path}': expected a number, got {value!r}")
         return float(value)
