@@ -275,6 +275,32 @@ def test_at_least_fifty_hostile_requests_are_4xx_and_the_server_goes_on(
     _close(server.call("POST", "/v1/predict", reference)[1]["predictions"][0], before, 1e-6)
 
 
+def _counted(server: ServerProcess, status: str) -> float:
+    """``camtl_requests_total`` of requests with no known task (``task="-"``) and ``status``."""
+    text = server.call("GET", "/metrics")[1]
+    label = f'camtl_requests_total{{status="{status}",task="-"}} '
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(label))
+
+
+def test_a_client_that_hangs_up_mid_body_is_counted_apart_from_server_failures(
+    server: ServerProcess,
+) -> None:
+    """Counted as 499 (client closed request), not as the server's own 500."""
+    failures_before, closed_before = _counted(server, "500"), _counted(server, "499")
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(
+                b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 500\r\n\r\n{"task": '
+            )
+    deadline = time.monotonic() + 10
+    while _counted(server, "499") < closed_before + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _counted(server, "499") == closed_before + 3, server.call("GET", "/metrics")[1]
+    assert _counted(server, "500") == failures_before
+    assert server.call("GET", "/health")[0] == 200
+
+
 def test_a_flood_of_mixed_lengths_gets_answers_or_503_never_an_error(
     served_run: Path,
 ) -> None:

@@ -31,6 +31,7 @@ from prometheus_client import (
 )
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from camtl import __version__
 from camtl.serving import contract
@@ -96,9 +97,6 @@ class _Metrics:
 
 
 def create_app(engine: InferenceEngine, settings: ServeSettings) -> Any:
-    from fastapi.exceptions import RequestValidationError
-    from starlette.exceptions import HTTPException
-
     metrics = _Metrics()
     state: dict[str, DynamicBatcher] = {}
 
@@ -270,6 +268,10 @@ def create_app(engine: InferenceEngine, settings: ServeSettings) -> Any:
             status = exc.status
             headers = {"Retry-After": "1"} if status == 503 else None
             response = error(status, str(exc), headers)
+        except ClientDisconnect:  # the client hung up mid-body: nobody to answer, not ours
+            log.info("client disconnected before its request was read (task %s)", task)
+            status = CLIENT_CLOSED
+            response = error(status, "client closed the request")
         except Exception:  # ours, not the client's: logged, answered, counted
             log.exception("prediction request failed (task %s)", task)
             status = 500
@@ -279,6 +281,10 @@ def create_app(engine: InferenceEngine, settings: ServeSettings) -> Any:
         return response
 
     return app
+
+
+# nginx's status for a request its client closed; counted apart from the server's own 500s
+CLIENT_CLOSED = 499
 
 
 async def _read_body(request: Any, limit: int) -> bytes:
