@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from camtl.cli import main
 from camtl.testing.cli import assert_user_error, cli_error
 
 WORDS = (
@@ -474,6 +475,161 @@ def test_tokens_and_tags_of_different_lengths(
     )
 
 
+def _tagging_task(**extra: Any) -> dict[str, Any]:
+    return {
+        "name": "ner",
+        "type": "token_tagging",
+        "text_columns": ["tokens"],
+        "label_column": "tags",
+        "source": {"paths": {"train": "ner.jsonl"}},
+        **extra,
+    }
+
+
+def _pairs_with(row: int, **fields: Any) -> list[dict[str, Any]]:
+    rows = pair_rows()
+    rows[row - 1].update(fields)
+    return rows
+
+
+def _tags_with(row: int, tokens: Any, tags: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = [
+        {"tokens": ["john", "likes", "paris"], "tags": ["B-PER", "O", "B-LOC"]} for _ in range(8)
+    ]
+    rows[row - 1] = {"tokens": tokens, "tags": tags}
+    return rows
+
+
+# (what, data file, its rows, the task, the error after "<file>, row N: ")
+WRONGLY_TYPED_VALUES = [
+    (
+        "a lone surrogate, which no tokenizer encodes",
+        "pairs.jsonl",
+        _pairs_with(3, premise="bad \ud800 film"),
+        pairs_task(),
+        "row 3: column 'premise' is not valid Unicode (surrogates not allowed at character 4)",
+    ),
+    (
+        "a label that is a list",
+        "pairs.jsonl",
+        _pairs_with(2, label=["same"]),
+        pairs_task(),
+        "row 2: column 'label' holds a list where a label (text or a number) belongs",
+    ),
+    (
+        "a null token",
+        "ner.jsonl",
+        _tags_with(2, ["mary", None], ["B-PER", "O"]),
+        _tagging_task(),
+        "row 2: empty token at position 2 in column 'tokens'",
+    ),
+    (
+        "a token that is a list",
+        "ner.jsonl",
+        _tags_with(4, [["mary"], "left"], ["B-PER", "O"]),
+        _tagging_task(),
+        "row 4: token at position 1 in column 'tokens' is a list, not a word",
+    ),
+    (
+        "a tag that is a mapping",
+        "ner.jsonl",
+        _tags_with(5, ["mary", "left"], [{"B": "PER"}, "O"]),
+        _tagging_task(),
+        "row 5: column 'tags' holds a dict where a label (text or a number) belongs",
+    ),
+    (
+        "multi-label labels in a mapping",
+        "topics.jsonl",
+        [{"text": sentence(i), "topics": ["a"] if i != 3 else {"a": 1}} for i in range(8)],
+        {
+            "name": "topics",
+            "type": "multi_label",
+            "text_columns": ["text"],
+            "label_column": "topics",
+            "source": {"paths": {"train": "topics.jsonl"}},
+        },
+        "row 4: column 'topics' holds a dict where a label (text or a number) belongs",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "rows", "task", "message"),
+    [case[1:] for case in WRONGLY_TYPED_VALUES],
+    ids=[case[0] for case in WRONGLY_TYPED_VALUES],
+)
+def test_wrongly_typed_values_in_a_data_file_name_the_row(
+    project: tuple[Path, dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    data: str,
+    rows: list[dict[str, Any]],
+    task: dict[str, Any],
+    message: str,
+) -> None:
+    """Read as the server reads a request: never a class named "['same']" or a word "None"."""
+    root, config = project
+    write_jsonl(root / data, rows)
+    config["tasks"] = [task]
+    train_error(capsys, root, config, f"{root / data}, {message}")
+
+
+def test_a_lone_surrogate_is_skipped_like_any_bad_row(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, config = project
+    write_jsonl(root / "pairs.jsonl", _pairs_with(3, premise="bad \ud800 film"))
+    config["tasks"] = [
+        pairs_task(source={"paths": {"train": "pairs.jsonl"}, "on_bad_rows": "skip"})
+    ]
+    assert main(["train", str(write_config(root, config))]) == 0
+    skipped = (Path(config["output_dir"]) / "skipped_rows.jsonl").read_text()
+    assert "row 3" in skipped and "not valid Unicode" in skipped
+
+
+def test_a_column_named_twice_in_a_header(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, config = project
+    lines = ["premise,hypothesis,label,label"]
+    lines += [f"{r['premise']},{r['hypothesis']},{r['label']},x" for r in pair_rows()]
+    (root / "pairs.csv").write_text("\n".join(lines) + "\n")
+    config["tasks"] = [pairs_task("pairs.csv")]
+    train_error(capsys, root, config, f"{root / 'pairs.csv'}: column 'label' appears twice")
+
+
+def test_a_label_named_twice_in_the_config(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, config = project
+    config["tasks"] = [pairs_task(labels=["same", "different", "same"])]
+    train_error(capsys, root, config, "key 'tasks[0].labels[2]': label 'same' appears twice")
+
+
+def test_one_row_of_train_and_no_dev_file(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, config = project
+    write_jsonl(root / "pairs.jsonl", pair_rows(1))
+    train_error(
+        capsys, root, config, f"{root / 'pairs.jsonl'}: 1 row in train, too few to carve a dev"
+    )
+
+
+def test_an_output_dir_that_is_a_file_is_left_alone(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, config = project
+    config["output_dir"] = str(root / "pairs.jsonl")
+    before = (root / "pairs.jsonl").read_bytes()
+    cli_error(
+        capsys,
+        "train",
+        str(write_config(root, config)),
+        parts=(f"{root / 'pairs.jsonl'}: output_dir is a file, not a folder",),
+    )
+    assert (root / "pairs.jsonl").read_bytes() == before
+
+
 def test_malformed_jsonl_line(
     project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -604,6 +760,89 @@ def test_predict_input_missing_the_text_column(
         parts=("row 2: missing column",),
     )
     assert out.read_text() == "old\n"
+
+
+def _predict(run: Path, source: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "predict",
+        str(run),
+        "--task",
+        "pairs",
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        *extra,
+    ]
+
+
+def test_predict_an_input_with_no_records_names_the_input(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.jsonl"
+    for name, text in (
+        ("empty.jsonl", ""),
+        ("header.csv", "premise,hypothesis\n"),
+        ("blank.jsonl", "\n\n"),
+    ):
+        source = tmp_path / name
+        source.write_text(text)
+        cli_error(
+            capsys,
+            *_predict(trained["run"], source, out),
+            parts=(f"{source}: no records to predict",),
+        )
+        assert not out.exists()
+
+
+def test_predict_refuses_an_output_that_is_a_folder_or_the_input(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [{"premise": "a dog", "hypothesis": "a cat"}])
+    before = source.read_bytes()
+    cli_error(
+        capsys,
+        *_predict(trained["run"], source, tmp_path),
+        parts=(f"--output '{tmp_path}': is a folder, not a file",),
+    )
+    cli_error(
+        capsys,
+        *_predict(trained["run"], source, tmp_path / "." / "in.jsonl"),
+        parts=("is the --input file",),
+    )
+    assert source.read_bytes() == before
+
+
+def test_predict_a_lone_surrogate_is_a_bad_row_and_every_row_bad_still_writes_their_errors(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    good = json.dumps({"premise": "a dog", "hypothesis": "a cat"})
+    source.write_text(good + "\n" + '{"premise": "bad \\ud800", "hypothesis": "x"}\n')
+    cli_error(
+        capsys,
+        *_predict(trained["run"], source, out),
+        parts=("row 2: column 'premise' is not valid Unicode",),
+    )
+    assert main(_predict(trained["run"], source, out, "--on-bad-rows", "skip")) == 0
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "label" in written[0] and "not valid Unicode" in written[1]["error"]
+    source.write_text('{"premise": "bad \\ud800", "hypothesis": "x"}\n{"premise": ""}\n')
+    assert main(_predict(trained["run"], source, out, "--on-bad-rows", "skip")) == 0
+    assert [sorted(json.loads(line)) for line in out.read_text().splitlines()] == [
+        ["error", "row"]
+    ] * 2
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "add-task"])
+def test_a_batch_size_below_one_is_refused_by_its_flag(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = {"predict": ["--task", "t", "--input", "i", "--output", "o"], "add-task": ["t.yaml"]}
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "some_run", *extra.get(command, []), "--batch-size", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --batch-size: must be a positive integer, got 0" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- evaluate

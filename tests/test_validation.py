@@ -55,6 +55,7 @@ def test_export_drop_options(
     ("args", "line"),
     [
         (("--port", "0"), "error: --port 0: must be a positive integer"),
+        (("--port", "99999"), "error: --port 99999: must be at most 65535"),
         (("--max-queue", "-3"), "error: --max-queue -3: must be a positive integer"),
         (("--max-wait-ms", "-1"), "error: --max-wait-ms -1.0: must be >= 0"),
     ],

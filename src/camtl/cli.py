@@ -351,6 +351,18 @@ MODEL_HELP = (
 )
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a batch size, a number of steps); anything else
+    is refused by argparse in one line naming the flag, exit status 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def _add_revision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--revision",
@@ -393,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the run directory; for a model from the hub, which stays untouched in the "
         "cache: ./eval-NAMESPACE--NAME, with @REVISION when given)",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
+    p.add_argument("--batch-size", type=_count, default=64, help="examples per forward pass")
     p.add_argument(
         "--zero-shot",
         metavar="TASK.yaml",
@@ -412,9 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
         "copy:TASK, or auto (best zero-shot dev score; default)",
     )
     p.add_argument("--fraction", type=float, help="share of the task's training data (0-1]")
-    p.add_argument("--steps", type=int, help="optimizer steps (default: 3 epochs, 10-300)")
+    p.add_argument("--steps", type=_count, help="optimizer steps (default: 3 epochs, 10-300)")
     p.add_argument(
-        "--batch-size", type=int, default=32, help="examples per optimizer step (default: 32)"
+        "--batch-size", type=_count, default=32, help="examples per optimizer step (default: 32)"
     )
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3; joint: the run's)")
     p.add_argument(
@@ -439,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="the task to predict (one of the run's)")
     p.add_argument("--input", required=True, help="records with the task's text columns")
     p.add_argument("--output", required=True, help="JSONL output, one prediction per line")
-    p.add_argument("--batch-size", type=int, default=64, help="inputs per forward pass")
+    p.add_argument("--batch-size", type=_count, default=64, help="inputs per forward pass")
     p.add_argument(
         "--on-bad-rows",
         choices=("error", "skip"),
@@ -472,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="%(choices)s; plain: the encoder fully fine-tuned (default); keep: the config's "
         "model section",
     )
-    p.add_argument("--max-steps", type=int, help="steps per run (default: the config's)")
+    p.add_argument("--max-steps", type=_count, help="steps per run (default: the config's)")
     p.add_argument(
         "--folds",
         type=int,

@@ -11,6 +11,7 @@ from camtl.data.examples import to_examples
 from camtl.data.sources import read_records
 from camtl.data.tokenize import encode_examples
 from camtl.device import resolve_device
+from camtl.errors import DataError
 from camtl.evaluation.decode import readable_predictions, run_model
 from camtl.export import is_export, load_model
 from camtl.fileio import atomic_write_text
@@ -64,6 +65,12 @@ def predict_file(
         flag("--on-bad-rows", on_bad_rows),
         f"one of {', '.join(BAD_ROW_POLICIES)}",
     )
+    require(not output_path.is_dir(), flag("--output", str(output_path)), "is a folder, not a file")
+    require(
+        not (output_path.exists() and output_path.resolve() == input_path.resolve()),
+        flag("--output", str(output_path)),
+        "is the --input file; the predictions would replace the inputs",
+    )
     device = resolve_device(device)
     model = load_model(run_dir, device)
     require(
@@ -76,22 +83,31 @@ def predict_file(
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     skipped: list[dict] | None = [] if on_bad_rows == "skip" else None
     records = read_records(input_path, skipped=skipped)
-    examples = to_examples(spec, records, "input", labelled=False, skipped=skipped)
-    encoded = encode_examples(spec, examples, tokenizer, model.task_index[task_name])
-    outputs = run_model(
-        model,
-        encoded.features,
-        task_name,
-        batch_size,
-        tokenizer.pad_token_id,
-        device,
-        precision=run_precision(run_dir, device),
+    if not records and not skipped:
+        raise DataError(
+            f"{input_path}: no records to predict (empty, or a header or blank lines only)"
+        )
+    # with --on-bad-rows skip every row may be bad: then the output holds their errors only
+    examples = (
+        to_examples(spec, records, "input", labelled=False, skipped=skipped) if records else []
     )
-    predictions = readable_predictions(spec, labels, examples, encoded.features, outputs)
-    lines = [
-        (example["_row"], {"row": example["_row"], **prediction})
-        for example, prediction in zip(examples, predictions)
-    ]
+    encoded = encode_examples(spec, examples, tokenizer, model.task_index[task_name])
+    lines: list[tuple[int, dict]] = []
+    if examples:
+        outputs = run_model(
+            model,
+            encoded.features,
+            task_name,
+            batch_size,
+            tokenizer.pad_token_id,
+            device,
+            precision=run_precision(run_dir, device),
+        )
+        predictions = readable_predictions(spec, labels, examples, encoded.features, outputs)
+        lines = [
+            (example["_row"], {"row": example["_row"], **prediction})
+            for example, prediction in zip(examples, predictions)
+        ]
     lines += [(bad["row"], {"row": bad["row"], "error": bad["error"]}) for bad in skipped or []]
     lines.sort(key=lambda line: line[0])
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for _, line in lines)

@@ -205,6 +205,11 @@ def load_task_examples(
     train = records["train"] or []
     labels = infer_labels(spec, train, skip_bad) if infer else list(given or [])
     if "dev" in splits and records["dev"] is None:
+        if len(train) < 2:
+            raise DataError(
+                f"{source_label(spec, 'train')}: {len(train)} row in train, too few to carve a "
+                "dev split from (10%); add rows or give a dev file"
+            )
         records["train"], records["dev"] = carve_dev(train)
     resolved = dataclasses.replace(spec, labels=labels) if has_labels else spec
     examples = {

@@ -176,6 +176,12 @@ def _read_delimited(
         except StopIteration:
             return []
         like = "the header"
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        # a dict keeps the last of two same-named columns; which one the user meant is unknown
+        raise DataError(
+            f"{path}: column {', '.join(repr(n) for n in repeated)} appears twice in {like}"
+        )
     records = []
     for line, row in rows:
         if len(row) != len(header):

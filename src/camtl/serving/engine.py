@@ -25,6 +25,7 @@ from camtl.errors import CamtlError
 from camtl.evaluation.decode import forward_features, readable_predictions
 from camtl.export import load_model
 from camtl.predict import run_precision
+from camtl.tasks.kinds.records import unicode_problem
 
 log = logging.getLogger("camtl")
 
@@ -210,10 +211,6 @@ def _check_value(value: Any, form: str, where: str) -> None:
 
 
 def _check_unicode(value: str, where: str) -> None:
-    """JSON can carry a lone surrogate (``"\\ud800"``), which no tokenizer can encode."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise RequestError(
-            422, f"{where}: not valid Unicode ({exc.reason} at character {exc.start})"
-        ) from None
+    problem = unicode_problem(value)
+    if problem:
+        raise RequestError(422, f"{where}: {problem}")

@@ -30,6 +30,7 @@ def check_flags(
         ("--max-queue", max_queue),
     ):
         positive(flag(name, value), value)
+    require(port <= 65535, flag("--port", port), "must be at most 65535")
     require(max_wait_ms >= 0, flag("--max-wait-ms", max_wait_ms), "must be >= 0")
 
 

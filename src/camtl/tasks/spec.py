@@ -183,6 +183,12 @@ class TaskSpec:
         from camtl.structured import from_dict
 
         from_dict(kind.Options, dict(self.options or {}), f"{path}.options", where)
+        if self.labels is not None:
+            for i, label in enumerate(self.labels):
+                if label in self.labels[:i]:
+                    raise ConfigError(
+                        f"{prefix}key '{path}.labels[{i}]': label {label!r} appears twice"
+                    )
         if self.max_length < 8:
             raise ConfigError(f"{prefix}key '{path}.max_length': must be at least 8")
         for key in ("max_train_examples", "max_dev_examples", "max_test_examples"):

@@ -56,6 +56,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
 
 
 def _run_dir_state(run_dir: Path, resume: bool, overwrite: bool, apply: bool) -> bool:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CamtlError(f"{run_dir}: output_dir is a file, not a folder (choose another)")
     status = read_status(run_dir)
     has_checkpoint = (run_dir / CHECKPOINT_DIR).is_dir()
     if resume:

@@ -163,7 +163,7 @@ class Classification(OneOfOutputs, TaskKind):
         )
 
     def record_labels(self, spec, record):
-        key = records.label_key(records.field(record, spec.label_column))
+        key = records.label_in(record, spec.label_column, records.field(record, spec.label_column))
         if key is None:
             raise DataError(
                 f"{records.where(record)}: missing label in column '{spec.label_column}'"

@@ -88,11 +88,11 @@ def _label_keys(record: records.Record, column: str, delimiter: str) -> list[str
         parts = [part.strip() for part in value.split(delimiter)]
         return [part for part in parts if part]
     if isinstance(value, (list, tuple)):
-        keys = [records.label_key(item) for item in value]
+        keys = [records.label_in(record, column, item) for item in value]
         if None in keys:
             raise DataError(f"{records.where(record)}: an empty label in column '{column}'")
         return [key for key in keys if key is not None]
-    key = records.label_key(value)  # a lone number
+    key = records.label_in(record, column, value)  # a lone number
     return [key] if key is not None else []
 
 

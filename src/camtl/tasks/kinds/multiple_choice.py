@@ -48,7 +48,7 @@ def _choice_index(
     record: records.Record, column: str, choices: list[str], choice_columns: list[str]
 ) -> int:
     value = records.field(record, column)
-    key = records.label_key(value)
+    key = records.label_in(record, column, value)
     if key is None:
         raise DataError(f"{records.where(record)}: missing label in column '{column}'")
     if key.lstrip("-").isdigit():

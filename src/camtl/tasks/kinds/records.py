@@ -33,12 +33,42 @@ def is_missing(value: Any) -> bool:
 
 
 def label_key(value: Any) -> str | None:
-    """The string form a class label or tag is matched by (``1``, ``1.0`` and ``"1"`` agree)."""
+    """The string form a class label or tag is matched by: the numbers ``1`` and ``1.0`` and
+    the text ``"1"`` agree; text is compared as written (a CSV cell ``1.0`` is not ``"1"``)."""
     if is_missing(value) or (isinstance(value, str) and not value.strip()):
         return None  # an empty CSV cell is a missing label, not a class named ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def label_in(record: Record, column: str, value: Any) -> str | None:
+    """``label_key`` of a value read from ``record``'s ``column``: text or a number; a list
+    or mapping is an error naming the row, not a class named ``"['pos']"``."""
+    if not is_missing(value) and not isinstance(value, (str, int, float)):
+        raise DataError(
+            f"{where(record)}: column '{column}' holds a {type(value).__name__} where a label "
+            "(text or a number) belongs"
+        )
+    return label_key(value)
+
+
+def unicode_problem(value: str) -> str | None:
+    """Why ``value`` is not valid Unicode, or None. JSON can carry a lone surrogate
+    (``"\\ud800"``), which no tokenizer can encode; files, predict and serve refuse it alike."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"not valid Unicode ({exc.reason} at character {exc.start})"
+    return None
+
+
+def check_unicode(record: Record, column: str, value: str) -> str:
+    """``value``, or a DataError naming the row when it is not valid Unicode."""
+    problem = unicode_problem(value)
+    if problem:
+        raise DataError(f"{where(record)}: column '{column}' is {problem}")
+    return value
 
 
 def show(labels: Sequence[str], limit: int = 20) -> str:
@@ -81,12 +111,12 @@ def text(record: Record, column: str, allow_empty: bool = False) -> str:
         )
     if not allow_empty and not value.strip():
         raise DataError(f"{where(record)}: empty text in column '{column}'")
-    return value
+    return check_unicode(record, column, value)
 
 
 def class_index(record: Record, column: str, index: dict[str, int], labels: Sequence[str]) -> int:
     """The index of the record's class label in ``labels``."""
-    key = label_key(field(record, column))
+    key = label_in(record, column, field(record, column))
     if key is None:
         raise DataError(f"{where(record)}: missing label in column '{column}'")
     if key not in index:

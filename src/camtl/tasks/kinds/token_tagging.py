@@ -63,12 +63,18 @@ def _words(record: records.Record, column: str) -> list[str]:
     tokens = records.as_list(record, column)
     if not tokens:
         raise DataError(f"{records.where(record)}: empty text in column '{column}' (no tokens)")
-    words = [str(token) for token in tokens]
-    for i, word in enumerate(words):
-        if not word.strip():
+    words = []
+    for i, token in enumerate(tokens):
+        at = f"position {i + 1} in column '{column}'"
+        if records.is_missing(token) or (isinstance(token, str) and not token.strip()):
+            raise DataError(f"{records.where(record)}: empty token at {at}")
+        if isinstance(token, (int, float)) and not isinstance(token, bool):
+            token = str(token)  # a number read as a word, as records.text reads one
+        if not isinstance(token, str):
             raise DataError(
-                f"{records.where(record)}: empty token at position {i + 1} in column '{column}'"
+                f"{records.where(record)}: token at {at} is a {type(token).__name__}, not a word"
             )
+        words.append(records.check_unicode(record, column, token))
     return words
 
 
@@ -156,7 +162,7 @@ class TokenTagging(TaskKind):
     def record_labels(self, spec, record):
         keys = []
         for tag in records.as_list(record, spec.label_column):
-            key = records.label_key(tag)
+            key = records.label_in(record, spec.label_column, tag)
             if key is None:
                 raise DataError(
                     f"{records.where(record)}: missing tag in column '{spec.label_column}'"
@@ -175,7 +181,7 @@ class TokenTagging(TaskKind):
             )
         ids = []
         for i, tag in enumerate(tags):
-            key = records.label_key(tag)
+            key = records.label_in(record, spec.label_column, tag)
             if key not in index:
                 raise DataError(
                     f"{records.where(record)}: tag {key!r} at position {i + 1} is not one "
