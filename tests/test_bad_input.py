@@ -360,6 +360,24 @@ def test_bad_sampler_option(
     train_error(capsys, root, config, "unknown key 'training.sampler.options.temprature'")
 
 
+def test_a_bad_balancer_option_is_named_before_the_run_folder_is_looked_at(
+    trained: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The options are checked with the rest of the file: the error names the key, not the
+    finished run the config points at."""
+    config = yaml.safe_load(trained["config"].read_text())
+    config["training"]["balancer"] = {"name": "famo", "options": {"learning_rat": 0.1}}
+    path = write_config(trained["root"] / "bad", config)
+    before = snapshot(trained["run"])
+    cli_error(
+        capsys,
+        "train",
+        str(path),
+        parts=(f"{path}: unknown key 'training.balancer.options.learning_rat'",),
+    )
+    assert snapshot(trained["run"]) == before
+
+
 # ----------------------------------------------------------------------------- data files
 
 

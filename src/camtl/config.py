@@ -118,8 +118,13 @@ class TrainingConfig:
     num_threads: int | None = None
 
     def validate(self, path: str, where: str) -> None:
+        from camtl.balancing.base import BALANCERS
         from camtl.sampling.base import SAMPLERS
 
+        # the sampler's and balancer's names and options, checked with the rest of the file
+        # (not when training builds them, after the run folder's checks)
+        SAMPLERS.lookup(self.sampler.name, self.sampler.options, where)
+        BALANCERS.lookup(self.balancer.name, self.balancer.options, where)
         sampler = SAMPLERS.get(self.sampler.name)
         if self.batch_mode == "single_task" and sampler is not None and sampler.selects_examples:
             raise ConfigError.at(
