@@ -3,6 +3,7 @@ line (one line naming the flag or key, exit status 2)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,15 @@ def test_serve_limits(
 ) -> None:
     pytest.importorskip("uvicorn")
     assert cli_error(capsys, "serve", str(tmp_path / "run"), *args) == line
+
+
+def test_serve_refuses_a_port_in_use_before_reading_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("uvicorn")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = cli_error(capsys, "serve", str(tmp_path / "no_run"), "--port", str(port))
+    assert line.startswith(f"error: --host '127.0.0.1' --port {port}: cannot listen there (")

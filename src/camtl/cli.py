@@ -151,9 +151,9 @@ def cmd_baseline_single_task(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from camtl.device import resolve_device
     from camtl.hub_models import resolve_model
-    from camtl.serving.server import check_flags, serve
+    from camtl.serving.server import check_can_listen, check_flags, serve
 
-    # bad flags are refused before any download
+    # bad flags, and a port already taken, are refused before any download
     check_flags(
         args.port,
         args.max_batch_tokens,
@@ -162,6 +162,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.max_inputs,
         args.max_queue,
     )
+    check_can_listen(args.host, args.port)
     resolve_device(args.device)
     serve(
         resolve_model(args.run_dir, args.revision),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from pathlib import Path
 
 from camtl.device import resolve_device
@@ -34,6 +35,20 @@ def check_flags(
     require(max_wait_ms >= 0, flag("--max-wait-ms", max_wait_ms), "must be >= 0")
 
 
+def check_can_listen(host: str, port: int) -> None:
+    """Refuse a port that is taken (or a host not of this machine) before the model is read:
+    a try at binding, released at once (uvicorn binds the same way, SO_REUSEADDR)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigError(
+            f"--host {host!r} --port {port}: cannot listen there ({exc.strerror or exc})"
+        ) from None
+
+
 def serve(
     run_dir: Path,
     host: str = "127.0.0.1",
@@ -60,6 +75,7 @@ def serve(
     from camtl.serving.engine import InferenceEngine
 
     check_flags(port, max_batch_tokens, max_wait_ms, max_body_bytes, max_inputs, max_queue)
+    check_can_listen(host, port)
     device = resolve_device(device)
     # ready before listening
     engine = InferenceEngine(run_dir, device=device, max_batch_tokens=max_batch_tokens)
