@@ -467,32 +467,6 @@ def test_nan_regression_target(
     )
 
 
-def test_tokens_and_tags_of_different_lengths(
-    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
-) -> None:
-    root, config = project
-    rows = [
-        {"tokens": ["john", "likes", "paris"], "tags": ["B-PER", "O", "B-LOC"]} for _ in range(8)
-    ]
-    rows[5] = {"tokens": ["mary", "sleeps", "today"], "tags": ["B-PER", "O"]}
-    write_jsonl(root / "ner.jsonl", rows)
-    config["tasks"] = [
-        {
-            "name": "ner",
-            "type": "token_tagging",
-            "text_columns": ["tokens"],
-            "label_column": "tags",
-            "source": {"paths": {"train": "ner.jsonl"}},
-        }
-    ]
-    train_error(
-        capsys,
-        root,
-        config,
-        f"{root / 'ner.jsonl'}, row 6: 3 tokens in column 'tokens' but 2 tags in column 'tags'",
-    )
-
-
 def _tagging_task(**extra: Any) -> dict[str, Any]:
     return {
         "name": "ner",
@@ -516,6 +490,20 @@ def _tags_with(row: int, tokens: Any, tags: Any) -> list[dict[str, Any]]:
     ]
     rows[row - 1] = {"tokens": tokens, "tags": tags}
     return rows
+
+
+def test_tokens_and_tags_of_different_lengths(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, config = project
+    write_jsonl(root / "ner.jsonl", _tags_with(6, ["mary", "sleeps", "today"], ["B-PER", "O"]))
+    config["tasks"] = [_tagging_task()]
+    train_error(
+        capsys,
+        root,
+        config,
+        f"{root / 'ner.jsonl'}, row 6: 3 tokens in column 'tokens' but 2 tags in column 'tags'",
+    )
 
 
 # (what, data file, its rows, the task, the error after "<file>, row N: ")
