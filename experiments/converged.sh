@@ -19,6 +19,8 @@
 #                                              score_dro toward the single-task dev scores)
 #                                              camtl_distill_t2 (camtl_distill with the
 #                                              teachers' distributions softened, temperature 2)
+#                                              camtl_distill_a4k (camtl_distill with the gold
+#                                              weight at 1 from step 4,000: anneal_steps)
 #                                              single_task_cross_fit (the single_task row's
 #                                              recipe, three cross-fitted runs per task;
 #                                              TASKS=a,b for some tasks) and camtl_distill_cf
@@ -116,10 +118,13 @@ for row in "${ROWS[@]}"; do
     camtl_attention0)  # issue 36: the camtl row's recipe with attention dropout 0, one seed
       train "$ROOT/camtl_attention0_s12" experiments/configs/converged/camtl.yaml --set seed=12 \
         --set model.attention_dropout=0.0 ;;
-    camtl_distill | plain_distill | camtl_distill_dro | camtl_distill_t2 | camtl_distill_cf)
+    camtl_distill | plain_distill | camtl_distill_dro | camtl_distill_t2 | camtl_distill_cf | \
+      camtl_distill_a4k)
       # teacher annealing from the single-task runs; camtl_distill_dro: balanced by score_dro
       # toward the teachers' dev scores; camtl_distill_t2: the teachers' distributions at
-      # temperature 2; camtl_distill_cf: taught by the cross-fitted runs
+      # temperature 2; camtl_distill_cf: taught by the cross-fitted runs; camtl_distill_a4k:
+      # the gold weight reaches 1 at step 4,000 (early stopping ended camtl_distill's runs at
+      # 5,000-6,750 of 8,000, the gold weight at 0.63-0.84)
       base=${row%%_*}
       teachers=$ROOT/single_task
       [ "$row" = camtl_distill_cf ] && teachers=$ROOT/single_task_cross_fit
@@ -132,9 +137,11 @@ for row in "${ROWS[@]}"; do
       fi
       temperature=1.0
       [ "$row" = camtl_distill_t2 ] && temperature=2.0
+      anneal=null
+      [ "$row" = camtl_distill_a4k ] && anneal=4000
       for seed in $SEEDS; do
         train "$ROOT/${row}_s$seed" "experiments/configs/converged/$base.yaml" --set "seed=$seed" \
-          --set "training.distillation={teachers: $teachers, temperature: $temperature}" \
+          --set "training.distillation={teachers: $teachers, temperature: $temperature, anneal_steps: $anneal}" \
           "${freezing[@]}" \
           "${balancer[@]}"
       done ;;
@@ -168,5 +175,6 @@ done
   --row camtl_distill "$ROOT"/camtl_distill_s*/ --row plain_distill "$ROOT"/plain_distill_s*/ \
   --row camtl_distill_dro "$ROOT"/camtl_distill_dro_s*/ \
   --row camtl_distill_t2 "$ROOT"/camtl_distill_t2_s*/ \
+  --row camtl_distill_a4k "$ROOT"/camtl_distill_a4k_s*/ \
   --row camtl_distill_cf "$ROOT"/camtl_distill_cf_s*/ \
   --row single_task_attention0 "$ROOT"/single_task_attention0/*/
