@@ -58,7 +58,7 @@ def predict_file(
     row, and writes nothing; ``skip`` writes ``{"row": N, "error": ...}`` in its place and
     goes on. ``device``: a ``--device`` value (camtl.device).
     """
-    from transformers import AutoTokenizer
+    from camtl.modeling.encoder import load_saved_tokenizer
 
     require(
         on_bad_rows in BAD_ROW_POLICIES,
@@ -80,7 +80,7 @@ def predict_file(
     )
     spec = next(t for t in model.tasks if t.name == task_name)
     labels = model.labels.get(task_name) or []
-    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    tokenizer = load_saved_tokenizer(run_dir)
     skipped: list[dict] | None = [] if on_bad_rows == "skip" else None
     records = read_records(input_path, skipped=skipped)
     if not records and not skipped:

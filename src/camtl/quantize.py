@@ -129,12 +129,11 @@ class Reference:
 def fp32_reference(run_dir: Path, batch_size: int = 64) -> Reference:
     """Load the dev split of every task of ``run_dir`` and score its fp32 PyTorch model
     (before the export, so that missing data stops it early)."""
-    from transformers import AutoTokenizer
-
+    from camtl.modeling.encoder import load_saved_tokenizer
     from camtl.modeling.model import MultiTaskModel
 
     model = MultiTaskModel.from_pretrained(run_dir).float().eval()
-    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    tokenizer = load_saved_tokenizer(run_dir)
     tasks = _dev_tasks(run_dir, model, tokenizer)
     pad = tokenizer.pad_token_id
     return Reference(tasks, pad, batch_size, _primary_scores(model, tasks, pad, batch_size))

@@ -160,15 +160,14 @@ def teacher_dev_scores(
 def check_teacher(teacher: Teacher, task: TaskData, tokenizer: Any, key: str) -> int:
     """The index of the teacher's task of the student's name; refused when its kind,
     labels, windows or tokenizer differ from the student's."""
-    from transformers import AutoTokenizer
-
-    from camtl.modeling.model import MultiTaskModel
+    from camtl.modeling.encoder import load_saved_tokenizer
+    from camtl.modeling.model import MultiTaskModel, read_saved_meta
 
     def refuse(reason: str) -> ConfigError:
         return ConfigError(f"key '{key}.teachers': task {teacher.task!r}: {reason}")
 
-    meta = json.loads((teacher.run_dir / MODEL_FILE).read_text(encoding="utf-8"))
-    _, specs, labels = MultiTaskModel.describe_saved(meta, str(teacher.run_dir / MODEL_FILE))
+    meta_path = teacher.run_dir / MODEL_FILE
+    _, specs, labels = MultiTaskModel.describe_saved(read_saved_meta(meta_path), str(meta_path))
     by_name = {s.name: s for s in specs}
     spec = by_name.get(teacher.task)
     if spec is None:
@@ -184,7 +183,7 @@ def check_teacher(teacher: Teacher, task: TaskData, tokenizer: Any, key: str) ->
         theirs, ours = getattr(spec, window, None), getattr(mine, window, None)
         if theirs != ours:
             raise refuse(f"the teacher's {window} is {theirs}, the student's {ours}")
-    theirs_tok = feature_cache.tokenizer_fingerprint(AutoTokenizer.from_pretrained(teacher.run_dir))
+    theirs_tok = feature_cache.tokenizer_fingerprint(load_saved_tokenizer(teacher.run_dir))
     if theirs_tok is None or theirs_tok != feature_cache.tokenizer_fingerprint(tokenizer):
         raise refuse(f"the teacher's tokenizer ({teacher.run_dir}) differs from the student's")
     return [s.name for s in specs].index(teacher.task)

@@ -24,7 +24,16 @@ def load_report(run_dir: Path, split: str = "dev") -> dict[str, Any]:
     path = run_dir / name
     if not path.is_file():
         raise CamtlError(f"{run_dir}: no {name} (is it a finished camtl run?)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        tasks = report["results"]["tasks"]
+        for entry in tasks.values():
+            float(entry["scores"][entry["primary_metric"]])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CamtlError(
+            f"{path}: damaged evaluation report ({type(exc).__name__}: {exc})"
+        ) from None
+    return report
 
 
 def primary_scores(report: dict[str, Any]) -> dict[str, float]:

@@ -17,14 +17,14 @@ from camtl.runfiles import CONFIG_FILE
 
 def load_run(run_dir: Path, device: str = "cpu") -> tuple[Any, MultiTaskModel, Any]:
     """(resolved config, best model on ``device``, tokenizer) of a run directory."""
-    from transformers import AutoTokenizer
+    from camtl.modeling.encoder import load_saved_tokenizer
 
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise CamtlError(f"{run_dir}: not a camtl run directory (config.yaml missing)")
     config = load_saved_config(run_dir)
     model = MultiTaskModel.from_pretrained(run_dir, device)
-    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    tokenizer = load_saved_tokenizer(run_dir)
     return config, model, tokenizer
 
 

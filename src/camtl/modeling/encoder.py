@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from camtl.errors import ConfigError
+from camtl.errors import CamtlError, ConfigError
 from camtl.modeling.families import check_encoder, family_for
 from camtl.modeling.families.base import EncoderFamily
+from camtl.runfiles import TOKENIZER_FILE
 
 if TYPE_CHECKING:
     from camtl.modeling.shared_encoder import SharedEncoder
@@ -51,6 +53,21 @@ def load_encoder_and_tokenizer(name: str) -> tuple[nn.Module, Any]:
         )
     disable_pooler(encoder)
     return encoder, tokenizer
+
+
+def load_saved_tokenizer(folder: Path) -> Any:
+    """The tokenizer a run or an ONNX export saved. Without its ``tokenizer.json``,
+    transformers quietly builds one of a few special tokens, every word ``[UNK]``: wrong
+    predictions at exit 0. Refused in one line instead."""
+    from transformers import AutoTokenizer
+
+    path = folder / TOKENIZER_FILE
+    if not path.is_file():
+        raise CamtlError(f"{path}: missing (the run's tokenizer); the folder is incomplete")
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise CamtlError(f"{path}: unreadable tokenizer ({str(exc).splitlines()[0]})") from None
 
 
 def disable_pooler(encoder: nn.Module) -> None:

@@ -23,7 +23,7 @@ from camtl.modeling.encoder import (
 )
 from camtl.modeling.families import check_encoder
 from camtl.modeling.shared_encoder import SharedEncoder, build_shared_encoder, resolved_freezing
-from camtl.runfiles import ENCODER_CONFIG_DIR, MODEL_FILE, WEIGHTS_FILE
+from camtl.runfiles import ENCODER_CONFIG_DIR, EXPORT_FILE, MODEL_FILE, WEIGHTS_FILE
 from camtl.structured import from_dict, to_dict
 from camtl.tasks.kinds.heads import TaskHead
 from camtl.tasks.spec import TaskSpec
@@ -98,6 +98,7 @@ class MultiTaskModel(nn.Module):
         local folder of that spelling wins) at ``revision`` (a branch, tag or commit),
         downloaded into huggingface_hub's cache (``cache_dir``; ``token``: for a private
         repository, default ``$HF_TOKEN``). See camtl.hub_models."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModel
 
@@ -108,17 +109,37 @@ class MultiTaskModel(nn.Module):
                 f"{run_dir}: no saved model here ({MODEL_FILE} missing); is it a "
                 "finished camtl run directory?"
             )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        config, tasks, labels = cls.describe_saved(meta, str(meta_path))
-        enc_config = AutoConfig.from_pretrained(run_dir / ENCODER_CONFIG_DIR)
+        if (run_dir / EXPORT_FILE).is_file():
+            raise CamtlError(
+                f"{run_dir}: an ONNX export (camtl export), which predict and serve read; "
+                "this needs the run directory it was exported from"
+            )
+        config, tasks, labels = cls.describe_saved(read_saved_meta(meta_path), str(meta_path))
+        encoder_dir = run_dir / ENCODER_CONFIG_DIR
+        try:
+            enc_config = AutoConfig.from_pretrained(encoder_dir)
+        except (OSError, ValueError) as exc:
+            raise CamtlError(
+                f"{encoder_dir}: missing or unreadable encoder config ({str(exc).splitlines()[0]})"
+            ) from None
         fill_legacy_freezing(config, lambda: enc_config.num_hidden_layers)  # saved before 38
         encoder = AutoModel.from_config(enc_config)
         model = cls(encoder, tasks, labels, config)
-        state = load_file(str(run_dir / WEIGHTS_FILE), device=str(device))
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        weights = run_dir / WEIGHTS_FILE
+        try:
+            state = load_file(str(weights), device=str(device))
+        except (OSError, SafetensorError) as exc:  # missing, truncated, not safetensors
+            raise CamtlError(f"{weights}: missing or unreadable weights ({exc})") from None
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # a shape that camtl_model.json no longer describes
+            first = str(exc).splitlines()[1:2] or [str(exc)]
+            raise CamtlError(
+                f"{weights}: weights do not match {MODEL_FILE} ({first[0].strip()})"
+            ) from None
         if unexpected or [k for k in missing if "pooler" not in k]:
             raise CamtlError(
-                f"{run_dir / WEIGHTS_FILE}: weights do not match the model "
+                f"{weights}: weights do not match the model "
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
         return model.to(device).eval()
@@ -127,10 +148,24 @@ class MultiTaskModel(nn.Module):
     def describe_saved(
         meta: dict[str, Any], where: str = MODEL_FILE
     ) -> tuple[ModelConfig, list[TaskSpec], dict[str, list[str]]]:
-        """(model config, tasks, label maps) of a saved model's ``camtl_model.json``."""
+        """(model config, tasks, label maps) of a saved model's ``camtl_model.json``; a
+        missing or mistyped part is one error naming the file and key."""
+        for key, kind in (("model", dict), ("tasks", list), ("labels", dict)):
+            if not isinstance(meta.get(key), kind):
+                raise CamtlError(
+                    f"{where}: key '{key}' missing or not a {kind.__name__}; "
+                    "the saved model's description is damaged"
+                )
         config = from_dict(ModelConfig, meta["model"], "model", where)
         tasks = [from_dict(TaskSpec, t, f"tasks[{i}]", where) for i, t in enumerate(meta["tasks"])]
-        return config, tasks, {k: list(v) for k, v in meta["labels"].items()}
+        labels = {}
+        for name, names in meta["labels"].items():
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise CamtlError(f"{where}: key 'labels.{name}' is not a list of names")
+            if len(set(names)) != len(names):
+                raise CamtlError(f"{where}: key 'labels.{name}' names a label twice")
+            labels[name] = names
+        return config, tasks, labels
 
     def save_pretrained(self, run_dir: str | Path, tokenizer: Any = None) -> None:
         """Write weights (safetensors), tasks and label maps, encoder config, tokenizer."""
@@ -246,3 +281,20 @@ class MultiTaskModel(nn.Module):
             "per_task": round(per_task),
             "ratio": round(total / encoder, 4),
         }
+
+
+def read_saved_meta(path: Path) -> dict[str, Any]:
+    """A saved model's ``camtl_model.json`` as a mapping, or one error naming the file."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CamtlError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(meta, dict):
+        raise CamtlError(f"{path}: not a camtl model description (a JSON object is expected)")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise CamtlError(
+            f"{path}: format_version {version!r}; this camtl reads up to {FORMAT_VERSION} "
+            "(a newer camtl wrote it, or the file is damaged)"
+        )
+    return meta

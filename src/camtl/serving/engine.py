@@ -64,12 +64,12 @@ class BatchStats:
 
 class InferenceEngine:
     def __init__(self, run_dir: Path, device: str = "cpu", max_batch_tokens: int = 8192) -> None:
-        from transformers import AutoTokenizer
+        from camtl.modeling.encoder import load_saved_tokenizer
 
         self.run_dir = run_dir
         self.device = resolve_device(device)  # a --device value: cpu, cuda[:N], auto
         self.model = load_model(run_dir, self.device).eval()  # a run directory or ONNX export
-        self.tokenizer = AutoTokenizer.from_pretrained(run_dir)
+        self.tokenizer = load_saved_tokenizer(run_dir)
         self.precision = run_precision(run_dir, self.device)
         self.max_batch_tokens = max_batch_tokens
         self.specs = {spec.name: spec for spec in self.model.tasks}
