@@ -201,9 +201,20 @@ def test_add_task_errors(
         str(root / "new_task.yaml"),
         "--output",
         str(root),
+        parts=("holds the source run",),  # --overwrite would delete the source
+    )
+    (out / "notes.txt").parent.mkdir()
+    (out / "notes.txt").write_text("mine")
+    cli_error(
+        capsys,
+        "add-task",
+        str(camtl_run),
+        str(root / "new_task.yaml"),
+        "--output",
+        str(out),
         parts=("folder is not empty",),
     )
-    assert not out.exists()
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_plain_model_gets_a_linear_probe(

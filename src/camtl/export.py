@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from camtl.errors import CamtlError, ConfigError
-from camtl.fileio import atomic_write_text
+from camtl.fileio import atomic_write_text, check_apart
 from camtl.model_card import write_model_card
-from camtl.modeling.model import MultiTaskModel, MultiTaskOutput
+from camtl.modeling.model import MultiTaskModel, MultiTaskOutput, read_saved_meta
 from camtl.quantize import (
     MAX_DROP,
     PARITY_SPLIT,
@@ -43,12 +43,11 @@ from camtl.quantize import (
     quantize_export,
     too_large,
 )
-from camtl.runfiles import CONFIG_FILE, MODEL_FILE
+from camtl.runfiles import CONFIG_FILE, EXPORT_FILE, MODEL_FILE
 from camtl.tasks.kinds import BatchField
 
 ONNX_FILE = "model.onnx"
 ONNX_DATA_FILE = f"{ONNX_FILE}.data"  # the weights, beside the graph (torch.onnx writes them)
-EXPORT_FILE = "export.json"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "task_ids")
 # files of a run directory an export carries along (the tokenizer's are saved afresh)
@@ -147,6 +146,7 @@ def export_onnx(
     _require_onnx_extras()
     if quantize not in QUANTIZE_CHOICES:
         raise CamtlError(f"--quantize {quantize!r}: not one of {', '.join(QUANTIZE_CHOICES)}")
+    check_apart(run_dir, output, "--output")
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise CamtlError(f"--output {output}: not empty (--overwrite replaces it)")
     reference = fp32_reference(run_dir) if quantize == "int8" else None
@@ -197,7 +197,7 @@ def _publish(staged: Path, output: Path) -> None:
 
 def _write_export(run_dir: Path, output: Path) -> None:
     """The fp32 graph (checked against PyTorch), tokenizer, run files and export.json."""
-    from transformers import AutoTokenizer
+    from camtl.modeling.encoder import load_saved_tokenizer
 
     model = MultiTaskModel.from_pretrained(run_dir).float().eval()
     model.encoder.gather_for_export()
@@ -224,7 +224,7 @@ def _write_export(run_dir: Path, output: Path) -> None:
             verbose=False,
         )
     _check_against_pytorch(graph, output / ONNX_FILE, names, fields)
-    AutoTokenizer.from_pretrained(run_dir).save_pretrained(output)
+    load_saved_tokenizer(run_dir).save_pretrained(output)
     for name in CARRIED:
         if (run_dir / name).is_file():
             shutil.copyfile(run_dir / name, output / name)
@@ -301,14 +301,25 @@ class OnnxMultiTaskModel:
     def __init__(self, folder: Path, device: str = "cpu") -> None:
         import onnxruntime
 
-        meta = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
-        loaded = MultiTaskModel.describe_saved(meta)
+        meta_path = folder / MODEL_FILE
+        loaded = MultiTaskModel.describe_saved(read_saved_meta(meta_path), str(meta_path))
         self.config, self.tasks, self.labels = loaded
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
-        info = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))
-        self.outputs = info["outputs"]
+        info_path = folder / EXPORT_FILE
+        try:
+            self.outputs = json.loads(info_path.read_text(encoding="utf-8"))["outputs"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CamtlError(f"{info_path}: unreadable export record ({exc!r})") from None
         providers = onnx_providers(device, onnxruntime.get_available_providers())
-        self.session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), providers=providers)
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(folder / ONNX_FILE), providers=providers
+            )
+        except Exception as exc:  # onnxruntime's own error types: a damaged graph or weights
+            raise CamtlError(
+                f"{folder / ONNX_FILE}: the graph or its weights (model.onnx.data) are "
+                f"damaged or missing ({str(exc).splitlines()[0][:200]})"
+            ) from None
         if device != "cpu" and CUDA_PROVIDER not in self.session.get_providers():
             # onnxruntime falls back to the CPU when the CUDA provider fails to load
             raise ConfigError(

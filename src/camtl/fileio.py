@@ -54,3 +54,19 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def check_apart(source: Path, output: Path, flag_name: str) -> None:
+    """Refuse an output folder that is ``source``, holds it (replacing the output would
+    delete the source) or lies inside it (the source run is never written to)."""
+    from camtl.errors import CamtlError
+
+    src, out = source.resolve(), output.resolve()
+    if out == src:
+        raise CamtlError(f"{flag_name} {output}: is the source run {source}; choose another")
+    if out in src.parents:
+        raise CamtlError(f"{flag_name} {output}: holds the source run {source}; choose another")
+    if src in out.parents:
+        raise CamtlError(f"{flag_name} {output}: is inside the source run {source}; choose another")
+    if output.exists() and not output.is_dir():
+        raise CamtlError(f"{flag_name} {output}: is a file, not a folder")

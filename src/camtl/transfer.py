@@ -35,7 +35,7 @@ from camtl.errors import CamtlError, ConfigError
 from camtl.evaluation.evaluate import evaluate_tasks
 from camtl.evaluation.report import format_table, report_name, write_report
 from camtl.evaluation.runs import load_run
-from camtl.fileio import atomic_write_text
+from camtl.fileio import atomic_write_text, check_apart
 from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import CONFIG_FILE, CROSS_FIT_FILE, TRANSFER_FILE
@@ -316,8 +316,17 @@ def add_task(
             "(no task embedding to initialise); use --init random"
         )
     task = load_new_task(task_file, model, tokenizer, opts.fraction)
-    if output.resolve() == run_dir.resolve():
-        raise CamtlError(f"--output {output}: must differ from the source run")
+    check_apart(run_dir, output, "--output")
+    if opts.learning_rate is not None and not (
+        opts.learning_rate > 0 and math.isfinite(opts.learning_rate)
+    ):
+        raise ConfigError(f"--lr {opts.learning_rate}: must be a positive number")
+    # the run's own data, read before the output folder is made: a moved file leaves nothing
+    own_tasks = (
+        prepare_tasks(config.tasks, tokenizer, ("train",), labels=model.labels)
+        if opts.joint
+        else []
+    )
     prepare_run_dir(output, resume=False, overwrite=overwrite)
     write_status(output, "running")  # a failed attempt can then be replaced (--overwrite)
     started = time.perf_counter()
@@ -343,13 +352,13 @@ def add_task(
     n_train = len(task.features["train"])
     steps = opts.steps or default_steps(n_train, opts.batch_size)
     if opts.joint:  # the run's own trainable parameters (its freezing) and the new ones
-        tasks = [*prepare_tasks(config.tasks, tokenizer, ("train",), labels=model.labels), task]
+        tasks = [*own_tasks, task]
         params = [p for p in model.parameters() if p.requires_grad]
-        lr = opts.learning_rate or config.training.learning_rate
+        lr = config.training.learning_rate if opts.learning_rate is None else opts.learning_rate
     else:
         tasks = [task]
         params = _freeze_all_but_new(model, task.spec.name)
-        lr = opts.learning_rate or 1e-3
+        lr = 1e-3 if opts.learning_rate is None else opts.learning_rate
     losses = _train(model, tasks, params, steps, opts, lr, tokenizer.pad_token_id, precision)
     wall = round(time.perf_counter() - started, 1)
 

@@ -155,7 +155,12 @@ def write_html_report(
     by_seed: bool = False,
 ) -> Path:
     """The comparison table (one row per configuration with ``by_seed``), then one
-    section per run."""
+    section per run. ``output`` may replace an earlier HTML page, never another file (a
+    run's weights, its report.md)."""
+    if output.is_dir():
+        raise CamtlError(f"--output {output}: is a folder; name the HTML file to write")
+    if output.exists() and output.suffix.lower() not in (".html", ".htm"):
+        raise CamtlError(f"--output {output}: exists and is not an HTML page; choose a .html file")
     atomic_write_text(output, render_report(run_dirs, split, title, by_seed))
     return output
 

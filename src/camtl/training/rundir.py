@@ -78,10 +78,15 @@ def _run_dir_state(run_dir: Path, resume: bool, overwrite: bool, apply: bool) ->
                 f"{run_dir}: holds a finished run; pass --overwrite to replace it "
                 "or set output_dir elsewhere"
             )
-        elif has_checkpoint or status:
+        elif has_checkpoint:
             raise CamtlError(
                 f"{run_dir}: holds an unfinished run; pass --resume to continue "
                 "it or --overwrite to start again"
+            )
+        elif status:
+            raise CamtlError(
+                f"{run_dir}: holds a run that stopped before its first checkpoint (nothing "
+                "to resume); pass --overwrite to start again"
             )
         else:
             raise CamtlError(f"{run_dir}: folder is not empty; choose another output_dir")

@@ -1,0 +1,228 @@
+"""Run folders that are damaged, edited or in the wrong place, as users hand them over:
+one ``error:`` line naming the file, exit status 2, never wrong answers at exit 0, and
+nothing already saved lost (the source run stays byte for byte)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from camtl.testing.cli import cli_error
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def run(two_task_run: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny two-task run (pairs, scores), free to damage."""
+    return Path(shutil.copytree(two_task_run, tmp_path / "run"))
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"premise": "a dog runs", "hypothesis": "a cat sleeps"}) + "\n")
+    return path
+
+
+def _edit_meta(edit: Callable[[dict], object]) -> Callable[[Path], None]:
+    def damage(run: Path) -> None:
+        meta = json.loads((run / "camtl_model.json").read_text())
+        changed = edit(meta)
+        (run / "camtl_model.json").write_text(json.dumps(meta if changed is None else changed))
+
+    return damage
+
+
+def _truncate(name: str, size: int) -> Callable[[Path], None]:
+    def damage(run: Path) -> None:
+        path = run / name
+        path.write_bytes(path.read_bytes()[:size])
+
+    return damage
+
+
+# (what, how the run is damaged, the error after "error: <run>/")
+DAMAGED = [
+    (
+        "tokenizer.json missing (transformers would make every word [UNK])",
+        lambda run: (run / "tokenizer.json").unlink(),
+        "tokenizer.json: missing (the run's tokenizer)",
+    ),
+    ("weights cut short", _truncate("model.safetensors", 100), "model.safetensors: missing or"),
+    ("weights empty", _truncate("model.safetensors", 0), "model.safetensors: missing or"),
+    ("weights missing", lambda run: (run / "model.safetensors").unlink(), "model.safetensors:"),
+    (
+        "model description not JSON",
+        _truncate("camtl_model.json", 30),
+        "camtl_model.json: unreadable",
+    ),
+    ("model description a list", _edit_meta(lambda meta: []), "camtl_model.json: not a camtl"),
+    (
+        "no labels",
+        _edit_meta(lambda meta: meta.pop("labels") and None),
+        "camtl_model.json: key 'labels' missing",
+    ),
+    (
+        "a label named twice",
+        _edit_meta(lambda meta: meta["labels"].update(pairs=["same", "same"])),
+        "camtl_model.json: key 'labels.pairs' names a label twice",
+    ),
+    (
+        "labels of another size than the weights",
+        _edit_meta(lambda meta: meta["labels"].update(pairs=["a", "b", "c", "d", "e"])),
+        "model.safetensors: weights do not match camtl_model.json",
+    ),
+    (
+        "a newer format",
+        _edit_meta(lambda meta: meta.update(format_version=99)),
+        "camtl_model.json: format_version 99",
+    ),
+    (
+        "no encoder config",
+        lambda run: shutil.rmtree(run / "encoder_config"),
+        "encoder_config: missing or unreadable encoder config",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"), [c[1:] for c in DAMAGED], ids=[c[0] for c in DAMAGED]
+)
+def test_predict_on_a_damaged_run_is_one_line_naming_the_file(
+    run: Path,
+    inputs: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    damage: Callable[[Path], None],
+    message: str,
+) -> None:
+    damage(run)
+    out = tmp_path / "out.jsonl"
+    argv = ["predict", str(run), "--task", "pairs", "--input", str(inputs), "--output", str(out)]
+    cli_error(capsys, *argv, parts=(f"{run}/{message}",))
+    assert not out.exists()
+
+
+def test_evaluate_and_serve_refuse_a_run_without_its_tokenizer(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (run / "tokenizer.json").unlink()
+    cli_error(capsys, "evaluate", str(run), parts=(f"{run}/tokenizer.json: missing",))
+    pytest.importorskip("uvicorn")
+    cli_error(capsys, "serve", str(run), "--port", "1", parts=(f"{run}/tokenizer.json: missing",))
+
+
+def test_a_damaged_report_is_named_by_report_and_compare(
+    run: Path, two_task_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for text in ('{"results": ', "[]", "{}"):
+        (run / "report.json").write_text(text)
+        for command in (["compare"], ["report", "--output", str(tmp_path / "r.html")]):
+            cli_error(
+                capsys,
+                *command,
+                str(two_task_run),
+                str(run),
+                parts=(f"{run}/report.json: damaged evaluation report",),
+            )
+
+
+def test_report_never_writes_over_a_file_that_is_not_a_page(
+    two_task_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = snapshot(two_task_run)
+    weights = two_task_run / "model.safetensors"
+    cli_error(
+        capsys,
+        "report",
+        str(two_task_run),
+        "--output",
+        str(weights),
+        parts=(f"--output {weights}: exists and is not an HTML page",),
+    )
+    cli_error(
+        capsys,
+        "report",
+        str(two_task_run),
+        "--output",
+        str(two_task_run),
+        parts=(f"--output {two_task_run}: is a folder",),
+    )
+    assert snapshot(two_task_run) == before
+
+
+def test_add_task_and_export_never_write_into_or_over_their_source(
+    run: Path, two_task_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = run.parent / "task.yaml"
+    data = two_task_run.parent / "pairs.jsonl"
+    task.write_text(
+        "{name: pairs_new, type: classification, text_columns: [premise, hypothesis], "
+        f"label_column: label, source: {{paths: {{train: {data}}}}}}}\n"
+    )
+    before = snapshot(run)
+    for output, what in ((run.parent, "holds the source run"), (run / "sub", "is inside")):
+        cli_error(
+            capsys,
+            "add-task",
+            str(run),
+            str(task),
+            "--output",
+            str(output),
+            "--overwrite",
+            "--init",
+            "random",
+            "--steps",
+            "1",
+            parts=(f"--output {output}: {what}",),
+        )
+    output = run.parent / "new"
+    cli_error(
+        capsys,
+        "add-task",
+        str(run),
+        str(task),
+        "--output",
+        str(output),
+        "--init",
+        "random",
+        "--lr",
+        "-1",
+        parts=("--lr -1.0: must be a positive number",),
+    )
+    assert not output.exists()
+    pytest.importorskip("onnxruntime")
+    for output, what in ((run, "is the source run"), (run.parent, "holds the source run")):
+        cli_error(
+            capsys,
+            "export",
+            str(run),
+            "--output",
+            str(output),
+            "--overwrite",
+            parts=(f"--output {output}: {what}",),
+        )
+    assert snapshot(run) == before
+
+
+def test_an_unfinished_run_without_a_checkpoint_says_what_gets_out(
+    tmp_path: Path, two_task_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "status.json").write_text('{"status": "running"}')
+    cli_error(
+        capsys,
+        "train",
+        str(two_task_run / "config.yaml"),
+        "--output-dir",
+        str(stopped),
+        parts=(f"{stopped}: holds a run that stopped before its first checkpoint", "--overwrite"),
+    )
