@@ -226,3 +226,25 @@ def test_an_unfinished_run_without_a_checkpoint_says_what_gets_out(
         str(stopped),
         parts=(f"{stopped}: holds a run that stopped before its first checkpoint", "--overwrite"),
     )
+
+
+def test_resuming_with_other_tasks_or_another_balancer_is_refused_naming_the_key(
+    two_task_run: Path,
+) -> None:
+    from camtl.config import load_saved_config
+    from camtl.errors import ConfigError
+    from camtl.training.rundir import check_same_tasks
+
+    check_same_tasks(two_task_run, load_saved_config(two_task_run))  # the same: fine
+    fewer = load_saved_config(two_task_run)
+    fewer.tasks = fewer.tasks[:1]
+    with pytest.raises(ConfigError, match=r"key 'tasks': \['pairs'\] here, but the run"):
+        check_same_tasks(two_task_run, fewer)
+    relabelled = load_saved_config(two_task_run)
+    relabelled.tasks[0].labels = ["x", "y"]
+    with pytest.raises(ConfigError, match="names, kinds and labels must match to resume"):
+        check_same_tasks(two_task_run, relabelled)
+    other = load_saved_config(two_task_run)
+    other.training.balancer.name = "uncertainty"
+    with pytest.raises(ConfigError, match="key 'training.balancer.name': 'uncertainty' here"):
+        check_same_tasks(two_task_run, other)

@@ -18,8 +18,15 @@ from typing import Any
 
 import torch
 
+from camtl.errors import CamtlError
 from camtl.fileio import atomic_write_text, read_jsonl
-from camtl.runfiles import CHECKPOINT_DIR, METRICS_FILE, TRAIN_LOG_FILE, TRAINER_STATE_FILE
+from camtl.runfiles import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    TRAIN_LOG_FILE,
+    TRAINER_STATE_FILE,
+)
 from camtl.sampling import BatchScheduler
 from camtl.training.setup import apply_optimizer_flags
 
@@ -85,7 +92,14 @@ def load(
     """Load the checkpoint into what accelerate prepared; on the main process, drop the
     evaluations and train logs written after it. Returns the checkpoint's progress."""
     folder = run_dir / CHECKPOINT_DIR
-    accelerator.load_state(str(folder))
+    try:
+        accelerator.load_state(str(folder))
+    except (RuntimeError, ValueError, KeyError) as exc:  # nothing on disk changed yet
+        raise CamtlError(
+            f"{folder}: the checkpoint does not fit this config (its tasks, labels or "
+            f"balancer differ from the run's {CONFIG_FILE}; set them back to resume): "
+            f"{str(exc).strip().splitlines()[0][:200]}"
+        ) from None
     apply_optimizer_flags(optimizer, optimizer_flags)
     state = json.loads((folder / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
     progress = Progress(**state)

@@ -138,6 +138,29 @@ def check_same_model(run_dir: Path, config: RunConfig) -> None:
         )
 
 
+def check_same_tasks(run_dir: Path, config: RunConfig) -> None:
+    """Resuming: the tasks (names, kinds, labels in order) and the balancer must be the
+    run's (its checkpoint holds their heads and the balancer's state); names the key."""
+    from camtl.config import load_saved_config
+
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
+    saved = load_saved_config(run_dir)
+    before = [(t.name, t.type, t.labels) for t in saved.tasks]
+    now = [(t.name, t.type, t.labels) for t in config.tasks]
+    if before != now:
+        raise ConfigError(
+            f"key 'tasks': {[t[0] for t in now]} here, but the run in {run_dir} started with "
+            f"{[t[0] for t in before]} (names, kinds and labels must match to resume; "
+            "camtl add-task adds a task to a finished run)"
+        )
+    if saved.training.balancer.name != config.training.balancer.name:
+        raise ConfigError(
+            f"key 'training.balancer.name': {config.training.balancer.name!r} here, but the run "
+            f"in {run_dir} started with {saved.training.balancer.name!r} (set it back to resume)"
+        )
+
+
 def check_same_folds(run_dir: Path, config: RunConfig) -> None:
     """Resuming or keeping a run: each task must hold out the fold of train it started with
     (``cross_fit``; none for a plain run). One trained on another split of train would, as

@@ -31,6 +31,7 @@ from camtl.training.rundir import (
     check_run_dir,
     check_same_folds,
     check_same_model,
+    check_same_tasks,
     prepare_run_dir,
     write_skipped_rows,
     write_status,
@@ -70,6 +71,7 @@ class Trainer:
             check_run_dir(self.run_dir, resume, overwrite)
             if resume:
                 check_same_model(self.run_dir, config)
+                check_same_tasks(self.run_dir, config)
                 check_same_folds(self.run_dir, config)
         set_seed(config.seed)
         # Read and validate every data file, build the model and the sampler BEFORE the run
