@@ -248,3 +248,17 @@ def test_resuming_with_other_tasks_or_another_balancer_is_refused_naming_the_key
     other.training.balancer.name = "uncertainty"
     with pytest.raises(ConfigError, match="key 'training.balancer.name': 'uncertainty' here"):
         check_same_tasks(two_task_run, other)
+
+
+def test_a_run_being_resumed_cannot_be_resumed_twice(tmp_path: Path) -> None:
+    """The lock lives as long as its holder's descriptor (the process, for camtl train)."""
+    import os
+
+    from camtl.errors import CamtlError
+    from camtl.training.rundir import hold_run_lock
+
+    held = hold_run_lock(tmp_path)
+    with pytest.raises(CamtlError, match="another camtl process is training this run"):
+        hold_run_lock(tmp_path)
+    os.close(held)
+    os.close(hold_run_lock(tmp_path))  # free again once the holder is gone

@@ -138,6 +138,25 @@ def check_same_model(run_dir: Path, config: RunConfig) -> None:
         )
 
 
+def hold_run_lock(run_dir: Path) -> int:
+    """Resuming: an exclusive lock on the run folder for this process's life (the kernel
+    drops it when the process ends, killed or not), so that two ``--resume`` of one run
+    cannot both train it and interleave its logs. Returns the descriptor to keep open."""
+    import fcntl
+    import os
+
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise CamtlError(
+            f"{run_dir}: another camtl process is training this run; resume it once that "
+            "one has stopped"
+        ) from None
+    return descriptor
+
+
 def check_same_tasks(run_dir: Path, config: RunConfig) -> None:
     """Resuming: the tasks (names, kinds, labels in order) and the balancer must be the
     run's (its checkpoint holds their heads and the balancer's state); names the key."""

@@ -32,6 +32,7 @@ from camtl.training.rundir import (
     check_same_folds,
     check_same_model,
     check_same_tasks,
+    hold_run_lock,
     prepare_run_dir,
     write_skipped_rows,
     write_status,
@@ -70,6 +71,7 @@ class Trainer:
         if self.is_main:  # fail fast (finished run, non-empty folder) before loading data
             check_run_dir(self.run_dir, resume, overwrite)
             if resume:
+                self._run_lock = hold_run_lock(self.run_dir)
                 check_same_model(self.run_dir, config)
                 check_same_tasks(self.run_dir, config)
                 check_same_folds(self.run_dir, config)
