@@ -339,3 +339,24 @@ def test_a_task_added_to_a_fold_run_keeps_the_record_of_what_it_trained_on(
         record = json.loads((out / "cross_fit.json").read_text())
         assert list(record) == ["pairs"], record  # the added task has no fold
         assert record == json.loads((run / "cross_fit.json").read_text())
+
+
+def test_a_held_out_fold_without_examples_is_refused() -> None:
+    """More folds than examples (``--folds 100000``): a run whose fold is empty would train
+    on everything and teach nothing it did not see."""
+    from camtl.data.folds import leave_out_fold
+    from camtl.tasks.spec import TaskSpec
+
+    kind = get_kind("classification")
+    examples = [{"text_a": f"sentence {i}", "text_b": None, "label": 0} for i in range(5)]
+    used = {example_fold(kind, e, 1000) for e in examples}
+    empty = next(fold for fold in range(1000) if fold not in used)
+    spec = TaskSpec(
+        name="t",
+        type="classification",
+        text_columns=["text"],
+        label_column="label",
+        cross_fit=CrossFit(folds=1000, held_out=empty),
+    )
+    with pytest.raises(DataError, match=f"fold {empty} of 1000 holds none of the 5 training"):
+        leave_out_fold(spec, examples)

@@ -64,6 +64,12 @@ def leave_out_fold(spec: TaskSpec, examples: list[dict[str, Any]]) -> list[dict[
         return examples
     kind = spec.kind
     kept = [e for e in examples if example_fold(kind, e, cross_fit.folds) != cross_fit.held_out]
+    if len(kept) == len(examples):  # a teacher of its held-out fold that trained on all of it
+        raise DataError(
+            f"task '{spec.name}': key 'cross_fit': fold {cross_fit.held_out} of "
+            f"{cross_fit.folds} holds none of the {len(examples)} training examples, so this "
+            "run would teach nothing it did not train on (fewer folds)"
+        )
     if not kept:
         raise DataError(
             f"task '{spec.name}': key 'cross_fit': every one of the {len(examples)} training "
