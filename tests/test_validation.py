@@ -78,3 +78,14 @@ def test_serve_refuses_a_port_in_use_before_reading_the_model(
         port = taken.getsockname()[1]
         line = cli_error(capsys, "serve", str(tmp_path / "no_run"), "--port", str(port))
     assert line.startswith(f"error: --host '127.0.0.1' --port {port}: cannot listen there (")
+
+
+def test_baseline_tasks_flag_takes_spaces_and_refuses_an_empty_list(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from camtl.cli import _task_list
+
+    assert _task_list("pairs, scores ,") == ["pairs", "scores"]
+    assert _task_list(None) is None
+    line = cli_error(capsys, "baseline", "single-task", "any.yaml", "--tasks", " , ")
+    assert line == "error: --tasks ' , ': names no task (comma-separated task names)"

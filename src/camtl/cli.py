@@ -132,10 +132,11 @@ def cmd_baseline_single_task(args: argparse.Namespace) -> int:
     from camtl.config import load_config
     from camtl.evaluation.compare import format_comparison
 
+    tasks = _task_list(args.tasks)  # the flags first, then the file
     config = load_config(args.config, list(args.set or []))
     options = BaselineOptions(
         output_root=Path(args.output_root) if args.output_root else None,
-        tasks=args.tasks.split(",") if args.tasks else None,
+        tasks=tasks,
         architecture=args.architecture,
         max_steps=args.max_steps,
         overwrite=args.overwrite,
@@ -350,6 +351,15 @@ MODEL_HELP = (
     "a finished run directory, or NAMESPACE/NAME: a model pushed to the Hugging Face hub "
     "(camtl push), downloaded into its cache (a local folder of that name wins)"
 )
+
+
+def _task_list(text: str | None) -> list[str] | None:
+    """``--tasks a,b`` (spaces allowed); an empty list is refused, not read as every task."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    require(names, flag("--tasks", text), "names no task (comma-separated task names)")
+    return names
 
 
 def _count(text: str) -> int:
