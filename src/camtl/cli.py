@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--init",
         default="auto",
         help="new task embedding: random, xavier, "
-        "copy:TASK, or auto (best zero-shot dev score; default)",
+        "copy:TASK, or auto (the trained task whose probe scores best on the new dev; default)",
     )
     p.add_argument("--fraction", type=float, help="share of the task's training data (0-1]")
     p.add_argument("--steps", type=_count, help="optimizer steps (default: 3 epochs, 10-300)")
