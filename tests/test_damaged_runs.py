@@ -262,3 +262,27 @@ def test_a_run_being_resumed_cannot_be_resumed_twice(tmp_path: Path) -> None:
         hold_run_lock(tmp_path)
     os.close(held)
     os.close(hold_run_lock(tmp_path))  # free again once the holder is gone
+
+
+@pytest.mark.parametrize("lookalike", ["checkpoint", "status.json"])
+def test_overwrite_refuses_a_folder_that_only_looks_like_a_run(
+    tmp_path: Path, two_task_run: Path, capsys: pytest.CaptureFixture[str], lookalike: str
+) -> None:
+    """A folder named checkpoint/, or a status.json camtl did not write, is not a run."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    if lookalike == "checkpoint":
+        (mine / "checkpoint").mkdir()
+    else:
+        (mine / "status.json").write_text("[1, 2]")
+    cli_error(
+        capsys,
+        "train",
+        str(two_task_run / "config.yaml"),
+        "--output-dir",
+        str(mine),
+        "--overwrite",
+        parts=(f"{mine}: not a camtl run directory; refusing to overwrite it",),
+    )
+    assert (mine / "notes.txt").read_text() == "precious"

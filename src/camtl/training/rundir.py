@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from camtl.errors import CamtlError, ConfigError
 from camtl.fileio import atomic_write_text
-from camtl.runfiles import CHECKPOINT_DIR, CONFIG_FILE, SKIPPED_ROWS_FILE, STATUS_FILE
+from camtl.runfiles import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    SKIPPED_ROWS_FILE,
+    STATUS_FILE,
+    TRAINER_STATE_FILE,
+)
 
 if TYPE_CHECKING:
     from camtl.config import RunConfig
@@ -31,10 +37,16 @@ if TYPE_CHECKING:
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
+    """The run's status record; None when there is none, or none camtl wrote (unreadable,
+    or without a "status")."""
     path = run_dir / STATUS_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return status if isinstance(status, dict) and isinstance(status.get("status"), str) else None
 
 
 def write_status(run_dir: Path, status: str, **extra: Any) -> None:
@@ -66,7 +78,8 @@ def _run_dir_state(run_dir: Path, resume: bool, overwrite: bool, apply: bool) ->
         return True
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
-            if status is None and not has_checkpoint:
+            # a camtl run by what camtl writes: a folder named checkpoint/ is not enough
+            if status is None and not (run_dir / CHECKPOINT_DIR / TRAINER_STATE_FILE).is_file():
                 raise CamtlError(
                     f"{run_dir}: not a camtl run directory; refusing to "
                     "overwrite it (choose another output_dir)"
