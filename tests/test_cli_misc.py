@@ -226,3 +226,14 @@ def test_compare_by_seed_gives_one_row_per_configuration(
     _, rows = compare_rows(runs, by_seed=True)
     wide = rows[1]  # the single-task row comes first
     assert wide["shared_mean"] == 82.0 and wide["sd"]["shared_mean"] == pytest.approx(2**1.5)
+
+
+def test_hub_warnings_are_printed_once_with_our_prefix() -> None:
+    """huggingface_hub's own handler would print each retry a second time, unprefixed."""
+    import logging
+
+    from camtl.cli import _quiet_libraries
+
+    _quiet_libraries()
+    assert logging.getLogger("huggingface_hub").handlers == []
+    assert logging.getLogger("huggingface_hub").propagate

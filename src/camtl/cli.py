@@ -21,6 +21,9 @@ def _quiet_libraries() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # huggingface_hub prints its warnings (a retry of an unreachable hub) through a handler
+    # of its own and again through ours: once is enough, with our prefix
+    logging.getLogger("huggingface_hub").handlers.clear()
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # per-file checkpoint chatter
     for client in ("httpx", "httpx2"):  # a line per request of huggingface_hub's downloads
         logging.getLogger(client).setLevel(logging.WARNING)
