@@ -267,12 +267,37 @@ def test_at_least_fifty_hostile_requests_are_4xx_and_the_server_goes_on(
             failures.append((what, status, None))
     # a body over --max-body-bytes, by its declared length (a client still sending 1 MB
     # when the 413 comes would see a broken pipe instead of the answer)
-    lying = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n"
+    lying = (
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 99999999\r\n\r\n"
+    )
     if _raw_request(server.port, lying, b"{}") != 413:
         failures.append(("a Content-Length over the limit", "not 413", None))
     assert not failures, failures
     assert server.call("GET", "/health")[0] == 200
     _close(server.call("POST", "/v1/predict", reference)[1]["predictions"][0], before, 1e-6)
+
+
+def test_a_body_not_declared_as_json_is_415_and_json_types_are_read(
+    server: ServerProcess,
+) -> None:
+    """A browser's cross-site POST without a CORS preflight cannot declare JSON: refused."""
+    body = json.dumps(_body(REG, {"text": SHORT})).encode()
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        status, answer, _ = server.call(
+            "POST", "/v1/predict", raw=body, headers={"Content-Type": content_type}
+        )
+        assert status == 415, (content_type, status, answer)
+        assert answer["error"].startswith(f"Content-Type: '{content_type}' is not JSON")
+    head = f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    assert _raw_request(server.port, head.encode(), body) == 415  # no Content-Type at all
+    json_types = ("application/json; charset=utf-8", "Application/JSON", "application/x+json")
+    for content_type in json_types:
+        status, answer, _ = server.call(
+            "POST", "/v1/predict", raw=body, headers={"Content-Type": content_type}
+        )
+        assert status == 200, (content_type, status, answer)
+    assert _counted(server, "415") >= 4
 
 
 def _counted(server: ServerProcess, status: str) -> float:
@@ -482,6 +507,7 @@ class _InProcessServer:
 
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data, method=method)
+        request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 status, text = response.status, response.read().decode()

@@ -19,6 +19,7 @@ ERROR_STATUSES = {
     401: "a missing or wrong bearer token (when the server has --api-key)",
     404: "an unknown task",
     413: "a body over --max-body-bytes, or more records than --max-inputs",
+    415: "a body whose Content-Type is not application/json (or another +json type)",
     422: "a missing, wrong-typed or unreadable field; the message names it",
     500: "the server failed on this request (its log has the details)",
     503: "the queue is full (retry after Retry-After seconds) or the worker is not running",
