@@ -241,6 +241,34 @@ def test_squad_structure_errors(tmp_path: Path) -> None:
     assert "not SQuAD" in message
 
 
+@pytest.mark.parametrize(
+    ("paragraph", "expected"),
+    [
+        ({"context": "c", "qas": None}, "data[0].paragraphs[0].qas: expected a list, got null"),
+        ({"context": "c"}, "data[0].paragraphs[0]: 'qas' is missing"),
+        (
+            {"context": 3, "qas": []},
+            "data[0].paragraphs[0].context: expected a string, got an integer",
+        ),
+        ("a paragraph", "data[0].paragraphs[0]: expected an object with 'context', got a string"),
+        (
+            {
+                "context": "c",
+                "qas": [{"question": "q", "answers": [{"text": "c", "answer_start": True}]}],
+            },
+            "data[0].paragraphs[0].qas[0].answers[0].answer_start: expected an integer, "
+            "got a boolean",
+        ),
+    ],
+)
+def test_squad_errors_name_the_field_and_its_json_type(
+    tmp_path: Path, paragraph: object, expected: str
+) -> None:
+    bad = {"data": [{"title": "t", "paragraphs": [paragraph]}]}
+    message = error_of(read_squad, write(tmp_path / "s.json", json.dumps(bad)))
+    assert message == f"{tmp_path / 's.json'}: {expected}"
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 

@@ -337,11 +337,29 @@ def read_squad(path: str | Path, encoding: str = "utf-8") -> list[Record]:
     return _squad_records(path, data)
 
 
+# JSON's names for the types a SQuAD file holds, for messages about the file (not Python's)
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "an integer"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return "a number"
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
 def _need(path: str | Path, where: str, node: Any, key: str, kind: type) -> Any:
-    value = node.get(key) if isinstance(node, dict) else None
-    if not isinstance(value, kind):
+    if not isinstance(node, dict):
+        raise DataError(f"{path}: {where}: expected an object with '{key}', got {_json_type(node)}")
+    if key not in node:
+        raise DataError(f"{path}: {where}: '{key}' is missing")
+    value = node[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise DataError(
-            f"{path}: {where}: expected '{key}' to be a {kind.__name__}, got {type(value).__name__}"
+            f"{path}: {where}.{key}: expected {_JSON_TYPES[kind]}, got {_json_type(value)}"
         )
     return value
 
