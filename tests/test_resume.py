@@ -124,6 +124,55 @@ def test_resume_refuses_a_changed_model_in_one_line(config: Path, tmp_path: Path
     assert sorted(p.name for p in run.iterdir()) == before  # nothing touched
 
 
+@pytest.mark.parametrize(
+    ("key", "started_with", "message"),
+    [
+        ("batch_size", 7, "key 'training.batch_size': 8 here, but the run in {run} started with 7"),
+        ("max_steps", 3, "key 'training.max_steps': 8 here, but the run in {run} started with 3"),
+        ("learning_rate", 0.1, "key 'training.learning_rate': 0.001 here, but"),
+        ("seed", 99, "key 'seed': 3 here, but the run in {run} started with 99"),
+    ],
+)
+def test_resume_refuses_another_recipe_naming_the_key(
+    config: Path, tmp_path: Path, key: str, started_with: Any, message: str
+) -> None:
+    """A resume continues the run's schedule, sampler and RNG exactly; a changed batch size,
+    step count, learning rate or seed would train by neither recipe."""
+    run = tmp_path / "old-run"
+    (run / "checkpoint").mkdir(parents=True)
+    data = yaml.safe_load(config.read_text())
+    assert (data["training"]["batch_size"], data["training"]["learning_rate"]) == (8, 1e-3)
+    started = {**data, "output_dir": str(run), "training": dict(data["training"])}
+    if key == "seed":
+        started["seed"] = started_with
+    else:
+        started["training"][key] = started_with
+    (run / "config.yaml").write_text(yaml.safe_dump(started))
+    before = sorted(p.name for p in run.iterdir())
+    code, lines = main_stderr(["train", str(config), "--output-dir", str(run), "--resume"])
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: " + message.format(run=run)), lines
+    assert lines[0].endswith("(set it back to resume, or --overwrite to train again)")
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing touched
+
+
+def test_resume_may_change_what_does_not_change_the_training(config: Path) -> None:
+    from camtl.config import load_config
+    from camtl.training.rundir import check_same_recipe
+
+    run = config.parent / "recipe-run"
+    run.mkdir()
+    data = yaml.safe_load(config.read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**data, "output_dir": str(run)}))
+    resumed = load_config(config)
+    resumed.training.num_threads = 1
+    resumed.training.eval_batch_size = 3
+    resumed.training.log_every = 5
+    resumed.training.checkpoint_every = 2
+    resumed.training.optimizer_impl = "torch_default"
+    check_same_recipe(run, resumed)  # no error
+
+
 def test_resume_with_nothing_to_resume_fails_in_one_line(config: Path, tmp_path: Path) -> None:
     run = tmp_path / "never-trained"
     code, lines = main_stderr(["train", str(config), "--output-dir", str(run), "--resume"])

@@ -193,6 +193,62 @@ def check_same_tasks(run_dir: Path, config: RunConfig) -> None:
         )
 
 
+# training keys a resumed run may change: they do not change what is trained (threads, how
+# evaluation batches, how often it logs or checkpoints) or change only floating-point
+# rounding (the AdamW kernel, casting frozen weights once); where the teachers' folder is
+# (the teachers themselves are checked against the tasks when the run starts)
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "training.num_threads",
+        "training.eval_batch_size",
+        "training.log_every",
+        "training.checkpoint_every",
+        "training.optimizer_impl",
+        "training.cast_frozen_once",
+        "training.distillation.teachers",
+    }
+)
+
+
+def check_same_recipe(run_dir: Path, config: RunConfig) -> None:
+    """Resuming: the seed and the training section must be the run's, but for the keys of
+    ``RESUME_MAY_CHANGE``. A resume continues exactly (schedule, sampler, RNG states); a
+    changed ``max_steps``, ``batch_size`` or learning rate would train by neither recipe."""
+    from camtl.config import load_saved_config
+    from camtl.structured import to_dict
+
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
+    saved = load_saved_config(run_dir)
+    if saved.seed != config.seed:
+        raise ConfigError(
+            f"key 'seed': {config.seed!r} here, but the run in {run_dir} started with "
+            f"{saved.seed!r} (set it back to resume, or --overwrite to train again)"
+        )
+    difference = _first_difference(
+        _without(to_dict(saved.training), "training"),
+        _without(to_dict(config.training), "training"),
+        "training",
+    )
+    if difference:
+        key, old, new = difference
+        raise ConfigError(
+            f"key '{key}': {new!r} here, but the run in {run_dir} started with {old!r} "
+            "(set it back to resume, or --overwrite to train again)"
+        )
+
+
+def _without(section: Any, path: str) -> Any:
+    """``section`` less the keys of ``RESUME_MAY_CHANGE`` (found by their dotted path)."""
+    if not isinstance(section, dict):
+        return section
+    return {
+        key: _without(value, f"{path}.{key}")
+        for key, value in section.items()
+        if f"{path}.{key}" not in RESUME_MAY_CHANGE
+    }
+
+
 def check_same_folds(run_dir: Path, config: RunConfig) -> None:
     """Resuming or keeping a run: each task must hold out the fold of train it started with
     (``cross_fit``; none for a plain run). One trained on another split of train would, as

@@ -31,6 +31,7 @@ from camtl.training.rundir import (
     check_run_dir,
     check_same_folds,
     check_same_model,
+    check_same_recipe,
     check_same_tasks,
     hold_run_lock,
     prepare_run_dir,
@@ -74,6 +75,7 @@ class Trainer:
                 self._run_lock = hold_run_lock(self.run_dir)
                 check_same_model(self.run_dir, config)
                 check_same_tasks(self.run_dir, config)
+                check_same_recipe(self.run_dir, config)
                 check_same_folds(self.run_dir, config)
         set_seed(config.seed)
         # Read and validate every data file, build the model and the sampler BEFORE the run
