@@ -286,3 +286,21 @@ def test_overwrite_refuses_a_folder_that_only_looks_like_a_run(
         parts=(f"{mine}: not a camtl run directory; refusing to overwrite it",),
     )
     assert (mine / "notes.txt").read_text() == "precious"
+
+
+def test_reports_are_not_written_into_an_unfinished_run(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its model changes when it resumes; reports written into it would then go stale."""
+    (run / "status.json").write_text('{"status": "running"}')
+    before = snapshot(run)
+    stale = "the run is unfinished (status 'running'); its model changes when it resumes"
+    cli_error(capsys, "evaluate", str(run), parts=(str(run), stale, "give --output-dir"))
+    cli_error(capsys, "analyze", "covsim", str(run), parts=(stale, "analyse it once it finishes"))
+    assert snapshot(run) == before
+    from camtl.cli import main
+
+    elsewhere = tmp_path / "peek"
+    assert main(["evaluate", str(run), "--output-dir", str(elsewhere)]) == 0
+    assert (elsewhere / "eval_dev.json").is_file()
+    assert snapshot(run) == before

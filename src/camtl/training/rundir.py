@@ -49,6 +49,17 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
     return status if isinstance(status, dict) and isinstance(status.get("status"), str) else None
 
 
+def check_finished_for_reports(run_dir: Path, instead: str) -> None:
+    """Refuse to write reports into a run that is still training or was stopped: its model
+    changes when it resumes, and the reports would then describe another model."""
+    status = read_status(run_dir)
+    if status is not None and status["status"] != "completed":
+        raise CamtlError(
+            f"{run_dir}: the run is unfinished (status {status['status']!r}); its model "
+            f"changes when it resumes, so reports written into it would go stale: {instead}"
+        )
+
+
 def write_status(run_dir: Path, status: str, **extra: Any) -> None:
     data = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
     atomic_write_text(run_dir / STATUS_FILE, json.dumps(data, indent=2))
