@@ -292,15 +292,24 @@ def test_reports_are_not_written_into_an_unfinished_run(
     run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Its model changes when it resumes; reports written into it would then go stale."""
+    from camtl.cli import main
+    from camtl.errors import CamtlError
+    from camtl.evaluation.runs import evaluate_run
+
     (run / "status.json").write_text('{"status": "running"}')
+    (run / "checkpoint").mkdir()
     before = snapshot(run)
     stale = "the run is unfinished (status 'running'); its model changes when it resumes"
-    cli_error(capsys, "evaluate", str(run), parts=(str(run), stale, "give --output-dir"))
+    elsewhere = "give another output folder (--output-dir), or evaluate it once it finishes"
+    cli_error(capsys, "evaluate", str(run), parts=(str(run), stale, elsewhere))
     cli_error(capsys, "analyze", "covsim", str(run), parts=(stale, "analyse it once it finishes"))
+    with pytest.raises(CamtlError, match="the run is unfinished"):
+        evaluate_run(run)  # the library, too
     assert snapshot(run) == before
-    from camtl.cli import main
-
-    elsewhere = tmp_path / "peek"
-    assert main(["evaluate", str(run), "--output-dir", str(elsewhere)]) == 0
-    assert (elsewhere / "eval_dev.json").is_file()
+    peek = tmp_path / "peek"
+    assert main(["evaluate", str(run), "--output-dir", str(peek)]) == 0
+    assert (peek / "eval_dev.json").is_file()
     assert snapshot(run) == before
+    (run / "checkpoint").rmdir()  # stopped before its first checkpoint: nothing to resume
+    nothing = "it stopped with nothing to resume (camtl train --overwrite trains it again)"
+    cli_error(capsys, "evaluate", str(run), parts=(nothing, elsewhere))

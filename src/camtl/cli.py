@@ -69,10 +69,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         require(device == "cpu", flag("--device", args.device), "--zero-shot runs on the CPU only")
     run_dir = resolve_model(args.run_dir, args.revision)
     output_dir = _evaluation_dir(args, run_dir)
-    if output_dir.resolve() == run_dir.resolve():
-        from camtl.training.rundir import check_finished_for_reports
-
-        check_finished_for_reports(run_dir, "give --output-dir, or evaluate it once it finishes")
     if args.zero_shot:
         from camtl.transfer import zero_shot_report
 
@@ -242,9 +238,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_analyze_covsim(args: argparse.Namespace) -> int:
     from camtl.analysis.covsim import analyze_covsim
-    from camtl.training.rundir import check_finished_for_reports
 
-    check_finished_for_reports(Path(args.run_dir), "analyse it once it finishes")
     analyze_covsim(Path(args.run_dir), args.split, args.max_examples)
     return 0
 

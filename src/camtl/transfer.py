@@ -41,7 +41,12 @@ from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import CONFIG_FILE, CROSS_FIT_FILE, TRANSFER_FILE
 from camtl.sampling import BatchScheduler, build_sampler
 from camtl.tasks.spec import TaskSpec
-from camtl.training.rundir import prepare_run_dir, write_status
+from camtl.training.rundir import (
+    EVALUATE_ELSEWHERE,
+    check_finished_for_reports,
+    prepare_run_dir,
+    write_status,
+)
 from camtl.training.step import SingleProcess, StepParts, train_step
 
 INITS = ("random", "xavier", "auto")  # and copy:TASK
@@ -424,6 +429,7 @@ def zero_shot_report(
 ) -> list[dict]:
     """`camtl evaluate RUN --zero-shot TASK.yaml`: print the scores per row and save them in
     ``output_dir`` (default: ``run_dir``)."""
+    check_finished_for_reports(run_dir, EVALUATE_ELSEWHERE, output_dir)
     config, model, tokenizer = load_run(run_dir)
     task = load_new_task(task_file, model, tokenizer, None, ("train", "dev"))
     results = zero_shot_scores(

@@ -98,6 +98,9 @@ def analyze_covsim(
     run_dir: Path, split: str = "dev", max_examples: int = 500, energy: float = 0.99
 ) -> dict[str, Any]:
     """Write covsim.json, covsim.md and covsim.png into ``run_dir``; return the result."""
+    from camtl.training.rundir import check_finished_for_reports
+
+    check_finished_for_reports(run_dir, "analyse it once it finishes")
     _, model, tokenizer = load_run(run_dir)
     tasks = prepare_tasks(
         model.tasks, tokenizer, ("train", split), labels=model.labels, encode=(split,)

@@ -39,6 +39,9 @@ def evaluate_run(
     """Evaluate the saved model of ``run_dir`` and write ``eval_<split>.{json,md}`` into
     ``output_dir`` (default: ``run_dir``). ``device``: a ``--device`` value (camtl.device);
     ``name``: what the report calls the model (default: ``run_dir``)."""
+    from camtl.training.rundir import EVALUATE_ELSEWHERE, check_finished_for_reports
+
+    check_finished_for_reports(run_dir, EVALUATE_ELSEWHERE, output_dir)
     device = resolve_device(device)
     config, model, tokenizer = load_run(run_dir, device)
     tasks = prepare_tasks(

@@ -49,15 +49,25 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
     return status if isinstance(status, dict) and isinstance(status.get("status"), str) else None
 
 
-def check_finished_for_reports(run_dir: Path, instead: str) -> None:
-    """Refuse to write reports into a run that is still training or was stopped: its model
-    changes when it resumes, and the reports would then describe another model."""
+EVALUATE_ELSEWHERE = "give another output folder (--output-dir), or evaluate it once it finishes"
+
+
+def check_finished_for_reports(run_dir: Path, instead: str, output_dir: Path | None = None) -> None:
+    """Refuse to write reports into a run that is still training or was stopped (reports
+    written elsewhere, ``output_dir``, are fine): its model changes when it resumes, and the
+    reports would then describe another model."""
+    if output_dir is not None and output_dir.resolve() != run_dir.resolve():
+        return
     status = read_status(run_dir)
-    if status is not None and status["status"] != "completed":
-        raise CamtlError(
-            f"{run_dir}: the run is unfinished (status {status['status']!r}); its model "
-            f"changes when it resumes, so reports written into it would go stale: {instead}"
-        )
+    if status is None or status["status"] == "completed":
+        return
+    if (run_dir / CHECKPOINT_DIR).is_dir():
+        why = "its model changes when it resumes, so reports written into it would go stale"
+    else:
+        why = "it stopped with nothing to resume (camtl train --overwrite trains it again)"
+    raise CamtlError(
+        f"{run_dir}: the run is unfinished (status {status['status']!r}); {why}: {instead}"
+    )
 
 
 def write_status(run_dir: Path, status: str, **extra: Any) -> None:
