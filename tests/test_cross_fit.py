@@ -163,6 +163,27 @@ def test_baseline_folds_writes_one_run_per_held_out_fold(
     assert not (plain / "pairs" / "fold_0").exists()
 
 
+def test_baseline_checks_an_interrupted_runs_recipe_before_any_run_trains(
+    fold_teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(shutil.copytree(fold_teachers, tmp_path / "mtl_cross_fit"))
+    shutil.copy(fold_teachers.parent / "mtl.yaml", tmp_path / "mtl.yaml")  # absolute data paths
+    interrupted = root / "tags" / "fold_1"
+    (interrupted / "checkpoint").mkdir()
+    (interrupted / "status.json").write_text('{"status": "running"}')
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    capsys.readouterr()
+    again = ["baseline", "single-task", str(tmp_path / "mtl.yaml"), "--folds", "2"]
+    assert main([*again, "--max-steps", "5", "--output-root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {interrupted}: key 'training.max_steps': 5 here, but the run")
+    assert err.endswith(
+        "started with 2 (set it back to resume, or --overwrite to train again) "
+        "(or choose another --output-root)"
+    )
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before  # nothing trained
+
+
 def test_a_resumed_run_keeps_its_fold(
     fold_teachers: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,6 +19,8 @@ import yaml
 from safetensors.torch import load_file
 
 from camtl.cli import main
+from camtl.distillation.config import DistillationConfig
+from camtl.errors import ConfigError
 from camtl.testing.runs import camtl_train_process, wait_for, write_config, write_task_files
 
 MAX_STEPS, CHECKPOINT_EVERY, EVAL_EVERY, KILL_AFTER = 8, 3, 4, 5
@@ -75,6 +77,7 @@ def runs(config: Path) -> dict[str, Path]:
         assert json.loads((run / "status.json").read_text())["status"] == "running"
         state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
         assert state["step"] == CHECKPOINT_EVERY  # the last checkpoint before the kill
+        assert state["precision"] in ("no", "bf16")  # as resolved; a resume must match it
         # The killed run got past its checkpoint; what it logged after must be undone.
         assert [r["step"] for r in jsonl(run / "metrics.jsonl")] == [4]
         assert [r["step"] for r in jsonl(run / "train_log.jsonl")] == [1, 2, 3, 4, 5]
@@ -131,6 +134,8 @@ def test_resume_refuses_a_changed_model_in_one_line(config: Path, tmp_path: Path
         ("max_steps", 3, "key 'training.max_steps': 8 here, but the run in {run} started with 3"),
         ("learning_rate", 0.1, "key 'training.learning_rate': 0.001 here, but"),
         ("seed", 99, "key 'seed': 3 here, but the run in {run} started with 99"),
+        ("max_length", 16, "key 'tasks[0].max_length': 128 here, but the run in {run} started"),
+        ("sampler", {"name": "temperature"}, "key 'training.sampler.name': 'uniform' here"),
     ],
 )
 def test_resume_refuses_another_recipe_naming_the_key(
@@ -145,6 +150,8 @@ def test_resume_refuses_another_recipe_naming_the_key(
     started = {**data, "output_dir": str(run), "training": dict(data["training"])}
     if key == "seed":
         started["seed"] = started_with
+    elif key == "max_length":
+        started["tasks"] = [{**data["tasks"][0], "max_length": started_with}, *data["tasks"][1:]]
     else:
         started["training"][key] = started_with
     (run / "config.yaml").write_text(yaml.safe_dump(started))
@@ -163,14 +170,42 @@ def test_resume_may_change_what_does_not_change_the_training(config: Path) -> No
     run = config.parent / "recipe-run"
     run.mkdir()
     data = yaml.safe_load(config.read_text())
+    data["training"]["sampler"] = {"name": "temperature"}
     (run / "config.yaml").write_text(yaml.safe_dump({**data, "output_dir": str(run)}))
-    resumed = load_config(config)
+    resumed = load_config(config, ["training.sampler={name: temperature}"])
     resumed.training.num_threads = 1
     resumed.training.eval_batch_size = 3
     resumed.training.log_every = 5
     resumed.training.checkpoint_every = 2
     resumed.training.optimizer_impl = "torch_default"
+    resumed.training.mixed_precision = "bf16"  # compared as resolved: check_same_precision
+    resumed.tasks[0].description = "pairs of sentences"
+    resumed.tasks[0].source.paths = {"train": "/moved/pairs.jsonl"}
+    # the sampler's options as validated: its defaults written out are the same options
+    resumed.training.sampler.options = {"temperature": 2.0}
     check_same_recipe(run, resumed)  # no error
+    resumed.training.distillation = DistillationConfig(teachers="other_teachers")
+    with pytest.raises(ConfigError, match=r"key 'training.distillation': \{'teachers': 'other_"):
+        check_same_recipe(run, resumed)
+
+
+def test_resume_refuses_a_run_trained_in_another_precision(tmp_path: Path) -> None:
+    """``auto`` resolves by machine: a bf16 run resumed where bf16 is slow would go on in fp32."""
+    from camtl.training.rundir import check_same_precision
+
+    state = tmp_path / "checkpoint" / "trainer_state.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps({"step": 3, "precision": "bf16"}))
+    check_same_precision(tmp_path, "bf16")
+    with pytest.raises(ConfigError) as info:
+        check_same_precision(tmp_path, "no")
+    assert str(info.value) == (
+        f"key 'training.mixed_precision': resolves to 'no' here, but the run in {tmp_path} "
+        "trained in 'bf16' (write mixed_precision: bf16 to resume it as it was, or --overwrite "
+        "to train again)"
+    )
+    state.write_text(json.dumps({"step": 3}))  # a checkpoint from before the record: not known
+    check_same_precision(tmp_path, "no")
 
 
 def test_resume_with_nothing_to_resume_fails_in_one_line(config: Path, tmp_path: Path) -> None:

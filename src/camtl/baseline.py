@@ -23,7 +23,12 @@ from camtl.data.folds import fold_run_name
 from camtl.errors import ConfigError
 from camtl.runfiles import CHECKPOINT_DIR, CONFIG_FILE
 from camtl.tasks.spec import CrossFit
-from camtl.training.rundir import check_same_folds, read_status
+from camtl.training.rundir import (
+    check_same_folds,
+    check_same_recipe,
+    check_same_tasks,
+    read_status,
+)
 
 log = logging.getLogger("camtl")
 
@@ -118,8 +123,16 @@ def _check_folder(single: RunConfig, options: BaselineOptions) -> None:
             f"--folds: {run_dir.parent} holds a run; the cross-fitted runs go in a folder of "
             "their own (--output-root)"
         )
-    if not options.overwrite:
-        try:
-            check_same_folds(run_dir, single)
-        except ConfigError as error:
-            raise ConfigError(f"{run_dir}: {error} (or choose another --output-root)") from None
+    if options.overwrite:
+        return
+    status = read_status(run_dir)
+    resumes = (run_dir / CHECKPOINT_DIR).is_dir() and not (
+        status and status.get("status") == "completed"
+    )
+    try:
+        check_same_folds(run_dir, single)
+        if resumes:  # what train --resume checks, before any run trains
+            check_same_tasks(run_dir, single)
+            check_same_recipe(run_dir, single)
+    except ConfigError as error:
+        raise ConfigError(f"{run_dir}: {error} (or choose another --output-root)") from None

@@ -44,6 +44,9 @@ class Progress:
     elapsed: float = 0.0  # seconds since the run started, across resumes
     overhead: float = 0.0  # seconds of evaluation and checkpointing inside ``elapsed``
     history: list[dict[str, Any]] = field(default_factory=list)  # the dev evaluations
+    # the mixed precision the run trains in, as resolved ("bf16", "no"...); a resume must
+    # resolve to the same (rundir.check_same_precision); None in checkpoints before it
+    precision: str | None = None
 
 
 class BatchSchedulerState:

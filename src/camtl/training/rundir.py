@@ -214,10 +214,10 @@ def check_same_tasks(run_dir: Path, config: RunConfig) -> None:
         )
 
 
-# training keys a resumed run may change: they do not change what is trained (threads, how
-# evaluation batches, how often it logs or checkpoints) or change only floating-point
-# rounding (the AdamW kernel, casting frozen weights once); where the teachers' folder is
-# (the teachers themselves are checked against the tasks when the run starts)
+# keys a resumed run may change: they do not change what is trained (threads, how evaluation
+# batches, how often it logs or checkpoints), or only its floating-point rounding (the AdamW
+# kernel); casting frozen weights once is bit-identical. mixed_precision is compared as it
+# resolves on this machine (check_same_precision), not as written.
 RESUME_MAY_CHANGE = frozenset(
     {
         "training.num_threads",
@@ -226,17 +226,23 @@ RESUME_MAY_CHANGE = frozenset(
         "training.checkpoint_every",
         "training.optimizer_impl",
         "training.cast_frozen_once",
-        "training.distillation.teachers",
+        "training.mixed_precision",
     }
 )
+# a task's keys a resumed run may change: where its files are (moved, the same data), its
+# description; its labels and cross_fit have checks of their own (check_same_tasks,
+# check_same_folds)
+TASK_MAY_CHANGE = frozenset({"source.paths", "source.root", "description", "labels", "cross_fit"})
+AGAIN = "set it back to resume, or --overwrite to train again"
 
 
 def check_same_recipe(run_dir: Path, config: RunConfig) -> None:
-    """Resuming: the seed and the training section must be the run's, but for the keys of
-    ``RESUME_MAY_CHANGE``. A resume continues exactly (schedule, sampler, RNG states); a
-    changed ``max_steps``, ``batch_size`` or learning rate would train by neither recipe."""
+    """Resuming: the seed, the training section (sampler and balancer options as validated)
+    and each task's settings must be the run's, but for the keys that do not change what is
+    trained (``RESUME_MAY_CHANGE``, ``TASK_MAY_CHANGE``). A resume continues exactly
+    (schedule, sampler, RNG states); a changed ``max_steps``, ``batch_size``, learning rate,
+    teachers or ``max_length`` would train by neither recipe. Call after check_same_tasks."""
     from camtl.config import load_saved_config
-    from camtl.structured import to_dict
 
     if not (run_dir / CONFIG_FILE).is_file():
         return
@@ -244,30 +250,77 @@ def check_same_recipe(run_dir: Path, config: RunConfig) -> None:
     if saved.seed != config.seed:
         raise ConfigError(
             f"key 'seed': {config.seed!r} here, but the run in {run_dir} started with "
-            f"{saved.seed!r} (set it back to resume, or --overwrite to train again)"
+            f"{saved.seed!r} ({AGAIN})"
         )
-    difference = _first_difference(
-        _without(to_dict(saved.training), "training"),
-        _without(to_dict(config.training), "training"),
-        "training",
-    )
-    if difference:
-        key, old, new = difference
+    pairs = [(_recipe(saved.training), _recipe(config.training), "training")]
+    pairs += [
+        (_task_recipe(before), _task_recipe(now), f"tasks[{i}]")
+        for i, (before, now) in enumerate(zip(saved.tasks, config.tasks))
+    ]
+    for before, now, path in pairs:
+        difference = _first_difference(before, now, path)
+        if difference:
+            key, old, new = difference
+            raise ConfigError(
+                f"key '{key}': {_shown(new)} here, but the run in {run_dir} started with "
+                f"{_shown(old)} ({AGAIN})"
+            )
+
+
+def check_same_precision(run_dir: Path, precision: str) -> None:
+    """Resuming: the precision ``training.mixed_precision`` resolves to here must be the one
+    the run trained in (its checkpoint records it): ``auto`` resolves by machine, and a run
+    started in bf16 and resumed on a machine without fast bf16 would go on in fp32."""
+    try:
+        state = json.loads((run_dir / CHECKPOINT_DIR / TRAINER_STATE_FILE).read_text("utf-8"))
+    except (OSError, ValueError):  # checkpoint.load names a damaged or missing state
+        return
+    started = state.get("precision") if isinstance(state, dict) else None
+    if started is not None and started != precision:
         raise ConfigError(
-            f"key '{key}': {new!r} here, but the run in {run_dir} started with {old!r} "
-            "(set it back to resume, or --overwrite to train again)"
+            f"key 'training.mixed_precision': resolves to {precision!r} here, but the run in "
+            f"{run_dir} trained in {started!r} (write mixed_precision: {started} to resume it "
+            "as it was, or --overwrite to train again)"
         )
 
 
-def _without(section: Any, path: str) -> Any:
-    """``section`` less the keys of ``RESUME_MAY_CHANGE`` (found by their dotted path)."""
+def _recipe(training: Any) -> Any:
+    """The training section as compared on resume: without ``RESUME_MAY_CHANGE``, and the
+    sampler's and balancer's options as validated (defaults written out or not: the same)."""
+    from camtl.balancing.base import BALANCERS
+    from camtl.sampling.base import SAMPLERS
+    from camtl.structured import to_dict
+
+    data = _without(to_dict(training), "training", RESUME_MAY_CHANGE)
+    for key, registry in (("sampler", SAMPLERS), ("balancer", BALANCERS)):
+        chosen = getattr(training, key)
+        data[key]["options"] = to_dict(registry.lookup(chosen.name, chosen.options)[1])
+    return data
+
+
+def _task_recipe(task: Any) -> Any:
+    from camtl.structured import to_dict
+
+    return {
+        key: _without(value, key, TASK_MAY_CHANGE)
+        for key, value in to_dict(task).items()
+        if key not in TASK_MAY_CHANGE
+    }
+
+
+def _without(section: Any, path: str, may_change: frozenset[str]) -> Any:
+    """``section`` less the keys of ``may_change`` (found by their dotted path)."""
     if not isinstance(section, dict):
         return section
     return {
-        key: _without(value, f"{path}.{key}")
+        key: _without(value, f"{path}.{key}", may_change)
         for key, value in section.items()
-        if f"{path}.{key}" not in RESUME_MAY_CHANGE
+        if f"{path}.{key}" not in may_change
     }
+
+
+def _shown(value: Any) -> str:
+    return "nothing (unset)" if value is None else repr(value)
 
 
 def check_same_folds(run_dir: Path, config: RunConfig) -> None:

@@ -31,6 +31,7 @@ from camtl.training.rundir import (
     check_run_dir,
     check_same_folds,
     check_same_model,
+    check_same_precision,
     check_same_recipe,
     check_same_tasks,
     hold_run_lock,
@@ -76,6 +77,7 @@ class Trainer:
                 check_same_model(self.run_dir, config)
                 check_same_tasks(self.run_dir, config)
                 check_same_recipe(self.run_dir, config)
+                check_same_precision(self.run_dir, self.precision)
                 check_same_folds(self.run_dir, config)
         set_seed(config.seed)
         # Read and validate every data file, build the model and the sampler BEFORE the run
@@ -127,6 +129,7 @@ class Trainer:
             save_config(self.config, self.run_dir / CONFIG_FILE)
             write_status(self.run_dir, "running")
         progress = self.progress
+        progress.precision = self.precision  # checked against the checkpoint's on resume
         logs = RunLogs(self.run_dir, self.is_main, progress.step, cfg.max_steps, self.resuming)
         kill_after = checkpoint.kill_after_step()  # a test hook (tests/test_resume.py)
         checkpoint_every = cfg.checkpoint_every or cfg.eval_every
