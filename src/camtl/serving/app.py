@@ -290,7 +290,8 @@ CLIENT_CLOSED = 499
 
 
 def _check_json_type(content_type: str | None) -> None:
-    """Refuse a body not declared as JSON, as FastAPI does for the bodies it reads itself.
+    """Refuse a body not declared as JSON (FastAPI, too, refuses one on the routes whose
+    body it reads itself, with a 422).
 
     Why: a browser sends a cross-site POST without asking first (no CORS preflight) only when
     its Content-Type is absent, text/plain, a form or multipart; requiring JSON makes it ask,
