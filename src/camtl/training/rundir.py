@@ -301,22 +301,20 @@ def _recipe(training: Any) -> Any:
 def _task_recipe(task: Any) -> Any:
     from camtl.structured import to_dict
 
-    return {
-        key: _without(value, key, TASK_MAY_CHANGE)
-        for key, value in to_dict(task).items()
-        if key not in TASK_MAY_CHANGE
-    }
+    return _without(to_dict(task), "", TASK_MAY_CHANGE)
 
 
 def _without(section: Any, path: str, may_change: frozenset[str]) -> Any:
-    """``section`` less the keys of ``may_change`` (found by their dotted path)."""
+    """``section`` less the keys of ``may_change`` (found by their dotted path below
+    ``path``; "" for the top)."""
     if not isinstance(section, dict):
         return section
-    return {
-        key: _without(value, f"{path}.{key}", may_change)
-        for key, value in section.items()
-        if f"{path}.{key}" not in may_change
-    }
+    kept = {}
+    for key, value in section.items():
+        dotted = f"{path}.{key}" if path else key
+        if dotted not in may_change:
+            kept[key] = _without(value, dotted, may_change)
+    return kept
 
 
 def _shown(value: Any) -> str:
