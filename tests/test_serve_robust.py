@@ -268,7 +268,7 @@ def test_at_least_fifty_hostile_requests_are_4xx_and_the_server_goes_on(
     # a body over --max-body-bytes, by its declared length (a client still sending 1 MB
     # when the 413 comes would see a broken pipe instead of the answer)
     lying = (
-        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: 99999999\r\n\r\n"
     )
     if _raw_request(server.port, lying, b"{}") != 413:
@@ -289,7 +289,7 @@ def test_a_body_not_declared_as_json_is_415_and_json_types_are_read(
         )
         assert status == 415, (content_type, status, answer)
         assert answer["error"].startswith(f"Content-Type: '{content_type}' is not JSON")
-    head = f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    head = f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
     assert _raw_request(server.port, head.encode(), body) == 415  # no Content-Type at all
     json_types = ("application/json; charset=utf-8", "Application/JSON", "application/x+json")
     for content_type in json_types:
@@ -307,6 +307,40 @@ def _counted(server: ServerProcess, status: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(label))
 
 
+def test_a_host_header_not_naming_this_server_is_400_on_every_path(
+    server: ServerProcess, served_run: Path
+) -> None:
+    """DNS rebinding: a page on evil.example re-points its name at 127.0.0.1, and the
+    browser still sends its own name as Host; a server bound to localhost refuses it."""
+    body = _body(REG, {"text": SHORT})
+    for method, path, payload in (
+        ("GET", "/health", None),
+        ("GET", "/v1/tasks", None),
+        ("GET", "/metrics", None),
+        ("POST", "/v1/predict", body),
+    ):
+        for host in ("evil.example", f"evil.example:{server.port}", "127.0.0.1.evil.example"):
+            status, answer, _ = server.call(method, path, payload, headers={"Host": host})
+            assert status == 400, (method, path, host, status, answer)
+            assert answer["error"].startswith(f"Host: {host!r} is not a name this server")
+    for host in (f"localhost:{server.port}", "LOCALHOST", "127.0.0.1", f"[::1]:{server.port}"):
+        status, answer, _ = server.call("POST", "/v1/predict", body, headers={"Host": host})
+        assert status == 200, (host, status, answer)
+    allowing = ServerProcess(served_run, "--allowed-hosts", "api.example.com, *.corp.example")
+    try:
+        for host, expected in (
+            ("api.example.com", 200),
+            ("models.corp.example:443", 200),
+            (f"localhost:{allowing.port}", 200),  # loopback names stay allowed
+            ("corp.example", 400),
+            ("evil.example", 400),
+        ):
+            status, answer, _ = allowing.call("POST", "/v1/predict", body, headers={"Host": host})
+            assert status == expected, (host, status, answer)
+    finally:
+        assert allowing.stop() == 0
+
+
 def test_a_client_that_hangs_up_mid_body_is_counted_apart_from_server_failures(
     server: ServerProcess,
 ) -> None:
@@ -315,7 +349,8 @@ def test_a_client_that_hangs_up_mid_body_is_counted_apart_from_server_failures(
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             sock.sendall(
-                b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n"
                 b'Content-Length: 500\r\n\r\n{"task": '
             )
     deadline = time.monotonic() + 10

@@ -89,3 +89,32 @@ def test_baseline_tasks_flag_takes_spaces_and_refuses_an_empty_list(
     assert _task_list(None) is None
     line = cli_error(capsys, "baseline", "single-task", "any.yaml", "--tasks", " , ")
     assert line == "error: --tasks ' , ': names no task (comma-separated task names)"
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        (
+            "a.com,,b.com",
+            "error: --allowed-hosts 'a.com,,b.com': an empty name (separate names "
+            "with single commas)",
+        ),
+        (
+            "https://a.com",
+            "error: --allowed-hosts 'https://a.com': 'https://a.com': a host name, not a URL",
+        ),
+        (
+            "a.com:8000",
+            "error: --allowed-hosts 'a.com:8000': 'a.com:8000': give the name without a port",
+        ),
+        (
+            "a*.com",
+            "error: --allowed-hosts 'a*.com': 'a*.com': '*' stands alone or starts '*.example.com'",
+        ),
+    ],
+)
+def test_serve_refuses_a_bad_allowed_hosts_before_reading_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, line: str
+) -> None:
+    pytest.importorskip("uvicorn")
+    assert cli_error(capsys, "serve", str(tmp_path / "no_run"), "--allowed-hosts", value) == line

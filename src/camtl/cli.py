@@ -155,9 +155,11 @@ def cmd_baseline_single_task(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from camtl.device import resolve_device
     from camtl.hub_models import resolve_model
+    from camtl.serving.hosts import parse_allowed_hosts
     from camtl.serving.server import check_can_listen, check_flags, serve
 
     # bad flags, and a port already taken, are refused before any download
+    parse_allowed_hosts(args.allowed_hosts, args.host)
     check_flags(
         args.port,
         args.max_batch_tokens,
@@ -179,6 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         api_key=args.api_key or os.environ.get("CAMTL_API_KEY") or None,
         device=args.device,
+        allowed_hosts=args.allowed_hosts,
     )
     return 0
 
@@ -533,6 +536,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key",
         help="require 'Authorization: Bearer KEY' on /v1/* and /metrics "
         "(default: $CAMTL_API_KEY; unset: no check)",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        metavar="NAMES",
+        help="comma-separated Host names answered besides localhost ('*.example.com'; '*': "
+        "any). Default: only localhost when bound to a loopback address, else any",
     )
     _add_device(p)
     p.set_defaults(func=cmd_serve)

@@ -4,7 +4,7 @@ Every client mistake is a 4xx with ``{"error": "one line naming the field"}`` an
 server keeps serving: malformed JSON 400, a bad bearer token 401, an unknown task 404, a
 missing or wrong-typed field or an empty list 422, a body over ``max_body_bytes`` or more
 than ``max_inputs`` records 413, a body not declared as JSON 415, a full queue 503 with
-Retry-After.
+Retry-After; a Host header the server does not answer to 400 (camtl.serving.hosts).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from camtl import __version__
 from camtl.serving import contract
 from camtl.serving.batcher import DynamicBatcher, QueueFull, WorkerStopped
 from camtl.serving.engine import BatchStats, InferenceEngine, RequestError
+from camtl.serving.hosts import AllowedHosts
 
 log = logging.getLogger("camtl")
 
@@ -50,6 +51,8 @@ class ServeSettings:
     max_inputs: int = 256  # records per request
     max_queue: int = 256  # requests waiting for the model
     api_key: str | None = None  # bearer token checked on /v1/* and /metrics when set
+    # Host names answered beside the loopback ones (camtl.serving.hosts); None: any
+    allowed_hosts: tuple[str, ...] | None = None
 
 
 class _Metrics:
@@ -136,6 +139,8 @@ def create_app(engine: InferenceEngine, settings: ServeSettings) -> Any:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    if settings.allowed_hosts is not None:
+        app.add_middleware(AllowedHosts, allowed=settings.allowed_hosts)
     secured = (401,) if settings.api_key else ()
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from camtl.device import resolve_device
 from camtl.errors import ConfigError
+from camtl.serving.hosts import parse_allowed_hosts
 from camtl.validation import flag, positive, require
 
 log = logging.getLogger("camtl")
@@ -60,9 +61,11 @@ def serve(
     max_queue: int = 256,
     api_key: str | None = None,
     device: str = "cpu",
+    allowed_hosts: str | None = None,
 ) -> None:
     """Serve ``run_dir`` until SIGTERM or Ctrl-C: in-flight requests are answered first.
-    ``device``: a ``--device`` value (camtl.device)."""
+    ``device``: a ``--device`` value (camtl.device); ``allowed_hosts``: an
+    ``--allowed-hosts`` value (camtl.serving.hosts)."""
     try:
         import uvicorn
 
@@ -75,15 +78,16 @@ def serve(
     from camtl.serving.engine import InferenceEngine
 
     check_flags(port, max_batch_tokens, max_wait_ms, max_body_bytes, max_inputs, max_queue)
+    hosts = parse_allowed_hosts(allowed_hosts, host)
     check_can_listen(host, port)
     device = resolve_device(device)
     # ready before listening
     engine = InferenceEngine(run_dir, device=device, max_batch_tokens=max_batch_tokens)
     settings = ServeSettings(
-        max_batch_tokens, max_wait_ms, max_body_bytes, max_inputs, max_queue, api_key
+        max_batch_tokens, max_wait_ms, max_body_bytes, max_inputs, max_queue, api_key, hosts
     )
     log.info(
-        "serving %d tasks of %s (%s, precision %s) on http://%s:%d%s",
+        "serving %d tasks of %s (%s, precision %s) on http://%s:%d%s%s",
         len(engine.specs),
         run_dir,
         device,
@@ -91,6 +95,7 @@ def serve(
         host,
         port,
         " (bearer token required)" if api_key else "",
+        "" if hosts is None else f" (Host: localhost{''.join(', ' + name for name in hosts)})",
     )
     # uvicorn answers SIGTERM gracefully (stop accepting, answer what is in flight), then
     # raises the signal again with the handler it found; finding this no-op one, the

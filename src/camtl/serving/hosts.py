@@ -1,0 +1,128 @@
+"""Which ``Host`` headers the server answers: a defence against DNS rebinding.
+
+A web page on ``evil.example`` can re-point its own name at 127.0.0.1 and then read a server
+on localhost as if it were its own origin; the browser still sends ``Host: evil.example``.
+A server bound to a loopback address therefore answers only requests that name it by a
+loopback name (``localhost``, ``*.localhost``, 127.0.0.0/8, ``::1``) or by a name the user
+allows with ``--allowed-hosts``; one bound elsewhere answers any name unless told otherwise.
+
+Starlette's TrustedHostMiddleware does the same job, but cuts the port at the first colon,
+which refuses every IPv6 literal (``[::1]:8000``) and cannot tell loopback addresses apart;
+hence this small check of our own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from typing import Any
+
+from camtl.validation import flag, invalid
+
+log = logging.getLogger("camtl")
+
+ANY = "*"
+
+
+def is_loopback(name: str) -> bool:
+    """``localhost``, a name under it, or a loopback IP address (``127.0.0.2``, ``::1``)."""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_allowed_hosts(value: str | None, bind_host: str) -> tuple[str, ...] | None:
+    """The names ``--allowed-hosts VALUE`` allows beside the loopback ones; None: any name.
+
+    Unset: none beside the loopback ones when the server binds a loopback address, any
+    otherwise (a server bound to every interface was meant to be reached by other names).
+    """
+    if value is None:
+        return () if is_loopback(bind_host.strip("[]").lower()) else None
+    what = flag("--allowed-hosts", value)
+    names = []
+    for entry in value.split(","):
+        name = entry.strip().lower()
+        if name.startswith("[") and name.endswith("]"):
+            name = name[1:-1]
+        if not name:
+            raise invalid(what, "an empty name (separate names with single commas)")
+        if "/" in name or "@" in name:
+            raise invalid(what, f"{name!r}: a host name, not a URL")
+        if ":" in name and not _is_ip(name):
+            raise invalid(what, f"{name!r}: give the name without a port")
+        if "*" in name and name != ANY and not (name.startswith("*.") and "*" not in name[1:]):
+            raise invalid(what, f"{name!r}: '*' stands alone or starts '*.example.com'")
+        names.append(name.rstrip("."))
+    return None if ANY in names else tuple(names)
+
+
+def host_name(header: str) -> str | None:
+    """The name in a ``Host`` header without its port, lower case; None when malformed."""
+    header = header.strip().lower()
+    if header.startswith("["):  # an IPv6 literal: [::1] or [::1]:8000
+        end = header.find("]")
+        name, rest = header[1:end], header[end + 1 :]
+        if end < 0 or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return name
+    name, colon, port = header.partition(":")
+    if not name or (colon and not port.isdigit()):
+        return None
+    return name.rstrip(".")  # "localhost." names localhost too
+
+
+def host_allowed(name: str, allowed: tuple[str, ...]) -> bool:
+    if is_loopback(name):
+        return True
+    return any(
+        name.endswith(pattern[1:]) if pattern.startswith("*.") else name == pattern
+        for pattern in allowed
+    )
+
+
+class AllowedHosts:
+    """ASGI middleware: a request whose ``Host`` is not allowed gets a 400 and reaches no
+    route (a request without one, HTTP/1.0's, passes: browsers always send it)."""
+
+    def __init__(self, app: Any, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            header = next((value for key, value in scope["headers"] if key == b"host"), None)
+            if header is not None:
+                text = header.decode("latin-1")
+                name = host_name(text)
+                if name is None or not host_allowed(name, self.allowed):
+                    log.info("refused a request for Host %r", text)
+                    message = (
+                        f"Host: {text!r} is not a name this server answers to (localhost"
+                        f"{''.join(', ' + name for name in self.allowed)}); "
+                        "start it with --allowed-hosts NAME to add one"
+                    )
+                    await _answer_400(send, message)
+                    return
+        await self.app(scope, receive, send)
+
+
+async def _answer_400(send: Any, message: str) -> None:
+    """A JSON error in plain ASGI (this module is imported before the serving extras are
+    known to be installed, so it needs nothing of FastAPI's)."""
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

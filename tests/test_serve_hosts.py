@@ -1,0 +1,65 @@
+"""Which Host headers `camtl serve` answers (camtl.serving.hosts), as a table; the server
+itself is tested over HTTP in test_serve_robust."""
+
+from __future__ import annotations
+
+import pytest
+
+from camtl.serving.hosts import host_allowed, host_name, parse_allowed_hosts
+
+ALLOWED = ("api.example.com", "*.corp.example", "10.0.0.5")
+
+
+@pytest.mark.parametrize(
+    ("header", "name", "allowed"),
+    [
+        ("localhost", "localhost", True),
+        ("localhost:8000", "localhost", True),
+        ("LocalHost.", "localhost", True),
+        ("app.localhost:8000", "app.localhost", True),
+        ("127.0.0.1:8000", "127.0.0.1", True),
+        ("127.0.0.2", "127.0.0.2", True),
+        ("[::1]:8000", "::1", True),
+        ("[::1]", "::1", True),
+        ("api.example.com", "api.example.com", True),
+        ("API.example.com:443", "api.example.com", True),
+        ("a.b.corp.example", "a.b.corp.example", True),
+        ("10.0.0.5:80", "10.0.0.5", True),
+        ("corp.example", "corp.example", False),  # '*.corp.example' names what is under it
+        ("evilcorp.example", "evilcorp.example", False),
+        ("api.example.com.evil.example", "api.example.com.evil.example", False),
+        ("localhost.evil.example", "localhost.evil.example", False),
+        ("10.0.0.6", "10.0.0.6", False),
+        ("[::2]:80", "::2", False),
+        ("", None, False),
+        (":8000", None, False),
+        ("localhost:http", None, False),
+        ("a:b:c", None, False),
+        ("[::1", None, False),
+        ("[::1]8000", None, False),
+    ],
+)
+def test_host_names_and_whether_they_are_answered(
+    header: str, name: str | None, allowed: bool
+) -> None:
+    assert host_name(header) == name
+    assert (name is not None and host_allowed(name, ALLOWED)) is allowed
+
+
+@pytest.mark.parametrize(
+    ("value", "bind", "parsed"),
+    [
+        (None, "127.0.0.1", ()),  # bound to loopback: loopback names only
+        (None, "localhost", ()),
+        (None, "::1", ()),
+        (None, "0.0.0.0", None),  # bound to every interface: any name
+        (None, "10.0.0.5", None),
+        ("api.example.com, B.example.", "0.0.0.0", ("api.example.com", "b.example")),
+        ("[::1],*.corp.example", "127.0.0.1", ("::1", "*.corp.example")),
+        ("a.example,*", "127.0.0.1", None),
+    ],
+)
+def test_allowed_hosts_by_flag_and_by_bound_address(
+    value: str | None, bind: str, parsed: tuple[str, ...] | None
+) -> None:
+    assert parse_allowed_hosts(value, bind) == parsed
