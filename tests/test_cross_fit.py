@@ -171,14 +171,17 @@ def test_baseline_checks_an_interrupted_runs_recipe_before_any_run_trains(
     interrupted = root / "tags" / "fold_1"
     (interrupted / "checkpoint").mkdir()
     (interrupted / "status.json").write_text('{"status": "running"}')
+    saved = yaml.safe_load((interrupted / "config.yaml").read_text())
+    saved["training"]["max_steps"] = 5  # it started by another recipe than the others
+    (interrupted / "config.yaml").write_text(yaml.safe_dump(saved))
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
     capsys.readouterr()
     again = ["baseline", "single-task", str(tmp_path / "mtl.yaml"), "--folds", "2"]
-    assert main([*again, "--max-steps", "5", "--output-root", str(root)]) == 2
+    assert main([*again, "--max-steps", "2", "--output-root", str(root)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {interrupted}: key 'training.max_steps': 5 here, but the run")
+    assert err.startswith(f"error: {interrupted}: key 'training.max_steps': 2 here, but the run")
     assert err.endswith(
-        "started with 2 (set it back to resume, or --overwrite to train again) "
+        "started with 5 (set it back to resume, or --overwrite to train again) "
         "(or choose another --output-root)"
     )
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before  # nothing trained

@@ -285,6 +285,16 @@ def test_baseline_single_task_trains_one_run_per_task_and_compares(
     assert main(argv) == 0  # finished runs are kept, not trained again
     assert (root / "pairs" / "model.safetensors").stat().st_mtime == mtime
     assert main([*argv[:3], "--tasks", "nope"]) == 2
+    capsys.readouterr()
+    # kept only if trained as asked: another --max-steps is refused, nothing trained again
+    assert main([*argv[:3], "--max-steps", "5", "--set", "training.eval_batch_size=7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {root / 'pairs'}: key 'training.max_steps': 5 here, but"), err
+    assert "started with 3 (a finished run is kept only if trained as asked" in err, err
+    assert (root / "pairs" / "model.safetensors").stat().st_mtime == mtime
+    # what does not change the training (RESUME_MAY_CHANGE) keeps them
+    assert main([*argv, "--set", "training.eval_batch_size=7"]) == 0
+    assert (root / "pairs" / "model.safetensors").stat().st_mtime == mtime
 
 
 def test_replacing_single_task_models_with_one_distilled_model(

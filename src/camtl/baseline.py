@@ -113,9 +113,15 @@ def run_single_task_baselines(
     return run_dirs
 
 
+KEEP = (
+    "a finished run is kept only if trained as asked: set it back, or --overwrite to train it again"
+)
+
+
 def _check_folder(single: RunConfig, options: BaselineOptions) -> None:
-    """A run kept or resumed must hold out the fold asked for (none, for a plain run), and
-    fold runs are not made inside a run (whose --overwrite would delete them)."""
+    """A run kept or resumed must hold out the fold asked for (none, for a plain run) and be
+    trained by the recipe asked for, and fold runs are not made inside a run (whose
+    --overwrite would delete them)."""
     run_dir = Path(single.output_dir)
     fold = single.tasks[0].cross_fit
     if fold is not None and (run_dir.parent / CONFIG_FILE).is_file():
@@ -126,13 +132,14 @@ def _check_folder(single: RunConfig, options: BaselineOptions) -> None:
     if options.overwrite:
         return
     status = read_status(run_dir)
-    resumes = (run_dir / CHECKPOINT_DIR).is_dir() and not (
-        status and status.get("status") == "completed"
-    )
+    finished = bool(status and status.get("status") == "completed")
+    resumes = (run_dir / CHECKPOINT_DIR).is_dir() and not finished
     try:
         check_same_folds(run_dir, single)
         if resumes:  # what train --resume checks, before any run trains
             check_same_tasks(run_dir, single)
             check_same_recipe(run_dir, single)
+        elif finished:  # kept only if trained by the recipe asked for (--max-steps, --set)
+            check_same_recipe(run_dir, single, advice=KEEP)
     except ConfigError as error:
         raise ConfigError(f"{run_dir}: {error} (or choose another --output-root)") from None

@@ -236,12 +236,13 @@ TASK_MAY_CHANGE = frozenset({"source.paths", "source.root", "description", "labe
 AGAIN = "set it back to resume, or --overwrite to train again"
 
 
-def check_same_recipe(run_dir: Path, config: RunConfig) -> None:
+def check_same_recipe(run_dir: Path, config: RunConfig, advice: str = AGAIN) -> None:
     """Resuming: the seed, the training section (sampler and balancer options as validated)
     and each task's settings must be the run's, but for the keys that do not change what is
     trained (``RESUME_MAY_CHANGE``, ``TASK_MAY_CHANGE``). A resume continues exactly
     (schedule, sampler, RNG states); a changed ``max_steps``, ``batch_size``, learning rate,
-    teachers or ``max_length`` would train by neither recipe. Call after check_same_tasks."""
+    teachers or ``max_length`` would train by neither recipe. Call after check_same_tasks.
+    ``advice``: what the message tells the user to do (a finished run kept is not resumed)."""
     from camtl.config import load_saved_config
 
     if not (run_dir / CONFIG_FILE).is_file():
@@ -250,7 +251,7 @@ def check_same_recipe(run_dir: Path, config: RunConfig) -> None:
     if saved.seed != config.seed:
         raise ConfigError(
             f"key 'seed': {config.seed!r} here, but the run in {run_dir} started with "
-            f"{saved.seed!r} ({AGAIN})"
+            f"{saved.seed!r} ({advice})"
         )
     pairs = [(_recipe(saved.training), _recipe(config.training), "training")]
     pairs += [
@@ -263,7 +264,7 @@ def check_same_recipe(run_dir: Path, config: RunConfig) -> None:
             key, old, new = difference
             raise ConfigError(
                 f"key '{key}': {_shown(new)} here, but the run in {run_dir} started with "
-                f"{_shown(old)} ({AGAIN})"
+                f"{_shown(old)} ({advice})"
             )
 
 
