@@ -233,7 +233,7 @@ def test_resuming_with_other_tasks_or_another_balancer_is_refused_naming_the_key
 ) -> None:
     from camtl.config import load_saved_config
     from camtl.errors import ConfigError
-    from camtl.training.rundir import check_same_tasks
+    from camtl.training.rundir import check_same_recipe, check_same_tasks
 
     check_same_tasks(two_task_run, load_saved_config(two_task_run))  # the same: fine
     fewer = load_saved_config(two_task_run)
@@ -246,8 +246,9 @@ def test_resuming_with_other_tasks_or_another_balancer_is_refused_naming_the_key
         check_same_tasks(two_task_run, relabelled)
     other = load_saved_config(two_task_run)
     other.training.balancer.name = "uncertainty"
+    check_same_tasks(two_task_run, other)  # the tasks are the same
     with pytest.raises(ConfigError, match="key 'training.balancer.name': 'uncertainty' here"):
-        check_same_tasks(two_task_run, other)
+        check_same_recipe(two_task_run, other)
 
 
 def test_a_run_being_resumed_cannot_be_resumed_twice(tmp_path: Path) -> None:

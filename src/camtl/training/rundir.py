@@ -192,8 +192,9 @@ def hold_run_lock(run_dir: Path) -> int:
 
 
 def check_same_tasks(run_dir: Path, config: RunConfig) -> None:
-    """Resuming: the tasks (names, kinds, labels in order) and the balancer must be the
-    run's (its checkpoint holds their heads and the balancer's state); names the key."""
+    """Resuming: the tasks (names, kinds, labels in order) must be the run's (its checkpoint
+    holds their heads); names the key. The balancer, whose state the checkpoint holds too,
+    is in the training section that check_same_recipe compares."""
     from camtl.config import load_saved_config
 
     if not (run_dir / CONFIG_FILE).is_file():
@@ -206,11 +207,6 @@ def check_same_tasks(run_dir: Path, config: RunConfig) -> None:
             f"key 'tasks': {[t[0] for t in now]} here, but the run in {run_dir} started with "
             f"{[t[0] for t in before]} (names, kinds and labels must match to resume; "
             "camtl add-task adds a task to a finished run)"
-        )
-    if saved.training.balancer.name != config.training.balancer.name:
-        raise ConfigError(
-            f"key 'training.balancer.name': {config.training.balancer.name!r} here, but the run "
-            f"in {run_dir} started with {saved.training.balancer.name!r} (set it back to resume)"
         )
 
 
