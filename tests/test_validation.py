@@ -118,3 +118,59 @@ def test_serve_refuses_a_bad_allowed_hosts_before_reading_the_model(
 ) -> None:
     pytest.importorskip("uvicorn")
     assert cli_error(capsys, "serve", str(tmp_path / "no_run"), "--allowed-hosts", value) == line
+
+
+@pytest.mark.parametrize(
+    ("flags", "environment", "line"),
+    [
+        (
+            ("--api-key", ""),
+            {},
+            "error: --api-key: empty; leave it out to serve without a bearer token",
+        ),
+        (
+            ("--api-key", "  "),
+            {},
+            "error: --api-key: empty; leave it out to serve without a bearer token",
+        ),
+        (
+            ("--api-key", "se cret"),
+            {},
+            "error: --api-key: must be printable ASCII without "
+            "spaces (what an Authorization header can carry)",
+        ),
+        (
+            ("--api-key", "clé-secrète"),
+            {},
+            "error: --api-key: must be printable ASCII without "
+            "spaces (what an Authorization header can carry)",
+        ),
+        (
+            (),
+            {"CAMTL_API_KEY": " \n"},
+            "error: $CAMTL_API_KEY: empty; leave it out to serve without a bearer token",
+        ),
+    ],
+)
+def test_serve_refuses_a_bearer_token_that_would_check_nothing_or_never_match(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: tuple[str, ...],
+    environment: dict[str, str],
+    line: str,
+) -> None:
+    pytest.importorskip("uvicorn")
+    monkeypatch.delenv("CAMTL_API_KEY", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert cli_error(capsys, "serve", str(tmp_path / "no_run"), *flags) == line
+
+
+def test_the_bearer_token_comes_from_the_flag_then_the_environment() -> None:
+    from camtl.serving.server import resolve_api_key
+
+    assert resolve_api_key("from-flag", {"CAMTL_API_KEY": "from-env"}) == "from-flag"
+    assert resolve_api_key(None, {"CAMTL_API_KEY": "from-env"}) == "from-env"
+    assert resolve_api_key(None, {"CAMTL_API_KEY": ""}) is None  # set but empty: none
+    assert resolve_api_key(None, {}) is None

@@ -156,10 +156,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from camtl.device import resolve_device
     from camtl.hub_models import resolve_model
     from camtl.serving.hosts import parse_allowed_hosts
-    from camtl.serving.server import check_can_listen, check_flags, serve
+    from camtl.serving.server import check_can_listen, check_flags, resolve_api_key, serve
 
     # bad flags, and a port already taken, are refused before any download
     parse_allowed_hosts(args.allowed_hosts, args.host)
+    api_key = resolve_api_key(args.api_key, os.environ)
     check_flags(
         args.port,
         args.max_batch_tokens,
@@ -179,7 +180,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_inputs=args.max_inputs,
         max_queue=args.max_queue,
-        api_key=args.api_key or os.environ.get("CAMTL_API_KEY") or None,
+        api_key=api_key,
         device=args.device,
         allowed_hosts=args.allowed_hosts,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 from camtl.device import resolve_device
@@ -34,6 +35,33 @@ def check_flags(
         positive(flag(name, value), value)
     require(port <= 65535, flag("--port", port), "must be at most 65535")
     require(max_wait_ms >= 0, flag("--max-wait-ms", max_wait_ms), "must be >= 0")
+
+
+API_KEY_VARIABLE = "CAMTL_API_KEY"
+
+
+def resolve_api_key(given: str | None, environ: Mapping[str, str]) -> str | None:
+    """The bearer token: ``--api-key``, else ``$CAMTL_API_KEY`` (set but empty: none).
+
+    A blank key given on purpose (``--api-key "$KEY"`` with KEY unset) would serve without
+    any check, and one with a space or a character outside printable ASCII could never match
+    (an HTTP header carries only those): both are refused, without echoing the secret."""
+    if given is not None:
+        check_api_key(given, "--api-key")
+        return given
+    from_environment = environ.get(API_KEY_VARIABLE) or None
+    if from_environment is not None:
+        check_api_key(from_environment, f"${API_KEY_VARIABLE}")
+    return from_environment
+
+
+def check_api_key(key: str, where: str) -> None:
+    require(key.strip(), where, "empty; leave it out to serve without a bearer token")
+    require(
+        all("!" <= character <= "~" for character in key),
+        where,
+        "must be printable ASCII without spaces (what an Authorization header can carry)",
+    )
 
 
 def check_can_listen(host: str, port: int) -> None:
@@ -79,6 +107,8 @@ def serve(
 
     check_flags(port, max_batch_tokens, max_wait_ms, max_body_bytes, max_inputs, max_queue)
     hosts = parse_allowed_hosts(allowed_hosts, host)
+    if api_key is not None:
+        check_api_key(api_key, "--api-key")
     check_can_listen(host, port)
     device = resolve_device(device)
     # ready before listening
