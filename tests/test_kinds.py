@@ -214,3 +214,79 @@ def test_multiple_choice_context_columns_and_label_forms(tmp_path: Path, tiny_to
     )
     with pytest.raises(ConfigError, match="2 to 26 choice columns"):
         bad.validate("tasks[0]", "")
+
+
+def _choice_spec(max_length: int, choices: int = 2) -> TaskSpec:
+    spec = TaskSpec(
+        name="mc",
+        type="multiple_choice",
+        text_columns=["premise", *[f"choice{j}" for j in range(choices)]],
+        label_column="label",
+        max_length=max_length,
+        source=SourceSpec(paths={"train": "x"}),
+    )
+    spec.validate("tasks[0]", "")
+    return spec
+
+
+def test_multiple_choice_over_max_length_keeps_a_part_of_every_choice(tiny_tokenizer) -> None:
+    """The context is cut first; where the choices alone do not fit, the longest are cut to
+    a common length: no choice is cut away (the head would score it from no tokens)."""
+    from camtl.testing import TINY_WORDS
+
+    kind = get_kind("multiple_choice")
+    spec = _choice_spec(max_length=24)
+    long = " ".join(TINY_WORDS[:60])
+    examples = [
+        {"context": "the film", "choices": [long, "john mary"], "label": 1},
+        {"context": "the film", "choices": ["john mary", long, "mary"], "label": 2},
+        {"context": long, "choices": ["john mary", "in paris"], "label": 0},  # context cut
+        {"context": "the film", "choices": ["john mary", "in paris"], "label": 0},  # fits
+    ]
+    spec3 = _choice_spec(max_length=24, choices=3)
+    features, truncated = kind.encode(spec, examples[:1] + examples[2:], tiny_tokenizer)
+    features3, _ = kind.encode(spec3, examples[1:2], tiny_tokenizer)
+    assert truncated == 2
+    for feature, choices in zip(
+        features + features3, ([long, "john mary"], ["john mary", "in paris"])
+    ):
+        ids = feature["choice_ids"]
+        assert len(feature["input_ids"]) <= 24
+        assert all(ids.count(j) >= 1 for j in range(len(choices)))
+    # the short choices stay whole, the long one takes the rest
+    assert features[0]["choice_ids"].count(1) == 2 and features[0]["choice_ids"].count(0) > 10
+    assert features3[0]["choice_ids"].count(0) == 2 and features3[0]["choice_ids"].count(2) == 1
+    assert features[1]["choice_ids"].count(0) == 2  # the context was cut, not the choices
+    assert features[2]["choice_labels"] == 0
+
+
+def test_a_choice_without_tokens_is_never_picked_and_teaches_nothing(tiny_tokenizer) -> None:
+    kind = get_kind("multiple_choice")
+    spec = _choice_spec(max_length=32)
+    unread = "\u200b"  # text the tokenizer drops entirely
+    assert not tiny_tokenizer(unread, add_special_tokens=False)["input_ids"]
+    examples = [
+        {"context": "the film", "choices": ["john mary", unread], "label": 1},
+        {"context": "the film", "choices": [unread, "john mary"], "label": 1},
+    ]
+    features, _ = kind.encode(spec, examples, tiny_tokenizer)
+    assert [f["choice_labels"] for f in features] == [-100, 1]  # a gold choice unread: ignored
+    head = kind.build_head(spec, hidden_size=8, num_labels=2, dropout=0.0, pooling="cls")
+    batch = collate_features(features, tiny_tokenizer.pad_token_id)
+    hidden = torch.randn(2, batch["input_ids"].shape[1], 8)
+    logits = head(hidden, batch["attention_mask"], {"choice_ids": batch["choice_ids"]})
+    probabilities = logits.softmax(-1)
+    assert probabilities[0, 1] == 0 and probabilities[1, 0] == 0
+    assert logits.argmax(-1).tolist() == [0, 1]
+    loss = head.loss(logits, {"choice_labels": batch["choice_labels"]})
+    assert torch.isfinite(loss)
+    nothing = head.loss(logits, {"choice_labels": torch.tensor([-100, -100])})
+    assert nothing.item() == 0.0  # a batch whose every label is ignored: no NaN
+
+
+def test_multiple_choice_max_length_must_hold_a_token_of_every_choice() -> None:
+    from camtl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"max_length': must be at least 10 for 4 choices"):
+        _choice_spec(max_length=9, choices=4)
+    _choice_spec(max_length=10, choices=4)

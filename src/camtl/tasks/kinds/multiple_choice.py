@@ -11,7 +11,8 @@ own tokens' states, and a softmax over the k scores picks one. One sequence per 
 (instead of k context-choice pairs, as BERT's multiple-choice head does) keeps every batch
 one row per example, so a multiple-choice task mixes with any other task in the same
 forward pass, at a k-th of the encoder cost; the choices share the length budget (the
-context is cut first) and attend to each other. docs/decisions.md has the reasoning.
+context is cut first, then the longest choices: none is cut away) and attend to each other.
+docs/decisions.md has the reasoning.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from camtl.tasks.kinds.heads import TaskHead, dropout, soft_cross_entropy
 from camtl.validation import config_key, require
 
 NOT_A_CHOICE = -1  # choice_ids of the context, the separators and padding
+UNREAD_SCORE = -1e4  # a choice without tokens: probability 0 after the softmax (any dtype)
 MAX_CHOICES = 26
 
 
@@ -85,13 +87,19 @@ class ChoiceHead(TaskHead):
         slots = torch.arange(self.num_outputs, device=hidden.device)
         member = (choice_ids.unsqueeze(-1) == slots).to(hidden.dtype)  # [n, L, k]
         sums = torch.einsum("nlk,nld->nkd", member, hidden)
-        pooled = sums / member.sum(1).clamp(min=1.0).unsqueeze(-1)
+        counts = member.sum(1)  # [n, k] tokens per choice
+        pooled = sums / counts.clamp(min=1.0).unsqueeze(-1)
         x = dropout(pooled, self.dropout, generator)
         x = dropout(torch.tanh(self.dense(x)), self.dropout, generator)
-        return self.out(x).squeeze(-1)  # [n, k]
+        scores = self.out(x).squeeze(-1)  # [n, k]
+        # a choice with no token (text the tokenizer drops entirely) was never read: its
+        # probability is 0 rather than whatever a vector of zeros scores
+        return scores.masked_fill(counts == 0, UNREAD_SCORE)
 
     def loss(self, logits, labels):
-        return F.cross_entropy(logits.float(), labels["choice_labels"])
+        targets = labels["choice_labels"]
+        total = F.cross_entropy(logits.float(), targets, reduction="sum")
+        return total / (targets != IGNORE_INDEX).sum().clamp(min=1)  # none may count
 
     def distillation_loss(self, logits, teacher, labels, temperature):
         return soft_cross_entropy(logits, teacher, temperature).mean()
@@ -155,6 +163,14 @@ class MultipleChoice(OneOfOutputs, TaskKind):
             f"a multiple-choice task takes {n} context column(s) (options.context_columns, "
             f"at least 1) and 2 to {MAX_CHOICES} choice columns, got {spec.text_columns!r}",
         )
+        # [CLS], a separator after the context and after each choice, a token per choice
+        least = 2 * choices + 2
+        require(
+            spec.max_length >= least,
+            config_key(f"{path}.max_length", prefix),
+            f"must be at least {least} for {choices} choices (a token of each, and the "
+            "separators between them)",
+        )
 
     def _texts(self, spec: Any, record: records.Record) -> dict[str, Any]:
         """The context columns may be empty (the choices alone can be read); a choice may
@@ -177,26 +193,25 @@ class MultipleChoice(OneOfOutputs, TaskKind):
 
     def encode(self, spec, examples, tokenizer):
         """The context as the first segment, the choices joined by the separator token as
-        the second; each token of the second segment is mapped to its choice by offsets."""
+        the second; each token of the second segment is mapped to its choice by offsets. A
+        gold choice left without a token (text the tokenizer drops entirely) teaches nothing:
+        its label is ignored, as the head never picks such a choice."""
         joiner = f" {tokenizer.sep_token} " if tokenizer.sep_token else " | "
         contexts = [ex["context"] for ex in examples]
-        seconds, spans = [], []
-        for ex in examples:
-            text, ranges = "", []
-            for j, choice in enumerate(ex["choices"]):
-                text += joiner if j else ""
-                ranges.append((len(text), len(text) + len(choice)))
-                text += choice
-            seconds.append(text)
-            spans.append(ranges)
-        rows, truncated = _encode_fitted(tokenizer, contexts, seconds, spec.max_length)
+        choices = [ex["choices"] for ex in examples]
+        rows, spans, truncated = _encode_fitted(
+            tokenizer, contexts, choices, joiner, spec.max_length
+        )
         features = []
         for i, (encoding, row) in enumerate(rows):
             feature = model_inputs(encoding, row, example_index=i)
             feature["choice_ids"] = _choice_ids(
                 encoding["offset_mapping"][row], encoding.sequence_ids(row), spans[i]
             )
-            feature["choice_labels"] = examples[i].get("label")
+            label = examples[i].get("label")
+            if label is not None and label not in feature["choice_ids"]:
+                label = IGNORE_INDEX
+            feature["choice_labels"] = label
             features.append(feature)
         return features, truncated
 
@@ -239,39 +254,102 @@ class MultipleChoice(OneOfOutputs, TaskKind):
         return (raw / math.log(logits.shape[-1])).numpy(), raw.numpy()
 
 
+def _join(choices: list[str], joiner: str) -> tuple[str, list[tuple[int, int]]]:
+    """The choices as one text, and each one's character span in it."""
+    text, spans = "", []
+    for j, choice in enumerate(choices):
+        text += joiner if j else ""
+        spans.append((len(text), len(text) + len(choice)))
+        text += choice
+    return text, spans
+
+
 def _encode_fitted(
-    tokenizer: Any, contexts: list[str], seconds: list[str], max_length: int
-) -> tuple[list[Row], int]:
-    """One (encoding, row) per example within ``max_length``: the context is cut first,
-    and only where the choices alone do not fit are they cut too. Returns the count cut."""
+    tokenizer: Any, contexts: list[str], choices: list[list[str]], joiner: str, max_length: int
+) -> tuple[list[Row], list[list[tuple[int, int]]], int]:
+    """One (encoding, row) per example within ``max_length``, and each example's choice
+    spans in its second segment: the context is cut first; where the choices alone do not
+    fit, the context goes and the longest choices are cut (``_fit_choices``), so that every
+    choice keeps tokens. Returns the count of examples cut as well."""
     kwargs = {"return_offsets_mapping": True, "verbose": False}
+    joined = [_join(example, joiner) for example in choices]
+    seconds = [text for text, _ in joined]
+    spans = [example_spans for _, example_spans in joined]
     full = tokenizer(contexts, seconds, truncation=False, **kwargs)
     rows: list[Row] = [(full, i) for i in range(len(contexts))]
     long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > max_length]
-    # only_first cuts the context alone; where the context holds fewer tokens than must go,
-    # the tokenizer refuses it outright, so those rows are cut longest_first from the start
-    context_only: list[int] = []
-    both: list[int] = []
+    context_only: list[int] = []  # the context alone cut (only_first)
+    choices_cut: list[int] = []
     for i in long:
         excess = len(full["input_ids"][i]) - max_length
         context_tokens = sum(1 for s in full.sequence_ids(i) if s == 0)
-        (context_only if context_tokens > excess else both).append(i)
-    for strategy, group in (("only_first", context_only), ("longest_first", both)):
-        if not group:
-            continue
+        (context_only if context_tokens > excess else choices_cut).append(i)
+    if context_only:
         cut = tokenizer(
-            [contexts[i] for i in group],
-            [seconds[i] for i in group],
-            truncation=strategy,
+            [contexts[i] for i in context_only],
+            [seconds[i] for i in context_only],
+            truncation="only_first",
             max_length=max_length,
             **kwargs,
         )
-        for j, i in enumerate(group):
+        for j, i in enumerate(context_only):
             rows[i] = (cut, j)
-    return rows, sum(
-        len(encoding["input_ids"][row]) < len(full["input_ids"][i])
-        for i, (encoding, row) in enumerate(rows)
+    if choices_cut:
+        for i in choices_cut:
+            seconds[i], spans[i] = _join(
+                _fit_choices(tokenizer, choices[i], joiner, max_length), joiner
+            )
+        # the plan counts each choice's tokens alone; should the joined text come out a
+        # token or two longer, longest_first trims the last choice's end, not a choice
+        cut = tokenizer(
+            [""] * len(choices_cut),
+            [seconds[i] for i in choices_cut],
+            truncation="longest_first",
+            max_length=max_length,
+            **kwargs,
+        )
+        for j, i in enumerate(choices_cut):
+            rows[i] = (cut, j)
+    return (
+        rows,
+        spans,
+        sum(
+            len(encoding["input_ids"][row]) < len(full["input_ids"][i])
+            for i, (encoding, row) in enumerate(rows)
+        ),
     )
+
+
+def _fit_choices(tokenizer: Any, choices: list[str], joiner: str, max_length: int) -> list[str]:
+    """The choices cut to share what ``max_length`` leaves without the context: every choice
+    is cut to one common length (the longest lose most; the shorter stay whole). Cutting the
+    joined text from its end instead would remove the last choices entirely, and the head
+    would still score them (from no tokens) and could pick one it never read."""
+    encoded = tokenizer(
+        choices, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+    )
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    separator = len(tokenizer(joiner.strip(), add_special_tokens=False)["input_ids"])
+    budget = (
+        max_length - tokenizer.num_special_tokens_to_add(pair=True) - separator * (len(choices) - 1)
+    )
+    cap = _common_length(lengths, budget)
+    return [
+        choice if n <= cap else choice[: encoded["offset_mapping"][j][cap - 1][1]]
+        for j, (choice, n) in enumerate(zip(choices, lengths))
+    ]
+
+
+def _common_length(lengths: list[int], budget: int) -> int:
+    """The largest cap (at least 1) with sum(min(n, cap)) <= budget."""
+    cap, left, remaining = 0, budget, len(lengths)
+    for n in sorted(lengths):
+        # every choice still longer than cap can grow to n, or share what is left
+        if (n - cap) * remaining > left:
+            return max(1, cap + left // remaining)
+        left -= (n - cap) * remaining
+        cap, remaining = n, remaining - 1
+    return max(1, cap)
 
 
 def _choice_ids(
