@@ -819,6 +819,42 @@ def test_predict_refuses_an_output_that_is_a_folder_or_the_input(
     assert source.read_bytes() == before
 
 
+def test_predict_never_replaces_a_file_of_the_model_a_pipe_or_a_link(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The output is written atomically, but never over the model's own files; a pipe is
+    written to (not replaced by a file), a symbolic link's target is replaced (not the
+    link), and ``-`` is standard output."""
+    run = trained["run"]
+    source = write_jsonl(tmp_path / "in.jsonl", [{"premise": "a dog", "hypothesis": "a cat"}])
+    meta = run / "camtl_model.json"
+    before = meta.read_bytes()
+    cli_error(
+        capsys,
+        *_predict(run, source, meta),
+        parts=(f"--output '{meta}': is inside the model's folder {run}",),
+    )
+    assert meta.read_bytes() == before
+    target = tmp_path / "kept" / "predictions.jsonl"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    assert main(_predict(run, source, link)) == 0
+    assert link.is_symlink() and "label" in json.loads(target.read_text())
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with ThreadPoolExecutor(1) as pool:
+        read = pool.submit(fifo.read_text)  # opens the pipe's reading end
+        assert main(_predict(run, source, fifo)) == 0
+        assert "label" in json.loads(read.result(timeout=60))
+    assert fifo.is_fifo()
+    done = run_cli(*_predict(run, source, Path("-")))
+    assert done.returncode == 0, done.stderr
+    assert "label" in json.loads(done.stdout)  # standard output holds the predictions alone
+    assert "wrote 1 predictions to -" in done.stderr
+
+
 def test_predict_a_lone_surrogate_is_a_bad_row_and_every_row_bad_still_writes_their_errors(
     trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

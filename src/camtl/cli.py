@@ -112,21 +112,25 @@ def cmd_add_task(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from camtl.device import resolve_device
     from camtl.hub_models import resolve_model
-    from camtl.predict import predict_file
+    from camtl.predict import STDOUT, predict_file
 
     resolve_device(args.device)  # a bad --device is refused before any download
     summary = predict_file(
         resolve_model(args.run_dir, args.revision),
         args.task,
         Path(args.input),
-        Path(args.output),
+        args.output,
         args.batch_size,
         on_bad_rows=args.on_bad_rows,
         device=args.device,
     )
-    print(f"wrote {summary.predicted} predictions to {args.output}")
+    # with --output - the predictions are standard output: the summary goes to stderr
+    out = sys.stderr if args.output == STDOUT else sys.stdout
+    print(f"wrote {summary.predicted} predictions to {args.output}", file=out)
     if summary.skipped:
-        print(f"skipped {summary.skipped} unreadable records (their lines hold the error)")
+        print(
+            f"skipped {summary.skipped} unreadable records (their lines hold the error)", file=out
+        )
     return 0
 
 
@@ -468,7 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_revision(p)
     p.add_argument("--task", required=True, help="the task to predict (one of the run's)")
     p.add_argument("--input", required=True, help="records with the task's text columns")
-    p.add_argument("--output", required=True, help="JSONL output, one prediction per line")
+    p.add_argument(
+        "--output", required=True, help="JSONL output, one prediction per line (-: stdout)"
+    )
     p.add_argument("--batch-size", type=_count, default=64, help="inputs per forward pass")
     p.add_argument(
         "--on-bad-rows",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from camtl.export import is_export, load_model
 from camtl.fileio import atomic_write_text
 from camtl.precision import resolve_precision
 from camtl.runfiles import CONFIG_FILE
-from camtl.validation import flag, require
+from camtl.validation import count, flag, require
 
 log = logging.getLogger("camtl")
 BAD_ROW_POLICIES = ("error", "skip")
@@ -35,6 +36,41 @@ def run_precision(run_dir: Path, device: str = "cpu") -> str:
     return load_saved_config(run_dir).precision(device)
 
 
+STDOUT = "-"  # --output -: the predictions on standard output
+
+
+def check_output(output: Path, input_path: Path, run_dir: Path) -> None:
+    """Refuse an output that would replace the inputs, a folder, or a file of the model."""
+    what = flag("--output", str(output))
+    require(not output.is_dir(), what, "is a folder, not a file")
+    require(
+        not (output.exists() and output.resolve() == input_path.resolve()),
+        what,
+        "is the --input file; the predictions would replace the inputs",
+    )
+    require(
+        run_dir.resolve() not in output.resolve().parents,
+        what,
+        f"is inside the model's folder {run_dir}; write predictions elsewhere",
+    )
+
+
+def write_output(output: str | Path, text: str) -> None:
+    """``-``: standard output. A pipe or a device (/dev/stdout) is written to, not replaced;
+    a symbolic link's target is replaced, not the link; a file appears whole or not at all
+    (written next to it, then renamed)."""
+    if str(output) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    output = Path(output)
+    if output.exists() and not output.is_file():
+        with output.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    atomic_write_text(output.resolve() if output.is_symlink() else output, text)
+
+
 @dataclass
 class PredictSummary:
     """What ``predict_file`` wrote: predictions, and records skipped as unreadable."""
@@ -44,15 +80,16 @@ class PredictSummary:
 
 
 def predict_file(
-    run_dir: Path,
+    run_dir: str | Path,
     task_name: str,
-    input_path: Path,
-    output_path: Path,
+    input_path: str | Path,
+    output_path: str | Path,
     batch_size: int = 64,
     on_bad_rows: str = "error",
     device: str = "cpu",
 ) -> PredictSummary:
-    """Write one JSON line per input record, in input order; output appears only whole.
+    """Write one JSON line per input record, in input order; output appears only whole
+    (``-``: standard output).
 
     ``on_bad_rows``: ``error`` stops at the first record the task cannot read, naming its
     row, and writes nothing; ``skip`` writes ``{"row": N, "error": ...}`` in its place and
@@ -60,17 +97,15 @@ def predict_file(
     """
     from camtl.modeling.encoder import load_saved_tokenizer
 
+    run_dir, input_path = Path(run_dir), Path(input_path)
     require(
         on_bad_rows in BAD_ROW_POLICIES,
         flag("--on-bad-rows", on_bad_rows),
         f"one of {', '.join(BAD_ROW_POLICIES)}",
     )
-    require(not output_path.is_dir(), flag("--output", str(output_path)), "is a folder, not a file")
-    require(
-        not (output_path.exists() and output_path.resolve() == input_path.resolve()),
-        flag("--output", str(output_path)),
-        "is the --input file; the predictions would replace the inputs",
-    )
+    count(flag("--batch-size", batch_size), batch_size)
+    if str(output_path) != STDOUT:
+        check_output(Path(output_path), input_path, run_dir)
     device = resolve_device(device)
     model = load_model(run_dir, device)
     require(
@@ -111,7 +146,7 @@ def predict_file(
     lines += [(bad["row"], {"row": bad["row"], "error": bad["error"]}) for bad in skipped or []]
     lines.sort(key=lambda line: line[0])
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for _, line in lines)
-    atomic_write_text(output_path, text)
+    write_output(output_path, text)
     if encoded.truncated:
         log.warning(
             "%d of %d inputs were longer than max_length=%d tokens and were truncated",

@@ -40,3 +40,9 @@ def require(condition: object, what: str, message: str) -> None:
 def positive(what: str, value: float) -> None:
     """``value`` is at least 1 (counts, sizes, ports)."""
     require(value >= 1, what, "must be a positive integer")
+
+
+def count(what: str, value: object) -> None:
+    """``value`` is a whole number >= 1 (a batch size given in Python as on the CLI)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    require(whole and value >= 1, what, "must be a positive integer")  # type: ignore[operator]
