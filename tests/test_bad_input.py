@@ -819,6 +819,29 @@ def test_predict_refuses_an_output_that_is_a_folder_or_the_input(
     assert source.read_bytes() == before
 
 
+def test_predict_a_csv_row_of_empty_cells_gets_its_error_not_silence(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every input row gets an answer or an error: a row of empty cells (``,``) is a record
+    whose texts are empty, as in JSONL; a blank line is no record."""
+    out = tmp_path / "out.jsonl"
+    for name, separator in (("in.csv", ","), ("in.tsv", "\t")):
+        source = tmp_path / name
+        rows = ["premise", "hypothesis"], ["a man", "a dog"], ["", ""], [], ["mary", "john"]
+        source.write_text("".join(separator.join(row) + "\n" for row in rows))
+        cli_error(
+            capsys,
+            *_predict(trained["run"], source, out),
+            parts=(f"{source}, row 3: empty text in both columns",),
+        )
+        assert not out.exists()
+        assert main(_predict(trained["run"], source, out, "--on-bad-rows", "skip")) == 0
+        written = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [line["row"] for line in written] == [2, 3, 5]
+        assert "label" in written[0] and "empty text" in written[1]["error"]
+        out.unlink()
+
+
 def test_predict_never_replaces_a_file_of_the_model_a_pipe_or_a_link(
     trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -117,7 +117,8 @@ def predict_file(
     labels = model.labels.get(task_name) or []
     tokenizer = load_saved_tokenizer(run_dir)
     skipped: list[dict] | None = [] if on_bad_rows == "skip" else None
-    records = read_records(input_path, skipped=skipped)
+    # a row of empty cells is a record too: every input row gets its answer or its error
+    records = read_records(input_path, skipped=skipped, keep_empty_rows=True)
     if not records and not skipped:
         raise DataError(
             f"{input_path}: no records to predict (empty, or a header or blank lines only)"

@@ -64,11 +64,14 @@ def read_records(
     columns: list[str] | None = None,
     encoding: str = "utf-8",
     skipped: list[dict[str, Any]] | None = None,
+    keep_empty_rows: bool = False,
 ) -> list[Record]:
     """Read one file into records (format from ``fmt`` or the suffix). ``columns`` names the
     fields of a CSV/TSV file that has no header row; ``encoding`` is the text files'
     (a UTF-8 byte-order mark is dropped either way). ``skipped``: when given, a JSONL line
-    that is not a JSON object is appended to it (file, row, error) instead of stopping."""
+    that is not a JSON object is appended to it (file, row, error) instead of stopping.
+    ``keep_empty_rows``: a CSV/TSV row whose cells are all empty (``,``) is a record, as
+    predict needs (one answer or error per input row); training data leaves them out."""
     readers: dict[str, Callable[..., list[Record]]] = {
         "csv": read_csv,
         "tsv": read_tsv,
@@ -79,18 +82,19 @@ def read_records(
         "squad": read_squad,
     }
     fmt = detect_format(path, fmt)
-    if columns:
-        if fmt not in ("csv", "tsv"):
-            raise DataError(
-                f"{path}: source.columns names the fields of a header-less CSV or "
-                f"TSV file; this file is {fmt}"
-            )
+    if columns and fmt not in ("csv", "tsv"):
+        raise DataError(
+            f"{path}: source.columns names the fields of a header-less CSV or "
+            f"TSV file; this file is {fmt}"
+        )
+    if fmt in ("csv", "tsv"):
         return _read_delimited(
             path,
             "," if fmt == "csv" else "\t",
             csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
-            columns,
+            columns or None,
             encoding,
+            keep_empty_rows,
         )
     if fmt == "jsonl":
         return read_jsonl(path, encoding, skipped)
@@ -133,8 +137,10 @@ def iter_delimited(
     delimiter: str,
     quoting: Quoting = csv.QUOTE_MINIMAL,
     encoding: str = "utf-8",
+    keep_empty_rows: bool = False,
 ) -> Iterator[tuple[int, list[str]]]:
-    """(first line number, fields) of each non-blank row of a CSV/TSV file, streamed."""
+    """(first line number, fields) of each non-blank row of a CSV/TSV file, streamed; a
+    row of empty cells (``,``) counts as blank unless ``keep_empty_rows``."""
     kind = "CSV" if delimiter == "," else "delimited"
     csv.field_size_limit(_FIELD_LIMIT)  # long documents in one cell are fine
     with (
@@ -156,7 +162,7 @@ def iter_delimited(
                     f"{path}, line {reader.line_num}: malformed {kind} row ({exc})"
                 ) from None
             line = reader.line_num
-            if any(cell.strip() for cell in row):
+            if row if keep_empty_rows else any(cell.strip() for cell in row):
                 yield start, row
 
 
@@ -166,8 +172,9 @@ def _read_delimited(
     quoting: Quoting,
     columns: list[str] | None = None,
     encoding: str = "utf-8",
+    keep_empty_rows: bool = False,
 ) -> list[Record]:
-    rows = iter_delimited(path, delimiter, quoting, encoding)
+    rows = iter_delimited(path, delimiter, quoting, encoding, keep_empty_rows)
     if columns:
         header, like = list(columns), "source.columns"
     else:
