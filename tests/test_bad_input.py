@@ -305,6 +305,22 @@ def test_config_errors_name_the_key(
     assert line.startswith(f"error: {root / 'config.yaml'}: ")
 
 
+def test_a_max_length_longer_than_the_encoders_positions_is_refused_before_training(
+    project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tiny BERT has 512 positions: a longer max_length would fail at the first long
+    input, in training or, worse, only later in predict or serve."""
+    root, config = project
+    config["tasks"][0]["max_length"] = 600
+    train_error(
+        capsys,
+        root,
+        config,
+        "key 'tasks[0].max_length' (task 'pairs'): 600, more than the 512 positions of the encoder",
+        "at most 512",
+    )
+
+
 def test_bad_set_override(
     project: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -347,3 +347,36 @@ def test_trained_run_reloads_exports_and_serves(family_run: Path, tmp_path: Path
                 _close(a, b, 1e-4)
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("model_type", "fields", "positions"),
+    [
+        ("bert", {}, 512),
+        ("electra", {}, 512),
+        ("distilbert", {}, 512),
+        # RoBERTa's and MPNet's tables start after the padding index: 514 rows, 512 positions
+        ("roberta", {"max_position_embeddings": 514, "pad_token_id": 1}, 512),
+        ("xlm-roberta", {"max_position_embeddings": 514, "pad_token_id": 1}, 512),
+        ("camembert", {"max_position_embeddings": 514, "pad_token_id": 1}, 512),
+        ("mpnet", {"max_position_embeddings": 514, "pad_token_id": 1}, 512),
+        ("deberta-v2", {"position_biased_input": True}, 512),  # DeBERTa-v2's table
+        ("deberta-v2", {"position_biased_input": False}, None),  # v3: relative only
+        ("modernbert", {}, None),  # rotary
+    ],
+)
+def test_the_longest_input_each_family_takes(
+    model_type: str, fields: dict[str, Any], positions: int | None
+) -> None:
+    from camtl.modeling.families import check_task_lengths, family_for
+    from camtl.tasks.spec import TaskSpec
+
+    config = AutoConfig.for_model(model_type, **fields)
+    family = family_for(model_type)
+    assert family is not None and family.max_positions(config) == positions
+    if positions is not None:
+        too_long = TaskSpec("t", "classification", ["text"], "label", max_length=positions + 1)
+        with pytest.raises(ConfigError, match=f"max_length' \\(task 't'\\): {positions + 1}, mo"):
+            check_task_lengths(config, [too_long], "enc")
+        fits = TaskSpec("t", "classification", ["text"], "label", max_length=positions)
+        check_task_lengths(config, [fits], "enc")

@@ -37,6 +37,7 @@ from camtl.evaluation.report import format_table, report_name, write_report
 from camtl.evaluation.runs import load_run
 from camtl.fileio import atomic_write_text, check_apart
 from camtl.model_card import write_model_card
+from camtl.modeling.families import check_task_lengths
 from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import CONFIG_FILE, CROSS_FIT_FILE, TRANSFER_FILE
 from camtl.sampling import BatchScheduler, build_sampler
@@ -82,6 +83,9 @@ def load_new_task(
 ) -> TaskData:
     """The new task's data, tokenized with the task index it will have in the model."""
     spec = load_task_file(path)
+    check_task_lengths(
+        model.encoder.config, [spec], model.config.encoder, f"{path}: key 'task.max_length'"
+    )
     if spec.name in model.task_index:
         raise ConfigError(
             f"{path}: task {spec.name!r} is already in the model "

@@ -21,7 +21,7 @@ from camtl.modeling.encoder import (
     load_encoder_and_tokenizer,
     set_dropout,
 )
-from camtl.modeling.families import check_encoder
+from camtl.modeling.families import check_encoder, check_task_lengths
 from camtl.modeling.shared_encoder import SharedEncoder, build_shared_encoder, resolved_freezing
 from camtl.runfiles import ENCODER_CONFIG_DIR, EXPORT_FILE, MODEL_FILE, WEIGHTS_FILE
 from camtl.structured import from_dict, to_dict
@@ -81,6 +81,7 @@ class MultiTaskModel(nn.Module):
     ) -> tuple[MultiTaskModel, Any]:
         """A fresh model on a pretrained encoder; returns (model, tokenizer)."""
         encoder, tokenizer = load_encoder_and_tokenizer(config.encoder)
+        check_task_lengths(encoder.config, tasks, config.encoder)
         return cls(encoder, tasks, labels, config), tokenizer
 
     @classmethod

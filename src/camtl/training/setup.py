@@ -17,6 +17,7 @@ from camtl.distillation.distiller import KEY as DISTILLATION_KEY
 from camtl.distillation.teachers import teacher_dev_scores
 from camtl.errors import ConfigError
 from camtl.modeling.encoder import load_encoder_and_tokenizer
+from camtl.modeling.families import check_task_lengths
 from camtl.modeling.model import MultiTaskModel
 from camtl.sampling import BatchScheduler, TaskSampler
 from camtl.training.uncertainty import make_scorer
@@ -25,6 +26,7 @@ from camtl.training.uncertainty import make_scorer
 def build_model_and_data(config: RunConfig) -> tuple[list[TaskData], MultiTaskModel, Any]:
     """Every task read, validated and tokenized, and the model built over them."""
     encoder, tokenizer = load_encoder_and_tokenizer(config.model.encoder)
+    check_task_lengths(encoder.config, config.tasks, config.model.encoder)  # before the data
     tasks = prepare_tasks(config.tasks, tokenizer, ("train", "dev", "test"))
     # the model's label maps hold the labels in use (inferred ones too); the specs, and
     # with them the run's config.yaml, keep what the config said

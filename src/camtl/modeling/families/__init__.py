@@ -8,9 +8,10 @@ MPNet, DistilBERT, DeBERTa-v2/v3 and ModernBERT (Ettin included).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from camtl.errors import ConfigError
 from camtl.modeling.families.base import EncoderFamily, refuse
 
 FAMILIES: dict[str, type[EncoderFamily]] = {}
@@ -73,6 +74,24 @@ def check_encoder(config: Any, name: str, architecture: str) -> None:
         )
     if architecture == "camtl" and family is not None:
         family.check_camtl(config)
+
+
+def check_task_lengths(
+    config: Any, tasks: Sequence[Any], name: str, key: str = "key 'tasks[{index}].max_length'"
+) -> None:
+    """Refuse a task whose ``max_length`` the encoder's position table cannot hold: its
+    first long input would otherwise fail in the forward pass (training, predict, serve).
+    ``key``: how the message names the setting (``{index}``: the task's)."""
+    family = family_for(getattr(config, "model_type", ""))
+    limit = None if family is None else family.max_positions(config)
+    if limit is None:
+        return
+    for i, task in enumerate(tasks):
+        if task.max_length > limit:
+            raise ConfigError(
+                f"{key.format(index=i)} (task {task.name!r}): {task.max_length}, more "
+                f"than the {limit} positions of the encoder {name!r}; at most {limit}"
+            )
 
 
 # the built-in families register themselves

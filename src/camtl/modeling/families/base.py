@@ -229,6 +229,13 @@ class SharedLookup:
         return None if down is None or up is None else (down, up)
 
 
+def positions_after_padding(config: Any) -> int | None:
+    """RoBERTa's and MPNet's position table: its rows start after the padding index (514
+    rows hold 512 positions)."""
+    rows = getattr(config, "max_position_embeddings", None)
+    return None if rows is None else rows - (config.pad_token_id + 1)
+
+
 class EncoderFamily:
     """One layout of pretrained encoder. Class methods only: the family holds no state;
     ``encoder`` arguments are the CA-MTL encoder, which registered the family's parts
@@ -251,6 +258,12 @@ class EncoderFamily:
     @classmethod
     def check_camtl(cls, config: Any) -> None:
         """Refuse (ConfigError) a variant of the family that CA-MTL's layer cannot run."""
+
+    @classmethod
+    def max_positions(cls, config: Any) -> int | None:
+        """The longest input, in tokens, the encoder's position table covers (None: no
+        table, positions are relative or rotary). A longer input fails in the forward pass."""
+        return getattr(config, "max_position_embeddings", None)
 
     @classmethod
     def hidden_dropout(cls, config: Any) -> float:

@@ -10,6 +10,7 @@ from camtl.modeling.families.base import (
     PostNormLayer,
     PretrainedParts,
     activation,
+    positions_after_padding,
     refuse,
 )
 
@@ -53,6 +54,12 @@ class BertFamily(EncoderFamily):
         if project is not None:
             extras["embeddings_project"] = project
         return PretrainedParts(model.embeddings, list(model.encoder.layer), extras)
+
+    @classmethod
+    def max_positions(cls, config: Any) -> int | None:
+        if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+            return positions_after_padding(config)
+        return super().max_positions(config)
 
     @classmethod
     def check_camtl(cls, config: Any) -> None:

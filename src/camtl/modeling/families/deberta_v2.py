@@ -84,6 +84,13 @@ class DebertaV2Family(EncoderFamily):
             )
 
     @classmethod
+    def max_positions(cls, config: Any) -> int | None:
+        """DeBERTa-v3 adds no position table to its input (relative positions only)."""
+        if getattr(config, "position_biased_input", True):
+            return super().max_positions(config)
+        return None
+
+    @classmethod
     def embed(cls, encoder, input_ids, token_type_ids, attention_mask):
         # DeBERTa zeroes the padded positions' embeddings (its own forward passes the mask)
         return encoder.embeddings(

@@ -94,6 +94,10 @@ class ModernBertFamily(EncoderFamily):
         )
 
     @classmethod
+    def max_positions(cls, config: Any) -> int | None:
+        return None  # rotary positions: no table to run out of
+
+    @classmethod
     def set_dropout(cls, model: nn.Module, attention: float | None, hidden: float | None) -> None:
         super().set_dropout(model, attention, hidden)
         if attention is not None:  # read at every forward pass, not an nn.Dropout

@@ -8,7 +8,11 @@ from typing import Any
 import torch
 
 from camtl.modeling.families import register_family
-from camtl.modeling.families.base import EncoderFamily, PretrainedParts
+from camtl.modeling.families.base import (
+    EncoderFamily,
+    PretrainedParts,
+    positions_after_padding,
+)
 from camtl.modeling.families.bert import BertLayer
 
 
@@ -48,6 +52,10 @@ class MPNetFamily(EncoderFamily):
             {"relative_attention_bias": model.encoder.relative_attention_bias},
             frozen_with_embeddings=("relative_attention_bias",),
         )
+
+    @classmethod
+    def max_positions(cls, config: Any) -> int | None:
+        return positions_after_padding(config)
 
     @classmethod
     def embed(cls, encoder, input_ids, token_type_ids, attention_mask):
