@@ -314,3 +314,33 @@ def test_reports_are_not_written_into_an_unfinished_run(
     (run / "checkpoint").rmdir()  # stopped before its first checkpoint: nothing to resume
     nothing = "it stopped with nothing to resume (camtl train --overwrite trains it again)"
     cli_error(capsys, "evaluate", str(run), parts=(nothing, elsewhere))
+
+
+def test_evaluate_checks_its_output_folder_and_arguments_before_any_work(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An --output-dir that is a file is refused before evaluating (it failed after, with a
+    traceback); the library takes str paths and names a bad split or batch size."""
+    from camtl.errors import ConfigError
+    from camtl.evaluation.runs import evaluate_run
+
+    before = snapshot(run)
+    weights = run / "model.safetensors"
+    for output in (tmp_path / "notes.txt", weights):
+        output.touch()
+        cli_error(
+            capsys,
+            "evaluate",
+            str(run),
+            "--output-dir",
+            str(output),
+            parts=(f"--output-dir '{output}': is a file, not a folder",),
+        )
+    assert snapshot(run) == before
+    with pytest.raises(ConfigError, match="--split 'bogus': one of train, dev, test"):
+        evaluate_run(str(run), "bogus")
+    for size in (0, -1, 1.5):
+        with pytest.raises(ConfigError, match=f"--batch-size {size}: must be a positive"):
+            evaluate_run(str(run), batch_size=size)  # type: ignore[arg-type]
+    results = evaluate_run(str(run), output_dir=str(tmp_path / "reports"))
+    assert results and (tmp_path / "reports" / "eval_dev.json").is_file()

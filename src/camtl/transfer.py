@@ -33,7 +33,7 @@ from camtl.data.folds import write_trained_on
 from camtl.data.prepare import TaskData, encode_split, prepare_tasks
 from camtl.errors import CamtlError, ConfigError
 from camtl.evaluation.evaluate import evaluate_tasks
-from camtl.evaluation.report import format_table, report_name, write_report
+from camtl.evaluation.report import check_report_folder, format_table, report_name, write_report
 from camtl.evaluation.runs import load_run
 from camtl.fileio import atomic_write_text, check_apart
 from camtl.model_card import write_model_card
@@ -433,6 +433,7 @@ def zero_shot_report(
 ) -> list[dict]:
     """`camtl evaluate RUN --zero-shot TASK.yaml`: print the scores per row and save them in
     ``output_dir`` (default: ``run_dir``)."""
+    check_report_folder(output_dir)
     check_finished_for_reports(run_dir, EVALUATE_ELSEWHERE, output_dir)
     config, model, tokenizer = load_run(run_dir)
     task = load_new_task(task_file, model, tokenizer, None, ("train", "dev"))

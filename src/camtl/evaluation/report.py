@@ -67,6 +67,16 @@ def report_name(split: str) -> str:
     return "report" if split == "dev" else f"report_{split}"
 
 
+def check_report_folder(folder: Path | None) -> None:
+    """Refuse an ``--output-dir`` that is a file before the work whose reports it would hold
+    (None: the run's own folder)."""
+    from camtl.validation import flag, require
+
+    if folder is not None:
+        what = flag("--output-dir", str(folder))
+        require(not folder.exists() or folder.is_dir(), what, "is a file, not a folder")
+
+
 def write_report(
     run_dir: Path,
     results: Mapping[str, Any],

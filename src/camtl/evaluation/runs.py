@@ -6,13 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from camtl.config import load_saved_config
+from camtl.constants import SPLITS
 from camtl.data.prepare import prepare_tasks
 from camtl.device import resolve_device
 from camtl.errors import CamtlError
 from camtl.evaluation.evaluate import evaluate_tasks
-from camtl.evaluation.report import format_table, write_report
+from camtl.evaluation.report import check_report_folder, format_table, write_report
 from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import CONFIG_FILE
+from camtl.validation import count, flag, require
 
 
 def load_run(run_dir: Path, device: str = "cpu") -> tuple[Any, MultiTaskModel, Any]:
@@ -29,11 +31,11 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[Any, MultiTaskModel, A
 
 
 def evaluate_run(
-    run_dir: Path,
+    run_dir: str | Path,
     split: str = "dev",
     batch_size: int = 64,
     device: str = "cpu",
-    output_dir: Path | None = None,
+    output_dir: str | Path | None = None,
     name: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the saved model of ``run_dir`` and write ``eval_<split>.{json,md}`` into
@@ -41,6 +43,11 @@ def evaluate_run(
     ``name``: what the report calls the model (default: ``run_dir``)."""
     from camtl.training.rundir import EVALUATE_ELSEWHERE, check_finished_for_reports
 
+    run_dir = Path(run_dir)
+    output_dir = None if output_dir is None else Path(output_dir)
+    require(split in SPLITS, flag("--split", split), f"one of {', '.join(SPLITS)}")
+    count(flag("--batch-size", batch_size), batch_size)
+    check_report_folder(output_dir)
     check_finished_for_reports(run_dir, EVALUATE_ELSEWHERE, output_dir)
     device = resolve_device(device)
     config, model, tokenizer = load_run(run_dir, device)
