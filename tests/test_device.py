@@ -222,3 +222,20 @@ def test_serve_on_cpu(tiny_run: Path) -> None:
         assert len(answer["predictions"]) == 1
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.usefixtures("no_gpu")
+def test_the_library_takes_device_values_and_str_paths_as_the_cli_does(tiny_run: Path) -> None:
+    """from_pretrained and InferenceEngine read a --device value (auto included) and a
+    str path; a bad value or an unknown task is one error naming it, not a traceback."""
+    from camtl.modeling import MultiTaskModel
+    from camtl.serving.engine import InferenceEngine, RequestError
+
+    assert next(MultiTaskModel.from_pretrained(tiny_run, device="auto").parameters()).is_cpu
+    for bad in ("gpu", "cuda"):
+        with pytest.raises(ConfigError, match=f"--device '{bad}'"):
+            MultiTaskModel.from_pretrained(tiny_run, device=bad)
+    engine = InferenceEngine(str(tiny_run), device="auto")
+    with pytest.raises(RequestError, match="task: unknown task 'nope'") as raised:
+        engine.check_records("nope", [{"text": "a"}])
+    assert raised.value.status == 404

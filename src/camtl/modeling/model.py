@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from camtl.device import resolve_device
 from camtl.errors import CamtlError
 from camtl.fileio import atomic_target, atomic_write_text
 from camtl.hub_models import resolve_model
@@ -103,6 +104,8 @@ class MultiTaskModel(nn.Module):
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModel
 
+        if not isinstance(device, torch.device):  # a --device value: cpu, cuda[:N], auto
+            device = resolve_device(str(device))
         run_dir = resolve_model(name_or_path, revision, token=token, cache_dir=cache_dir)
         meta_path = run_dir / MODEL_FILE
         if not meta_path.is_file():

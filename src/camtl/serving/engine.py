@@ -63,10 +63,12 @@ class BatchStats:
 
 
 class InferenceEngine:
-    def __init__(self, run_dir: Path, device: str = "cpu", max_batch_tokens: int = 8192) -> None:
+    def __init__(
+        self, run_dir: str | Path, device: str = "cpu", max_batch_tokens: int = 8192
+    ) -> None:
         from camtl.modeling.encoder import load_saved_tokenizer
 
-        self.run_dir = run_dir
+        self.run_dir = run_dir = Path(run_dir)
         self.device = resolve_device(device)  # a --device value: cpu, cuda[:N], auto
         self.model = load_model(run_dir, self.device).eval()  # a run directory or ONNX export
         self.tokenizer = load_saved_tokenizer(run_dir)
@@ -89,7 +91,9 @@ class InferenceEngine:
 
     def check_records(self, task: str, records: Any) -> list[dict[str, Any]]:
         """The records of a request, checked against the task's input fields."""
-        spec = self.specs[task]
+        spec = self.specs.get(task)
+        if spec is None:
+            raise RequestError(404, f"task: unknown task {task!r} (tasks: {', '.join(self.specs)})")
         if not isinstance(records, list) or not records:
             raise RequestError(422, "inputs: must be a non-empty list of records")
         columns = spec.kind.input_columns(spec)
