@@ -89,6 +89,10 @@ def test_cli_choices_and_params_take_the_kind(
     assert main([*params, "--generators", "shared"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: params: unknown key 'model.scaled.generators' (known keys: scale)"]
+    for labels in ("0", "-1"):  # a head of no classes: refused, not counted as one
+        with pytest.raises(SystemExit):
+            main([*params, "--labels", labels])
+        assert f"--labels: must be a positive integer, got {labels}" in capsys.readouterr().err
 
 
 def _run_dir(root: Path, name: str, seed: int, encoder_dir: Path, **model: object) -> Path:

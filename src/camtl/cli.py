@@ -615,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="camtl",
         help="the encoder kind (model.architecture): %(choices)s (default: camtl)",
     )
-    p.add_argument("--labels", type=int, default=3, help="classes per task head")
+    p.add_argument("--labels", type=_count, default=3, help="classes per task head")
     p.add_argument(
         "--option",
         action="append",
