@@ -344,3 +344,13 @@ def test_evaluate_checks_its_output_folder_and_arguments_before_any_work(
             evaluate_run(str(run), batch_size=size)  # type: ignore[arg-type]
     results = evaluate_run(str(run), output_dir=str(tmp_path / "reports"))
     assert results and (tmp_path / "reports" / "eval_dev.json").is_file()
+
+
+def test_an_encoder_given_as_a_run_folder_points_at_its_encoder_config(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from camtl.cli import main
+
+    hint = f"(a camtl run: its encoder's config is {run / 'encoder_config'})"
+    cli_error(capsys, "params", "--model", str(run), parts=("--model: cannot load", hint))
+    assert main(["params", "--model", str(run / "encoder_config")]) == 0

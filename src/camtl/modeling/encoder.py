@@ -11,7 +11,7 @@ from torch import nn
 from camtl.errors import CamtlError, ConfigError
 from camtl.modeling.families import check_encoder, family_for
 from camtl.modeling.families.base import EncoderFamily
-from camtl.runfiles import TOKENIZER_FILE
+from camtl.runfiles import ENCODER_CONFIG_DIR, MODEL_FILE, TOKENIZER_FILE
 
 if TYPE_CHECKING:
     from camtl.modeling.shared_encoder import SharedEncoder
@@ -33,6 +33,8 @@ def load_encoder_config(name: str, key: str) -> tuple[str, Any]:
         return source, AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
         hint = "" if Path(source).exists() else " (no such folder, and the hub is unreachable?)"
+        if (Path(source) / MODEL_FILE).is_file():
+            hint = f" (a camtl run: its encoder's config is {Path(source) / ENCODER_CONFIG_DIR})"
         raise ConfigError(
             f"{key}: cannot load {name!r}{hint}: {str(exc).splitlines()[0]}"
         ) from None
