@@ -296,11 +296,7 @@ def _encode_fitted(
             rows[i] = (cut, j)
     if choices_cut:
         for i in choices_cut:
-            seconds[i], spans[i] = _join(
-                _fit_choices(tokenizer, choices[i], joiner, max_length), joiner
-            )
-        # the plan counts each choice's tokens alone; should the joined text come out a
-        # token or two longer, longest_first trims the last choice's end, not a choice
+            seconds[i], spans[i] = _fit_joined(tokenizer, choices[i], joiner, max_length)
         cut = tokenizer(
             [""] * len(choices_cut),
             [seconds[i] for i in choices_cut],
@@ -318,6 +314,23 @@ def _encode_fitted(
             for i, (encoding, row) in enumerate(rows)
         ),
     )
+
+
+def _fit_joined(
+    tokenizer: Any, choices: list[str], joiner: str, max_length: int
+) -> tuple[str, list[tuple[int, int]]]:
+    """The choices cut to fit (``_fit_choices``) and joined. The plan counts each choice's
+    tokens alone; where the joined text comes out longer (a subword tokenizer merging across
+    a boundary), the plan is made again with that much less room, so that the final
+    truncation, which cuts from the end, has nothing left to cut from the last choice."""
+    room = max_length
+    for _ in range(3):
+        text, spans = _join(_fit_choices(tokenizer, choices, joiner, room), joiner)
+        over = len(tokenizer("", text, verbose=False)["input_ids"]) - max_length
+        if over <= 0:
+            break
+        room -= over
+    return text, spans
 
 
 def _fit_choices(tokenizer: Any, choices: list[str], joiner: str, max_length: int) -> list[str]:
