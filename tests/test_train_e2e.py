@@ -292,6 +292,9 @@ def test_baseline_single_task_trains_one_run_per_task_and_compares(
     assert err.startswith(f"error: {root / 'pairs'}: key 'training.max_steps': 5 here, but"), err
     assert "started with 3 (a finished run is kept only if trained as asked" in err, err
     assert (root / "pairs" / "model.safetensors").stat().st_mtime == mtime
+    assert main([*argv, "--set", "model.hidden_dropout=0.3"]) == 2  # another model too
+    err = capsys.readouterr().err.strip()
+    assert "key 'model.hidden_dropout': 0.3 here, but the run" in err, err
     # what does not change the training (RESUME_MAY_CHANGE) keeps them
     assert main([*argv, "--set", "training.eval_batch_size=7"]) == 0
     assert (root / "pairs" / "model.safetensors").stat().st_mtime == mtime

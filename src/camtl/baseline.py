@@ -24,7 +24,9 @@ from camtl.errors import ConfigError
 from camtl.runfiles import CHECKPOINT_DIR, CONFIG_FILE
 from camtl.tasks.spec import CrossFit
 from camtl.training.rundir import (
+    adopt_run_freezing,
     check_same_folds,
+    check_same_model,
     check_same_recipe,
     check_same_tasks,
     read_status,
@@ -136,10 +138,17 @@ def _check_folder(single: RunConfig, options: BaselineOptions) -> None:
     resumes = (run_dir / CHECKPOINT_DIR).is_dir() and not finished
     try:
         check_same_folds(run_dir, single)
-        if resumes:  # what train --resume checks, before any run trains
-            check_same_tasks(run_dir, single)
-            check_same_recipe(run_dir, single)
-        elif finished:  # kept only if trained by the recipe asked for (--max-steps, --set)
-            check_same_recipe(run_dir, single, advice=KEEP)
+        if resumes or finished:  # what train --resume checks, before any run trains; a
+            # finished run is kept only if trained as asked (--max-steps, --set, the model)
+            as_run = copy.deepcopy(single)
+            adopt_run_freezing(run_dir, as_run)  # freezing left unset: the run's, as on resume
+            if resumes:
+                check_same_model(run_dir, as_run)
+                check_same_tasks(run_dir, single)
+                check_same_recipe(run_dir, single)
+            else:
+                check_same_model(run_dir, as_run, advice=KEEP)
+                check_same_tasks(run_dir, single, "to keep it; --overwrite trains it again")
+                check_same_recipe(run_dir, single, advice=KEEP)
     except ConfigError as error:
         raise ConfigError(f"{run_dir}: {error} (or choose another --output-root)") from None

@@ -153,9 +153,14 @@ def adopt_run_freezing(run_dir: Path, config: RunConfig) -> None:
         config.model.freeze_layers = saved.freeze_layers
 
 
-def check_same_model(run_dir: Path, config: RunConfig) -> None:
+def check_same_model(
+    run_dir: Path,
+    config: RunConfig,
+    advice: str = "its checkpoint holds that model (set it back to resume)",
+) -> None:
     """Resuming: the model section must be the one the run started with (its checkpoint
-    holds that model's weights); names the first key that differs."""
+    holds that model's weights); names the first key that differs. ``advice``: what the
+    message tells the user to do."""
     from camtl.config import load_saved_config
     from camtl.model_config import section_in_use
     from camtl.structured import to_dict
@@ -167,8 +172,7 @@ def check_same_model(run_dir: Path, config: RunConfig) -> None:
     if difference:
         key, old, new = difference
         raise ConfigError(
-            f"key '{key}': {new!r} here, but the run in {run_dir} started with "
-            f"{old!r}; its checkpoint holds that model (set it back to resume)"
+            f"key '{key}': {new!r} here, but the run in {run_dir} started with {old!r}; {advice}"
         )
 
 
@@ -191,7 +195,11 @@ def hold_run_lock(run_dir: Path) -> int:
     return descriptor
 
 
-def check_same_tasks(run_dir: Path, config: RunConfig) -> None:
+def check_same_tasks(
+    run_dir: Path,
+    config: RunConfig,
+    advice: str = "to resume; camtl add-task adds a task to a finished run",
+) -> None:
     """Resuming: the tasks (names, kinds, labels in order) must be the run's (its checkpoint
     holds their heads); names the key. The balancer, whose state the checkpoint holds too,
     is in the training section that check_same_recipe compares."""
@@ -205,8 +213,7 @@ def check_same_tasks(run_dir: Path, config: RunConfig) -> None:
     if before != now:
         raise ConfigError(
             f"key 'tasks': {[t[0] for t in now]} here, but the run in {run_dir} started with "
-            f"{[t[0] for t in before]} (names, kinds and labels must match to resume; "
-            "camtl add-task adds a task to a finished run)"
+            f"{[t[0] for t in before]} (names, kinds and labels must match {advice})"
         )
 
 
