@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -290,3 +291,61 @@ def test_multiple_choice_max_length_must_hold_a_token_of_every_choice() -> None:
     with pytest.raises(ConfigError, match=r"max_length': must be at least 10 for 4 choices"):
         _choice_spec(max_length=9, choices=4)
     _choice_spec(max_length=10, choices=4)
+
+
+def _byte_level_bpe_tokenizer() -> Any:
+    """RoBERTa's layout (<s> A </s></s> B </s>) and a byte-level BPE, trained on the tiny
+    words: a separator costs two tokens between choices ('Ġ' and '</s>')."""
+    import random
+
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    from camtl.testing import TINY_WORDS
+
+    rng = random.Random(0)
+    corpus = [" ".join(rng.choice(TINY_WORDS) for _ in range(12)) for _ in range(300)]
+    bpe = ByteLevelBPETokenizer()
+    special = ["<s>", "<pad>", "</s>", "<unk>"]
+    bpe.train_from_iterator(corpus, vocab_size=300, special_tokens=special, show_progress=False)
+    bpe._tokenizer.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+
+
+def test_multiple_choice_keeps_every_choice_under_roberta_layout_and_byte_level_bpe() -> None:
+    """Where special tokens and separators cost more than BERT's (4 per pair, 2 per
+    separator), every choice still keeps tokens, down to the least max_length that holds a
+    token of each; below it the task is refused, naming it."""
+    import random
+
+    from camtl.errors import ConfigError
+    from camtl.testing import TINY_WORDS
+
+    tokenizer = _byte_level_bpe_tokenizer()
+    kind = get_kind("multiple_choice")
+    rng = random.Random(1)
+    least = len(tokenizer("", " </s> ".join(["a"] * 4))["input_ids"])
+    assert least > 2 * 4 + 2  # more than the config's BERT-layout bound
+    # (at exactly `least` a word this small BPE splits after a space, ' is' into 'Ġ' and
+    # 'is', can still cost one token more than planned; a real vocabulary merges them)
+    for max_length in (least + 3, least + 8, 40):
+        spec = _choice_spec(max_length=max_length, choices=4)
+        for _ in range(60):
+            lengths = [rng.choice([1, 2, 3, 15, 40]) for _ in range(4)]
+            choices = [" ".join(rng.choice(TINY_WORDS) for _ in range(n)) for n in lengths]
+            example = {"context": " ".join(TINY_WORDS[:25]), "choices": choices, "label": 3}
+            (feature,), _ = kind.encode(spec, [example], tokenizer)
+            assert len(feature["input_ids"]) <= max_length
+            assert all(feature["choice_ids"].count(j) for j in range(4)), (max_length, lengths)
+            assert feature["choice_labels"] == 3
+    with pytest.raises(ConfigError, match=f"task 'mc': max_length {least - 1} cannot hold"):
+        kind.encode(_choice_spec(max_length=least - 1, choices=4), [example], tokenizer)

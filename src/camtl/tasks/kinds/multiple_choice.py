@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camtl.constants import IGNORE_INDEX
-from camtl.errors import DataError
+from camtl.errors import ConfigError, DataError
 from camtl.tasks.kinds import records
 from camtl.tasks.kinds.base import BatchField, KindSample, TaskKind, entropy, register_kind
 from camtl.tasks.kinds.classification import OneOfOutputs, accuracy, softmax
@@ -163,7 +163,8 @@ class MultipleChoice(OneOfOutputs, TaskKind):
             f"a multiple-choice task takes {n} context column(s) (options.context_columns, "
             f"at least 1) and 2 to {MAX_CHOICES} choice columns, got {spec.text_columns!r}",
         )
-        # [CLS], a separator after the context and after each choice, a token per choice
+        # [CLS], a separator after the context and after each choice, a token per choice:
+        # BERT's layout; encode checks the encoder's own tokenizer (RoBERTa's needs more)
         least = 2 * choices + 2
         require(
             spec.max_length >= least,
@@ -197,6 +198,14 @@ class MultipleChoice(OneOfOutputs, TaskKind):
         gold choice left without a token (text the tokenizer drops entirely) teaches nothing:
         its label is ignored, as the head never picks such a choice."""
         joiner = f" {tokenizer.sep_token} " if tokenizer.sep_token else " | "
+        choices_per_example = len(spec.text_columns) - self.options(spec).context_columns
+        least = _least_length(tokenizer, choices_per_example, joiner)
+        if spec.max_length < least:  # the config's own check counts BERT's layout only
+            raise ConfigError(
+                f"task {spec.name!r}: max_length {spec.max_length} cannot hold a token of "
+                f"each of its {choices_per_example} choices and the separators with this "
+                f"encoder's tokenizer; it must be at least {least}"
+            )
         contexts = [ex["context"] for ex in examples]
         choices = [ex["choices"] for ex in examples]
         rows, spans, truncated = _encode_fitted(
@@ -269,7 +278,7 @@ def _encode_fitted(
 ) -> tuple[list[Row], list[list[tuple[int, int]]], int]:
     """One (encoding, row) per example within ``max_length``, and each example's choice
     spans in its second segment: the context is cut first; where the choices alone do not
-    fit, the context goes and the longest choices are cut (``_fit_choices``), so that every
+    fit, the context goes and the longest choices are cut (``_fit_joined``), so that every
     choice keeps tokens. Returns the count of examples cut as well."""
     kwargs = {"return_offsets_mapping": True, "verbose": False}
     joined = [_join(example, joiner) for example in choices]
@@ -316,41 +325,44 @@ def _encode_fitted(
     )
 
 
+def _least_length(tokenizer: Any, choices: int, joiner: str) -> int:
+    """Tokens of an input whose choices are one short word each and whose context is empty:
+    the special tokens of a pair (3 for BERT, 4 for RoBERTa) and each separator as it
+    tokenizes between two choices (two tokens in a byte-level BPE)."""
+    text, _ = _join(["a"] * choices, joiner)
+    return len(tokenizer("", text, verbose=False)["input_ids"])
+
+
 def _fit_joined(
     tokenizer: Any, choices: list[str], joiner: str, max_length: int
 ) -> tuple[str, list[tuple[int, int]]]:
-    """The choices cut to fit (``_fit_choices``) and joined. The plan counts each choice's
-    tokens alone; where the joined text comes out longer (a subword tokenizer merging across
-    a boundary), the plan is made again with that much less room, so that the final
-    truncation, which cuts from the end, has nothing left to cut from the last choice."""
-    room = max_length
-    for _ in range(3):
-        text, spans = _join(_fit_choices(tokenizer, choices, joiner, room), joiner)
-        over = len(tokenizer("", text, verbose=False)["input_ids"]) - max_length
-        if over <= 0:
+    """The choices, without the context, cut to fit ``max_length`` and joined: every choice
+    is cut to one common number of tokens (the longest lose most; the shorter stay whole).
+    Cutting the joined text from its end instead would remove the last choices entirely,
+    and the head would still score them (from no tokens) and could pick one it never read.
+
+    Tokens are counted as they come in the joined text (a byte-level BPE splits a word
+    after a space otherwise than alone); cut text can tokenize a token longer at the cut,
+    so the plan is made again on what it gives until it fits (once or twice)."""
+    text, spans = _join(choices, joiner)
+    for _ in range(4):
+        encoding = tokenizer("", text, return_offsets_mapping=True, verbose=False)
+        if len(encoding["input_ids"]) <= max_length:
             break
-        room -= over
+        owners = _choice_ids(encoding["offset_mapping"], encoding.sequence_ids(), spans)
+        ends = [
+            [end for (_, end), owner in zip(encoding["offset_mapping"], owners) if owner == j]
+            for j in range(len(choices))
+        ]
+        lengths = [len(token_ends) for token_ends in ends]
+        others = len(owners) - sum(lengths)  # special tokens and separators
+        cap = _common_length(lengths, max_length - others)
+        choices = [
+            text[a:b] if len(ends[j]) <= cap else text[a : ends[j][cap - 1]]
+            for j, (a, b) in enumerate(spans)
+        ]
+        text, spans = _join(choices, joiner)
     return text, spans
-
-
-def _fit_choices(tokenizer: Any, choices: list[str], joiner: str, max_length: int) -> list[str]:
-    """The choices cut to share what ``max_length`` leaves without the context: every choice
-    is cut to one common length (the longest lose most; the shorter stay whole). Cutting the
-    joined text from its end instead would remove the last choices entirely, and the head
-    would still score them (from no tokens) and could pick one it never read."""
-    encoded = tokenizer(
-        choices, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-    )
-    lengths = [len(ids) for ids in encoded["input_ids"]]
-    separator = len(tokenizer(joiner.strip(), add_special_tokens=False)["input_ids"])
-    budget = (
-        max_length - tokenizer.num_special_tokens_to_add(pair=True) - separator * (len(choices) - 1)
-    )
-    cap = _common_length(lengths, budget)
-    return [
-        choice if n <= cap else choice[: encoded["offset_mapping"][j][cap - 1][1]]
-        for j, (choice, n) in enumerate(zip(choices, lengths))
-    ]
 
 
 def _common_length(lengths: list[int], budget: int) -> int:
