@@ -126,12 +126,12 @@ def test_serve_refuses_a_bad_allowed_hosts_before_reading_the_model(
         (
             ("--api-key", ""),
             {},
-            "error: --api-key: empty; leave it out to serve without a bearer token",
+            "error: --api-key: empty; leave the flag out to serve without a bearer token",
         ),
         (
             ("--api-key", "  "),
             {},
-            "error: --api-key: empty; leave it out to serve without a bearer token",
+            "error: --api-key: empty; leave the flag out to serve without a bearer token",
         ),
         (
             ("--api-key", "se cret"),
@@ -148,7 +148,7 @@ def test_serve_refuses_a_bad_allowed_hosts_before_reading_the_model(
         (
             (),
             {"CAMTL_API_KEY": " \n"},
-            "error: $CAMTL_API_KEY: empty; leave it out to serve without a bearer token",
+            "error: $CAMTL_API_KEY: empty; unset it to serve without a bearer token",
         ),
     ],
 )
@@ -172,5 +172,6 @@ def test_the_bearer_token_comes_from_the_flag_then_the_environment() -> None:
 
     assert resolve_api_key("from-flag", {"CAMTL_API_KEY": "from-env"}) == "from-flag"
     assert resolve_api_key(None, {"CAMTL_API_KEY": "from-env"}) == "from-env"
-    assert resolve_api_key(None, {"CAMTL_API_KEY": ""}) is None  # set but empty: none
+    with pytest.raises(ConfigError, match=r"\$CAMTL_API_KEY: empty; unset it to serve"):
+        resolve_api_key(None, {"CAMTL_API_KEY": ""})  # set, to an unset variable's value
     assert resolve_api_key(None, {}) is None

@@ -41,22 +41,23 @@ API_KEY_VARIABLE = "CAMTL_API_KEY"
 
 
 def resolve_api_key(given: str | None, environ: Mapping[str, str]) -> str | None:
-    """The bearer token: ``--api-key``, else ``$CAMTL_API_KEY`` (set but empty: none).
+    """The bearer token: ``--api-key``, else ``$CAMTL_API_KEY``.
 
-    A blank key given on purpose (``--api-key "$KEY"`` with KEY unset) would serve without
-    any check, and one with a space or a character outside printable ASCII could never match
-    (an HTTP header carries only those): both are refused, without echoing the secret."""
+    A blank key (``--api-key "$KEY"`` or ``CAMTL_API_KEY=$KEY`` with KEY unset) would serve
+    without any check, and one with a space or a character outside printable ASCII could
+    never match (an HTTP header carries only those): both are refused, without echoing the
+    secret. No key at all: the flag left out and the variable unset."""
     if given is not None:
-        check_api_key(given, "--api-key")
+        check_api_key(given, "--api-key", "leave the flag out")
         return given
-    from_environment = environ.get(API_KEY_VARIABLE) or None
+    from_environment = environ.get(API_KEY_VARIABLE)
     if from_environment is not None:
-        check_api_key(from_environment, f"${API_KEY_VARIABLE}")
+        check_api_key(from_environment, f"${API_KEY_VARIABLE}", "unset it")
     return from_environment
 
 
-def check_api_key(key: str, where: str) -> None:
-    require(key.strip(), where, "empty; leave it out to serve without a bearer token")
+def check_api_key(key: str, where: str, instead: str = "leave it out") -> None:
+    require(key.strip(), where, f"empty; {instead} to serve without a bearer token")
     require(
         all("!" <= character <= "~" for character in key),
         where,
