@@ -892,6 +892,17 @@ def test_predict_never_replaces_a_file_of_the_model_a_pipe_or_a_link(
     assert done.returncode == 0, done.stderr
     assert "label" in json.loads(done.stdout)  # standard output holds the predictions alone
     assert "wrote 1 predictions to -" in done.stderr
+    log = tmp_path / "log.jsonl"  # `camtl predict ... --output /dev/stdout >> log.jsonl`
+    log.write_text("earlier\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "camtl.cli", *_predict(run, source, Path("/dev/stdout"))]
+    with log.open("a") as appended:
+        subprocess.run(command, stdout=appended, env=env, timeout=300, check=True)
+    earlier, predicted = log.read_text().splitlines()  # the summary went to stderr
+    assert earlier == "earlier" and "label" in json.loads(predicted)
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+    cli_error(capsys, *_predict(run, source, loop), parts=("a symbolic link that leads nowhere",))
 
 
 def test_predict_a_lone_surrogate_is_a_bad_row_and_every_row_bad_still_writes_their_errors(

@@ -112,7 +112,7 @@ def cmd_add_task(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from camtl.device import resolve_device
     from camtl.hub_models import resolve_model
-    from camtl.predict import STDOUT, predict_file
+    from camtl.predict import is_stdout, predict_file
 
     resolve_device(args.device)  # a bad --device is refused before any download
     summary = predict_file(
@@ -125,7 +125,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         device=args.device,
     )
     # with --output - the predictions are standard output: the summary goes to stderr
-    out = sys.stderr if args.output == STDOUT else sys.stdout
+    out = sys.stderr if is_stdout(args.output) else sys.stdout
     print(f"wrote {summary.predicted} predictions to {args.output}", file=out)
     if summary.skipped:
         print(

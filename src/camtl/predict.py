@@ -18,7 +18,7 @@ from camtl.export import is_export, load_model
 from camtl.fileio import atomic_write_text
 from camtl.precision import resolve_precision
 from camtl.runfiles import CONFIG_FILE
-from camtl.validation import count, flag, require
+from camtl.validation import count, flag, invalid, require
 
 log = logging.getLogger("camtl")
 BAD_ROW_POLICIES = ("error", "skip")
@@ -39,33 +39,43 @@ def run_precision(run_dir: Path, device: str = "cpu") -> str:
 STDOUT = "-"  # --output -: the predictions on standard output
 
 
+def is_stdout(output: str | Path) -> bool:
+    """``-`` and /dev/stdout: the predictions go to standard output (and nothing else)."""
+    return str(output) in (STDOUT, "/dev/stdout")
+
+
 def check_output(output: Path, input_path: Path, run_dir: Path) -> None:
     """Refuse an output that would replace the inputs, a folder, or a file of the model."""
     what = flag("--output", str(output))
     require(not output.is_dir(), what, "is a folder, not a file")
+    try:
+        target = output.resolve()
+    except (OSError, RuntimeError):  # a loop of symbolic links
+        raise invalid(what, "a symbolic link that leads nowhere (a loop)") from None
     require(
-        not (output.exists() and output.resolve() == input_path.resolve()),
+        not (output.exists() and target == input_path.resolve()),
         what,
         "is the --input file; the predictions would replace the inputs",
     )
     require(
-        run_dir.resolve() not in output.resolve().parents,
+        run_dir.resolve() not in target.parents,
         what,
         f"is inside the model's folder {run_dir}; write predictions elsewhere",
     )
 
 
 def write_output(output: str | Path, text: str) -> None:
-    """``-``: standard output. A pipe or a device (/dev/stdout) is written to, not replaced;
-    a symbolic link's target is replaced, not the link; a file appears whole or not at all
-    (written next to it, then renamed)."""
-    if str(output) == STDOUT:
+    """``-`` and /dev/stdout: standard output. A pipe or a device (/dev/..., /proc/...) is
+    written to, at its end, not replaced; a symbolic link's target is replaced, not the
+    link; a file appears whole or not at all (written next to it, then renamed)."""
+    if is_stdout(output):
         sys.stdout.write(text)
         sys.stdout.flush()
         return
     output = Path(output)
-    if output.exists() and not output.is_file():
-        with output.open("w", encoding="utf-8") as handle:
+    special = output.absolute().parts[1:2] in (("dev",), ("proc",))
+    if special or (output.exists() and not output.is_file()):
+        with output.open("a", encoding="utf-8") as handle:
             handle.write(text)
         return
     atomic_write_text(output.resolve() if output.is_symlink() else output, text)
@@ -104,7 +114,7 @@ def predict_file(
         f"one of {', '.join(BAD_ROW_POLICIES)}",
     )
     count(flag("--batch-size", batch_size), batch_size)
-    if str(output_path) != STDOUT:
+    if not is_stdout(output_path):
         check_output(Path(output_path), input_path, run_dir)
     device = resolve_device(device)
     model = load_model(run_dir, device)
