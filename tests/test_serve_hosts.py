@@ -3,6 +3,8 @@ itself is tested over HTTP in test_serve_robust."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from camtl.serving.hosts import host_allowed, host_name, parse_allowed_hosts
@@ -57,9 +59,63 @@ def test_host_names_and_whether_they_are_answered(
         ("api.example.com, B.example.", "0.0.0.0", ("api.example.com", "b.example")),
         ("[::1],*.corp.example", "127.0.0.1", ("::1", "*.corp.example")),
         ("a.example,*", "127.0.0.1", None),
+        ("bücher.example", "127.0.0.1", ("xn--bcher-kva.example",)),  # as browsers send it
+        ("*.Bücher.example.", "127.0.0.1", ("*.xn--bcher-kva.example",)),
     ],
 )
 def test_allowed_hosts_by_flag_and_by_bound_address(
     value: str | None, bind: str, parsed: tuple[str, ...] | None
 ) -> None:
     assert parse_allowed_hosts(value, bind) == parsed
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("*.", "'*.': not a host name"),  # stripped of its dot it would have allowed any
+        ("*..", "'*..': not a host name"),
+        (".", "'.': not a host name"),
+        ("a b.example", "'a b.example': not a host name (letters, digits and hyphens"),
+        ("a..example", "'a..example': not a host name"),
+        ("-a.example", "'-a.example': not a host name"),
+        ("a*.example", "'a*.example': '*' stands alone or starts '*.example.com'"),
+        ("*.*.example", "'*.*.example': '*' stands alone or starts '*.example.com'"),
+    ],
+)
+def test_allowed_hosts_that_could_never_match_or_would_allow_any_are_refused(
+    value: str, message: str
+) -> None:
+    from camtl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(f"--allowed-hosts {value!r}: {message}")):
+        parse_allowed_hosts(value, "127.0.0.1")
+
+
+def test_the_middleware_closes_a_websocket_for_a_host_not_allowed_and_passes_lifespan() -> None:
+    import asyncio
+
+    from camtl.serving.hosts import AllowedHosts
+
+    reached: list[str] = []
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        reached.append(scope["type"])
+
+    async def run(scope: dict) -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await AllowedHosts(app, ())(scope, None, send)
+        return sent
+
+    evil = [(b"host", b"evil.example")]
+    assert asyncio.run(run({"type": "websocket", "headers": evil})) == [
+        {"type": "websocket.close", "code": 1008}
+    ]
+    sent = asyncio.run(run({"type": "http", "headers": evil}))
+    assert sent[0]["status"] == 400 and reached == []
+    asyncio.run(run({"type": "lifespan"}))
+    asyncio.run(run({"type": "websocket", "headers": [(b"host", b"localhost:8000")]}))
+    assert reached == ["lifespan", "websocket"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 from typing import Any
 
 from camtl.validation import flag, invalid
@@ -63,10 +64,33 @@ def parse_allowed_hosts(value: str | None, bind_host: str) -> tuple[str, ...] | 
             raise invalid(what, f"{name!r}: a host name, not a URL")
         if ":" in name and not _is_ip(name):
             raise invalid(what, f"{name!r}: give the name without a port")
-        if "*" in name and name != ANY and not (name.startswith("*.") and "*" not in name[1:]):
-            raise invalid(what, f"{name!r}: '*' stands alone or starts '*.example.com'")
-        names.append(name.rstrip("."))
+        names.append(_checked_name(name, what))
     return None if ANY in names else tuple(names)
+
+
+_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def _checked_name(name: str, what: str) -> str:
+    """``*``, ``*.`` and a domain, a domain (an internationalised one as browsers send it,
+    in punycode) or an IP address; anything else is refused (a name that could never match,
+    or one that would silently allow every Host)."""
+    if name == ANY or _is_ip(name):
+        return name
+    wildcard = name.startswith("*.")
+    domain = name[2:] if wildcard else name
+    try:
+        domain = domain.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        raise invalid(what, f"{name!r}: not a host name") from None
+    if not all(_LABEL.fullmatch(label) for label in domain.split(".")):
+        message = (
+            "'*' stands alone or starts '*.example.com'"
+            if "*" in domain
+            else ("not a host name (letters, digits and hyphens between dots)")
+        )
+        raise invalid(what, f"{name!r}: {message}")
+    return f"*.{domain}" if wildcard else domain
 
 
 def host_name(header: str) -> str | None:
@@ -102,13 +126,16 @@ class AllowedHosts:
         self.allowed = allowed
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             header = next((value for key, value in scope["headers"] if key == b"host"), None)
             if header is not None:
                 text = header.decode("latin-1")
                 name = host_name(text)
                 if name is None or not host_allowed(name, self.allowed):
                     log.info("refused a request for Host %r", text)
+                    if scope["type"] == "websocket":  # closed before it is accepted: 403
+                        await send({"type": "websocket.close", "code": 1008})
+                        return
                     message = (
                         f"Host: {text!r} is not a name this server answers to (localhost"
                         f"{''.join(', ' + name for name in self.allowed)}); "
