@@ -351,3 +351,23 @@ def test_score_dro_aims_at_the_teachers_dev_scores(
     del config["training"]["distillation"]
     path.write_text(yaml.safe_dump(config))
     _refused(path, capsys, "training.balancer.options.targets", "no training.distillation")
+
+
+def test_the_teacher_cache_key_holds_every_input_the_precision_and_the_model_code(
+    teacher_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from camtl.tasks.spec import TaskSpec
+
+    spec = TaskSpec("mc", "multiple_choice", ["p", "c0", "c1"], "label")
+    window = {"input_ids": [1, 5, 2, 6, 2], "token_type_ids": [0] * 5, "choice_ids": [-1] * 5}
+    task = SimpleNamespace(spec=spec, features={"train": [window]})
+    teacher = SimpleNamespace(task="mc", run_dir=teacher_run)
+    key = teachers_module._cache_key(teacher, task, [0], "no")
+    assert teachers_module._cache_key(teacher, task, [0], "bf16") != key
+    window["choice_ids"] = [-1, 0, -1, 1, -1]  # same tokens, other choices
+    assert teachers_module._cache_key(teacher, task, [0], "no") != key
+    changed = teachers_module._cache_key(teacher, task, [0], "no")
+    monkeypatch.setattr(teachers_module, "_model_code_hash", lambda: "other code")
+    assert teachers_module._cache_key(teacher, task, [0], "no") != changed

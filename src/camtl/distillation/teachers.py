@@ -16,6 +16,7 @@ learned its training labels by heart.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -197,14 +198,34 @@ def load_teacher(teacher: Teacher) -> Any:
         return MultiTaskModel.from_pretrained(teacher.run_dir)
 
 
-def _cache_key(teacher: Teacher, task: TaskData, windows: list[int]) -> str:
-    digest = hashlib.sha256(f"camtl-teacher-outputs:{FORMAT}:{teacher.task}".encode())
+def _cache_key(teacher: Teacher, task: TaskData, windows: list[int], precision: str) -> str:
+    """Everything the outputs come from: the teacher's weights, every input the model reads
+    of each window (a multiple-choice window's choice_ids too), the precision it runs in and
+    the code of the model and its heads."""
+    header = f"camtl-teacher-outputs:{FORMAT}:{teacher.task}:{precision}:{_model_code_hash()}"
+    digest = hashlib.sha256(header.encode())
     with open(teacher.run_dir / WEIGHTS_FILE, "rb") as weights:
         for chunk in iter(lambda: weights.read(1 << 20), b""):
             digest.update(chunk)
+    inputs = ["input_ids", "token_type_ids"]
+    inputs += [f.name for f in task.spec.kind.batch_fields if f.role == "input"]
     for window in windows:
         feature = task.features["train"][window]
-        digest.update(json.dumps([feature["input_ids"], feature["token_type_ids"]]).encode())
+        digest.update(json.dumps([feature.get(name) for name in inputs]).encode())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _model_code_hash() -> str:
+    """sha256 of the modules a teacher's outputs are computed by (the model, the encoder
+    kinds and families, every task kind's head): a change there changes the outputs."""
+    from camtl import modeling
+    from camtl.tasks import kinds
+
+    digest = hashlib.sha256()
+    for folder in (Path(modeling.__file__).parent, Path(kinds.__file__).parent):
+        for module in sorted(folder.rglob("*.py")):
+            digest.update(module.read_bytes())
     return digest.hexdigest()
 
 
@@ -295,7 +316,8 @@ def teacher_outputs(
     index = check_teacher(teacher, task, inference.tokenizer, key)
     if not windows:
         return []
-    path = feature_cache.features_dir() / "teachers" / f"{_cache_key(teacher, task, windows)}.pt"
+    entry = _cache_key(teacher, task, windows, inference.precision)
+    path = feature_cache.features_dir() / "teachers" / f"{entry}.pt"
     if feature_cache.enabled() and path.is_file():
         try:
             outputs = torch.load(path, weights_only=True)
