@@ -380,3 +380,6 @@ def test_the_longest_input_each_family_takes(
             check_task_lengths(config, [too_long], "enc")
         fits = TaskSpec("t", "classification", ["text"], "label", max_length=positions)
         check_task_lengths(config, [fits], "enc")
+        odd = "runs/{x}/task.yaml: key 'task.max_length'"  # braces in add-task's file path
+        with pytest.raises(ConfigError, match=r"^runs/\{x\}/task.yaml: key 'task.max_length' "):
+            check_task_lengths(config, [too_long], "enc", odd)

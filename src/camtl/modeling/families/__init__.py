@@ -89,7 +89,7 @@ def check_task_lengths(
     for i, task in enumerate(tasks):
         if task.max_length > limit:
             raise ConfigError(
-                f"{key.format(index=i)} (task {task.name!r}): {task.max_length}, more "
+                f"{key.replace('{index}', str(i))} (task {task.name!r}): {task.max_length}, more "
                 f"than the {limit} positions of the encoder {name!r}; at most {limit}"
             )
 

@@ -42,7 +42,11 @@ class BertLayer(PostNormLayer):
         return self.base.attention.output.LayerNorm, self.base.output.LayerNorm
 
 
-@register_family("bert", "roberta", "xlm-roberta", "electra", "camembert")
+# RoBERTa's layout: position ids count from the padding index (camtl: max_positions)
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")
+
+
+@register_family("bert", "electra", *ROBERTA_LIKE)
 class BertFamily(EncoderFamily):
     name = "bert"
     layer = BertLayer
@@ -57,7 +61,7 @@ class BertFamily(EncoderFamily):
 
     @classmethod
     def max_positions(cls, config: Any) -> int | None:
-        if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        if config.model_type in ROBERTA_LIKE:
             return positions_after_padding(config)
         return super().max_positions(config)
 
