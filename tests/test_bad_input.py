@@ -839,11 +839,11 @@ def test_predict_a_csv_row_of_empty_cells_gets_its_error_not_silence(
     trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every input row gets an answer or an error: a row of empty cells (``,``) is a record
-    whose texts are empty, as in JSONL; a blank line is no record."""
+    whose texts are empty, as in JSONL; a blank line (spaces only, here) is no record."""
     out = tmp_path / "out.jsonl"
     for name, separator in (("in.csv", ","), ("in.tsv", "\t")):
         source = tmp_path / name
-        rows = ["premise", "hypothesis"], ["a man", "a dog"], ["", ""], [], ["mary", "john"]
+        rows = ["premise", "hypothesis"], ["a man", "a dog"], ["", ""], ["  "], ["mary", "john"]
         source.write_text("".join(separator.join(row) + "\n" for row in rows))
         cli_error(
             capsys,

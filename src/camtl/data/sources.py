@@ -162,8 +162,16 @@ def iter_delimited(
                     f"{path}, line {reader.line_num}: malformed {kind} row ({exc})"
                 ) from None
             line = reader.line_num
-            if row if keep_empty_rows else any(cell.strip() for cell in row):
+            if _is_record(row, keep_empty_rows):
                 yield start, row
+
+
+def _is_record(row: list[str], keep_empty_rows: bool) -> bool:
+    """A blank line (nothing, or spaces only: one cell, unquoted) is never a record; a row
+    of empty cells (``,``, or a quoted ``""``) is one when ``keep_empty_rows``."""
+    if keep_empty_rows:
+        return bool(row) and not (len(row) == 1 and row[0] and not row[0].strip())
+    return any(cell.strip() for cell in row)
 
 
 def _read_delimited(
