@@ -354,3 +354,27 @@ def test_an_encoder_given_as_a_run_folder_points_at_its_encoder_config(
     hint = f"(a camtl run: its encoder's config is {run / 'encoder_config'})"
     cli_error(capsys, "params", "--model", str(run), parts=("--model: cannot load", hint))
     assert main(["params", "--model", str(run / "encoder_config")]) == 0
+
+
+def test_a_saved_max_length_longer_than_the_encoder_takes_is_read_at_its_limit(
+    run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model saved before training refused such a max_length (the tiny BERT takes 512)
+    predicts a long input instead of failing in the forward pass."""
+    from camtl.cli import main
+    from camtl.modeling import MultiTaskModel
+
+    meta = json.loads((run / "camtl_model.json").read_text())
+    meta["tasks"][0]["max_length"] = 600
+    (run / "camtl_model.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING", logger="camtl"):
+        model = MultiTaskModel.from_pretrained(run)
+    assert model.tasks[0].max_length == 512
+    assert "max_length 600, more than the 512 positions of its encoder" in caplog.text
+    source, out = tmp_path / "long.jsonl", tmp_path / "out.jsonl"
+    words = " ".join(["a dog runs in the park"] * 200)  # far over 512 tokens
+    source.write_text(json.dumps({"premise": words, "hypothesis": words}) + "\n")
+    task = meta["tasks"][0]["name"]
+    argv = ["predict", str(run), "--task", task, "--input", str(source), "--output", str(out)]
+    assert main(argv) == 0
+    assert "label" in json.loads(out.read_text())

@@ -22,7 +22,7 @@ from camtl.modeling.encoder import (
     load_encoder_and_tokenizer,
     set_dropout,
 )
-from camtl.modeling.families import check_encoder, check_task_lengths
+from camtl.modeling.families import check_encoder, check_task_lengths, fit_saved_lengths
 from camtl.modeling.shared_encoder import SharedEncoder, build_shared_encoder, resolved_freezing
 from camtl.runfiles import ENCODER_CONFIG_DIR, EXPORT_FILE, MODEL_FILE, WEIGHTS_FILE
 from camtl.structured import from_dict, to_dict
@@ -127,6 +127,7 @@ class MultiTaskModel(nn.Module):
                 f"{encoder_dir}: missing or unreadable encoder config ({str(exc).splitlines()[0]})"
             ) from None
         fill_legacy_freezing(config, lambda: enc_config.num_hidden_layers)  # saved before 38
+        fit_saved_lengths(enc_config, tasks, str(run_dir))
         encoder = AutoModel.from_config(enc_config)
         model = cls(encoder, tasks, labels, config)
         weights = run_dir / WEIGHTS_FILE

@@ -8,12 +8,14 @@ MPNet, DistilBERT, DeBERTa-v2/v3 and ModernBERT (Ettin included).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from camtl.errors import ConfigError
 from camtl.modeling.families.base import EncoderFamily, refuse
 
+log = logging.getLogger("camtl")
 FAMILIES: dict[str, type[EncoderFamily]] = {}
 
 
@@ -76,14 +78,20 @@ def check_encoder(config: Any, name: str, architecture: str) -> None:
         family.check_camtl(config)
 
 
+def position_limit(config: Any) -> int | None:
+    """The longest input the encoder of ``config`` takes (None: no limit, or a model type no
+    family knows)."""
+    family = family_for(getattr(config, "model_type", ""))
+    return None if family is None else family.max_positions(config)
+
+
 def check_task_lengths(
     config: Any, tasks: Sequence[Any], name: str, key: str = "key 'tasks[{index}].max_length'"
 ) -> None:
     """Refuse a task whose ``max_length`` the encoder's position table cannot hold: its
     first long input would otherwise fail in the forward pass (training, predict, serve).
     ``key``: how the message names the setting (``{index}``: the task's)."""
-    family = family_for(getattr(config, "model_type", ""))
-    limit = None if family is None else family.max_positions(config)
+    limit = position_limit(config)
     if limit is None:
         return
     for i, task in enumerate(tasks):
@@ -92,6 +100,29 @@ def check_task_lengths(
                 f"{key.replace('{index}', str(i))} (task {task.name!r}): {task.max_length}, more "
                 f"than the {limit} positions of the encoder {name!r}; at most {limit}"
             )
+
+
+def fit_saved_lengths(config: Any, tasks: Sequence[Any], where: str) -> None:
+    """A saved model whose task ``max_length`` the encoder's position table cannot hold
+    (trained before training refused it) reads its inputs at the table's length: a longer
+    input would fail in the forward pass, and no input it trained on was longer."""
+    limit = position_limit(config)
+    if limit is None:
+        return
+    for task in tasks:
+        if task.max_length > limit:
+            log.warning(
+                "%s: task %s has max_length %d, more than the %d positions of its encoder; "
+                "its inputs are cut at %d",
+                where,
+                task.name,
+                task.max_length,
+                limit,
+                limit,
+            )
+            task.max_length = limit
+            if task.doc_stride is not None and task.doc_stride >= limit:
+                task.doc_stride = limit // 2
 
 
 # the built-in families register themselves
