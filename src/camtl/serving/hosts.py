@@ -87,7 +87,7 @@ def _checked_name(name: str, what: str) -> str:
         message = (
             "'*' stands alone or starts '*.example.com'"
             if "*" in domain
-            else ("not a host name (letters, digits and hyphens between dots)")
+            else "not a host name (letters, digits and hyphens between dots)"
         )
         raise invalid(what, f"{name!r}: {message}")
     return f"*.{domain}" if wildcard else domain
