@@ -89,11 +89,16 @@ class InferenceEngine:
             for spec in self.specs.values()
         ]
 
-    def check_records(self, task: str, records: Any) -> list[dict[str, Any]]:
-        """The records of a request, checked against the task's input fields."""
+    def spec(self, task: str) -> Any:
+        """The task's spec; an unknown task is a 404 naming the tasks there are."""
         spec = self.specs.get(task)
         if spec is None:
             raise RequestError(404, f"task: unknown task {task!r} (tasks: {', '.join(self.specs)})")
+        return spec
+
+    def check_records(self, task: str, records: Any) -> list[dict[str, Any]]:
+        """The records of a request, checked against the task's input fields."""
+        spec = self.spec(task)
         if not isinstance(records, list) or not records:
             raise RequestError(422, "inputs: must be a non-empty list of records")
         columns = spec.kind.input_columns(spec)
