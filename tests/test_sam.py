@@ -148,6 +148,20 @@ def test_a_sam_run_trains_and_refuses_gradient_balancers(
     assert "key 'training.sam.rho': must be a number >= 0" in capsys.readouterr().err
 
 
+def test_a_sam_run_takes_famo_which_weighs_losses(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    """FAMO weighs log-losses and differentiates nothing itself, so SAM may run beside it
+    (docs/training.md says so)."""
+    write_task_files(tmp_path)
+    path = write_config(tmp_path, tiny_encoder_dir, max_steps=3, eval_every=3)
+    config = yaml.safe_load(path.read_text())
+    config["training"]["sam"] = {"rho": 0.05}
+    config["training"]["balancer"] = {"name": "famo"}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "completed"
+
+
 def test_sam_config_defaults() -> None:
     assert SamConfig().rho == 0.05
     context = BalanceContext()

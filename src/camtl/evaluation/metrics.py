@@ -1,6 +1,7 @@
 """Scoring a task's predictions, trivial baselines and cross-task aggregates.
 
-Each task kind owns its metrics (camtl.tasks.kinds); they are re-exported here. Scores are
+Each task kind owns its metrics (camtl.tasks.kinds); they are re-exported here (``macro_f1``
+is classification's; multi-label's, over label sets, stays in its module). Scores are
 on a 0-100 scale (correlations x 100) except ``mse``. Every metric function takes
 ``(predictions, references)`` in that order and returns a Python float.
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 from camtl.tasks.kinds import higher_is_better
 from camtl.tasks.kinds.classification import accuracy, f1, macro_f1, mcc
+from camtl.tasks.kinds.multi_label import micro_f1, subset_accuracy
 from camtl.tasks.kinds.regression import mse, pearson, spearman
 from camtl.tasks.kinds.span_qa import exact_match, normalize_answer, squad_f1
 from camtl.tasks.kinds.token_tagging import entity_f1, token_accuracy
@@ -29,12 +31,14 @@ __all__ = [
     "lower_is_better_tasks",
     "macro_f1",
     "mcc",
+    "micro_f1",
     "mse",
     "normalize_answer",
     "pearson",
     "primary_score",
     "spearman",
     "squad_f1",
+    "subset_accuracy",
     "token_accuracy",
     "trivial_baseline",
 ]

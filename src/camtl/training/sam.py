@@ -32,7 +32,7 @@ def check_sam(balancer: Any) -> None:
         raise ConfigError(
             f"key 'training.sam': the balancer {balancer.name} combines task gradients "
             "itself; use training.sam with a balancer that weighs losses (equal, "
-            "uncertainty, dwa, score_dro, ...)"
+            "fixed, uncertainty, group_dro, score_dro, famo)"
         )
 
 
