@@ -293,25 +293,36 @@ def test_multiple_choice_max_length_must_hold_a_token_of_every_choice() -> None:
     _choice_spec(max_length=10, choices=4)
 
 
-def _byte_level_bpe_tokenizer() -> Any:
-    """RoBERTa's layout (<s> A </s></s> B </s>) and a byte-level BPE, trained on the tiny
-    words: a separator costs two tokens between choices ('Ġ' and '</s>')."""
+def _subword_tokenizer(layout: str) -> Any:
+    """RoBERTa's layout (<s> A </s></s> B </s>) over a subword vocabulary trained on the tiny
+    words, where a separator costs two tokens between choices (a space token and '</s>'):
+    ``roberta``, byte-level BPE with RoBERTa's offset trimming; ``byte_level``, the same
+    without it; ``sentencepiece``, a Metaspace BPE as XLM-R and CamemBERT have. The last two
+    count a word's leading space in its token's offsets."""
     import random
 
-    from tokenizers import ByteLevelBPETokenizer
-    from tokenizers.processors import RobertaProcessing
+    from tokenizers import ByteLevelBPETokenizer, SentencePieceBPETokenizer
+    from tokenizers.processors import RobertaProcessing, TemplateProcessing
     from transformers import PreTrainedTokenizerFast
 
     from camtl.testing import TINY_WORDS
 
     rng = random.Random(0)
     corpus = [" ".join(rng.choice(TINY_WORDS) for _ in range(12)) for _ in range(300)]
-    bpe = ByteLevelBPETokenizer()
+    model = SentencePieceBPETokenizer() if layout == "sentencepiece" else ByteLevelBPETokenizer()
     special = ["<s>", "<pad>", "</s>", "<unk>"]
-    bpe.train_from_iterator(corpus, vocab_size=300, special_tokens=special, show_progress=False)
-    bpe._tokenizer.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
+    model.train_from_iterator(corpus, vocab_size=300, special_tokens=special, show_progress=False)
+    model._tokenizer.post_processor = (
+        RobertaProcessing(("</s>", 2), ("<s>", 0))
+        if layout == "roberta"
+        else TemplateProcessing(
+            single="<s> $A </s>",
+            pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", 0), ("</s>", 2)],
+        )
+    )
     return PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer,
+        tokenizer_object=model._tokenizer,
         bos_token="<s>",
         eos_token="</s>",
         sep_token="</s>",
@@ -321,7 +332,34 @@ def _byte_level_bpe_tokenizer() -> Any:
     )
 
 
-def test_multiple_choice_keeps_every_choice_under_roberta_layout_and_byte_level_bpe() -> None:
+SUBWORD_LAYOUTS = ["roberta", "byte_level", "sentencepiece"]
+
+
+@pytest.mark.parametrize("layout", SUBWORD_LAYOUTS)
+def test_one_word_choices_keep_their_tokens_when_offsets_hold_the_leading_space(
+    layout: str,
+) -> None:
+    """A choice's first token starts on the separator's space where offsets are not
+    trimmed; it is still that choice's (else one-word choices after the first had no
+    token, could never be picked, and their gold labels were ignored)."""
+    tokenizer = _subword_tokenizer(layout)
+    kind = get_kind("multiple_choice")
+    examples = [
+        {"context": "the film", "choices": ["john", "mary", "paris"], "label": label}
+        for label in range(3)
+    ]
+    features, _ = kind.encode(_choice_spec(max_length=32, choices=3), examples, tokenizer)
+    for feature, example in zip(features, examples):
+        assert all(feature["choice_ids"].count(j) >= 1 for j in range(3)), layout
+        assert feature["choice_labels"] == example["label"]
+        for token, owner in zip(feature["input_ids"], feature["choice_ids"]):
+            if owner >= 0:  # a choice's tokens spell that choice, never a separator
+                text = tokenizer.decode([token]).strip()
+                assert text and text in example["choices"][owner], (layout, text, owner)
+
+
+@pytest.mark.parametrize("layout", SUBWORD_LAYOUTS)
+def test_multiple_choice_keeps_every_choice_under_roberta_layout_and_subwords(layout: str) -> None:
     """Where special tokens and separators cost more than BERT's (4 per pair, 2 per
     separator), every choice still keeps tokens, down to the least max_length that holds a
     token of each; below it the task is refused, naming it."""
@@ -330,7 +368,7 @@ def test_multiple_choice_keeps_every_choice_under_roberta_layout_and_byte_level_
     from camtl.errors import ConfigError
     from camtl.testing import TINY_WORDS
 
-    tokenizer = _byte_level_bpe_tokenizer()
+    tokenizer = _subword_tokenizer(layout)
     kind = get_kind("multiple_choice")
     rng = random.Random(1)
     least = len(tokenizer("", " </s> ".join(["a"] * 4))["input_ids"])

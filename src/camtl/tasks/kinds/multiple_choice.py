@@ -380,12 +380,17 @@ def _common_length(lengths: list[int], budget: int) -> int:
 def _choice_ids(
     offsets: list[tuple[int, int]], sequence_ids: list[int | None], spans: list[tuple[int, int]]
 ) -> list[int]:
-    """The choice each token belongs to (by its character start in the second segment);
-    NOT_A_CHOICE for the context, special tokens and the separators between choices."""
+    """The choice each token belongs to (the one its characters in the second segment
+    overlap); NOT_A_CHOICE for the context, special tokens and the separators between
+    choices. Overlap, not the token's first character: SentencePiece (XLM-R, CamemBERT) and
+    byte-level BPE without offset trimming count a word's leading space in its token, so a
+    choice's first token starts on the separator's space."""
     ids = []
     for (start, end), sequence in zip(offsets, sequence_ids):
         owner = NOT_A_CHOICE
         if sequence == 1 and end > start:
-            owner = next((j for j, (a, b) in enumerate(spans) if a <= start < b), NOT_A_CHOICE)
+            owner = next(
+                (j for j, (a, b) in enumerate(spans) if start < b and end > a), NOT_A_CHOICE
+            )
         ids.append(owner)
     return ids
