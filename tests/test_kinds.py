@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ from camtl.model_config import ModelConfig
 from camtl.modeling import MultiTaskModel
 from camtl.tasks.kinds import get_kind, kind_names
 from camtl.tasks.spec import SourceSpec, TaskSpec
+from camtl.testing import SUBWORD_LAYOUTS, make_subword_tokenizer
 from camtl.testing.runs import task_entry, train_kinds_run, write_sample
 from camtl.training.uncertainty import make_scorer
 
@@ -293,48 +293,6 @@ def test_multiple_choice_max_length_must_hold_a_token_of_every_choice() -> None:
     _choice_spec(max_length=10, choices=4)
 
 
-def _subword_tokenizer(layout: str) -> Any:
-    """RoBERTa's layout (<s> A </s></s> B </s>) over a subword vocabulary trained on the tiny
-    words, where a separator costs two tokens between choices (a space token and '</s>'):
-    ``roberta``, byte-level BPE with RoBERTa's offset trimming; ``byte_level``, the same
-    without it; ``sentencepiece``, a Metaspace BPE as XLM-R and CamemBERT have. The last two
-    count a word's leading space in its token's offsets."""
-    import random
-
-    from tokenizers import ByteLevelBPETokenizer, SentencePieceBPETokenizer
-    from tokenizers.processors import RobertaProcessing, TemplateProcessing
-    from transformers import PreTrainedTokenizerFast
-
-    from camtl.testing import TINY_WORDS
-
-    rng = random.Random(0)
-    corpus = [" ".join(rng.choice(TINY_WORDS) for _ in range(12)) for _ in range(300)]
-    model = SentencePieceBPETokenizer() if layout == "sentencepiece" else ByteLevelBPETokenizer()
-    special = ["<s>", "<pad>", "</s>", "<unk>"]
-    model.train_from_iterator(corpus, vocab_size=300, special_tokens=special, show_progress=False)
-    model._tokenizer.post_processor = (
-        RobertaProcessing(("</s>", 2), ("<s>", 0))
-        if layout == "roberta"
-        else TemplateProcessing(
-            single="<s> $A </s>",
-            pair="<s> $A </s> </s> $B </s>",
-            special_tokens=[("<s>", 0), ("</s>", 2)],
-        )
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=model._tokenizer,
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-    )
-
-
-SUBWORD_LAYOUTS = ["roberta", "byte_level", "sentencepiece"]
-
-
 @pytest.mark.parametrize("layout", SUBWORD_LAYOUTS)
 def test_one_word_choices_keep_their_tokens_when_offsets_hold_the_leading_space(
     layout: str,
@@ -342,7 +300,7 @@ def test_one_word_choices_keep_their_tokens_when_offsets_hold_the_leading_space(
     """A choice's first token starts on the separator's space where offsets are not
     trimmed; it is still that choice's (else one-word choices after the first had no
     token, could never be picked, and their gold labels were ignored)."""
-    tokenizer = _subword_tokenizer(layout)
+    tokenizer = make_subword_tokenizer(layout)
     kind = get_kind("multiple_choice")
     examples = [
         {"context": "the film", "choices": ["john", "mary", "paris"], "label": label}
@@ -368,7 +326,7 @@ def test_multiple_choice_keeps_every_choice_under_roberta_layout_and_subwords(la
     from camtl.errors import ConfigError
     from camtl.testing import TINY_WORDS
 
-    tokenizer = _subword_tokenizer(layout)
+    tokenizer = make_subword_tokenizer(layout)
     kind = get_kind("multiple_choice")
     rng = random.Random(1)
     least = len(tokenizer("", " </s> ".join(["a"] * 4))["input_ids"])

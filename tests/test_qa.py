@@ -8,6 +8,7 @@ import pytest
 from camtl.data.tokenize import encode_examples
 from camtl.tasks.kinds.span_qa import best_span, postprocess_span_predictions
 from camtl.tasks.spec import TaskSpec
+from camtl.testing import SUBWORD_LAYOUTS, make_subword_tokenizer
 
 
 def qa_spec(**kwargs) -> TaskSpec:
@@ -72,6 +73,22 @@ def test_one_hot_logits_recover_gold(encoded):
         "new york city",
         "the big apple",
     ]
+
+
+@pytest.mark.parametrize("layout", SUBWORD_LAYOUTS)
+def test_answers_carry_no_leading_space_whatever_the_offsets(layout: str) -> None:
+    """Gold positions read back give the answer itself, also where a token's offsets
+    hold the space before its word (SentencePiece, untrimmed byte-level BPE)."""
+    tokenizer = make_subword_tokenizer(layout)
+    examples = [
+        example("who lives in london?", "the dog eats food and john lives in london.", "john"),
+        example("where?", "mary lives in new york city today.", "new york city"),
+    ]
+    spec = qa_spec(max_length=48, doc_stride=16)
+    features = encode_examples(spec, examples, tokenizer, task_id=0).features
+    starts, ends = one_hot_logits(features)
+    predictions = postprocess_span_predictions(examples, features, starts, ends)
+    assert predictions == ["john", "new york city"], layout
 
 
 def test_padded_logits_give_the_same_answers(encoded):

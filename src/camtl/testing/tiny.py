@@ -44,6 +44,47 @@ def make_tiny_tokenizer(folder: str | Path):
     return tokenizer
 
 
+SUBWORD_LAYOUTS = ("roberta", "byte_level", "sentencepiece")
+
+
+def make_subword_tokenizer(layout: str):
+    """A fast subword tokenizer trained on the tiny words, in RoBERTa's pair layout
+    (<s> A </s></s> B </s>): ``roberta``, byte-level BPE with RoBERTa's offset trimming;
+    ``byte_level``, the same without it; ``sentencepiece``, a Metaspace BPE as XLM-R and
+    CamemBERT have. The last two count a word's leading space in its token's offsets."""
+    import random
+
+    from tokenizers import ByteLevelBPETokenizer, SentencePieceBPETokenizer
+    from tokenizers.processors import RobertaProcessing, TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    if layout not in SUBWORD_LAYOUTS:
+        raise ValueError(f"layout {layout!r}: one of {', '.join(SUBWORD_LAYOUTS)}")
+    rng = random.Random(0)
+    corpus = [" ".join(rng.choice(TINY_WORDS) for _ in range(12)) for _ in range(300)]
+    model = SentencePieceBPETokenizer() if layout == "sentencepiece" else ByteLevelBPETokenizer()
+    special = ["<s>", "<pad>", "</s>", "<unk>"]
+    model.train_from_iterator(corpus, vocab_size=300, special_tokens=special, show_progress=False)
+    model._tokenizer.post_processor = (
+        RobertaProcessing(("</s>", 2), ("<s>", 0))
+        if layout == "roberta"
+        else TemplateProcessing(
+            single="<s> $A </s>",
+            pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", 0), ("</s>", 2)],
+        )
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=model._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+
+
 # each family's config fields, beside the shared ones (a tiny, v3-like DeBERTa; a ModernBERT
 # whose sliding window, 2 either side, is shorter than the tests' inputs)
 FAMILY_CONFIG: dict[str, dict[str, object]] = {
