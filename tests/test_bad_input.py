@@ -905,6 +905,34 @@ def test_predict_never_replaces_a_file_of_the_model_a_pipe_or_a_link(
     cli_error(capsys, *_predict(run, source, loop), parts=("a symbolic link that leads nowhere",))
 
 
+def test_predict_refuses_an_output_that_cannot_be_made_and_replaces_files_under_dev_shm(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An --output under a file (not a folder) is refused before anything is predicted, in
+    one line; a regular file is replaced whole wherever it lives (/dev/shm is tmpfs, not a
+    device), so predicting twice leaves one copy of the predictions."""
+    run = trained["run"]
+    source = write_jsonl(tmp_path / "in.jsonl", [{"premise": "a dog", "hypothesis": "a cat"}])
+    afile = tmp_path / "afile"
+    afile.write_text("kept\n")
+    cli_error(
+        capsys,
+        *_predict(run, source, afile / "out.jsonl"),
+        parts=(f"--output '{afile / 'out.jsonl'}': cannot be made: {afile} is a file",),
+    )
+    assert afile.read_text() == "kept\n"
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        pytest.skip("no writable /dev/shm here")
+    out = shm / f"camtl-test-{os.getpid()}-{tmp_path.name}.jsonl"
+    try:
+        for _ in range(2):
+            assert main(_predict(run, source, out)) == 0
+        assert len(out.read_text().splitlines()) == 1
+    finally:
+        out.unlink(missing_ok=True)
+
+
 def test_predict_a_lone_surrogate_is_a_bad_row_and_every_row_bad_still_writes_their_errors(
     trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +47,22 @@ def is_stdout(output: str | Path) -> bool:
 
 
 def check_output(output: Path, input_path: Path, run_dir: Path) -> None:
-    """Refuse an output that would replace the inputs, a folder, or a file of the model."""
+    """Refuse an output that would replace the inputs, a folder, or a file of the model, and
+    one that cannot be written (before the model loads and every record is predicted)."""
     what = flag("--output", str(output))
     require(not output.is_dir(), what, "is a folder, not a file")
     try:
         target = output.resolve()
     except (OSError, RuntimeError):  # a loop of symbolic links
         raise invalid(what, "a symbolic link that leads nowhere (a loop)") from None
+    if not is_descriptor(output):
+        folder = next(p for p in target.parents if p.exists())  # "/" exists
+        require(folder.is_dir(), what, f"cannot be made: {folder} is a file, not a folder")
+        require(
+            os.access(target if target.exists() else folder, os.W_OK),
+            what,
+            f"cannot be written: no permission to write in {folder}",
+        )
     require(
         not (output.exists() and target == input_path.resolve()),
         what,
@@ -64,21 +75,33 @@ def check_output(output: Path, input_path: Path, run_dir: Path) -> None:
     )
 
 
+# an open file descriptor by name (/dev/stderr, /dev/fd/3, /proc/self/fd/3): written to at
+# its end, as the shell opened it (`2>> log`), whatever file it leads to
+DESCRIPTOR = re.compile(r"/dev/(stdin|stdout|stderr|fd/\d+)|/proc/[^/]+/fd/\d+")
+
+
+def is_descriptor(output: Path) -> bool:
+    return DESCRIPTOR.fullmatch(str(output.absolute())) is not None
+
+
 def write_output(output: str | Path, text: str) -> None:
-    """``-`` and /dev/stdout: standard output. A pipe or a device (/dev/..., /proc/...) is
-    written to, at its end, not replaced; a symbolic link's target is replaced, not the
-    link; a file appears whole or not at all (written next to it, then renamed)."""
+    """``-`` and /dev/stdout: standard output. A pipe, a device or a descriptor is written
+    to, at its end, not replaced; a symbolic link's target is replaced, not the link; a
+    file (one under /dev/shm too) appears whole or not at all (written next to it, then
+    renamed). A write that fails is one error naming --output."""
     if is_stdout(output):
         sys.stdout.write(text)
         sys.stdout.flush()
         return
     output = Path(output)
-    special = output.absolute().parts[1:2] in (("dev",), ("proc",))
-    if special or (output.exists() and not output.is_file()):
-        with output.open("a", encoding="utf-8") as handle:
-            handle.write(text)
-        return
-    atomic_write_text(output.resolve() if output.is_symlink() else output, text)
+    try:
+        if is_descriptor(output) or (output.exists() and not output.is_file()):
+            with output.open("a", encoding="utf-8") as handle:
+                handle.write(text)
+            return
+        atomic_write_text(output.resolve() if output.is_symlink() else output, text)
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile
+        raise invalid(flag("--output", str(output)), f"could not be written ({exc})") from None
 
 
 @dataclass
