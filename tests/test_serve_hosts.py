@@ -61,12 +61,47 @@ def test_host_names_and_whether_they_are_answered(
         ("a.example,*", "127.0.0.1", None),
         ("bücher.example", "127.0.0.1", ("xn--bcher-kva.example",)),  # as browsers send it
         ("*.Bücher.example.", "127.0.0.1", ("*.xn--bcher-kva.example",)),
+        ("2001:DB8:0:0:0:0:0:1", "0.0.0.0", ("2001:db8::1",)),  # the form browsers send
+        (None, "localhost.", ()),
     ],
 )
 def test_allowed_hosts_by_flag_and_by_bound_address(
     value: str | None, bind: str, parsed: tuple[str, ...] | None
 ) -> None:
     assert parse_allowed_hosts(value, bind) == parsed
+
+
+def test_an_ipv6_host_is_matched_in_any_spelling() -> None:
+    allowed = parse_allowed_hosts("2001:db8:0:0:0:0:0:1", "0.0.0.0")
+    assert allowed is not None
+    for header in ("[2001:db8::1]:8000", "[2001:0DB8::0001]"):
+        name = host_name(header)
+        assert name is not None and host_allowed(name, allowed), header
+    assert not host_allowed("2001:db8::2", allowed)
+
+
+@pytest.mark.parametrize(
+    ("addresses", "parsed"),
+    [
+        (["127.0.1.1"], ("myhost",)),  # Debian's own name: loopback, and answered by name
+        (["::1", "127.0.0.1"], ("myhost",)),
+        (["127.0.1.1", "10.0.0.5"], None),  # reachable from elsewhere too: any name
+        ([], None),
+    ],
+)
+def test_a_bound_name_that_resolves_to_loopback_is_guarded(
+    monkeypatch: pytest.MonkeyPatch, addresses: list[str], parsed: tuple[str, ...] | None
+) -> None:
+    import socket
+
+    def resolve(name: str, port: object) -> list[tuple]:
+        assert name == "myhost"
+        if not addresses:
+            raise socket.gaierror("unknown")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in addresses]
+
+    monkeypatch.setattr("camtl.serving.hosts.socket.getaddrinfo", resolve)
+    assert parse_allowed_hosts(None, "MyHost.") == parsed
 
 
 @pytest.mark.parametrize(

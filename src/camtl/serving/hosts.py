@@ -17,6 +17,7 @@ import ipaddress
 import json
 import logging
 import re
+import socket
 from typing import Any
 
 from camtl.validation import flag, invalid
@@ -44,6 +45,22 @@ def _is_ip(name: str) -> bool:
     return True
 
 
+def _canonical(name: str) -> str:
+    """An IP address in the one form browsers send (``2001:db8::1``, not
+    ``2001:DB8:0:0:0:0:0:1``); a name as it is."""
+    return str(ipaddress.ip_address(name)) if _is_ip(name) else name
+
+
+def _resolves_to_loopback(name: str) -> bool:
+    """A name that is not ``localhost`` but whose every address is a loopback one: the
+    machine's own name on Debian (127.0.1.1), ``localhost.localdomain``, ``ip6-localhost``."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(name, None)}
+    except (OSError, UnicodeError):  # unknown: the server cannot bind it either
+        return False
+    return bool(addresses) and all(is_loopback(address.split("%")[0]) for address in addresses)
+
+
 def parse_allowed_hosts(value: str | None, bind_host: str) -> tuple[str, ...] | None:
     """The names ``--allowed-hosts VALUE`` allows beside the loopback ones; None: any name.
 
@@ -51,7 +68,12 @@ def parse_allowed_hosts(value: str | None, bind_host: str) -> tuple[str, ...] | 
     otherwise (a server bound to every interface was meant to be reached by other names).
     """
     if value is None:
-        return () if is_loopback(bind_host.strip("[]").lower()) else None
+        bind = bind_host.strip("[]").lower().rstrip(".")
+        if is_loopback(bind):
+            return ()
+        if not _is_ip(bind) and _resolves_to_loopback(bind):
+            return (bind,)  # loopback by another name, which requests may then use
+        return None
     what = flag("--allowed-hosts", value)
     names = []
     for entry in value.split(","):
@@ -76,7 +98,7 @@ def _checked_name(name: str, what: str) -> str:
     in punycode) or an IP address; anything else is refused (a name that could never match,
     or one that would silently allow every Host)."""
     if name == ANY or _is_ip(name):
-        return name
+        return _canonical(name)
     wildcard = name.startswith("*.")
     domain = name[2:] if wildcard else name
     try:
@@ -111,6 +133,7 @@ def host_name(header: str) -> str | None:
 def host_allowed(name: str, allowed: tuple[str, ...]) -> bool:
     if is_loopback(name):
         return True
+    name = _canonical(name)
     return any(
         name.endswith(pattern[1:]) if pattern.startswith("*.") else name == pattern
         for pattern in allowed
