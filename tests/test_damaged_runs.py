@@ -378,3 +378,10 @@ def test_a_saved_max_length_longer_than_the_encoder_takes_is_read_at_its_limit(
     argv = ["predict", str(run), "--task", task, "--input", str(source), "--output", str(out)]
     assert main(argv) == 0
     assert "label" in json.loads(out.read_text())
+    # its ONNX export records the limit and reads the same input at it
+    onnx = tmp_path / "onnx"
+    assert main(["export", str(run), "--format", "onnx", "--output", str(onnx)]) == 0
+    assert json.loads((onnx / "export.json").read_text())["max_positions"] == 512
+    argv[1], argv[-1] = str(onnx), str(tmp_path / "onnx_out.jsonl")
+    assert main(argv) == 0
+    assert "label" in json.loads((tmp_path / "onnx_out.jsonl").read_text())

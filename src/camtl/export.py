@@ -29,6 +29,7 @@ from torch import nn
 from camtl.errors import CamtlError, ConfigError
 from camtl.fileio import atomic_write_text, check_apart
 from camtl.model_card import write_model_card
+from camtl.modeling.families import cap_task_lengths, position_limit
 from camtl.modeling.model import MultiTaskModel, MultiTaskOutput, read_saved_meta
 from camtl.quantize import (
     MAX_DROP,
@@ -233,6 +234,9 @@ def _write_export(run_dir: Path, output: Path) -> None:
         "source_run": str(run_dir),
         "inputs": names,
         "outputs": dict(zip([t.name for t in model.tasks], outputs)),
+        # the longest input the graph's position table takes (None: no limit); a task's
+        # max_length in camtl_model.json may be longer in a run trained before it was checked
+        "max_positions": position_limit(model.encoder.config),
     }
     atomic_write_text(output / EXPORT_FILE, json.dumps(info, indent=2))
 
@@ -307,9 +311,14 @@ class OnnxMultiTaskModel:
         self.task_index = {t.name: i for i, t in enumerate(self.tasks)}
         info_path = folder / EXPORT_FILE
         try:
-            self.outputs = json.loads(info_path.read_text(encoding="utf-8"))["outputs"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+            self.outputs = info["outputs"]
+            limit = info.get("max_positions")  # exports before it was recorded: none
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CamtlError(f"{info_path}: unreadable export record ({exc!r})") from None
+        if limit is not None and not (isinstance(limit, int) and limit > 0):
+            raise CamtlError(f"{info_path}: max_positions {limit!r} is not a positive integer")
+        cap_task_lengths(limit, self.tasks, str(folder))
         providers = onnx_providers(device, onnxruntime.get_available_providers())
         try:
             self.session = onnxruntime.InferenceSession(

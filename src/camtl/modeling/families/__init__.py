@@ -106,7 +106,11 @@ def fit_saved_lengths(config: Any, tasks: Sequence[Any], where: str) -> None:
     """A saved model whose task ``max_length`` the encoder's position table cannot hold
     (trained before training refused it) reads its inputs at the table's length: a longer
     input would fail in the forward pass, and no input it trained on was longer."""
-    limit = position_limit(config)
+    cap_task_lengths(position_limit(config), tasks, where)
+
+
+def cap_task_lengths(limit: int | None, tasks: Sequence[Any], where: str) -> None:
+    """``fit_saved_lengths`` given the limit itself (an ONNX export records it)."""
     if limit is None:
         return
     for task in tasks:
