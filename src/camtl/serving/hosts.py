@@ -58,7 +58,7 @@ def _resolves_to_loopback(name: str) -> bool:
         addresses = {info[4][0] for info in socket.getaddrinfo(name, None)}
     except (OSError, UnicodeError):  # unknown: the server cannot bind it either
         return False
-    return bool(addresses) and all(is_loopback(address.split("%")[0]) for address in addresses)
+    return bool(addresses) and all(is_loopback(str(address).split("%")[0]) for address in addresses)
 
 
 def parse_allowed_hosts(value: str | None, bind_host: str) -> tuple[str, ...] | None:
