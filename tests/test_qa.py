@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from camtl.data.tokenize import encode_examples
+from camtl.tasks.kinds import get_kind
 from camtl.tasks.kinds.span_qa import best_span, postprocess_span_predictions
 from camtl.tasks.spec import TaskSpec
 from camtl.testing import SUBWORD_LAYOUTS, make_subword_tokenizer
@@ -89,6 +90,45 @@ def test_answers_carry_no_leading_space_whatever_the_offsets(layout: str) -> Non
     starts, ends = one_hot_logits(features)
     predictions = postprocess_span_predictions(examples, features, starts, ends)
     assert predictions == ["john", "new york city"], layout
+
+
+@pytest.mark.parametrize("layout", ["wordpiece", *SUBWORD_LAYOUTS])
+def test_spaces_are_never_part_of_an_answer_gold_or_predicted(layout: str, tiny_tokenizer) -> None:
+    """A gold answer given with spaces around it is the word alone (else a layout that
+    starts no token on a space took in the word before); a token of spaces alone cannot
+    start or end an answer; the answer's start is where the predicted span stands, not
+    the first place its text occurs."""
+    tokenizer = tiny_tokenizer if layout == "wordpiece" else make_subword_tokenizer(layout)
+    kind = get_kind("span_qa")
+    spec = qa_spec(max_length=48, doc_stride=16)
+    records = [
+        {"q": "which?", "c": "dog cat sits", "answers": {"text": [" cat "], "answer_start": [3]}},
+        {
+            "q": "who?",
+            "c": "john met john today",
+            "answers": {"text": ["john"], "answer_start": [9]},
+        },
+    ]
+    examples = [kind.example(spec, record, "train", i, []) for i, record in enumerate(records)]
+    assert [ex["answers"] for ex in examples] == [
+        [{"text": "cat", "start": 4}],
+        [{"text": "john", "start": 9}],
+    ]
+    features = encode_examples(spec, examples, tokenizer, task_id=0).features
+    for feature, example in zip(features, examples):
+        for span in feature["offsets"]:
+            if span is not None:
+                assert example["context"][span[0] : span[1]].strip(), (layout, span)
+    starts, ends = one_hot_logits(features)
+    outputs = [np.stack([start, end], axis=1) for start, end in zip(starts, ends)]
+    predictions = [
+        kind.readable(spec, [], example, answer, None)
+        for example, answer in zip(examples, kind.decode(spec, [], examples, features, outputs))
+    ]
+    assert predictions == [
+        {"answer": "cat", "answer_start": 4},
+        {"answer": "john", "answer_start": 9},
+    ], layout
 
 
 def test_padded_logits_give_the_same_answers(encoded):

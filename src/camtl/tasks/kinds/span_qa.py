@@ -146,7 +146,10 @@ def _answers(record: records.Record, column: str, context: str) -> list[dict[str
             raise DataError(
                 f"{where}: answer {text[:60]!r} (offset {offset}) is not in the context"
             )
-        answers.append({"text": text, "start": located})
+        # spaces around an answer are not part of it: a token layout that starts no token on
+        # a space would otherwise take in the word before (or after) as gold
+        located += len(text) - len(text.lstrip())
+        answers.append({"text": text.strip(), "start": located})
     return answers
 
 
@@ -169,6 +172,16 @@ def qa_budget(room: int, doc_stride: int) -> tuple[int, int]:
     """
     question_limit = max(room - doc_stride - 1, room // 4, 1)
     return question_limit, max(0, min(doc_stride, room - question_limit - 1))
+
+
+def _trimmed(context: str, span: Sequence[int]) -> list[int] | None:
+    """A context token's characters without the spaces its offsets may hold (SentencePiece,
+    byte-level BPE without trimming); None for a token of spaces alone, which can neither
+    start nor end an answer."""
+    start, end = span
+    text = context[start:end]
+    start, end = start + len(text) - len(text.lstrip()), end - len(text) + len(text.rstrip())
+    return [start, end] if end > start else None
 
 
 def cap_questions(tokenizer: Any, questions: list[str], limit: int) -> tuple[list[str], int]:
@@ -246,9 +259,29 @@ def postprocess_span_predictions(
     # .strip(): SentencePiece (XLM-R, CamemBERT) and untrimmed byte-level BPE count a
     # word's leading space in its token, so a span's first character can be that space
     return [
-        "" if span is None else example["context"][span[1] : span[2]].strip()
+        SpanAnswer("", -1) if span is None else _answer_at(example["context"], span[1], span[2])
         for example, span in zip(examples, best)
     ]
+
+
+class SpanAnswer(str):
+    """A predicted answer: its text (what metrics read, a str) and where it starts in the
+    context (``answer_start``; -1: none). The text alone could stand at several places."""
+
+    start: int
+
+    def __new__(cls, text: str, start: int) -> SpanAnswer:
+        answer = super().__new__(cls, text)
+        answer.start = start
+        return answer
+
+
+def _answer_at(context: str, start: int, end: int) -> SpanAnswer:
+    """The context's characters start..end without the spaces around them (a token whose
+    offsets hold the space before its word can begin a span)."""
+    text = context[start:end]
+    stripped = text.strip()
+    return SpanAnswer(stripped, start + len(text) - len(text.lstrip()) if stripped else -1)
 
 
 def best_span(
@@ -394,8 +427,9 @@ class SpanQA(TaskKind):
         features = []
         for row, example_index in enumerate(encoding["overflow_to_sample_mapping"]):
             feature = model_inputs(encoding, row, example_index=int(example_index))
+            context = examples[example_index]["context"]
             offsets = [
-                list(span) if sequence == 1 else None
+                _trimmed(context, span) if sequence == 1 else None
                 for span, sequence in zip(
                     encoding["offset_mapping"][row], encoding.sequence_ids(row)
                 )
@@ -440,8 +474,10 @@ class SpanQA(TaskKind):
         }
 
     def readable(self, spec, labels, example, prediction, output):
-        start = example["context"].find(prediction) if prediction else -1
-        return {"answer": prediction, "answer_start": start}
+        start = getattr(prediction, "start", None)  # a SpanAnswer knows where it stands
+        if start is None:
+            start = example["context"].find(prediction) if prediction else -1
+        return {"answer": str(prediction), "answer_start": start}
 
     def uncertainty(self, head, hidden, mask, inputs, features, num_labels, context):
         """Mean of the start and end entropies over context tokens; H' = log(#context)."""
