@@ -217,6 +217,30 @@ def test_multiple_choice_context_columns_and_label_forms(tmp_path: Path, tiny_to
         bad.validate("tasks[0]", "")
 
 
+@pytest.mark.parametrize("layout", ["wordpiece", *SUBWORD_LAYOUTS])
+def test_tagged_words_are_read_as_running_text_and_keep_their_tags(layout, tiny_tokenizer) -> None:
+    """The words' tokens are those of the sentence as running text (a byte-level BPE read
+    pre-split words each as the start of a text: 'lives', not 'Ġlives'), and every word's
+    tag sits on its first token and comes back from it."""
+    tokenizer = tiny_tokenizer if layout == "wordpiece" else make_subword_tokenizer(layout)
+    kind = get_kind("token_tagging")
+    spec = TaskSpec("ner", "token_tagging", ["tokens"], "tags", max_length=64)
+    words = ["john", "lives", "in", "new", "york", ",", "today", "!"]
+    tags = [1, 0, 0, 2, 2, 0, 0, 0]
+    (feature,), _ = kind.encode(spec, [{"tokens": words, "tags": tags}], tokenizer)
+    assert feature["input_ids"] == tokenizer(" ".join(words))["input_ids"], layout
+    word_ids = feature["word_ids"]
+    assert {w for w in word_ids if w is not None} == set(range(len(words)))
+    firsts = [label for label in feature["tag_labels"] if label != -100]
+    assert firsts == tags, layout
+    labels = ["O", "B-PER", "B-LOC"]
+    logits = np.full((len(word_ids), 3), -5.0)
+    for position, label in enumerate(feature["tag_labels"]):
+        logits[position, max(label, 0)] = 5.0
+    decoded = kind.decode(spec, labels, [{"tokens": words}], [feature], [logits])
+    assert decoded == [[labels[t] for t in tags]], layout
+
+
 def _choice_spec(max_length: int, choices: int = 2) -> TaskSpec:
     spec = TaskSpec(
         name="mc",

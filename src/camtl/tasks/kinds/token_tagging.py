@@ -78,6 +78,33 @@ def _words(record: records.Record, column: str) -> list[str]:
     return words
 
 
+def _joined(words: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
+    """The words joined by single spaces, and each word's (start, end) in that text."""
+    spans, position = [], 0
+    for word in words:
+        spans.append((position, position + len(word)))
+        position += len(word) + 1
+    return " ".join(words), spans
+
+
+def _token_words(
+    offsets: Sequence[Sequence[int]], sequence_ids: Sequence[int | None], spans: Sequence[tuple]
+) -> list[int | None]:
+    """The word each token's characters overlap (the first, should one span two); None for
+    special tokens and a token of the joining space alone (SentencePiece's lone '▁')."""
+    words: list[int | None] = []
+    word = 0
+    for (start, end), sequence in zip(offsets, sequence_ids):
+        if sequence is None or end <= start:
+            words.append(None)
+            continue
+        while word < len(spans) and spans[word][1] <= start:  # tokens come in text order
+            word += 1
+        inside = word < len(spans) and spans[word][0] < end
+        words.append(word if inside else None)
+    return words
+
+
 def first_subtoken_labels(word_ids: Sequence[int | None], tags: Sequence[int] | None) -> list[int]:
     """The tag of each word on its first sub-token; IGNORE_INDEX everywhere else."""
     labels = []
@@ -194,15 +221,23 @@ class TokenTagging(TaskKind):
         return {"tokens": _words(record, spec.text_columns[0]), "tags": None}
 
     def encode(self, spec, examples, tokenizer):
-        """Words in, the tag on each word's first sub-token, IGNORE_INDEX elsewhere."""
-        words = [list(ex["tokens"]) for ex in examples]
+        """Words in, the tag on each word's first sub-token, IGNORE_INDEX elsewhere.
+
+        The words are joined by spaces and tokenized as running text, each token given to
+        the word its characters overlap. Tokenizing them as pre-split words instead
+        (``is_split_into_words``) reads every word as the start of a text in a byte-level
+        BPE without ``add_prefix_space`` (RoBERTa, ModernBERT): ids the encoder saw only
+        there. WordPiece and SentencePiece give the same tokens either way."""
+        texts, spans = zip(*(_joined(ex["tokens"]) for ex in examples)) if examples else ((), ())
         rows, truncated = encode_capped(
-            tokenizer, words, None, spec.max_length, is_split_into_words=True
+            tokenizer, list(texts), None, spec.max_length, return_offsets_mapping=True
         )
         features = []
         for i, (example, (encoding, row)) in enumerate(zip(examples, rows)):
             feature = model_inputs(encoding, row, example_index=i)
-            word_ids = encoding.word_ids(row)
+            word_ids = _token_words(
+                encoding["offset_mapping"][row], encoding.sequence_ids(row), spans[i]
+            )
             feature["tag_labels"] = first_subtoken_labels(word_ids, example.get("tags"))
             feature["word_ids"] = list(word_ids)
             features.append(feature)
