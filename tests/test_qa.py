@@ -131,6 +131,30 @@ def test_spaces_are_never_part_of_an_answer_gold_or_predicted(layout: str, tiny_
     ], layout
 
 
+def test_a_long_question_moves_its_windows_on_by_a_quarter_of_the_context(tiny_tokenizer):
+    """With a stride of half max_length, a long question left windows that moved on by one
+    token (hundreds for one passage); now by a quarter of the context at least, every
+    context token still in a window, and an example's windows are the same alone as
+    batched with others."""
+    spec = qa_spec(max_length=128)  # doc_stride unset: 64
+    question = " ".join(["which dog eats the food"] * 12) + "?"  # 60 tokens and more
+    context = " ".join(["the dog eats food"] * 60) + " john lives in london."
+    long_one = example(question, context, "john")
+    short_one = example("who lives in london?", context, "john")
+    alone = encode_examples(spec, [long_one], tiny_tokenizer, task_id=0).features
+    context_tokens = len(tiny_tokenizer(context, add_special_tokens=False)["input_ids"])
+    assert 1 < len(alone) <= context_tokens // 10
+    assert all(len(f["input_ids"]) <= 128 for f in alone)
+    starts, ends = one_hot_logits(alone)
+    assert postprocess_span_predictions([long_one], alone, starts, ends) == ["john"]
+    covered = {tuple(span) for f in alone for span in f["offsets"] if span is not None}
+    assert len(covered) == context_tokens
+    both = encode_examples(spec, [short_one, long_one], tiny_tokenizer, task_id=0).features
+    mine = [f for f in both if f["example_index"] == 1]
+    assert [f["input_ids"] for f in mine] == [f["input_ids"] for f in alone]
+    assert [f["example_index"] for f in both] == sorted(f["example_index"] for f in both)
+
+
 def test_padded_logits_give_the_same_answers(encoded):
     examples, features = encoded
     longest = max(len(f["input_ids"]) for f in features)

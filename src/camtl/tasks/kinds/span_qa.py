@@ -184,6 +184,24 @@ def _trimmed(context: str, span: Sequence[int]) -> list[int] | None:
     return [start, end] if end > start else None
 
 
+def window_groups(
+    tokenizer: Any, questions: list[str], room: int, stride: int
+) -> dict[int, list[int]]:
+    """The examples by the stride their windows take: ``stride`` unless a long question
+    leaves so little context that windows overlapping by it would move on by less than a
+    quarter of the context each (a 60-token question, 65 context tokens and a stride of
+    64 moved one token a window: hundreds of windows for one passage). Decided by the
+    example's own question, so its windows never depend on what it is batched with."""
+    if not questions:
+        return {}
+    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    groups: dict[int, list[int]] = {}
+    for i, length in enumerate(lengths):
+        context = room - length
+        groups.setdefault(min(stride, context - max(1, context // 4)), []).append(i)
+    return groups
+
+
 def cap_questions(tokenizer: Any, questions: list[str], limit: int) -> tuple[list[str], int]:
     """Cut questions to ``limit`` tokens (at a token's character end); returns the count cut."""
     questions = list(questions)
@@ -415,36 +433,42 @@ class SpanQA(TaskKind):
         questions, truncated = cap_questions(
             tokenizer, [ex["question"] for ex in examples], question_limit
         )
-        encoding = tokenizer(
-            questions,
-            [ex["context"] for ex in examples],
-            truncation="only_second",
-            max_length=spec.max_length,
-            stride=stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-        )
         features = []
-        for row, example_index in enumerate(encoding["overflow_to_sample_mapping"]):
-            feature = model_inputs(encoding, row, example_index=int(example_index))
-            context = examples[example_index]["context"]
-            offsets = [
-                _trimmed(context, span) if sequence == 1 else None
-                for span, sequence in zip(
-                    encoding["offset_mapping"][row], encoding.sequence_ids(row)
-                )
-            ]
-            answers = examples[example_index].get("answers")
-            # no answer in a labelled example (or none in this window) points at [CLS] (0, 0);
-            # a prediction input (answers None) has no positions at all
-            start, end = (
-                answer_positions(answers[0] if answers else None, offsets)
-                if answers is not None
-                else (None, None)
+        for strided, indices in window_groups(tokenizer, questions, room, stride).items():
+            encoding = tokenizer(
+                [questions[i] for i in indices],
+                [examples[i]["context"] for i in indices],
+                truncation="only_second",
+                max_length=spec.max_length,
+                stride=strided,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
             )
-            feature.update(start_positions=start, end_positions=end, offsets=offsets)
-            features.append(feature)
+            for row, member in enumerate(encoding["overflow_to_sample_mapping"]):
+                example_index = indices[int(member)]
+                feature = model_inputs(encoding, row, example_index=example_index)
+                feature.update(self._positions(examples[example_index], encoding, row))
+                features.append(feature)
+        # windows in example order whatever the groups (a stable sort keeps each one's own)
+        features.sort(key=lambda feature: feature["example_index"])
         return features, truncated
+
+    @staticmethod
+    def _positions(example: dict, encoding: Any, row: int) -> dict[str, Any]:
+        context = example["context"]
+        offsets = [
+            _trimmed(context, span) if sequence == 1 else None
+            for span, sequence in zip(encoding["offset_mapping"][row], encoding.sequence_ids(row))
+        ]
+        answers = example.get("answers")
+        # no answer in a labelled example (or none in this window) points at [CLS] (0, 0);
+        # a prediction input (answers None) has no positions at all
+        start, end = (
+            answer_positions(answers[0] if answers else None, offsets)
+            if answers is not None
+            else (None, None)
+        )
+        return {"start_positions": start, "end_positions": end, "offsets": offsets}
 
     def build_head(self, spec, hidden_size, num_labels, dropout, pooling):
         return SpanHead(hidden_size, 2, dropout, pooling)
