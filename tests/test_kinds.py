@@ -285,7 +285,9 @@ def test_multiple_choice_over_max_length_keeps_a_part_of_every_choice(tiny_token
     assert features[2]["choice_labels"] == 0
 
 
-def test_a_choice_without_tokens_is_never_picked_and_teaches_nothing(tiny_tokenizer) -> None:
+def test_a_choice_without_tokens_is_never_picked_and_teaches_nothing(
+    tiny_tokenizer, caplog: pytest.LogCaptureFixture
+) -> None:
     kind = get_kind("multiple_choice")
     spec = _choice_spec(max_length=32)
     unread = "\u200b"  # text the tokenizer drops entirely
@@ -294,8 +296,10 @@ def test_a_choice_without_tokens_is_never_picked_and_teaches_nothing(tiny_tokeni
         {"context": "the film", "choices": ["john mary", unread], "label": 1},
         {"context": "the film", "choices": [unread, "john mary"], "label": 1},
     ]
-    features, _ = kind.encode(spec, examples, tiny_tokenizer)
+    with caplog.at_level("WARNING", logger="camtl"):
+        features, _ = kind.encode(spec, examples, tiny_tokenizer)
     assert [f["choice_labels"] for f in features] == [-100, 1]  # a gold choice unread: ignored
+    assert "task mc: 2 of 2 inputs have a choice with no token" in caplog.text
     head = kind.build_head(spec, hidden_size=8, num_labels=2, dropout=0.0, pooling="cls")
     batch = collate_features(features, tiny_tokenizer.pad_token_id)
     hidden = torch.randn(2, batch["input_ids"].shape[1], 8)
@@ -327,10 +331,13 @@ def test_one_word_choices_keep_their_tokens_when_offsets_hold_the_leading_space(
     tokenizer = make_subword_tokenizer(layout)
     kind = get_kind("multiple_choice")
     examples = [
-        {"context": "the film", "choices": ["john", "mary", "paris"], "label": label}
+        {"context": "the film", "choices": [" john", "mary ", "paris"], "label": label}
         for label in range(3)
-    ]
+    ]  # spaces around a choice are not part of it (a token of a space alone is no choice's)
+    least = len(tokenizer("", " </s> ".join(["a"] * 3))["input_ids"])
     features, _ = kind.encode(_choice_spec(max_length=32, choices=3), examples, tokenizer)
+    short, _ = kind.encode(_choice_spec(max_length=least, choices=3), examples[:1], tokenizer)
+    assert all(short[0]["choice_ids"].count(j) >= 1 for j in range(3)), layout
     for feature, example in zip(features, examples):
         assert all(feature["choice_ids"].count(j) >= 1 for j in range(3)), layout
         assert feature["choice_labels"] == example["label"]

@@ -17,6 +17,7 @@ docs/decisions.md has the reasoning.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,8 @@ from camtl.tasks.kinds.classification import OneOfOutputs, accuracy, softmax
 from camtl.tasks.kinds.encoding import Row, model_inputs
 from camtl.tasks.kinds.heads import TaskHead, dropout, soft_cross_entropy
 from camtl.validation import config_key, require
+
+log = logging.getLogger("camtl")
 
 NOT_A_CHOICE = -1  # choice_ids of the context, the separators and padding
 UNREAD_SCORE = -1e4  # a choice without tokens: probability 0 after the softmax (any dtype)
@@ -207,7 +210,8 @@ class MultipleChoice(OneOfOutputs, TaskKind):
                 f"encoder's tokenizer; it must be at least {least}"
             )
         contexts = [ex["context"] for ex in examples]
-        choices = [ex["choices"] for ex in examples]
+        # spaces around a choice are not part of it: a token of a space alone is no choice's
+        choices = [[choice.strip() for choice in ex["choices"]] for ex in examples]
         rows, spans, truncated = _encode_fitted(
             tokenizer, contexts, choices, joiner, spec.max_length
         )
@@ -222,6 +226,18 @@ class MultipleChoice(OneOfOutputs, TaskKind):
                 label = IGNORE_INDEX
             feature["choice_labels"] = label
             features.append(feature)
+        unread = sum(
+            any(j not in f["choice_ids"] for j in range(choices_per_example)) for f in features
+        )
+        if unread:
+            log.warning(
+                "task %s: %d of %d inputs have a choice with no token (text the tokenizer "
+                "drops, or max_length %d too short to keep it); such a choice is never picked",
+                spec.name,
+                unread,
+                len(features),
+                spec.max_length,
+            )
         return features, truncated
 
     def build_head(self, spec, hidden_size, num_labels, dropout, pooling):
