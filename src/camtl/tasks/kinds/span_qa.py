@@ -274,8 +274,6 @@ def postprocess_span_predictions(
         index = feature["example_index"]
         if span is not None and (best[index] is None or span[0] > best[index][0]):
             best[index] = span
-    # .strip(): SentencePiece (XLM-R, CamemBERT) and untrimmed byte-level BPE count a
-    # word's leading space in its token, so a span's first character can be that space
     return [
         SpanAnswer("", -1) if span is None else _answer_at(example["context"], span[1], span[2])
         for example, span in zip(examples, best)
