@@ -43,6 +43,7 @@ from camtl.evaluation.compare import (
     longest_starvation,
     primary_scores,
     rank_rows,
+    reaches,
     relative_worst,
     render_table,
     score_row,
@@ -177,16 +178,17 @@ def row_summary(
         if reference is not None and split in reference:
             ref = reference[split]
             shared = [t for t in scores if t in ref]
+            lower = LOWER_IS_BETTER_TASKS
             entry["tasks_at_or_above_single_task"] = [
-                sum(scores[t] >= ref[t] for t in shared),
+                sum(reaches(scores[t], ref[t], t in lower) for t in shared),
                 len(shared),
             ]
             # issue 38's target: a task counts when at most WITHIN below its single-task model
             entry["tasks_within_0_5_of_single_task"] = [
-                sum(scores[t] >= ref[t] - WITHIN for t in shared),
+                sum(reaches(scores[t], ref[t], t in lower, WITHIN) for t in shared),
                 len(shared),
             ]
-            rel = relative_worst(scores, ref)
+            rel = relative_worst(scores, ref, lower)
             entry["relative_worst"] = None if rel is None else {"percent": rel[0], "task": rel[1]}
         summary[split] = entry
     totals = [r["params_total"] for r in runs]

@@ -125,6 +125,39 @@ def test_compare_gathers_single_task_runs(tmp_path: Path) -> None:
     assert "| 98.3% (b) | 1/2 | 50% | 1.5% | 0.00M | 1.20 |" in table[3]
 
 
+def test_compare_reads_an_mse_as_better_lower() -> None:
+    """A task scored by mse counts as reached when its error is at or below single-task's,
+    its relative score is single-task's error over this one's, and the mean over shared
+    tasks counts it negated, as "mean" does."""
+    from camtl.evaluation.compare import rank_rows, score_row
+
+    def row(name: str, scores: dict[str, float], single: bool) -> dict:
+        facts = dict(total_params=None, encoder_params=None, wall_time_s=None)
+        return score_row(
+            name,
+            scores,
+            lower_is_better={"stsb"} & set(scores),
+            **facts,
+            data_used=None,
+            starved=None,
+            single=single,
+        )
+
+    rows = [
+        row("st_sst", {"sst": 90.0}, True),
+        row("st_stsb", {"stsb": 0.5}, True),
+        row("st_cola", {"cola": 50.0}, True),
+        row("worse", {"sst": 85.0, "stsb": 0.8}, False),
+        row("better", {"sst": 95.0, "stsb": 0.4}, False),
+    ]
+    _, ranked = rank_rows(rows)
+    worse, better = ranked[1], ranked[2]
+    assert worse["reaches_single_task"] == (0, 2) and better["reaches_single_task"] == (2, 2)
+    assert worse["relative_worst"] == (pytest.approx(100 * 0.5 / 0.8), "stsb")
+    assert worse["shared_mean"] == pytest.approx((85.0 - 0.8) / 2)
+    assert better["shared_mean"] > worse["shared_mean"]
+
+
 def test_compare_keeps_single_task_runs_of_one_task_apart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

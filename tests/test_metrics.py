@@ -109,6 +109,28 @@ def test_entity_f1_reads_unprefixed_tags_as_io():
     assert m.entity_f1([["O", "O"]], [["O", "O"]]) == 0.0
 
 
+def test_entity_f1_reads_bilou_as_iobes():
+    """L- and U- are IOBES's E- and S-: two single-token entities are two, and a cut-short
+    entity is not found (read as un-prefixed types, U-PER U-PER was one 'U-PER' entity)."""
+    refs = [["B-PER", "L-PER", "U-LOC", "U-LOC", "O"]]
+    as_iobes = [["B-PER", "E-PER", "S-LOC", "S-LOC", "O"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "seems not to be NE tag" from seqeval
+        assert m.entity_f1(refs, refs) == 100.0
+        assert m.entity_f1([["B-PER", "O", "U-LOC", "U-LOC", "O"]], refs) == pytest.approx(
+            100 * seqeval_f1(as_iobes, [["B-PER", "O", "S-LOC", "S-LOC", "O"]])
+        )
+        assert m.entity_f1([["O", "O", "B-LOC", "L-LOC", "O"]], refs) == 0.0
+
+
+def test_multi_label_scores_of_sets_all_empty():
+    """An eval split whose every gold set is empty, predicted empty: scored, not a crash."""
+    empty = [[], []]
+    assert m.subset_accuracy(empty, empty) == 100.0
+    assert m.micro_f1(empty, empty) == m.micro_f1([[0]], [[0]]) == 100.0
+    assert m.subset_accuracy([[1], []], empty) == 50.0
+
+
 def test_token_accuracy():
     assert m.token_accuracy(TAG_PREDS, TAG_REFS) == pytest.approx(100 * 6 / 9)
     with pytest.raises(ValueError, match="sequence 0"):

@@ -242,42 +242,64 @@ def rank_rows(all_rows: list[dict[str, Any]]) -> tuple[list[str], list[dict]]:
     tasks: list[str] = []
     for row in rows:
         tasks += [t for t in row["scores"] if t not in tasks]
-    add_shared_mean(tasks, rows)
+    lower = {t for row in rows for t in row.get("lower_is_better", ())}
+    add_shared_mean(tasks, rows, lower)
     if single:
         reference = rows[0]["scores"]
         for row in rows:
             shared = [t for t in row["scores"] if t in reference]
             row["reaches_single_task"] = (
-                sum(row["scores"][t] >= reference[t] for t in shared),
+                sum(reaches(row["scores"][t], reference[t], t in lower) for t in shared),
                 len(shared),
             )
             if row is not rows[0]:  # the reference itself is 100% everywhere
-                row["relative_worst"] = relative_worst(row["scores"], reference)
+                row["relative_worst"] = relative_worst(row["scores"], reference, lower)
     return tasks, rows
 
 
-def add_shared_mean(tasks: list[str], rows: list[dict[str, Any]]) -> None:
+def reaches(score: float, reference: float, lower_is_better: bool, margin: float = 0.0) -> bool:
+    """Whether ``score`` is at its single-task ``reference`` or better, or at most
+    ``margin`` worse (an mse is better lower)."""
+    return score <= reference + margin if lower_is_better else score >= reference - margin
+
+
+def add_shared_mean(
+    tasks: list[str], rows: list[dict[str, Any]], lower_is_better: Collection[str] = ()
+) -> None:
     """When the rows cover different tasks (a single-task row still missing a task, an
     added task), each row's "mean" is over its own tasks and the means are not comparable:
-    then every row also gets ``shared_mean`` over the tasks all rows have."""
+    then every row also gets ``shared_mean`` over the tasks all rows have (an mse counted
+    negated, as in "mean")."""
     shared = [t for t in tasks if all(t in row["scores"] for row in rows)]
     if not shared or len(shared) == len(tasks):
         return
+
+    def mean(scores: dict[str, float]) -> float:
+        return statistics.fmean(-scores[t] if t in lower_is_better else scores[t] for t in shared)
+
     for row in rows:
-        row["shared_mean"] = statistics.fmean(row["scores"][t] for t in shared)
+        row["shared_mean"] = mean(row["scores"])
         row["shared_tasks"] = len(shared)
         per_seed = row.get("seed_scores")
         if per_seed:
-            means = [statistics.fmean(scores[t] for t in shared) for scores in per_seed]
-            row["sd"]["shared_mean"] = statistics.stdev(means)
+            row["sd"]["shared_mean"] = statistics.stdev(mean(scores) for scores in per_seed)
 
 
 def relative_worst(
-    scores: dict[str, float], reference: dict[str, float]
+    scores: dict[str, float],
+    reference: dict[str, float],
+    lower_is_better: Collection[str] = (),
 ) -> tuple[float, str] | None:
     """The lowest score as a percentage of the same task's single-task score, and its task:
-    "worst" on a scale where tasks with different ceilings are comparable."""
-    ratios = {t: 100 * scores[t] / reference[t] for t in scores if reference.get(t, 0) > 0}
+    "worst" on a scale where tasks with different ceilings are comparable (an mse: the
+    single-task error as a percentage of this one's)."""
+    ratios = {
+        t: 100 * reference[t] / scores[t]
+        if t in lower_is_better
+        else 100 * scores[t] / reference[t]
+        for t in scores
+        if reference.get(t, 0) > 0 and (t not in lower_is_better or scores[t] > 0)
+    }
     if not ratios:
         return None
     task = min(ratios, key=ratios.__getitem__)

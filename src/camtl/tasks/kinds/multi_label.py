@@ -42,6 +42,8 @@ def _indicators(
 
     check_lengths(predictions, references)
     binarizer = MultiLabelBinarizer().fit([*predictions, *references])
+    if not len(binarizer.classes_):  # every set empty: one label no one has (sklearn needs
+        binarizer.fit([[-1]])  # a column); the sets agree, and the scores say so
     return binarizer.transform(predictions), binarizer.transform(references)
 
 

@@ -81,7 +81,9 @@ def exact_match(predictions: Sequence[str], references: Sequence[Sequence[str]])
 
 
 def squad_f1(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-    """SQuAD F1: bag-of-tokens overlap with the best-matching gold answer, averaged."""
+    """SQuAD F1: bag-of-tokens overlap with the best-matching gold answer, averaged. An
+    answer that normalises to nothing against a gold one that does too (a "no answer", or
+    "The") scores 1, as SQuAD v2.0's evaluation does; v1.1's scored it 0."""
     return _best_over_golds(_answer_f1, predictions, references)
 
 

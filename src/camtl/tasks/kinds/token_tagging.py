@@ -19,10 +19,14 @@ from camtl.tasks.kinds.encoding import encode_capped, model_inputs
 from camtl.tasks.kinds.heads import TaskHead, dropout, soft_cross_entropy
 
 _IOB_PREFIXES = ("B-", "I-", "E-", "S-")
+# BILOU is IOBES by other letters (Last, Unit); seqeval's default mode reads only the latter
+_BILOU = {"L": "E", "U": "S"}
 
 
 def _iob_tag(tag: str) -> str:
     """Tags without a prefix ("PER") mean IO tagging: a run of one type is one entity."""
+    if tag[:1] in _BILOU and (len(tag) == 1 or tag[1] == "-"):
+        tag = _BILOU[tag[0]] + tag[1:]
     if tag == "O" or tag.startswith(_IOB_PREFIXES) or tag in ("B", "I", "E", "S"):
         return tag
     return f"I-{tag}"
@@ -38,7 +42,9 @@ def check_sequences(
 
 
 def entity_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:
-    """Entity-level micro F1 (seqeval, IOB2 tags; un-prefixed tags read as IO tags)."""
+    """Entity-level micro F1 (seqeval's default, conlleval-like mode: IOB2, IOBES or BILOU
+    tags, BILOU read as IOBES; an I- tag may start an entity; un-prefixed tags read as IO
+    tags)."""
     from seqeval.metrics import f1_score
 
     check_sequences(predictions, references)
