@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from safetensors.torch import load_file
 
 from camtl.cli import main
 from camtl.distillation.config import DistillationConfig
-from camtl.errors import ConfigError
+from camtl.errors import CamtlError, ConfigError
 from camtl.testing.runs import camtl_train_process, wait_for, write_config, write_task_files
 
 MAX_STEPS, CHECKPOINT_EVERY, EVAL_EVERY, KILL_AFTER = 8, 3, 4, 5
@@ -214,6 +215,53 @@ def test_resume_with_nothing_to_resume_fails_in_one_line(config: Path, tmp_path:
     assert code == 2
     assert lines == [f"error: {run}: nothing to resume (no checkpoint/ folder)"]
     assert not run.exists()
+
+
+def test_what_a_kill_leaves_never_blocks_the_next_checkpoint_or_resume(tmp_path: Path) -> None:
+    """A checkpoint.old a kill left mid-delete is cleared before the next swap; a torn last
+    line of train_log.jsonl is dropped when resuming; a finished run whose checkpoint a kill
+    left behind is not resumed."""
+    from camtl.training.checkpoint import Progress, save, truncate_logs
+    from camtl.training.rundir import check_run_dir, write_status
+
+    class OneProcess:  # what save needs of accelerate
+        is_main_process = True
+
+        def wait_for_everyone(self) -> None:
+            pass
+
+        def save_state(self, folder: str, safe_serialization: bool = True) -> None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / "model.safetensors").write_text("weights")
+
+    run = tmp_path / "run"
+    save(OneProcess(), run, Progress(step=5))
+    (run / "checkpoint.old").mkdir()
+    (run / "checkpoint.old" / "half-deleted").write_text("x")
+    save(OneProcess(), run, Progress(step=10))
+    assert json.loads((run / "checkpoint" / "trainer_state.json").read_text())["step"] == 10
+    assert not (run / "checkpoint.old").exists()
+    log = run / "train_log.jsonl"
+    log.write_text(json.dumps({"step": 5}) + "\n" + json.dumps({"step": 12}) + "\n" + '{"st')
+    truncate_logs(run, Progress(step=10))
+    assert jsonl(log) == [{"step": 5}]
+    write_status(run, "completed", step=20)
+    with pytest.raises(CamtlError, match="holds a finished run; nothing to resume"):
+        check_run_dir(run, resume=True, overwrite=False)
+
+
+def test_the_selected_step_skips_scores_that_are_not_finite() -> None:
+    """Selection never saves a NaN or infinite score, so the reports' best step is the best
+    finite one; with none, one clear error instead of 'no saved model here'."""
+    from camtl.training.final_report import selected_step
+
+    history = [{"step": 200, "mean": float("nan")}, {"step": 400, "mean": 50.0}]
+    assert selected_step([*history, {"step": 600, "mean": 60.0}], "mean") == 600
+    assert selected_step([*history, {"step": 600, "mean": 50.0}], "mean") == 400  # first
+    with pytest.raises(CamtlError, match="every dev evaluation scored mean NaN or infinite"):
+        selected_step(
+            [{"step": 200, "mean": float("nan")}, {"step": 400, "mean": -math.inf}], "mean"
+        )
 
 
 @pytest.mark.slow

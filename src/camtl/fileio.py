@@ -48,12 +48,19 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, torn_tail: bool = False) -> list[dict[str, Any]]:
     """A run's JSONL log as a list ([] when the file does not exist yet). User data files
-    are read by camtl.data.sources instead, which names bad rows."""
+    are read by camtl.data.sources instead, which names bad rows. ``torn_tail``: a last line
+    that does not parse (a kill or a full disk mid-append) is left out."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+    if torn_tail and lines:
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return [json.loads(line) for line in lines]
 
 
 def check_apart(source: Path, output: Path, flag_name: str) -> None:

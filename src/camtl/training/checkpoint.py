@@ -79,6 +79,7 @@ def save(accelerator: Any, run_dir: Path, progress: Progress) -> None:
     if accelerator.is_main_process:
         (tmp / TRAINER_STATE_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
         old = run_dir / (CHECKPOINT_DIR + ".old")
+        shutil.rmtree(old, ignore_errors=True)  # one a kill left mid-delete: not in the way
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
@@ -116,7 +117,7 @@ def truncate_logs(run_dir: Path, progress: Progress) -> None:
     """metrics.jsonl and train_log.jsonl as they were at ``progress``'s checkpoint."""
     lines = "".join(json.dumps(r) + "\n" for r in progress.history)
     atomic_write_text(run_dir / METRICS_FILE, lines)
-    logged = read_jsonl(run_dir / TRAIN_LOG_FILE)
+    logged = read_jsonl(run_dir / TRAIN_LOG_FILE, torn_tail=True)
     atomic_write_text(
         run_dir / TRAIN_LOG_FILE,
         "".join(json.dumps(r) + "\n" for r in logged if r["step"] <= progress.step),

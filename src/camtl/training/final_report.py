@@ -3,6 +3,7 @@ for a balancer whose weights move, the loss-weight plot."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,25 @@ from typing import Any
 import torch
 
 from camtl.data.prepare import TaskData
+from camtl.errors import CamtlError
 from camtl.evaluation.evaluate import add_baselines, evaluate_tasks
 from camtl.fileio import read_jsonl
 from camtl.model_card import write_model_card
 from camtl.modeling.model import MultiTaskModel
 from camtl.runfiles import LOSS_WEIGHTS_FILE, TASK_SHARES_FILE, TRAIN_LOG_FILE
 from camtl.sampling import BatchScheduler, TaskSampler
+
+
+def selected_step(history: list[dict[str, Any]], select_by: str) -> int:
+    """The step of the best dev evaluation, as selection saved it: the first of the highest
+    finite scores (a NaN or infinite one, an mse of NaN predictions, is never saved)."""
+    finite = [record for record in history if math.isfinite(record[select_by])]
+    if not finite:
+        raise CamtlError(
+            f"every dev evaluation scored {select_by} NaN or infinite, so no model was saved "
+            "(did training diverge? try a lower learning rate)"
+        )
+    return max(finite, key=lambda record: record[select_by])["step"]
 
 
 @dataclass
@@ -41,7 +55,7 @@ def write_final_reports(
     reused rather than computed again."""
     from camtl.evaluation.report import format_table, report_name, write_report
 
-    best_step = max(history, key=lambda r: r[settings.select_by])["step"]
+    best_step = selected_step(history, settings.select_by)
     for split in ("dev", "test"):
         if not any(t.examples.get(split) for t in tasks):
             continue

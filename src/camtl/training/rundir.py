@@ -94,6 +94,8 @@ def _run_dir_state(run_dir: Path, resume: bool, overwrite: bool, apply: bool) ->
     status = read_status(run_dir)
     has_checkpoint = (run_dir / CHECKPOINT_DIR).is_dir()
     if resume:
+        if status and status.get("status") == "completed":  # a checkpoint a kill left behind
+            raise CamtlError(f"{run_dir}: holds a finished run; nothing to resume")
         if not has_checkpoint:
             raise CamtlError(f"{run_dir}: nothing to resume (no {CHECKPOINT_DIR}/ folder)")
         return True

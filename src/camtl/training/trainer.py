@@ -222,8 +222,9 @@ class Trainer:
         device = self.accelerator.device
         if device.type == "cpu":  # multi-CPU runs report "cpu:0", which safetensors rejects
             device = torch.device("cpu")
-        best = MultiTaskModel.from_pretrained(self.run_dir, device)
         cfg = self.train_cfg
+        final_report.selected_step(self.progress.history, cfg.select_by)  # one was saved
+        best = MultiTaskModel.from_pretrained(self.run_dir, device)
         settings = final_report.FinalReportSettings(
             cfg.select_by, cfg.eval_batch_size, self.tokenizer.pad_token_id, device, self.precision
         )
@@ -238,8 +239,7 @@ class Trainer:
         )
         final_report.plot_task_shares_from_log(self.run_dir)
         final_report.plot_loss_weights_from_log(self.run_dir)
-        shutil.rmtree(self.run_dir / CHECKPOINT_DIR, ignore_errors=True)
-        write_status(
+        write_status(  # before the checkpoint goes: a kill between leaves a finished run
             self.run_dir,
             "completed",
             step=self.progress.step,
@@ -247,6 +247,7 @@ class Trainer:
             stopped_by=self.stop_reason,
             wall_time_s=round(self.progress.elapsed, 1),
         )
+        shutil.rmtree(self.run_dir / CHECKPOINT_DIR, ignore_errors=True)
         print(f"\nrun directory: {self.run_dir}")
 
     def run_info(self, model: MultiTaskModel) -> dict[str, Any]:
