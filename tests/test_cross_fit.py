@@ -193,6 +193,7 @@ def test_a_resumed_run_keeps_its_fold(
     run = tmp_path / "interrupted"
     shutil.copytree(fold_teachers / "pairs" / "fold_1", run)
     (run / "checkpoint").mkdir()  # an interrupted run, as far as --resume looks first
+    (run / "status.json").write_text(json.dumps({"status": "running"}))
     config = yaml.safe_load((run / "config.yaml").read_text())
     config["tasks"][0]["cross_fit"] = None
     path = tmp_path / "no_fold.yaml"
