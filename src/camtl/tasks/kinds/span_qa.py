@@ -186,17 +186,13 @@ def _trimmed(context: str, span: Sequence[int]) -> list[int] | None:
     return [start, end] if end > start else None
 
 
-def window_groups(
-    tokenizer: Any, questions: list[str], room: int, stride: int
-) -> dict[int, list[int]]:
+def window_groups(lengths: list[int], room: int, stride: int) -> dict[int, list[int]]:
     """The examples by the stride their windows take: ``stride`` unless a long question
     leaves so little context that windows overlapping by it would move on by less than a
     quarter of the context each (a 60-token question, 65 context tokens and a stride of
     64 moved one token a window: hundreds of windows for one passage). Decided by the
-    example's own question, so its windows never depend on what it is batched with."""
-    if not questions:
-        return {}
-    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    example's own question (``lengths``: its tokens), so its windows never depend on what
+    it is batched with."""
     groups: dict[int, list[int]] = {}
     for i, length in enumerate(lengths):
         context = room - length
@@ -204,9 +200,13 @@ def window_groups(
     return groups
 
 
-def cap_questions(tokenizer: Any, questions: list[str], limit: int) -> tuple[list[str], int]:
-    """Cut questions to ``limit`` tokens (at a token's character end); returns the count cut."""
+def cap_questions(
+    tokenizer: Any, questions: list[str], limit: int
+) -> tuple[list[str], int, list[int]]:
+    """Cut questions to ``limit`` tokens (at a token's character end); returns them, the
+    count cut, and each one's tokens."""
     questions = list(questions)
+    lengths = [0] * len(questions)
     cut: set[int] = set()
     todo = list(range(len(questions)))
     while todo:  # usually one pass; a second checks that re-tokenised cuts fit
@@ -219,6 +219,7 @@ def cap_questions(tokenizer: Any, questions: list[str], limit: int) -> tuple[lis
         still_long = []
         for offsets, i in zip(encoding["offset_mapping"], todo):
             if len(offsets) <= limit:
+                lengths[i] = len(offsets)
                 continue
             end = offsets[limit - 1][1]
             if end >= len(questions[i]):  # must shorten, or the next pass would loop forever
@@ -227,7 +228,7 @@ def cap_questions(tokenizer: Any, questions: list[str], limit: int) -> tuple[lis
             cut.add(i)
             still_long.append(i)
         todo = still_long
-    return questions, len(cut)
+    return questions, len(cut), lengths
 
 
 def answer_positions(
@@ -430,11 +431,11 @@ class SpanQA(TaskKind):
         """Question + context windows with stride, answer token positions, offsets."""
         room = spec.max_length - tokenizer.num_special_tokens_to_add(pair=True)
         question_limit, stride = qa_budget(room, doc_stride(spec))
-        questions, truncated = cap_questions(
+        questions, truncated, lengths = cap_questions(
             tokenizer, [ex["question"] for ex in examples], question_limit
         )
         features = []
-        for strided, indices in window_groups(tokenizer, questions, room, stride).items():
+        for strided, indices in window_groups(lengths, room, stride).items():
             encoding = tokenizer(
                 [questions[i] for i in indices],
                 [examples[i]["context"] for i in indices],
